@@ -1,0 +1,42 @@
+# kubecrawl's developer commands. `make test` is the one command that runs every test.
+SHELL := /bin/bash
+.DEFAULT_GOAL := help
+
+# Build outputs are shared between checkouts and kept outside the repository, so that a fresh
+# clone reuses compiled dependencies. Override with CARGO_TARGET_DIR.
+KUBECRAWL_CACHE ?= $(or $(XDG_CACHE_HOME),$(HOME)/.cache)/kubecrawl
+export CARGO_TARGET_DIR ?= $(KUBECRAWL_CACHE)/target
+ENV := . .testenv/env &&
+
+.PHONY: help env-up env-down env-status env-clean test unit lint crds bench-frontier
+
+help: ## list the targets
+	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | sed 's/:.*## /\t/' | column -t -s $$'\t'
+
+env-up: ## start Redis, Kafka, etcd and the Kubernetes control plane on 127.0.0.1 (idempotent)
+	@bash tests/env/up.sh
+
+env-down: ## stop every process env-up started
+	@bash tests/env/down.sh
+
+env-status: ## show which test services run
+	@bash tests/env/status.sh
+
+env-clean: env-down ## stop the services and delete their data (.testenv)
+	rm -rf .testenv
+
+test: env-up ## bring the environment up and run every test of the workspace against it
+	$(ENV) cargo test --workspace --locked
+
+unit: ## the tests that need no services
+	cargo test --workspace --locked --lib --bins
+
+lint: ## rustfmt and clippy, as CI runs them
+	cargo fmt --all --check
+	cargo clippy --workspace --all-targets --locked -- -D warnings
+
+crds: ## regenerate crds/ from the Rust types
+	cargo run -q -p kubecrawl-api --bin crdgen > crds/crawljobs.kubecrawl.io.yaml
+
+bench-frontier: env-up ## frontier throughput and memory against the real Redis; last line is JSON
+	$(ENV) cargo bench -p kubecrawl-frontier --bench frontier --locked

@@ -1,0 +1,150 @@
+//! The request record: one URL waiting in the frontier or leased to a worker.
+//!
+//! The frontier stores millions of these, so the record is small and its JSON keys are one
+//! letter long. The job a request belongs to is not repeated in it: the frontier keeps requests
+//! per job and hands each leased request back together with its [`JobRef`].
+//!
+//! ```json
+//! {"u":"https://example.org/a?x=1","d":2,"p":5,"r":1,"f":"https://example.org/","m":{"tag":"x"}}
+//! ```
+//!
+//! | key | field | default |
+//! |---|---|---|
+//! | `u` | `url` | required |
+//! | `d` | `depth` | 0 (a seed) |
+//! | `p` | `priority` | 1 |
+//! | `r` | `retries` | 0 |
+//! | `f` | `referer` | none |
+//! | `m` | `meta` | empty |
+
+use std::collections::BTreeMap;
+
+use serde::{Deserialize, Serialize};
+
+/// Names one crawl job everywhere: Scrapy Cluster's spiderid, appid and crawlid.
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct JobRef {
+    /// The spider fleet that runs the job.
+    pub spiderid: String,
+    /// The submitting application.
+    pub appid: String,
+    /// The job id.
+    pub crawlid: String,
+}
+
+impl std::fmt::Display for JobRef {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}/{}/{}", self.spiderid, self.appid, self.crawlid)
+    }
+}
+
+/// One request to fetch, as the frontier queues it.
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq)]
+pub struct CrawlRequest {
+    /// The absolute URL to fetch, canonicalised by whoever enqueued it.
+    #[serde(rename = "u")]
+    pub url: String,
+    /// Hops from a seed: 0 for a seed, the parent's depth + 1 for a discovered link. The
+    /// wandering spider's `step`.
+    #[serde(rename = "d", default, skip_serializing_if = "is_zero_u32")]
+    pub depth: u32,
+    /// Scheduling priority, higher first (the job's priority unless the spider set another).
+    #[serde(
+        rename = "p",
+        default = "default_priority",
+        skip_serializing_if = "is_default_priority"
+    )]
+    pub priority: i32,
+    /// How many times this request was already retried after a transient failure.
+    #[serde(rename = "r", default, skip_serializing_if = "is_zero_u32")]
+    pub retries: u32,
+    /// The page this link was found on, sent as the Referer header.
+    #[serde(rename = "f", default, skip_serializing_if = "Option::is_none")]
+    pub referer: Option<String>,
+    /// Custom meta a spider attached; it flows from a response to the requests it yields.
+    #[serde(rename = "m", default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub meta: BTreeMap<String, serde_json::Value>,
+}
+
+impl CrawlRequest {
+    /// A seed request: depth 0, the given priority, no referer, no meta.
+    pub fn seed(url: impl Into<String>, priority: i32) -> Self {
+        Self {
+            url: url.into(),
+            depth: 0,
+            priority,
+            retries: 0,
+            referer: None,
+            meta: BTreeMap::new(),
+        }
+    }
+
+    /// A request for a link found on `self`'s page: one hop deeper, same priority, the parent
+    /// as referer and the parent's meta carried over.
+    pub fn child(&self, url: impl Into<String>) -> Self {
+        Self {
+            url: url.into(),
+            depth: self.depth.saturating_add(1),
+            priority: self.priority,
+            retries: 0,
+            referer: Some(self.url.clone()),
+            meta: self.meta.clone(),
+        }
+    }
+}
+
+fn default_priority() -> i32 {
+    1
+}
+
+fn is_default_priority(p: &i32) -> bool {
+    *p == default_priority()
+}
+
+fn is_zero_u32(n: &u32) -> bool {
+    *n == 0
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn round_trips_through_json() {
+        let mut req = CrawlRequest::seed("https://example.org/", 5).child("https://example.org/a");
+        req.meta
+            .insert("tag".into(), serde_json::json!({"k": [1, 2]}));
+        req.retries = 2;
+        let text = serde_json::to_string(&req).expect("serializes");
+        let back: CrawlRequest = serde_json::from_str(&text).expect("parses");
+        assert_eq!(back, req);
+    }
+
+    #[test]
+    fn documented_example_parses() {
+        let req: CrawlRequest = serde_json::from_str(
+            r#"{"u":"https://example.org/a?x=1","d":2,"p":5,"r":1,"f":"https://example.org/","m":{"tag":"x"}}"#,
+        )
+        .expect("example parses");
+        assert_eq!(req.depth, 2);
+        assert_eq!(req.priority, 5);
+        assert_eq!(req.referer.as_deref(), Some("https://example.org/"));
+    }
+
+    #[test]
+    fn a_seed_is_a_url_and_nothing_else() {
+        let text = serde_json::to_string(&CrawlRequest::seed("http://a.test/", 1)).expect("ok");
+        assert_eq!(text, r#"{"u":"http://a.test/"}"#);
+    }
+
+    #[test]
+    fn children_inherit_meta_and_go_one_deeper() {
+        let mut parent = CrawlRequest::seed("http://a.test/", 7);
+        parent.meta.insert("custom".into(), serde_json::json!(true));
+        let child = parent.child("http://a.test/b");
+        assert_eq!(child.depth, 1);
+        assert_eq!(child.priority, 7);
+        assert_eq!(child.meta, parent.meta);
+        assert_eq!(child.referer.as_deref(), Some("http://a.test/"));
+    }
+}

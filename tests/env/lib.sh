@@ -1,0 +1,48 @@
+# Shared settings for the test environment scripts. Sourced, never run.
+# Everything built or downloaded lives in $KC_CACHE, outside the repository, and is reused.
+# Everything that runs keeps its state under $KC_STATE (the repository's .testenv/).
+
+KC_CACHE=${KUBECRAWL_CACHE:-${XDG_CACHE_HOME:-$HOME/.cache}/kubecrawl}
+KC_ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)
+KC_STATE=${KUBECRAWL_STATE:-$KC_ROOT/.testenv}
+
+# Versions of the test tooling. Changing one rebuilds only that tool.
+K8S_VERSION=v1.37.2
+ETCD_VERSION=v3.7.0
+HELM_VERSION=v4.3.1
+KAFKA_VERSION=4.2.0
+LOG4J_VERSION=2.25.2
+
+# Fixed loopback ports, chosen away from the usual defaults so that a developer's own
+# services on 6379/9092/6443/2379 are never touched.
+REDIS_PORT=${KUBECRAWL_REDIS_PORT:-16379}
+KAFKA_PORT=${KUBECRAWL_KAFKA_PORT:-19092}
+KAFKA_CONTROLLER_PORT=${KUBECRAWL_KAFKA_CONTROLLER_PORT:-19093}
+ETCD_PORT=${KUBECRAWL_ETCD_PORT:-12379}
+ETCD_PEER_PORT=${KUBECRAWL_ETCD_PEER_PORT:-12380}
+APISERVER_PORT=${KUBECRAWL_APISERVER_PORT:-16443}
+
+export GOMODCACHE=$KC_CACHE/go/mod
+export GOCACHE=$KC_CACHE/go/build
+export GOTOOLCHAIN=local
+export CGO_ENABLED=0
+export GOFLAGS=-buildvcs=false
+
+log() { printf '[env] %s\n' "$*" >&2; }
+die() { printf '[env] error: %s\n' "$*" >&2; exit 1; }
+
+# pid_alive FILE: true when FILE names a running process.
+pid_alive() {
+  [ -f "$1" ] && kill -0 "$(cat "$1")" 2>/dev/null
+}
+
+# wait_for SECONDS WHAT CMD...: poll CMD every 0.2 s until it succeeds or time runs out.
+wait_for() {
+  local secs=$1 what=$2; shift 2
+  local deadline=$((SECONDS + secs))
+  until "$@" >/dev/null 2>&1; do
+    [ $SECONDS -lt $deadline ] || return 1
+    sleep 0.2
+  done
+  log "$what ready"
+}

@@ -1,0 +1,17 @@
+#!/usr/bin/env bash
+# Prints each service of the test environment, its pid and whether it runs. Exits 1 when any is down.
+set -uo pipefail
+. "$(dirname "$0")/lib.sh"
+
+PIDS=$KC_STATE/pids
+rc=0
+for name in redis kafka etcd kube-apiserver kube-controller-manager kube-scheduler; do
+  f=$PIDS/$name.pid
+  if pid_alive "$f"; then
+    printf '%-24s running  pid %s\n' "$name" "$(cat "$f")"
+  else
+    printf '%-24s stopped\n' "$name"
+    rc=1
+  fi
+done
+exit $rc

@@ -1,0 +1,105 @@
+//! kubecrawl-e2e: end-to-end tests against the real services of `make env-up`.
+//!
+//! The tests in `tests/` talk to a real Redis, a real Kafka broker and a real kube-apiserver,
+//! all on 127.0.0.1, whose addresses come from `.testenv/env` (`REDIS_URL`, `KAFKA_BROKERS`,
+//! `KUBECONFIG`). `make test` brings them up and exports them; running these tests without
+//! that environment fails with a message that says so, rather than skipping.
+//!
+//! This library holds what the tests share: reading the environment ([`TestEnv`]) and running
+//! the kubectl that `make env-up` built ([`kubectl`]).
+
+use std::path::PathBuf;
+use std::process::{Command, Output, Stdio};
+
+use anyhow::{Context, Result, bail};
+
+/// The addresses of the real services, from the environment `make env-up` writes.
+#[derive(Debug, Clone)]
+pub struct TestEnv {
+    /// `redis://127.0.0.1:PORT`
+    pub redis_url: String,
+    /// `127.0.0.1:PORT`
+    pub kafka_brokers: String,
+    /// Path of the admin kubeconfig of the test API server.
+    pub kubeconfig: PathBuf,
+}
+
+impl TestEnv {
+    /// Reads the environment, or explains how to get one.
+    ///
+    /// # Panics
+    /// When a variable is missing: these tests need the real services and never skip.
+    pub fn get() -> Self {
+        Self::try_get().unwrap_or_else(|e| panic!("{e:#}"))
+    }
+
+    fn try_get() -> Result<Self> {
+        let var = |name: &str| {
+            std::env::var(name).with_context(|| {
+                format!("{name} is not set: run these tests with `make test` (or `make env-up` and `. .testenv/env`)")
+            })
+        };
+        let env = Self {
+            redis_url: var("REDIS_URL")?,
+            kafka_brokers: var("KAFKA_BROKERS")?,
+            kubeconfig: PathBuf::from(var("KUBECONFIG")?),
+        };
+        for addr in [env.redis_url.as_str(), env.kafka_brokers.as_str()] {
+            if !addr.contains("127.0.0.1") && !addr.contains("localhost") {
+                bail!("{addr} is not a loopback address: tests only talk to services on 127.0.0.1");
+            }
+        }
+        Ok(env)
+    }
+
+    /// A kube client for the test API server, as the admin.
+    pub async fn kube_client(&self) -> Result<kube::Client> {
+        let kubeconfig = kube::config::Kubeconfig::read_from(&self.kubeconfig)
+            .with_context(|| format!("reading {}", self.kubeconfig.display()))?;
+        let config = kube::Config::from_custom_kubeconfig(kubeconfig, &Default::default())
+            .await
+            .context("loading the test kubeconfig")?;
+        kube::Client::try_from(config).context("building the kube client")
+    }
+}
+
+/// Runs `kubectl ARGS` against the test API server with `stdin` as its input and returns what
+/// it printed, whether or not it succeeded.
+pub fn kubectl(args: &[&str], stdin: Option<&str>) -> Result<Output> {
+    use std::io::Write;
+    let env = TestEnv::get();
+    let mut child = Command::new("kubectl")
+        .args(args)
+        .env("KUBECONFIG", &env.kubeconfig)
+        .stdin(if stdin.is_some() {
+            Stdio::piped()
+        } else {
+            Stdio::null()
+        })
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .context("starting kubectl (is the kubectl of `make env-up` first on PATH?)")?;
+    if let Some(input) = stdin {
+        child
+            .stdin
+            .take()
+            .context("kubectl stdin")?
+            .write_all(input.as_bytes())
+            .context("writing to kubectl")?;
+    }
+    child.wait_with_output().context("waiting for kubectl")
+}
+
+/// Runs `kubectl ARGS` and returns its stdout, failing with its stderr when it fails.
+pub fn kubectl_ok(args: &[&str], stdin: Option<&str>) -> Result<String> {
+    let out = kubectl(args, stdin)?;
+    if !out.status.success() {
+        bail!(
+            "kubectl {} failed: {}",
+            args.join(" "),
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+    Ok(String::from_utf8_lossy(&out.stdout).into_owned())
+}
