@@ -21,3 +21,11 @@ for name in kube-scheduler kube-controller-manager kube-apiserver etcd kafka red
   rm -f "$f"
 done
 rm -f "$KC_STATE/env"
+
+# Nothing the environment started may survive: look for any process still running from the
+# cache's binaries or with the state directory on its command line.
+left=$(ps -eo pid=,args= | grep -F -e "$KC_CACHE/bin/" -e "$KC_STATE/" | grep -v -e grep -e "down.sh" || true)
+if [ -n "$left" ]; then
+  printf '[env] error: processes of the environment are still running:\n%s\n' "$left" >&2
+  exit 1
+fi

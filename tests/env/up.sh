@@ -100,7 +100,7 @@ fi
 
 # --- PKI for the API server --------------------------------------------------------------
 PKI=$KC_STATE/pki
-if [ ! -f "$PKI/admin.crt" ]; then
+if [ ! -f "$PKI/admin.ext" ]; then
   rm -rf "$PKI"; mkdir -p "$PKI"
   (
     cd "$PKI"
@@ -109,7 +109,9 @@ if [ ! -f "$PKI/admin.crt" ]; then
     printf 'subjectAltName=IP:127.0.0.1,IP:10.0.0.1,DNS:localhost,DNS:kubernetes,DNS:kubernetes.default,DNS:kubernetes.default.svc\n' > apiserver.ext
     openssl x509 -req -in apiserver.csr -CA ca.crt -CAkey ca.key -CAcreateserial -days 3650 -extfile apiserver.ext -out apiserver.crt
     openssl req -newkey rsa:2048 -nodes -keyout admin.key -out admin.csr -subj "/O=system:masters/CN=admin"
-    openssl x509 -req -in admin.csr -CA ca.crt -CAkey ca.key -CAcreateserial -days 3650 -out admin.crt
+    # Extensions make this an X.509 v3 certificate; rustls refuses v1 client certificates.
+    printf 'basicConstraints=CA:FALSE\nkeyUsage=digitalSignature,keyEncipherment\nextendedKeyUsage=clientAuth\n' > admin.ext
+    openssl x509 -req -in admin.csr -CA ca.crt -CAkey ca.key -CAcreateserial -days 3650 -extfile admin.ext -out admin.crt
     openssl genrsa -out sa.key 2048
     openssl rsa -in sa.key -pubout -out sa.pub
   ) >"$LOGS/pki.log" 2>&1 || die "creating the test PKI failed (see $LOGS/pki.log)"

@@ -103,3 +103,56 @@ pub fn kubectl_ok(args: &[&str], stdin: Option<&str>) -> Result<String> {
     }
     Ok(String::from_utf8_lossy(&out.stdout).into_owned())
 }
+
+/// Path of a file in the repository, from the tests crate's manifest directory.
+pub fn repo_path(relative: &str) -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+        .join("..")
+        .join(relative)
+}
+
+/// Applies the committed CRD (`crds/crawljobs.kubecrawl.io.yaml`) with `kubectl apply
+/// --server-side` and waits until the API server serves it. Safe to call from many tests.
+pub fn ensure_crd() -> Result<()> {
+    let crd = repo_path("crds/crawljobs.kubecrawl.io.yaml");
+    let crd = crd.to_str().context("repository path is not UTF-8")?;
+    kubectl_ok(
+        &["apply", "--server-side", "--force-conflicts", "-f", crd],
+        None,
+    )?;
+    kubectl_ok(
+        &[
+            "wait",
+            "--for=condition=Established",
+            "crd/crawljobs.kubecrawl.io",
+            "--timeout=60s",
+        ],
+        None,
+    )?;
+    Ok(())
+}
+
+/// A namespace of its own for one test, deleted (without waiting) when dropped.
+pub struct TestNamespace {
+    /// The namespace's name.
+    pub name: String,
+}
+
+impl TestNamespace {
+    /// Creates `<prefix>-<unique suffix>`.
+    pub fn create(prefix: &str) -> Result<Self> {
+        let nanos = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .context("clock before 1970")?
+            .subsec_nanos();
+        let name = format!("{prefix}-{}-{nanos:x}", std::process::id());
+        kubectl_ok(&["create", "namespace", &name], None)?;
+        Ok(Self { name })
+    }
+}
+
+impl Drop for TestNamespace {
+    fn drop(&mut self) {
+        let _ = kubectl(&["delete", "namespace", &self.name, "--wait=false"], None);
+    }
+}

@@ -1,0 +1,276 @@
+//! The CrawlJob CRD on the real kube-apiserver: it applies, it explains itself, examples are
+//! accepted and shown with the printer columns, and invalid jobs are refused by the server.
+
+use kube::api::{Api, Patch, PatchParams};
+use kubecrawl_api::{CrawlJob, Phase};
+use kubecrawl_e2e::{TestNamespace, ensure_crd, kubectl, kubectl_ok, repo_path};
+
+#[test]
+fn kubectl_explain_prints_the_field_docs() {
+    ensure_crd().expect("CRD applies");
+    let out = kubectl_ok(&["explain", "crawljob.spec.seeds"], None).expect("explain works");
+    assert!(out.contains("FIELD: seeds"), "explain output:\n{out}");
+    assert!(
+        out.contains("The URLs the crawl starts from"),
+        "explain output:\n{out}"
+    );
+    let out = kubectl_ok(&["explain", "crawljob.spec.maxdepth"], None).expect("explain works");
+    assert!(
+        out.contains("0 (the default) fetches the seeds only"),
+        "explain output:\n{out}"
+    );
+}
+
+#[tokio::test]
+async fn examples_are_accepted_defaulted_and_listed_with_printer_columns() {
+    ensure_crd().expect("CRD applies");
+    let ns = TestNamespace::create("e2e-crd").expect("namespace");
+    for example in ["examples/link.yaml", "examples/wandering.yaml"] {
+        let path = repo_path(example);
+        kubectl_ok(
+            &["apply", "-n", &ns.name, "-f", path.to_str().expect("utf-8")],
+            None,
+        )
+        .unwrap_or_else(|e| panic!("{example} is accepted: {e:#}"));
+    }
+
+    let env = kubecrawl_e2e::TestEnv::get();
+    let client = env.kube_client().await.expect("client");
+    let jobs: Api<CrawlJob> = Api::namespaced(client, &ns.name);
+    let job = jobs
+        .get("test123456")
+        .await
+        .expect("wandering example exists");
+    assert_eq!(job.spec.spiderid, "wandering");
+    assert_eq!(
+        job.spec.priority, 1,
+        "the server applied the schema default"
+    );
+    assert_eq!(
+        job.spec.maxdepth, 0,
+        "the server applied the schema default"
+    );
+
+    // The status subresource is writable on its own and feeds the printer columns.
+    let status = serde_json::json!({"status": {"phase": Phase::Running, "pages": 42, "steps": 3, "queued": 7}});
+    jobs.patch_status(
+        "test123456",
+        &PatchParams::default(),
+        &Patch::Merge(&status),
+    )
+    .await
+    .expect("status patch");
+
+    let table = kubectl_ok(&["get", "crawljobs", "-n", &ns.name], None).expect("get");
+    let header: Vec<&str> = table
+        .lines()
+        .next()
+        .expect("a header")
+        .split_whitespace()
+        .collect();
+    assert_eq!(
+        header,
+        ["NAME", "SPIDER", "PHASE", "PAGES", "STEPS", "QUEUED", "AGE"]
+    );
+    let row: Vec<&str> = table
+        .lines()
+        .find(|l| l.starts_with("test123456 "))
+        .expect("a row for the wandering job")
+        .split_whitespace()
+        .collect();
+    assert_eq!(
+        row[1..6],
+        ["wandering", "Running", "42", "3", "7"],
+        "table:\n{table}"
+    );
+
+    // The short name and the category resolve to CrawlJobs.
+    for name in ["crawl", "kubecrawl"] {
+        let out = kubectl_ok(&["get", name, "-n", &ns.name, "-o", "name"], None).expect("get");
+        assert!(
+            out.contains("crawljob.kubecrawl.io/test123456"),
+            "kubectl get {name}:\n{out}"
+        );
+    }
+}
+
+/// One invalid CrawlJob: what is wrong with it, the spec fields that make it so, and a piece
+/// of the refusal that names the field.
+struct Invalid {
+    what: &'static str,
+    spec: &'static str,
+    names: &'static str,
+}
+
+const BASE: &str = "spiderid: link\n  appid: testapp\n  seeds: [\"http://site.test/\"]";
+
+fn invalid_cases() -> Vec<Invalid> {
+    vec![
+        Invalid {
+            what: "empty seeds",
+            spec: "spiderid: link\n  appid: a\n  seeds: []",
+            names: "spec.seeds",
+        },
+        Invalid {
+            what: "a non-http seed",
+            spec: "spiderid: link\n  appid: a\n  seeds: [\"ftp://x.test/\"]",
+            names: "spec.seeds[0]",
+        },
+        Invalid {
+            what: "a seed that is not a URL",
+            spec: "spiderid: link\n  appid: a\n  seeds: [\"not a url\"]",
+            names: "spec.seeds[0]",
+        },
+        Invalid {
+            what: "a relative seed",
+            spec: "spiderid: link\n  appid: a\n  seeds: [\"/index.html\"]",
+            names: "spec.seeds[0]",
+        },
+        Invalid {
+            what: "priority 0",
+            spec: "priority: 0",
+            names: "spec.priority",
+        },
+        Invalid {
+            what: "priority 101",
+            spec: "priority: 101",
+            names: "spec.priority",
+        },
+        Invalid {
+            what: "negative maxdepth",
+            spec: "maxdepth: -1",
+            names: "spec.maxdepth",
+        },
+        Invalid {
+            what: "a bad expires",
+            spec: "expires: tomorrow",
+            names: "spec.expires",
+        },
+        Invalid {
+            what: "a too-long appid",
+            spec: "spiderid: link\n  seeds: [\"http://site.test/\"]\n  appid: aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa",
+            names: "spec.appid",
+        },
+        Invalid {
+            what: "an appid with a space",
+            spec: "spiderid: link\n  seeds: [\"http://site.test/\"]\n  appid: my app",
+            names: "spec.appid",
+        },
+        Invalid {
+            what: "a missing spiderid",
+            spec: "appid: a\n  seeds: [\"http://site.test/\"]",
+            names: "spec.spiderid",
+        },
+        Invalid {
+            what: "an uppercase spiderid",
+            spec: "spiderid: Link\n  appid: a\n  seeds: [\"http://site.test/\"]",
+            names: "spec.spiderid",
+        },
+        Invalid {
+            what: "an allowed domain with a path",
+            spec: "allowedDomains: [\"site.test/path\"]",
+            names: "spec.allowedDomains[0]",
+        },
+        Invalid {
+            what: "workers above 1000",
+            spec: "workers: 1001",
+            names: "spec.workers",
+        },
+        Invalid {
+            what: "maxPages 0",
+            spec: "maxPages: 0",
+            names: "spec.maxPages",
+        },
+        Invalid {
+            what: "an extension with a dot",
+            spec: "denyExtensions: [\".pdf\"]",
+            names: "spec.denyExtensions[0]",
+        },
+        Invalid {
+            what: "attrs that are not an object",
+            spec: "attrs: hello",
+            names: "spec.attrs",
+        },
+        Invalid {
+            what: "hits without windowSeconds",
+            spec: "politeness: {hits: 5}",
+            names: "spec.politeness",
+        },
+    ]
+}
+
+fn manifest(name: &str, spec: &str) -> String {
+    // A case that overrides a base field lists the whole spec; others add to the base.
+    let spec = if spec.contains("spiderid") || spec.contains("appid") {
+        spec.to_string()
+    } else {
+        format!("{BASE}\n  {spec}")
+    };
+    format!(
+        "apiVersion: kubecrawl.io/v1alpha1\nkind: CrawlJob\nmetadata:\n  name: {name}\nspec:\n  {spec}\n"
+    )
+}
+
+/// Prints the table of inputs and the server's messages; asserts each is refused, names its
+/// field, and left nothing behind.
+#[test]
+fn invalid_crawljobs_are_refused_by_the_api_server() {
+    ensure_crd().expect("CRD applies");
+    let ns = TestNamespace::create("e2e-invalid").expect("namespace");
+
+    // The base manifest itself is valid: the refusals below come from each case's change.
+    let ok = manifest("valid-base", "maxdepth: 2");
+    kubectl_ok(&["create", "-n", &ns.name, "-f", "-"], Some(&ok)).expect("the base job is valid");
+
+    let cases = invalid_cases();
+    assert!(cases.len() >= 10);
+    println!("| input | the API server's message |\n|---|---|");
+    for (i, case) in cases.iter().enumerate() {
+        let name = format!("invalid-{i}");
+        let out = kubectl(
+            &["create", "-n", &ns.name, "-f", "-"],
+            Some(&manifest(&name, case.spec)),
+        )
+        .expect("kubectl runs");
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert!(!out.status.success(), "{} was accepted", case.what);
+        assert!(
+            stderr.contains(case.names),
+            "the refusal of {} does not name {}: {stderr}",
+            case.what,
+            case.names
+        );
+        let message = stderr.trim().replace('\n', " ");
+        let message = message
+            .split_once("is invalid: ")
+            .map_or(message.as_str(), |(_, m)| m);
+        println!("| {} | `{}` |", case.what, message.replace('|', "\\|"));
+        let left =
+            kubectl(&["get", "crawljob", &name, "-n", &ns.name], None).expect("kubectl runs");
+        assert!(
+            !left.status.success(),
+            "{} left an object behind",
+            case.what
+        );
+    }
+}
+
+/// An unknown field is refused by strict decoding before any other check, so it is tested on
+/// its own, on an otherwise valid job.
+#[test]
+fn unknown_fields_are_refused() {
+    ensure_crd().expect("CRD applies");
+    let ns = TestNamespace::create("e2e-unknown").expect("namespace");
+    let out = kubectl(
+        &["create", "-n", &ns.name, "-f", "-"],
+        Some(&manifest("unknown-field", "bogus: 1")),
+    )
+    .expect("kubectl runs");
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success(), "an unknown field was accepted");
+    assert!(
+        stderr.contains("unknown field \"spec.bogus\""),
+        "refusal: {stderr}"
+    );
+    println!("| an unknown field | `{}` |", stderr.trim());
+}
