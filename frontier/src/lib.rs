@@ -1,5 +1,291 @@
-//! kubecrawl-frontier: the distributed crawl frontier (queues, leases, politeness, dedupe and
-//! per-job accounting) on Redis, and an in-memory twin with the same semantics.
+//! kubecrawl-frontier: the distributed crawl frontier of kubecrawl — queues, leases,
+//! politeness, dedupe and per-job accounting — on Redis, and an in-memory twin with the same
+//! semantics for standalone runs.
 //!
-//! This crate is being built under its own issue; until then it only reserves its place in the
-//! dependency graph (api <- frontier <- {operator, worker}).
+//! The operator and the workers share one API, the [`Frontier`] trait. The operator registers a
+//! job's policy ([`Frontier::register`]), seeds it ([`Frontier::seed`]), reads its accounting
+//! ([`Frontier::job_stats`]) and suspends, resumes or purges it. Workers lease requests for
+//! their spider ([`Frontier::lease`]), fetch them, and then acknowledge each lease with its
+//! outcome ([`Frontier::complete`]), schedule a retry ([`Frontier::retry`]) or give it back
+//! ([`Frontier::release`]) when they shut down.
+//!
+//! What this crate is not: it does not fetch, parse robots.txt or talk to Kubernetes. It
+//! decides what is fetched next, by whom, and when.
+//!
+//! # Guarantees
+//!
+//! - **Nothing is lost (at-least-once).** A leased request is not removed from the frontier:
+//!   it stays recorded under its lease until the lease is acknowledged (completed, retried or
+//!   released). A lease not acknowledged before its deadline — the worker was killed, the node
+//!   was lost, the fetch hung — is *reclaimed*: its request goes back to the head of its queue.
+//!   Reclaiming is atomic, so an expired lease goes back exactly once.
+//! - **What can duplicate.** A request whose lease expired while the worker was still working
+//!   on it is fetched again by another worker; the first worker's late acknowledgement is
+//!   refused ([`Completion::Stale`]) and changes nothing, so the page is *counted* once but may
+//!   be *fetched* (and its item published) twice. Nothing else duplicates: a URL is admitted to
+//!   a job at most once (exact dedupe on 96-bit fingerprints), and a request is never held by two
+//!   live leases at the same time.
+//! - **What cannot be lost.** Requests admitted to a job's queue, leased requests (until
+//!   acknowledged or reclaimed), and scheduled retries. An acknowledgement and everything it
+//!   changes — the children it enqueues, the job's counters, the spider's rolling counts — is one
+//!   atomic step: it happens entirely or not at all.
+//! - **Politeness is fleet-wide.** A domain's clock lives in the frontier and is charged when a
+//!   request of that domain is leased (really dispatched), atomically, so any number of workers
+//!   are together as polite as one. See [`politeness`].
+//! - **Priority across domains.** A lease returns the highest-priority request among the
+//!   domains that may be fetched now, first in first out within one priority (see [`schedule`]).
+//!
+//! # Tour
+//! - [`Frontier`]: the operations, their contracts and errors.
+//! - [`job`]: a job's policy ([`JobPolicy`]) and its accounting ([`JobStats`]).
+//! - [`filter`]: link filters evaluated in Rust before anything reaches Redis (regexes,
+//!   allowed domains, denied extensions, maximum depth).
+//! - [`fingerprint`]: URL canonicalisation and the 96-bit fingerprints dedupe stores.
+//! - [`lease`]: leases and what a worker reports when it acknowledges one.
+//! - [`politeness`]: per-domain intervals, robots.txt Crawl-delay and Retry-After hints.
+//! - [`schedule`]: the order of requests (priority, then first in first out).
+//! - [`stats`]: spider-level rolling counts and worker heartbeats (Scrapy Cluster's "Crawler
+//!   Stats Dump").
+//! - [`redis`]: [`RedisFrontier`], the distributed implementation, with its full key layout.
+//! - [`memory`]: [`MemoryFrontier`], the in-memory twin, and [`clock`] for its time.
+
+use std::collections::BTreeMap;
+use std::time::Duration;
+
+use async_trait::async_trait;
+pub use kubecrawl_api::{CrawlRequest, JobRef};
+
+pub mod clock;
+pub mod config;
+pub mod filter;
+pub mod fingerprint;
+pub mod job;
+pub mod lease;
+pub mod memory;
+pub mod politeness;
+pub mod redis;
+pub mod schedule;
+pub mod stats;
+
+pub use config::FrontierConfig;
+pub use job::{Admission, JobPolicy, JobStats};
+pub use lease::{Completion, Lease, LeaseId, Outcome, RetryOutcome, RetryRequest};
+pub use memory::MemoryFrontier;
+pub use politeness::DomainHint;
+pub use redis::RedisFrontier;
+pub use stats::{SpiderStats, Window, WorkerCounts};
+
+/// Everything that can go wrong in the frontier.
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    /// Connecting to Redis failed.
+    #[error("connecting to redis failed")]
+    Connect {
+        /// The client's error.
+        #[source]
+        source: ::redis::RedisError,
+    },
+    /// A frontier operation failed in Redis (connection lost, script error, timeout).
+    #[error("redis operation {op} failed")]
+    Redis {
+        /// The frontier operation, e.g. `lease`.
+        op: &'static str,
+        /// The client's error.
+        #[source]
+        source: ::redis::RedisError,
+    },
+    /// A Redis script answered something this client does not understand (a version skew
+    /// between clients sharing one Redis, or a bug).
+    #[error("unexpected reply to {op}: {detail}")]
+    Reply {
+        /// The frontier operation.
+        op: &'static str,
+        /// What was wrong.
+        detail: String,
+    },
+    /// A job's policy cannot be used (a regex does not compile).
+    #[error("invalid policy for job {job}")]
+    Policy {
+        /// The job.
+        job: JobRef,
+        /// What was wrong.
+        #[source]
+        source: filter::FilterError,
+    },
+    /// The operation needs a registered job and this one is not (or was purged).
+    #[error("job {job} is not registered")]
+    UnknownJob {
+        /// The job.
+        job: JobRef,
+    },
+    /// The job is being purged; register it again once the purge finished.
+    #[error("job {job} is being purged")]
+    Purging {
+        /// The job.
+        job: JobRef,
+    },
+    /// A name that becomes part of a Redis key is unusable (empty, or contains a brace, which
+    /// would break Redis Cluster hash tags).
+    #[error("invalid {what} {name:?}: {reason}")]
+    InvalidName {
+        /// Which name: `spiderid`, `prefix`, `worker`.
+        what: &'static str,
+        /// The name.
+        name: String,
+        /// Why it is refused.
+        reason: &'static str,
+    },
+    /// A request record could not be encoded or decoded as JSON.
+    #[error("request record is not valid json")]
+    Record {
+        /// The serde error.
+        #[source]
+        source: serde_json::Error,
+    },
+}
+
+/// The frontier's result type.
+pub type Result<T, E = Error> = std::result::Result<T, E>;
+
+/// The crawl frontier: what the operator and the workers do with the shared crawl state.
+///
+/// Implemented by [`RedisFrontier`] (shared by a fleet) and [`MemoryFrontier`] (one process);
+/// both pass the same conformance suite (`tests/conformance.rs`).
+///
+/// # Assumptions
+/// - URLs are absolute http(s) URLs; anything else is filtered out (children) or refused
+///   (seeds) and counted, never an error.
+/// - A spiderid, prefix or worker name contains no `{` or `}` (they delimit Redis Cluster hash
+///   tags).
+///
+/// # Errors
+/// Every operation fails with [`Error::Redis`] when Redis cannot be reached or a script fails;
+/// the operation then may or may not have happened (it is atomic, so either entirely or not at
+/// all), and retrying it is safe: every operation is idempotent or guarded by its lease.
+#[async_trait]
+pub trait Frontier: Send + Sync {
+    /// Registers (or updates) a job's policy. Until a job is registered it accepts nothing.
+    ///
+    /// Updating a job keeps its queues, dedupe and counters; the new policy applies to
+    /// requests enqueued from then on.
+    ///
+    /// # Errors
+    /// [`Error::Policy`] when a regex does not compile; [`Error::Purging`] while the job is
+    /// being purged.
+    async fn register(&self, job: &JobRef, policy: &JobPolicy) -> Result<()>;
+
+    /// Seeds a job: enqueues the given requests through the same dedupe and budgets as
+    /// discovered links (but not the link filters: a seed is always wanted). Idempotent:
+    /// seeding the same URLs again enqueues nothing new.
+    ///
+    /// A suspended job accepts nothing: seeds are counted as refused and must be seeded again
+    /// after [`Frontier::resume`].
+    ///
+    /// # Errors
+    /// [`Error::UnknownJob`] when the job is not registered.
+    async fn seed(&self, job: &JobRef, seeds: &[CrawlRequest]) -> Result<Admission>;
+
+    /// Leases up to `max` requests of spider `spiderid`, highest priority first among the
+    /// domains that may be fetched now, and charges each one's domain clock. Returns fewer
+    /// (possibly none) when fewer are ready. Expired leases and due retries are put back into
+    /// the queues first.
+    ///
+    /// # Guarantees
+    /// Each returned request is held by this lease alone until `lease.deadline`; after that
+    /// it may be reclaimed and leased again.
+    async fn lease(&self, spiderid: &str, max: usize, duration: Duration) -> Result<Vec<Lease>>;
+
+    /// Acknowledges a lease with what the fetch produced: filters the children through the
+    /// job's policy, enqueues those that pass (dedupe, budgets), and updates the job's
+    /// accounting and the spider's rolling counts — all in one atomic step.
+    ///
+    /// A suspended job's request is parked instead (back in its queue, fetched again after
+    /// resume, children dropped); see [`Completion`] for every case.
+    async fn complete(&self, lease: &Lease, outcome: Outcome) -> Result<Completion>;
+
+    /// Gives up on this attempt and schedules the request again after an exponential
+    /// backoff (or `retry.not_before`, if later), or gives up for good after
+    /// [`FrontierConfig::max_retries`] and counts an error.
+    async fn retry(&self, lease: &Lease, retry: RetryRequest) -> Result<RetryOutcome>;
+
+    /// Gives a lease back without counting anything (a worker shutting down): the request
+    /// returns to the head of its queue. Returns false when the lease was no longer held.
+    async fn release(&self, lease: &Lease) -> Result<bool>;
+
+    /// Puts back at most `max` requests whose lease deadline passed; returns how many. Leasing
+    /// does this too, so calling it is only needed when no one leases.
+    async fn reclaim_expired(&self, spiderid: &str, max: usize) -> Result<usize>;
+
+    /// Suspends a job: nothing of it is leased and it accepts nothing until resumed; its
+    /// queues, dedupe and counters are kept. Returns false when the job is not registered.
+    /// Time proportional to the job's number of (domain, priority) queues.
+    async fn suspend(&self, job: &JobRef) -> Result<bool>;
+
+    /// Resumes a suspended job. Returns false when the job is not registered.
+    async fn resume(&self, job: &JobRef) -> Result<bool>;
+
+    /// Deletes everything the frontier holds for a job (queues, dedupe, budgets, counters).
+    /// Takes time proportional to that job's size, not to the whole backlog. In-flight leases
+    /// and scheduled retries of the job are dropped when they come back. Returns false when
+    /// the job was not registered.
+    async fn purge(&self, job: &JobRef) -> Result<bool>;
+
+    /// Reads a job's accounting in O(1) (one small hash). `None` when not registered.
+    async fn job_stats(&self, job: &JobRef) -> Result<Option<JobStats>>;
+
+    /// Reports what a worker learnt about a domain: a robots.txt Crawl-delay (raises the
+    /// domain's interval for a day) or a Retry-After (no dispatch before it passes).
+    async fn report_domain(&self, spiderid: &str, domain: &str, hint: DomainHint) -> Result<()>;
+
+    /// The spider's rolling counts per status code for each [`Window`].
+    async fn spider_stats(&self, spiderid: &str) -> Result<SpiderStats>;
+
+    /// Records that `worker` of spider `spiderid` is alive for the next `ttl`. A worker
+    /// that stops heart-beating disappears from [`Frontier::workers`] after its ttl.
+    async fn heartbeat(&self, spiderid: &str, worker: &str, ttl: Duration) -> Result<()>;
+
+    /// Live workers: total, per spider, and the number of distinct spiders.
+    async fn workers(&self) -> Result<WorkerCounts>;
+
+    /// Scrapy Cluster's "Crawler Stats Dump": `total_spider_count`, `unique_spider_count`,
+    /// `<spider>_spider_count` and `<spider>_<status>_<window>` (windows 900 … 604800 and
+    /// `lifetime`) for every spider with live workers and for `extra_spiders`.
+    async fn stats_dump(&self, extra_spiders: &[&str]) -> Result<BTreeMap<String, u64>> {
+        let workers = self.workers().await?;
+        let mut out = BTreeMap::new();
+        out.insert("total_spider_count".to_owned(), workers.total);
+        out.insert("unique_spider_count".to_owned(), workers.unique);
+        let mut spiders: Vec<String> = workers.per_spider.keys().cloned().collect();
+        spiders.extend(extra_spiders.iter().map(|s| (*s).to_owned()));
+        spiders.sort();
+        spiders.dedup();
+        for spider in spiders {
+            let count = workers.per_spider.get(&spider).copied().unwrap_or(0);
+            out.insert(format!("{spider}_spider_count"), count);
+            let stats = self.spider_stats(&spider).await?;
+            stats.write_dump(&spider, &mut out);
+        }
+        Ok(out)
+    }
+}
+
+/// Checks a name that becomes part of a Redis key.
+pub(crate) fn check_name(what: &'static str, name: &str) -> Result<()> {
+    let reason = if name.is_empty() {
+        Some("must not be empty")
+    } else if name.contains(['{', '}']) {
+        Some("must not contain '{' or '}'")
+    } else if name.len() > 256 {
+        Some("must be at most 256 bytes")
+    } else {
+        None
+    };
+    match reason {
+        Some(reason) => Err(Error::InvalidName {
+            what,
+            name: name.to_owned(),
+            reason,
+        }),
+        None => Ok(()),
+    }
+}

@@ -1,0 +1,165 @@
+//! A job's policy (what it admits) and its accounting (what happened).
+
+use std::collections::BTreeMap;
+use std::time::{Duration, SystemTime};
+
+use kubecrawl_api::{CrawlJobSpec, Politeness};
+use serde::{Deserialize, Serialize};
+
+use crate::FrontierConfig;
+use crate::clock::system_micros;
+
+/// The part of a `CrawlJob` spec the frontier enforces. Stored with the job, so that every
+/// worker filters with the same policy.
+#[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize)]
+pub struct JobPolicy {
+    /// Links are followed while the page's depth is below this: a child deeper than
+    /// `maxdepth` is filtered out. 0 fetches the seeds only.
+    pub maxdepth: u32,
+    /// Domains (and their subdomains) links may lead to; empty admits every domain.
+    pub allowed_domains: Vec<String>,
+    /// When not empty, a link must match one of these regexes.
+    pub allow_regex: Vec<String>,
+    /// A link matching one of these regexes is never followed (deny wins over allow).
+    pub deny_regex: Vec<String>,
+    /// Extensions not followed; `None` means [`crate::filter::DEFAULT_DENY_EXTENSIONS`].
+    pub deny_extensions: Option<Vec<String>>,
+    /// The most requests admitted per domain (so the most pages fetched from it).
+    pub domain_max_pages: Option<u64>,
+    /// The most requests admitted to the job (so the most pages fetched).
+    pub max_pages: Option<u64>,
+    /// After this time the job accepts nothing and nothing of it is leased.
+    pub expires: Option<SystemTime>,
+    /// Per-domain rate; `None` means the fleet's default ([`FrontierConfig::default_hits`]).
+    pub politeness: Option<Politeness>,
+}
+
+impl JobPolicy {
+    /// The policy of a `CrawlJob` spec.
+    pub fn from_spec(spec: &CrawlJobSpec) -> Self {
+        Self {
+            maxdepth: spec.maxdepth,
+            allowed_domains: spec.allowed_domains.clone(),
+            allow_regex: spec.allow_regex.clone(),
+            deny_regex: spec.deny_regex.clone(),
+            deny_extensions: spec.deny_extensions.clone(),
+            domain_max_pages: spec.domain_max_pages,
+            max_pages: spec.max_pages,
+            expires: spec.expires.as_ref().map(|t| SystemTime::from(t.0)),
+            politeness: spec.politeness.clone(),
+        }
+    }
+
+    /// A policy with no limits and no politeness delay: everything is followed as fast as
+    /// workers fetch (tests, benchmarks, a standalone crawl of one's own site).
+    pub fn unlimited() -> Self {
+        Self {
+            maxdepth: u32::MAX,
+            deny_extensions: Some(Vec::new()),
+            politeness: Some(Politeness {
+                hits: None,
+                window_seconds: None,
+                delay_millis: Some(0),
+                obey_robots: true,
+                per_ip: false,
+            }),
+            ..Self::default()
+        }
+    }
+
+    /// The least time between two dispatches to one domain for this job: the largest of the
+    /// delay and `window / hits` (see [`crate::politeness`]).
+    pub fn interval(&self, config: &FrontierConfig) -> Duration {
+        crate::politeness::interval(self.politeness.as_ref(), config)
+    }
+
+    /// `expires` in microseconds since the epoch, 0 when unset.
+    pub(crate) fn expires_micros(&self) -> u64 {
+        self.expires.map(system_micros).unwrap_or(0)
+    }
+}
+
+/// What happened to the requests offered in one seed or one acknowledgement.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Admission {
+    /// Enqueued.
+    pub admitted: u64,
+    /// Already seen by this job (dedupe).
+    pub duplicates: u64,
+    /// Filtered out by the job's link filters or an unusable URL.
+    pub filtered: u64,
+    /// Refused by `maxPages` or `domainMaxPages`.
+    pub over_budget: u64,
+    /// Refused because the job accepts nothing (suspended, expired, purged).
+    pub refused: u64,
+}
+
+/// A job's accounting, as the operator copies it into `CrawlJob.status`.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct JobStats {
+    /// Requests waiting (including retries waiting for their backoff).
+    pub queued: u64,
+    /// Requests leased and not yet acknowledged.
+    pub in_flight: u64,
+    /// Pages fetched (responses of any status code).
+    pub pages: u64,
+    /// Items the workers reported.
+    pub items: u64,
+    /// Response body bytes.
+    pub bytes: u64,
+    /// Requests that ended without a response, or were given up after retries.
+    pub errors: u64,
+    /// Retries scheduled.
+    pub retries: u64,
+    /// Requests ever admitted (seeds and children).
+    pub admitted: u64,
+    /// Pages per HTTP status code.
+    pub status_codes: BTreeMap<u16, u64>,
+    /// The furthest depth (hop from a seed, or the spider's step) of a fetched page.
+    pub furthest_step: u32,
+    /// At least one seed was admitted.
+    pub seeded: bool,
+    /// The job is suspended.
+    pub suspended: bool,
+}
+
+impl JobStats {
+    /// Seeded, and nothing is queued or in flight: the crawl has run out of work. (The
+    /// operator still waits a grace period before calling the job Succeeded.)
+    pub fn finished(&self) -> bool {
+        self.seeded && self.queued == 0 && self.in_flight == 0
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn finished_needs_seeds_and_no_work() {
+        let mut stats = JobStats::default();
+        assert!(!stats.finished(), "an unseeded job is not finished");
+        stats.seeded = true;
+        assert!(stats.finished());
+        stats.in_flight = 1;
+        assert!(!stats.finished());
+    }
+
+    #[test]
+    fn policy_comes_from_the_spec() {
+        let spec: CrawlJobSpec = serde_json::from_value(serde_json::json!({
+            "spiderid": "link", "appid": "a", "seeds": ["http://example.test/"],
+            "maxdepth": 3, "maxPages": 10, "allowedDomains": ["example.test"],
+            "politeness": {"hits": 5, "windowSeconds": 10}
+        }))
+        .expect("spec parses");
+        let policy = JobPolicy::from_spec(&spec);
+        assert_eq!(policy.maxdepth, 3);
+        assert_eq!(policy.max_pages, Some(10));
+        assert_eq!(policy.allowed_domains, vec!["example.test".to_owned()]);
+        assert_eq!(
+            policy.interval(&FrontierConfig::default()),
+            Duration::from_secs(2)
+        );
+    }
+}

@@ -1,0 +1,277 @@
+-- Shared by the kubecrawl frontier's scripts (prepended to each). KEYS[1] is the spider's base
+-- key "<prefix>:{<spiderid>}"; every key a script touches starts with it, so all of them share
+-- the spider's Redis Cluster hash slot. Numbers above 2^31 are passed to Redis with n2s,
+-- never with tostring (which keeps only 14 significant digits).
+local B = KEYS[1]
+local K_READY = B .. ':ready'
+local K_WAIT = B .. ':wait'
+local K_LEASES = B .. ':leases'
+local K_DEADLINES = B .. ':deadlines'
+local K_RETRY = B .. ':retry'
+local K_SEQ = B .. ':seq'
+local K_LID = B .. ':lid'
+local K_JOBS = B .. ':jobs'
+local K_JOBNO = B .. ':jobno'
+
+local function n2s(x) return string.format('%.0f', x) end
+
+local function now_us()
+  local t = redis.call('TIME')
+  return tonumber(t[1]) * 1000000 + tonumber(t[2])
+end
+
+local function k_job(j) return B .. ':job:' .. j end
+local function k_jd(j) return B .. ':jd:' .. j end
+local function k_jq(j) return B .. ':jq:' .. j end
+local function k_q(j, p, d) return B .. ':q:' .. j .. ':' .. p .. ':' .. d end
+local function k_dq(d) return B .. ':dq:' .. d end
+local function k_cd(d) return B .. ':cd:' .. d end
+local function k_seen(j, b) return B .. ':s:' .. j .. ':' .. b end
+
+local function score(p, seq) return (PRIO_MAX - tonumber(p)) * SEQ_SPAN + tonumber(seq) end
+local function head_seq(entry) return string.match(entry, '^(%d+)') end
+
+-- A lease's payload: "<job>|<priority>|<domain>|<seq>|<record>".
+local function parse_payload(s)
+  return string.match(s, '^(%d+)|(-?%d+)|([^|]*)|(%d+)|(.*)$')
+end
+
+-- Jobs touched by this script call, with counter deltas written once at the end.
+local JOBS = {}
+local function job(j, now)
+  local c = JOBS[j]
+  if c == nil then
+    local v = redis.call('HMGET', k_job(j), 'st', 'exp', 'iv', 'gen', 'app', 'crawl', 'mp', 'dmp', 'ad')
+    local st = v[1]
+    if not st or st == 'purge' then
+      c = { state = 'gone' }
+    else
+      local exp = tonumber(v[2]) or 0
+      if st == 'run' and exp > 0 and now >= exp then st = 'exp' end
+      c = { state = st, iv = tonumber(v[3]) or 0, gen = v[4] or '0', app = v[5] or '', crawl = v[6] or '',
+            mp = tonumber(v[7]) or -1, dmp = tonumber(v[8]) or -1, ad = tonumber(v[9]) or 0, d = {} }
+    end
+    JOBS[j] = c
+  end
+  return c
+end
+
+local function bump(c, field, by)
+  c.d[field] = (c.d[field] or 0) + by
+end
+
+local function flush_jobs()
+  for j, c in pairs(JOBS) do
+    if c.state ~= 'gone' then
+      for f, by in pairs(c.d) do
+        if by ~= 0 then redis.call('HINCRBY', k_job(j), f, n2s(by)) end
+      end
+      c.d = {}
+    end
+  end
+end
+
+local function in_wait(d) return redis.call('ZSCORE', K_WAIT, d) end
+
+-- Makes the domain's ready entry match its best queue head (or removes it).
+local function refresh_domain(d)
+  local best = redis.call('ZRANGE', k_dq(d), 0, 0, 'WITHSCORES')
+  if best[1] == nil then
+    redis.call('ZREM', K_READY, d)
+    return
+  end
+  if in_wait(d) then return end
+  redis.call('ZADD', K_READY, best[2], d)
+end
+
+-- Lists a (job, priority, domain) queue under its domain at its head's score.
+local function attach(j, p, d)
+  local head = redis.call('LINDEX', k_q(j, p, d), 0)
+  if not head then return end
+  local sc = n2s(score(p, head_seq(head)))
+  redis.call('ZADD', k_dq(d), sc, j .. ':' .. p)
+  if not in_wait(d) then redis.call('ZADD', K_READY, 'LT', sc, d) end
+end
+
+local function detach(j, p, d)
+  redis.call('ZREM', k_dq(d), j .. ':' .. p)
+  refresh_domain(d)
+end
+
+local function each_queue(j, fn)
+  for _, m in ipairs(redis.call('SMEMBERS', k_jq(j))) do
+    local p, d = string.match(m, '^(-?%d+):(.*)$')
+    if p then fn(j, p, d) end
+  end
+end
+
+-- Puts a leased request back at the head of its queue (reclaim, release, park).
+local function requeue_front(payload, now)
+  local j, p, d, seq, rec = parse_payload(payload)
+  if not j then return false end
+  local c = job(j, now)
+  if c.state == 'gone' then return false end
+  bump(c, 'f', -1)
+  bump(c, 'q', 1)
+  local n = redis.call('LPUSH', k_q(j, p, d), seq .. ' ' .. rec)
+  if n == 1 then redis.call('SADD', k_jq(j), p .. ':' .. d) end
+  if c.state == 'run' then attach(j, p, d) end
+  return true
+end
+
+-- Dedupe: a job's fingerprints in linear-hashing buckets (small listpack-encoded hashes).
+local function fp_addr(fp)
+  local a, b, c, d = string.byte(fp, 1, 4)
+  return a + b * 256 + c * 65536 + d * 16777216
+end
+
+local function dedupe_load(j)
+  local v = redis.call('HMGET', k_job(j), 'dl', 'ds', 'dn')
+  return { l = tonumber(v[1]) or 0, s = tonumber(v[2]) or 0, n = tonumber(v[3]) or 0 }
+end
+
+local function dedupe_save(D, j)
+  redis.call('HSET', k_job(j), 'dl', n2s(D.l), 'ds', n2s(D.s), 'dn', n2s(D.n))
+end
+
+local function dedupe_split(D, j)
+  local m = 2 ^ D.l
+  local from = k_seen(j, n2s(D.s))
+  local to = k_seen(j, n2s(D.s + m))
+  local moved, args = {}, {}
+  for _, f in ipairs(redis.call('HKEYS', from)) do
+    if fp_addr(f) % (m * 2) ~= D.s then
+      moved[#moved + 1] = f
+      args[#args + 1] = f
+      args[#args + 1] = ''
+    end
+  end
+  if #moved > 0 then
+    redis.call('HSET', to, unpack(args))
+    redis.call('HDEL', from, unpack(moved))
+  end
+  D.s = D.s + 1
+  if D.s >= m then
+    D.l = D.l + 1
+    D.s = 0
+  end
+end
+
+local function dedupe_add(D, j, fp)
+  local h = fp_addr(fp)
+  local m = 2 ^ D.l
+  local b = h % m
+  if b < D.s then b = h % (m * 2) end
+  if redis.call('HSETNX', k_seen(j, n2s(b)), fp, '') == 0 then return false end
+  D.n = D.n + 1
+  if D.n > DEDUPE_LOAD * (m + D.s) then dedupe_split(D, j) end
+  return true
+end
+
+-- Enqueues `count` requests given as ARGV quadruples (domain, priority, fingerprint, record)
+-- from index `first`, through budgets and dedupe. Returns admitted, duplicates, over budget.
+local function enqueue_all(j, c, first, count)
+  if count == 0 then return 0, 0, 0 end
+  local admitted, dup, over = 0, 0, 0
+  local seq = redis.call('INCRBY', K_SEQ, count) - count
+  local jd = k_jd(j)
+  local dcount, dinc, pushes, order = {}, {}, {}, {}
+  local D = nil
+  for i = 0, count - 1 do
+    local at = first + i * 4
+    local d, p, fp, rec = ARGV[at], ARGV[at + 1], ARGV[at + 2], ARGV[at + 3]
+    local ok = not (c.mp >= 0 and c.ad >= c.mp)
+    if ok and c.dmp >= 0 then
+      local n = dcount[d]
+      if n == nil then
+        n = tonumber(redis.call('HGET', jd, d)) or 0
+        dcount[d] = n
+      end
+      ok = n < c.dmp
+    end
+    if not ok then
+      over = over + 1
+    else
+      if D == nil then D = dedupe_load(j) end
+      if not dedupe_add(D, j, fp) then
+        dup = dup + 1
+      else
+        admitted = admitted + 1
+        c.ad = c.ad + 1
+        if dcount[d] then dcount[d] = dcount[d] + 1 end
+        dinc[d] = (dinc[d] or 0) + 1
+        seq = seq + 1
+        local qk = k_q(j, p, d)
+        local g = pushes[qk]
+        if g == nil then
+          g = { p = p, d = d, n = 0 }
+          pushes[qk] = g
+          order[#order + 1] = qk
+        end
+        g.n = g.n + 1
+        g[g.n] = n2s(seq) .. ' ' .. rec
+      end
+    end
+  end
+  for _, qk in ipairs(order) do
+    local g = pushes[qk]
+    local n = 0
+    for from = 1, g.n, 1000 do
+      n = redis.call('RPUSH', qk, unpack(g, from, math.min(from + 999, g.n)))
+    end
+    if n == g.n then
+      redis.call('SADD', k_jq(j), g.p .. ':' .. g.d)
+      if c.state == 'run' then attach(j, g.p, g.d) end
+    end
+  end
+  for d, inc in pairs(dinc) do redis.call('HINCRBY', jd, d, inc) end
+  if D then dedupe_save(D, j) end
+  bump(c, 'q', admitted)
+  bump(c, 'ad', admitted)
+  return admitted, dup, over
+end
+
+-- Spider-level rolling counts: one counter per status label in a time bucket per granularity.
+local function spider_count(label, now)
+  local s = math.floor(now / 1000000)
+  for _, g in ipairs(GRANS) do
+    local k = B .. ':st:' .. g[1] .. ':' .. n2s(math.floor(s / g[1]))
+    if redis.call('HINCRBY', k, label, 1) == 1 then redis.call('EXPIRE', k, g[2]) end
+  end
+  redis.call('HINCRBY', B .. ':st:life', label, 1)
+end
+
+-- Before a lease: reclaims expired leases, promotes due retries and domains whose clock passed.
+local function housekeeping(now, batch)
+  local ids = redis.call('ZRANGEBYSCORE', K_DEADLINES, '-inf', n2s(now), 'LIMIT', 0, batch)
+  for _, id in ipairs(ids) do
+    local payload = redis.call('HGET', K_LEASES, id)
+    redis.call('HDEL', K_LEASES, id)
+    redis.call('ZREM', K_DEADLINES, id)
+    if payload then requeue_front(payload, now) end
+  end
+  local due = redis.call('ZRANGEBYSCORE', K_RETRY, '-inf', n2s(now), 'LIMIT', 0, batch)
+  if #due > 0 then
+    local seq = redis.call('INCRBY', K_SEQ, #due) - #due
+    for _, m in ipairs(due) do
+      redis.call('ZREM', K_RETRY, m)
+      local j, p, d, rec = string.match(m, '^(%d+)|(-?%d+)|([^|]*)|(.*)$')
+      if j then
+        local c = job(j, now)
+        if c.state ~= 'gone' then
+          seq = seq + 1
+          local n = redis.call('RPUSH', k_q(j, p, d), n2s(seq) .. ' ' .. rec)
+          if n == 1 then
+            redis.call('SADD', k_jq(j), p .. ':' .. d)
+            if c.state == 'run' then attach(j, p, d) end
+          end
+        end
+      end
+    end
+  end
+  for _, d in ipairs(redis.call('ZRANGEBYSCORE', K_WAIT, '-inf', n2s(now), 'LIMIT', 0, batch)) do
+    redis.call('ZREM', K_WAIT, d)
+    refresh_domain(d)
+  end
+  return #ids
+end

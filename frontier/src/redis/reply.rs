@@ -1,0 +1,219 @@
+//! Decoding script replies. Scripts answer with an integer, a string, or a flat array of
+//! strings (numbers formatted in Lua, so that none is truncated to a Redis integer).
+
+use std::time::SystemTime;
+
+use kubecrawl_api::{CrawlRequest, JobRef};
+use redis::Value;
+
+use crate::clock::micros_system;
+use crate::lease::{Lease, LeaseId};
+use crate::stats::{SpiderStats, Window};
+use crate::{Error, JobStats, Result};
+
+/// Fields per lease in a lease reply.
+const LEASE_FIELDS: usize = 7;
+
+/// A decoded script reply.
+#[derive(Debug)]
+pub(crate) struct Reply {
+    op: &'static str,
+    value: Shape,
+}
+
+#[derive(Debug)]
+enum Shape {
+    Int(i64),
+    Text(String),
+    Items(Vec<String>),
+}
+
+fn text(op: &'static str, value: Value) -> Result<String> {
+    match value {
+        Value::BulkString(bytes) => String::from_utf8(bytes).map_err(|_| Error::Reply {
+            op,
+            detail: "a reply string is not utf-8".to_owned(),
+        }),
+        Value::SimpleString(s) => Ok(s),
+        Value::Int(n) => Ok(n.to_string()),
+        Value::Okay => Ok("OK".to_owned()),
+        other => Err(Error::Reply {
+            op,
+            detail: format!("expected a string, got {other:?}"),
+        }),
+    }
+}
+
+impl Reply {
+    pub(crate) fn new(op: &'static str, value: Value) -> Result<Self> {
+        let value = match value {
+            Value::Int(n) => Shape::Int(n),
+            Value::Array(items) => Shape::Items(
+                items
+                    .into_iter()
+                    .map(|v| text(op, v))
+                    .collect::<Result<_>>()?,
+            ),
+            Value::Nil => Shape::Items(Vec::new()),
+            other => Shape::Text(text(op, other)?),
+        };
+        Ok(Self { op, value })
+    }
+
+    pub(crate) fn unexpected(&self) -> Error {
+        Error::Reply {
+            op: self.op,
+            detail: format!("unexpected reply {:?}", self.value),
+        }
+    }
+
+    fn items(&self) -> Result<&[String]> {
+        match &self.value {
+            Shape::Items(items) => Ok(items),
+            _ => Err(self.unexpected()),
+        }
+    }
+
+    /// The first element of an array reply.
+    pub(crate) fn tag(&self) -> Option<&str> {
+        match &self.value {
+            Shape::Items(items) => items.first().map(String::as_str),
+            _ => None,
+        }
+    }
+
+    /// A string reply.
+    pub(crate) fn status_text(&self) -> Option<&str> {
+        match &self.value {
+            Shape::Text(t) => Some(t),
+            _ => None,
+        }
+    }
+
+    /// An integer reply.
+    pub(crate) fn int(&self) -> Result<i64> {
+        match &self.value {
+            Shape::Int(n) => Ok(*n),
+            _ => Err(self.unexpected()),
+        }
+    }
+
+    /// Element `i` of an array reply as a number.
+    pub(crate) fn u64_at(&self, i: usize) -> Result<u64> {
+        let items = self.items()?;
+        items
+            .get(i)
+            .and_then(|s| s.parse().ok())
+            .ok_or_else(|| self.unexpected())
+    }
+
+    fn number(&self, s: &str) -> Result<u64> {
+        s.parse().map_err(|_| Error::Reply {
+            op: self.op,
+            detail: format!("not a number: {s:?}"),
+        })
+    }
+
+    /// A lease reply: now, deadline, reclaimed, then [`LEASE_FIELDS`] per lease.
+    pub(crate) fn leases(&self, spiderid: &str) -> Result<Vec<Lease>> {
+        let items = self.items()?;
+        if items.len() < 3 || (items.len() - 3) % LEASE_FIELDS != 0 {
+            return Err(self.unexpected());
+        }
+        let leased_at = micros_system(self.number(&items[0])?);
+        let deadline = micros_system(self.number(&items[1])?);
+        items[3..]
+            .chunks_exact(LEASE_FIELDS)
+            .map(|f| self.lease(spiderid, f, leased_at, deadline))
+            .collect()
+    }
+
+    fn lease(
+        &self,
+        spiderid: &str,
+        f: &[String],
+        leased_at: SystemTime,
+        deadline: SystemTime,
+    ) -> Result<Lease> {
+        let request: CrawlRequest =
+            serde_json::from_str(&f[6]).map_err(|source| Error::Record { source })?;
+        Ok(Lease {
+            id: LeaseId {
+                spiderid: spiderid.to_owned(),
+                number: self.number(&f[0])?,
+                job: self.number(&f[1])?,
+                generation: self.number(&f[2])?,
+            },
+            job: JobRef {
+                spiderid: spiderid.to_owned(),
+                appid: f[3].clone(),
+                crawlid: f[4].clone(),
+            },
+            domain: f[5].clone(),
+            request,
+            leased_at,
+            deadline,
+        })
+    }
+
+    /// The job hash as a flat list, or empty for an unknown job.
+    pub(crate) fn job_stats(&self) -> Result<Option<JobStats>> {
+        let items = self.items()?;
+        if items.is_empty() {
+            return Ok(None);
+        }
+        let mut stats = JobStats::default();
+        for pair in items.chunks_exact(2) {
+            let (field, value) = (pair[0].as_str(), pair[1].as_str());
+            let n = || value.parse::<i64>().unwrap_or(0).max(0).unsigned_abs();
+            match field {
+                "q" => stats.queued = n(),
+                "f" => stats.in_flight = n(),
+                "pg" => stats.pages = n(),
+                "it" => stats.items = n(),
+                "by" => stats.bytes = n(),
+                "er" => stats.errors = n(),
+                "rt" => stats.retries = n(),
+                "ad" => stats.admitted = n(),
+                "stp" => stats.furthest_step = u32::try_from(n()).unwrap_or(u32::MAX),
+                "sd" => stats.seeded = value == "1",
+                "st" => stats.suspended = value == "susp",
+                _ => {
+                    if let Some(code) = field.strip_prefix('c').and_then(|c| c.parse().ok()) {
+                        stats.status_codes.insert(code, n());
+                    }
+                }
+            }
+        }
+        Ok(Some(stats))
+    }
+
+    /// (window label, status, count) triples.
+    pub(crate) fn spider_stats(&self) -> Result<SpiderStats> {
+        let items = self.items()?;
+        if items.len() % 3 != 0 {
+            return Err(self.unexpected());
+        }
+        let mut stats = SpiderStats::default();
+        for t in items.chunks_exact(3) {
+            let window = Window::ALL
+                .into_iter()
+                .find(|w| w.label() == t[0])
+                .ok_or_else(|| self.unexpected())?;
+            let count = self.number(&t[2])?;
+            stats
+                .counts
+                .entry(window)
+                .or_default()
+                .insert(t[1].clone(), count);
+        }
+        Ok(stats)
+    }
+
+    /// now, then live members.
+    pub(crate) fn live(&self) -> Result<(u64, Vec<String>)> {
+        let items = self.items()?;
+        let (now, members) = items.split_first().ok_or_else(|| self.unexpected())?;
+        Ok((self.number(now)?, members.to_vec()))
+    }
+}
