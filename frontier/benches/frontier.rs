@@ -1,1 +1,318 @@
-fn main() {}
+//! `make bench-frontier`: the Redis frontier's throughput and memory against the real Redis
+//! at REDIS_URL. Prints what it does, then, as its last line, one JSON object:
+//!
+//! - `pages_per_s`: leases plus acknowledgements per second, each page acknowledged with 10
+//!   children (new URLs on 1000 domains, so every child goes through filters, dedupe, budgets
+//!   and the enqueue), from 16 concurrent tasks of one client process.
+//! - `round_trips_per_page`: requests Redis received per page, from the `INFO commandstats`
+//!   delta of the commands a client sends (scripts; commands run *inside* scripts are not
+//!   round trips), cross-checked against the client's own count.
+//! - `bytes_per_queued_request`: the `INFO memory` `used_memory` that 100,000 queued requests
+//!   (children with a referer, URLs of about 60 characters) hold and give back when drained.
+//! - `bytes_per_seen_url`: what stays after draining: the exact-dedupe fingerprints of the
+//!   100,000 URLs (plus the job's small fixed state), per URL.
+//!
+//! Everything lives under its own key prefix, deleted at the end; nothing else is touched.
+
+use std::collections::HashMap;
+use std::time::{Duration, Instant};
+
+use kubecrawl_frontier::{
+    CrawlRequest, Frontier, FrontierConfig, JobPolicy, JobRef, Outcome, RedisFrontier,
+};
+
+const SPIDER: &str = "bench";
+const DOMAINS: usize = 1000;
+const MEMORY_ENTRIES: usize = 100_000;
+const PAGES: usize = 40_000;
+const CHILDREN: usize = 10;
+const TASKS: usize = 16;
+const LEASE_BATCH: usize = 16;
+/// Commands a frontier client sends itself; everything else in commandstats ran inside them.
+const CLIENT_COMMANDS: &[&str] = &["evalsha", "eval", "evalsha_ro", "eval_ro", "script"];
+
+fn job(crawlid: &str) -> JobRef {
+    JobRef {
+        spiderid: SPIDER.to_owned(),
+        appid: "bench".to_owned(),
+        crawlid: crawlid.to_owned(),
+    }
+}
+
+/// A URL of about 60 characters on one of the bench's domains.
+fn url(domain: usize, n: usize) -> String {
+    format!("http://www.domain{domain:04}.example.com/articles/2026/page-{n:08}.html")
+}
+
+fn main() {
+    let url = std::env::var("REDIS_URL").expect(
+        "REDIS_URL is not set: the frontier bench needs the real Redis (`make env-up`, then \
+         `. .testenv/env`)",
+    );
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .expect("tokio runtime starts");
+    let result = runtime.block_on(run(&url));
+    println!("{result}");
+}
+
+async fn run(url: &str) -> serde_json::Value {
+    let prefix = format!(
+        "kcbench-{}-{}",
+        std::process::id(),
+        std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map(|d| d.as_millis())
+            .unwrap_or(0)
+    );
+    let client = redis::Client::open(url).expect("valid REDIS_URL");
+    let mut admin = client
+        .get_multiplexed_async_connection()
+        .await
+        .expect("connects to REDIS_URL");
+    let frontier = RedisFrontier::connect(url, &prefix, FrontierConfig::default())
+        .await
+        .expect("connects to REDIS_URL");
+    let loadavg = std::fs::read_to_string("/proc/loadavg").unwrap_or_default();
+    println!("machine load before: {}", loadavg.trim());
+
+    let (queued, seen) = memory(&frontier, &mut admin).await;
+    let (pages_per_s, round_trips, client_trips) = throughput(&frontier, &mut admin).await;
+
+    cleanup(&mut admin, &prefix).await;
+    let loadavg = std::fs::read_to_string("/proc/loadavg").unwrap_or_default();
+    println!("machine load after: {}", loadavg.trim());
+    serde_json::json!({
+        "pages_per_s": pages_per_s.round(),
+        "round_trips_per_page": (round_trips * 1000.0).round() / 1000.0,
+        "client_round_trips_per_page": (client_trips * 1000.0).round() / 1000.0,
+        "bytes_per_queued_request": queued.round(),
+        "bytes_per_seen_url": seen.round(),
+    })
+}
+
+async fn used_memory(admin: &mut redis::aio::MultiplexedConnection) -> i64 {
+    let info: String = redis::cmd("INFO")
+        .arg("memory")
+        .query_async(admin)
+        .await
+        .expect("INFO memory");
+    info.lines()
+        .find_map(|l| l.strip_prefix("used_memory:"))
+        .and_then(|v| v.trim().parse().ok())
+        .expect("used_memory in INFO")
+}
+
+/// Seconds of CPU the Redis server has used (user + system, main thread and others).
+async fn redis_cpu(admin: &mut redis::aio::MultiplexedConnection) -> f64 {
+    let info: String = redis::cmd("INFO")
+        .arg("cpu")
+        .query_async(admin)
+        .await
+        .expect("INFO cpu");
+    info.lines()
+        .filter_map(|l| {
+            let (k, v) = l.split_once(':')?;
+            matches!(k, "used_cpu_sys" | "used_cpu_user").then(|| v.trim().parse::<f64>().ok())?
+        })
+        .sum()
+}
+
+async fn client_calls(admin: &mut redis::aio::MultiplexedConnection) -> u64 {
+    let info: String = redis::cmd("INFO")
+        .arg("commandstats")
+        .query_async(admin)
+        .await
+        .expect("INFO commandstats");
+    let mut calls: HashMap<String, u64> = HashMap::new();
+    for line in info.lines() {
+        let Some((name, rest)) = line
+            .strip_prefix("cmdstat_")
+            .and_then(|l| l.split_once(':'))
+        else {
+            continue;
+        };
+        let n = rest
+            .split(',')
+            .find_map(|kv| kv.strip_prefix("calls="))
+            .and_then(|v| v.parse().ok())
+            .unwrap_or(0);
+        calls.insert(name.to_owned(), n);
+    }
+    CLIENT_COMMANDS
+        .iter()
+        .map(|c| calls.get(*c).copied().unwrap_or(0))
+        .sum()
+}
+
+/// Queues 100,000 requests, drains them, and reads what each phase holds.
+async fn memory(
+    frontier: &RedisFrontier,
+    admin: &mut redis::aio::MultiplexedConnection,
+) -> (f64, f64) {
+    let j = job("memory");
+    frontier
+        .register(&j, &JobPolicy::unlimited())
+        .await
+        .expect("registers");
+    let parents: Vec<CrawlRequest> = (0..DOMAINS)
+        .map(|d| CrawlRequest::seed(url(d, 0), 1))
+        .collect();
+    let requests: Vec<CrawlRequest> = (0..MEMORY_ENTRIES)
+        .map(|i| parents[i % DOMAINS].child(url(i % DOMAINS, i + 1)))
+        .collect();
+    let sample = serde_json::to_string(&requests[0]).expect("serializes");
+    println!(
+        "memory: {MEMORY_ENTRIES} requests like {sample} ({} bytes of JSON, URL {} chars)",
+        sample.len(),
+        requests[0].url.len()
+    );
+    let m0 = used_memory(admin).await;
+    for chunk in requests.chunks(1000) {
+        frontier.seed(&j, chunk).await.expect("seeds");
+    }
+    let m1 = used_memory(admin).await;
+    let started = Instant::now();
+    let mut drained = 0;
+    loop {
+        let leases = frontier
+            .lease(SPIDER, 256, Duration::from_secs(300))
+            .await
+            .expect("leases");
+        if leases.is_empty() {
+            break;
+        }
+        let acks = leases
+            .iter()
+            .map(|l| frontier.complete(l, Outcome::status(200, 0)));
+        for done in futures::future::join_all(acks).await {
+            done.expect("completes");
+        }
+        drained += leases.len();
+    }
+    assert_eq!(drained, MEMORY_ENTRIES, "drained everything");
+    println!(
+        "memory: drained {drained} (lease + complete, no children) in {:?}",
+        started.elapsed()
+    );
+    let m2 = used_memory(admin).await;
+    let n = MEMORY_ENTRIES as f64;
+    let queued = (m1 - m2) as f64 / n;
+    let seen = (m2 - m0) as f64 / n;
+    println!(
+        "memory: used_memory {m0} -> {m1} queued -> {m2} drained: {queued:.1} bytes per queued \
+         request, {seen:.1} bytes per seen URL"
+    );
+    (queued, seen)
+}
+
+/// Lease + complete with 10 children per page, from concurrent tasks.
+async fn throughput(
+    frontier: &RedisFrontier,
+    admin: &mut redis::aio::MultiplexedConnection,
+) -> (f64, f64, f64) {
+    let j = job("throughput");
+    frontier
+        .register(&j, &JobPolicy::unlimited())
+        .await
+        .expect("registers");
+    let seeds: Vec<CrawlRequest> = (0..DOMAINS)
+        .map(|d| CrawlRequest::seed(url(d, 0), 1))
+        .collect();
+    frontier.seed(&j, &seeds).await.expect("seeds");
+    let cpu0 = redis_cpu(admin).await;
+    let calls0 = client_calls(admin).await;
+    let client0 = frontier.round_trips();
+    let started = Instant::now();
+    let done = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let mut tasks = tokio::task::JoinSet::new();
+    for t in 0..TASKS {
+        let frontier = frontier.clone();
+        let done = done.clone();
+        tasks.spawn(async move {
+            let mut rng = fastrand::Rng::with_seed(t as u64);
+            let mut n = 0usize;
+            while done.load(std::sync::atomic::Ordering::Relaxed) < PAGES {
+                let leases = frontier
+                    .lease(SPIDER, LEASE_BATCH, Duration::from_secs(300))
+                    .await
+                    .expect("leases");
+                if leases.is_empty() {
+                    tokio::task::yield_now().await;
+                    continue;
+                }
+                for lease in leases {
+                    let children = (0..CHILDREN)
+                        .map(|c| {
+                            let domain = rng.usize(0..DOMAINS);
+                            lease
+                                .request
+                                .child(url(domain, (t * 10_000_000) + n * CHILDREN + c + 1))
+                        })
+                        .collect();
+                    frontier
+                        .complete(&lease, Outcome::status(200, 1000).with_children(children))
+                        .await
+                        .expect("completes");
+                    n += 1;
+                    done.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                }
+            }
+        });
+    }
+    tasks.join_all().await;
+    let elapsed = started.elapsed();
+    let pages = done.load(std::sync::atomic::Ordering::Relaxed);
+    let calls = client_calls(admin).await - calls0;
+    let client_trips = frontier.round_trips() - client0;
+    let cpu = redis_cpu(admin).await - cpu0;
+    let pages_per_s = pages as f64 / elapsed.as_secs_f64();
+    println!(
+        "throughput: {pages} pages with {CHILDREN} children each in {elapsed:?} = \
+         {pages_per_s:.0} pages/s; {calls} script calls seen by Redis, {client_trips} sent by \
+         the client; Redis used {cpu:.1} s of CPU ({:.0}% of one core)",
+        100.0 * cpu / elapsed.as_secs_f64()
+    );
+    let stats = frontier
+        .job_stats(&j)
+        .await
+        .expect("reads")
+        .expect("registered");
+    assert_eq!(stats.pages, pages as u64, "every page counted once");
+    (
+        pages_per_s,
+        calls as f64 / pages as f64,
+        client_trips as f64 / pages as f64,
+    )
+}
+
+async fn cleanup(admin: &mut redis::aio::MultiplexedConnection, prefix: &str) {
+    let mut cursor = 0u64;
+    let mut deleted = 0usize;
+    loop {
+        let (next, keys): (u64, Vec<String>) = redis::cmd("SCAN")
+            .arg(cursor)
+            .arg("MATCH")
+            .arg(format!("{prefix}:*"))
+            .arg("COUNT")
+            .arg(1000)
+            .query_async(admin)
+            .await
+            .expect("scans");
+        if !keys.is_empty() {
+            deleted += keys.len();
+            let _: () = redis::cmd("UNLINK")
+                .arg(&keys)
+                .query_async(admin)
+                .await
+                .expect("deletes");
+        }
+        if next == 0 {
+            break;
+        }
+        cursor = next;
+    }
+    println!("cleanup: deleted {deleted} keys under {prefix}");
+}

@@ -36,12 +36,16 @@ local function parse_payload(s)
   return string.match(s, '^(%d+)|(-?%d+)|([^|]*)|(%d+)|(.*)$')
 end
 
--- Jobs touched by this script call, with counter deltas written once at the end.
+-- Jobs touched by this script call: read once, counters written back once at the end (one
+-- HSET of absolute values; the script is atomic, so read-modify-write is safe).
+local JOB_FIELDS = { 'st', 'exp', 'iv', 'gen', 'app', 'crawl', 'mp', 'dmp',
+  'q', 'f', 'pg', 'it', 'by', 'er', 'rt', 'ad', 'stp', 'dl', 'ds', 'dn' }
+local FIRST_COUNTER = 9
 local JOBS = {}
 local function job(j, now)
   local c = JOBS[j]
   if c == nil then
-    local v = redis.call('HMGET', k_job(j), 'st', 'exp', 'iv', 'gen', 'app', 'crawl', 'mp', 'dmp', 'ad')
+    local v = redis.call('HMGET', k_job(j), unpack(JOB_FIELDS))
     local st = v[1]
     if not st or st == 'purge' then
       c = { state = 'gone' }
@@ -49,24 +53,43 @@ local function job(j, now)
       local exp = tonumber(v[2]) or 0
       if st == 'run' and exp > 0 and now >= exp then st = 'exp' end
       c = { state = st, iv = tonumber(v[3]) or 0, gen = v[4] or '0', app = v[5] or '', crawl = v[6] or '',
-            mp = tonumber(v[7]) or -1, dmp = tonumber(v[8]) or -1, ad = tonumber(v[9]) or 0, d = {} }
+            mp = tonumber(v[7]) or -1, dmp = tonumber(v[8]) or -1, n = {}, dirty = {}, inc = {} }
+      for i = FIRST_COUNTER, #JOB_FIELDS do c.n[JOB_FIELDS[i]] = tonumber(v[i]) or 0 end
     end
     JOBS[j] = c
   end
   return c
 end
 
+-- Adds to a counter: one of JOB_FIELDS, or a per-status 'c<code>' (incremented in place).
 local function bump(c, field, by)
-  c.d[field] = (c.d[field] or 0) + by
+  if c.n[field] ~= nil then
+    c.n[field] = c.n[field] + by
+    c.dirty[field] = true
+  else
+    c.inc[field] = (c.inc[field] or 0) + by
+  end
+end
+
+local function set(c, field, value)
+  c.n[field] = value
+  c.dirty[field] = true
 end
 
 local function flush_jobs()
   for j, c in pairs(JOBS) do
     if c.state ~= 'gone' then
-      for f, by in pairs(c.d) do
+      local args = {}
+      for f, _ in pairs(c.dirty) do
+        args[#args + 1] = f
+        args[#args + 1] = n2s(c.n[f])
+      end
+      if #args > 0 then redis.call('HSET', k_job(j), unpack(args)) end
+      for f, by in pairs(c.inc) do
         if by ~= 0 then redis.call('HINCRBY', k_job(j), f, n2s(by)) end
       end
-      c.d = {}
+      c.dirty = {}
+      c.inc = {}
     end
   end
 end
@@ -125,22 +148,14 @@ local function fp_addr(fp)
   return a + b * 256 + c * 65536 + d * 16777216
 end
 
-local function dedupe_load(j)
-  local v = redis.call('HMGET', k_job(j), 'dl', 'ds', 'dn')
-  return { l = tonumber(v[1]) or 0, s = tonumber(v[2]) or 0, n = tonumber(v[3]) or 0 }
-end
-
-local function dedupe_save(D, j)
-  redis.call('HSET', k_job(j), 'dl', n2s(D.l), 'ds', n2s(D.s), 'dn', n2s(D.n))
-end
-
+-- D is a job's counters: dl (level), ds (split pointer), dn (fingerprints).
 local function dedupe_split(D, j)
-  local m = 2 ^ D.l
-  local from = k_seen(j, n2s(D.s))
-  local to = k_seen(j, n2s(D.s + m))
+  local m = 2 ^ D.dl
+  local from = k_seen(j, n2s(D.ds))
+  local to = k_seen(j, n2s(D.ds + m))
   local moved, args = {}, {}
   for _, f in ipairs(redis.call('HKEYS', from)) do
-    if fp_addr(f) % (m * 2) ~= D.s then
+    if fp_addr(f) % (m * 2) ~= D.ds then
       moved[#moved + 1] = f
       args[#args + 1] = f
       args[#args + 1] = ''
@@ -150,21 +165,25 @@ local function dedupe_split(D, j)
     redis.call('HSET', to, unpack(args))
     redis.call('HDEL', from, unpack(moved))
   end
-  D.s = D.s + 1
-  if D.s >= m then
-    D.l = D.l + 1
-    D.s = 0
+  D.ds = D.ds + 1
+  if D.ds >= m then
+    D.dl = D.dl + 1
+    D.ds = 0
   end
 end
 
-local function dedupe_add(D, j, fp)
+local function dedupe_add(c, j, fp)
+  local D = c.n
   local h = fp_addr(fp)
-  local m = 2 ^ D.l
+  local m = 2 ^ D.dl
   local b = h % m
-  if b < D.s then b = h % (m * 2) end
+  if b < D.ds then b = h % (m * 2) end
   if redis.call('HSETNX', k_seen(j, n2s(b)), fp, '') == 0 then return false end
-  D.n = D.n + 1
-  if D.n > DEDUPE_LOAD * (m + D.s) then dedupe_split(D, j) end
+  D.dn = D.dn + 1
+  if D.dn > DEDUPE_LOAD * (m + D.ds) then dedupe_split(D, j) end
+  c.dirty.dl = true
+  c.dirty.ds = true
+  c.dirty.dn = true
   return true
 end
 
@@ -176,11 +195,10 @@ local function enqueue_all(j, c, first, count)
   local seq = redis.call('INCRBY', K_SEQ, count) - count
   local jd = k_jd(j)
   local dcount, dinc, pushes, order = {}, {}, {}, {}
-  local D = nil
   for i = 0, count - 1 do
     local at = first + i * 4
     local d, p, fp, rec = ARGV[at], ARGV[at + 1], ARGV[at + 2], ARGV[at + 3]
-    local ok = not (c.mp >= 0 and c.ad >= c.mp)
+    local ok = not (c.mp >= 0 and c.n.ad >= c.mp)
     if ok and c.dmp >= 0 then
       local n = dcount[d]
       if n == nil then
@@ -192,12 +210,11 @@ local function enqueue_all(j, c, first, count)
     if not ok then
       over = over + 1
     else
-      if D == nil then D = dedupe_load(j) end
-      if not dedupe_add(D, j, fp) then
+      if not dedupe_add(c, j, fp) then
         dup = dup + 1
       else
         admitted = admitted + 1
-        c.ad = c.ad + 1
+        bump(c, 'ad', 1)
         if dcount[d] then dcount[d] = dcount[d] + 1 end
         dinc[d] = (dinc[d] or 0) + 1
         seq = seq + 1
@@ -224,10 +241,11 @@ local function enqueue_all(j, c, first, count)
       if c.state == 'run' then attach(j, g.p, g.d) end
     end
   end
-  for d, inc in pairs(dinc) do redis.call('HINCRBY', jd, d, inc) end
-  if D then dedupe_save(D, j) end
+  -- Per-domain counts are kept only while the job has a domain budget.
+  if c.dmp >= 0 then
+    for d, inc in pairs(dinc) do redis.call('HINCRBY', jd, d, inc) end
+  end
   bump(c, 'q', admitted)
-  bump(c, 'ad', admitted)
   return admitted, dup, over
 end
 

@@ -27,9 +27,7 @@ end
 bump(c, 'by', tonumber(ARGV[3]))
 bump(c, 'it', tonumber(ARGV[4]))
 local step = tonumber(ARGV[5])
-if step > (tonumber(redis.call('HGET', k_job(j), 'stp')) or 0) then
-  redis.call('HSET', k_job(j), 'stp', n2s(step))
-end
+if step > c.n.stp then set(c, 'stp', step) end
 if status == '' then spider_count('error', now) else spider_count(status, now) end
 local n = tonumber(ARGV[6])
 local a, du, o, r = 0, 0, 0, 0

@@ -45,7 +45,13 @@ if max_n > 0 then
             redis.call('ZREM', K_READY, d)
             redis.call('ZADD', K_WAIT, n2s(now + iv), d)
           else
-            refresh_domain(d)
+            -- d came from the ready set, so it is not waiting: no need to ask
+            local best = redis.call('ZRANGE', k_dq(d), 0, 0, 'WITHSCORES')
+            if best[1] == nil then
+              redis.call('ZREM', K_READY, d)
+            else
+              redis.call('ZADD', K_READY, best[2], d)
+            end
           end
           lid = lid + 1
           local id = n2s(lid)
