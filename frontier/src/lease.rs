@@ -18,6 +18,8 @@ pub struct LeaseId {
     pub(crate) job: u64,
     /// The job's policy generation when leased.
     pub(crate) generation: u64,
+    /// The Redis frontier's record of the lease (empty for the in-memory twin).
+    pub(crate) token: String,
 }
 
 impl LeaseId {

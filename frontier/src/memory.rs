@@ -154,6 +154,7 @@ impl Frontier for MemoryFrontier {
                         number: id,
                         job: leased.job,
                         generation: job.generation,
+                        token: String::new(),
                     },
                     job: JobRef {
                         spiderid: spiderid.to_owned(),

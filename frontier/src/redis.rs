@@ -18,7 +18,7 @@
 //! | `P:{S}:jobs` | hash | `["appid","crawlid"]` → `J` |
 //! | `P:{S}:jobno` | string | last job number |
 //! | `P:{S}:job:J` | hash | the job: `st` (run, susp, purge), `app`, `crawl`, `gen`, `pol` (policy JSON), `exp`, `mp`, `dmp`, `iv` (politeness interval µs), counters `q` queued, `f` in flight, `pg` pages, `it` items, `by` bytes, `er` errors, `rt` retries, `ad` admitted, `stp` furthest step, `c<code>` per status, `sd` seeded, dedupe state `dl`/`ds`/`dn` |
-//! | `P:{S}:jd:J` | hash | `D` → requests admitted in that domain (`domainMaxPages`; the job's domains) |
+//! | `P:{S}:jd:J` | hash | `D` → requests admitted in that domain; kept only while the job has a `domainMaxPages` (set one later and counting starts then) |
 //! | `P:{S}:jq:J` | set | `p:D` of each non-empty queue of the job (suspend, resume, purge) |
 //! | `P:{S}:q:J:p:D` | list | the queue: `<seq> <request JSON>`, oldest first |
 //! | `P:{S}:dq:D` | sorted set | `J:p` → score of that queue's head ([`crate::schedule`]) |
@@ -26,8 +26,7 @@
 //! | `P:{S}:wait` | sorted set | domains whose clock has not passed → next allowed time (µs) |
 //! | `P:{S}:cd:D` | string, TTL | a reported robots.txt Crawl-delay (µs) |
 //! | `P:{S}:seq`, `P:{S}:lid` | string | enqueue sequence, lease numbers |
-//! | `P:{S}:leases` | hash | lease number → `J\|p\|D\|seq\|request JSON` |
-//! | `P:{S}:deadlines` | sorted set | lease number → deadline (µs) |
+//! | `P:{S}:deadlines` | sorted set | leases: `<lease number>\|J\|p\|D\|seq\|request JSON` → deadline (µs); the client holds the same string, so an acknowledgement is one `ZREM` that also tells whether the lease was still held |
 //! | `P:{S}:retry` | sorted set | `J\|p\|D\|request JSON` → when the retry is due (µs) |
 //! | `P:{S}:s:J:b` | hash | dedupe bucket `b`: 12-byte fingerprint → empty |
 //! | `P:{S}:st:g:n` | hash, TTL | spider counts per status label in bucket `n` of `g` seconds |
@@ -313,7 +312,7 @@ impl Frontier for RedisFrontier {
         let step = outcome.step.unwrap_or(lease.request.depth);
         let mut inv = self.inner.scripts.complete.prepare_invoke();
         inv.key(&base)
-            .arg(lease.id.number)
+            .arg(&lease.id.token)
             .arg(outcome.status.map(|s| s.to_string()).unwrap_or_default())
             .arg(outcome.bytes)
             .arg(outcome.items)
@@ -349,7 +348,7 @@ impl Frontier for RedisFrontier {
         let record = serde_json::to_string(&request).map_err(|source| Error::Record { source })?;
         let mut inv = self.inner.scripts.retry.prepare_invoke();
         inv.key(&base)
-            .arg(lease.id.number)
+            .arg(&lease.id.token)
             .arg(if give_up { "1" } else { "0" })
             .arg(duration_micros(delay))
             .arg(record)
@@ -367,7 +366,7 @@ impl Frontier for RedisFrontier {
     async fn release(&self, lease: &Lease) -> Result<bool> {
         let base = self.base(&lease.id.spiderid)?;
         let mut inv = self.inner.scripts.release.prepare_invoke();
-        inv.key(&base).arg(lease.id.number);
+        inv.key(&base).arg(&lease.id.token);
         let reply = Reply::new("release", self.run("release", &inv).await?)?;
         Ok(reply.int()? == 1)
     }

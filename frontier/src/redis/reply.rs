@@ -12,7 +12,7 @@ use crate::stats::{SpiderStats, Window};
 use crate::{Error, JobStats, Result};
 
 /// Fields per lease in a lease reply.
-const LEASE_FIELDS: usize = 7;
+const LEASE_FIELDS: usize = 4;
 
 /// A decoded script reply.
 #[derive(Debug)]
@@ -128,6 +128,8 @@ impl Reply {
             .collect()
     }
 
+    /// One lease: `<number>|<job>|<priority>|<domain>|<seq>|<record>`, generation, appid,
+    /// crawlid.
     fn lease(
         &self,
         spiderid: &str,
@@ -135,21 +137,27 @@ impl Reply {
         leased_at: SystemTime,
         deadline: SystemTime,
     ) -> Result<Lease> {
+        let token = &f[0];
+        let parts: Vec<&str> = token.splitn(6, '|').collect();
+        let [number, job, _priority, domain, _seq, record] = parts[..] else {
+            return Err(self.unexpected());
+        };
         let request: CrawlRequest =
-            serde_json::from_str(&f[6]).map_err(|source| Error::Record { source })?;
+            serde_json::from_str(record).map_err(|source| Error::Record { source })?;
         Ok(Lease {
             id: LeaseId {
                 spiderid: spiderid.to_owned(),
-                number: self.number(&f[0])?,
-                job: self.number(&f[1])?,
-                generation: self.number(&f[2])?,
+                number: self.number(number)?,
+                job: self.number(job)?,
+                generation: self.number(&f[1])?,
+                token: token.clone(),
             },
             job: JobRef {
                 spiderid: spiderid.to_owned(),
-                appid: f[3].clone(),
-                crawlid: f[4].clone(),
+                appid: f[2].clone(),
+                crawlid: f[3].clone(),
             },
-            domain: f[5].clone(),
+            domain: domain.to_owned(),
             request,
             leased_at,
             deadline,

@@ -5,7 +5,6 @@
 local B = KEYS[1]
 local K_READY = B .. ':ready'
 local K_WAIT = B .. ':wait'
-local K_LEASES = B .. ':leases'
 local K_DEADLINES = B .. ':deadlines'
 local K_RETRY = B .. ':retry'
 local K_SEQ = B .. ':seq'
@@ -31,9 +30,15 @@ local function k_seen(j, b) return B .. ':s:' .. j .. ':' .. b end
 local function score(p, seq) return (PRIO_MAX - tonumber(p)) * SEQ_SPAN + tonumber(seq) end
 local function head_seq(entry) return string.match(entry, '^(%d+)') end
 
--- A lease's payload: "<job>|<priority>|<domain>|<seq>|<record>".
+-- A request's payload: "<job>|<priority>|<domain>|<seq>|<record>". A lease is the member
+-- "<lease number>|<payload>" of the deadlines sorted set, scored by its deadline; the client
+-- holds the same string, so an acknowledgement is one ZREM that tells whether it still held.
 local function parse_payload(s)
   return string.match(s, '^(%d+)|(-?%d+)|([^|]*)|(%d+)|(.*)$')
+end
+
+local function lease_payload(member)
+  return string.match(member, '^%d+|(.*)$')
 end
 
 -- Jobs touched by this script call: read once, counters written back once at the end (one
@@ -42,10 +47,16 @@ local JOB_FIELDS = { 'st', 'exp', 'iv', 'gen', 'app', 'crawl', 'mp', 'dmp',
   'q', 'f', 'pg', 'it', 'by', 'er', 'rt', 'ad', 'stp', 'dl', 'ds', 'dn' }
 local FIRST_COUNTER = 9
 local JOBS = {}
-local function job(j, now)
+-- `extra` names one more counter to read with the others (a 'c<code>' about to be bumped).
+local function job(j, now, extra)
   local c = JOBS[j]
   if c == nil then
-    local v = redis.call('HMGET', k_job(j), unpack(JOB_FIELDS))
+    local fields = JOB_FIELDS
+    if extra then
+      fields = { unpack(JOB_FIELDS) }
+      fields[#fields + 1] = extra
+    end
+    local v = redis.call('HMGET', k_job(j), unpack(fields))
     local st = v[1]
     if not st or st == 'purge' then
       c = { state = 'gone' }
@@ -54,7 +65,7 @@ local function job(j, now)
       if st == 'run' and exp > 0 and now >= exp then st = 'exp' end
       c = { state = st, iv = tonumber(v[3]) or 0, gen = v[4] or '0', app = v[5] or '', crawl = v[6] or '',
             mp = tonumber(v[7]) or -1, dmp = tonumber(v[8]) or -1, n = {}, dirty = {}, inc = {} }
-      for i = FIRST_COUNTER, #JOB_FIELDS do c.n[JOB_FIELDS[i]] = tonumber(v[i]) or 0 end
+      for i = FIRST_COUNTER, #fields do c.n[fields[i]] = tonumber(v[i]) or 0 end
     end
     JOBS[j] = c
   end
@@ -262,10 +273,9 @@ end
 -- Before a lease: reclaims expired leases, promotes due retries and domains whose clock passed.
 local function housekeeping(now, batch)
   local ids = redis.call('ZRANGEBYSCORE', K_DEADLINES, '-inf', n2s(now), 'LIMIT', 0, batch)
-  for _, id in ipairs(ids) do
-    local payload = redis.call('HGET', K_LEASES, id)
-    redis.call('HDEL', K_LEASES, id)
-    redis.call('ZREM', K_DEADLINES, id)
+  for _, member in ipairs(ids) do
+    redis.call('ZREM', K_DEADLINES, member)
+    local payload = lease_payload(member)
     if payload then requeue_front(payload, now) end
   end
   local due = redis.call('ZRANGEBYSCORE', K_RETRY, '-inf', n2s(now), 'LIMIT', 0, batch)

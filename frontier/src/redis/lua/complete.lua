@@ -1,15 +1,13 @@
--- complete: ARGV = lease id, status ('' for none), bytes, items, step, child count, then
+-- complete: ARGV = lease (the deadlines member), status ('' for none), bytes, items, step, child count, then
 -- (domain, priority, fingerprint, record) per child.
 -- Returns {'acked', admitted, duplicates, over budget, refused} | {'parked'} | {'gone'} | {'stale'}.
 local now = now_us()
-local id = ARGV[1]
-local payload = redis.call('HGET', K_LEASES, id)
-if not payload then return { 'stale' } end
-redis.call('HDEL', K_LEASES, id)
-redis.call('ZREM', K_DEADLINES, id)
+if redis.call('ZREM', K_DEADLINES, ARGV[1]) == 0 then return { 'stale' } end
+local payload = lease_payload(ARGV[1]) or ''
 local j = parse_payload(payload)
 if not j then return { 'gone' } end
-local c = job(j, now)
+local status = ARGV[2]
+local c = job(j, now, status ~= '' and ('c' .. status) or nil)
 if c.state == 'gone' then return { 'gone' } end
 if c.state == 'susp' then
   requeue_front(payload, now)
@@ -17,7 +15,6 @@ if c.state == 'susp' then
   return { 'parked' }
 end
 bump(c, 'f', -1)
-local status = ARGV[2]
 if status == '' then
   bump(c, 'er', 1)
 else

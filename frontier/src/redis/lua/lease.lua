@@ -1,6 +1,6 @@
 -- lease: ARGV = max, duration_us, housekeeping batch.
--- Returns now, deadline, reclaimed, then 7 fields per lease:
--- lease id, job, generation, appid, crawlid, domain, record.
+-- Returns now, deadline, reclaimed, then 4 fields per lease:
+-- lease ("<lease number>|<job>|<priority>|<domain>|<seq>|<record>"), generation, appid, crawlid.
 local max_n = tonumber(ARGV[1])
 local dur = tonumber(ARGV[2])
 local now = now_us()
@@ -13,7 +13,10 @@ if max_n > 0 then
     guard = guard + 1
     local d = redis.call('ZRANGE', K_READY, 0, 0)[1]
     if not d then break end
-    local m = redis.call('ZRANGE', k_dq(d), 0, 0)[1]
+    -- the domain's best two queues: after the pop, the domain's score is the better of the
+    -- popped queue's new head and the runner-up
+    local top = redis.call('ZRANGE', k_dq(d), 0, 1, 'WITHSCORES')
+    local m = top[1]
     if not m then
       redis.call('ZREM', K_READY, d)
     else
@@ -28,8 +31,11 @@ if max_n > 0 then
         local qk = k_q(j, p, d)
         local e = redis.call('LPOP', qk)
         local nxt = e and redis.call('LINDEX', qk, 0)
+        local best = top[4] and tonumber(top[4])
         if nxt then
-          redis.call('ZADD', k_dq(d), n2s(score(p, head_seq(nxt))), m)
+          local sc = score(p, head_seq(nxt))
+          redis.call('ZADD', k_dq(d), n2s(sc), m)
+          if best == nil or sc < best then best = sc end
         else
           redis.call('ZREM', k_dq(d), m)
           redis.call('SREM', k_jq(j), p .. ':' .. d)
@@ -45,28 +51,23 @@ if max_n > 0 then
             redis.call('ZREM', K_READY, d)
             redis.call('ZADD', K_WAIT, n2s(now + iv), d)
           else
-            -- d came from the ready set, so it is not waiting: no need to ask
-            local best = redis.call('ZRANGE', k_dq(d), 0, 0, 'WITHSCORES')
-            if best[1] == nil then
+            -- d came from the ready set, so it is not waiting
+            if best == nil then
               redis.call('ZREM', K_READY, d)
             else
-              redis.call('ZADD', K_READY, best[2], d)
+              redis.call('ZADD', K_READY, n2s(best), d)
             end
           end
           lid = lid + 1
-          local id = n2s(lid)
-          redis.call('HSET', K_LEASES, id, j .. '|' .. p .. '|' .. d .. '|' .. seq .. '|' .. rec)
-          redis.call('ZADD', K_DEADLINES, n2s(now + dur), id)
+          local member = n2s(lid) .. '|' .. j .. '|' .. p .. '|' .. d .. '|' .. seq .. '|' .. rec
+          redis.call('ZADD', K_DEADLINES, n2s(now + dur), member)
           bump(c, 'q', -1)
           bump(c, 'f', 1)
           served = served + 1
-          out[#out + 1] = id
-          out[#out + 1] = j
+          out[#out + 1] = member
           out[#out + 1] = c.gen
           out[#out + 1] = c.app
           out[#out + 1] = c.crawl
-          out[#out + 1] = d
-          out[#out + 1] = rec
         end
       end
     end

@@ -1,10 +1,7 @@
--- release: ARGV = lease id. Returns 1 when the lease was held and its request went back.
+-- release: ARGV = lease (the deadlines member). Returns 1 when the lease was held and its request went back.
 local now = now_us()
-local id = ARGV[1]
-local payload = redis.call('HGET', K_LEASES, id)
-if not payload then return 0 end
-redis.call('HDEL', K_LEASES, id)
-redis.call('ZREM', K_DEADLINES, id)
+if redis.call('ZREM', K_DEADLINES, ARGV[1]) == 0 then return 0 end
+local payload = lease_payload(ARGV[1]) or ''
 requeue_front(payload, now)
 flush_jobs()
 return 1

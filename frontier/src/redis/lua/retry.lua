@@ -1,14 +1,11 @@
--- retry: ARGV = lease id, give up ('1' or '0'), delay_us, record with retries counted, status.
+-- retry: ARGV = lease (the deadlines member), give up ('1' or '0'), delay_us, record with retries counted, status.
 -- Returns {'scheduled'} | {'gaveup'} | {'gone'} | {'stale'}.
 local now = now_us()
-local id = ARGV[1]
-local payload = redis.call('HGET', K_LEASES, id)
-if not payload then return { 'stale' } end
-redis.call('HDEL', K_LEASES, id)
-redis.call('ZREM', K_DEADLINES, id)
+if redis.call('ZREM', K_DEADLINES, ARGV[1]) == 0 then return { 'stale' } end
+local payload = lease_payload(ARGV[1]) or ''
 local j, p, d = parse_payload(payload)
 if not j then return { 'gone' } end
-local c = job(j, now)
+local c = job(j, now, ARGV[5] ~= '' and ('c' .. ARGV[5]) or nil)
 if c.state == 'gone' then return { 'gone' } end
 bump(c, 'f', -1)
 if ARGV[2] == '1' then
