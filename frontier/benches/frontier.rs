@@ -3,7 +3,8 @@
 //!
 //! - `pages_per_s`: leases plus acknowledgements per second, each page acknowledged with 10
 //!   children (new URLs on 1000 domains, so every child goes through filters, dedupe, budgets
-//!   and the enqueue), from 16 concurrent tasks of one client process.
+//!   and the enqueue), from 32 concurrent tasks over 4 connections (as several worker pods
+//!   would) in one client process.
 //! - `round_trips_per_page`: requests Redis received per page, from the `INFO commandstats`
 //!   delta of the commands a client sends (scripts; commands run *inside* scripts are not
 //!   round trips), cross-checked against the client's own count.
@@ -26,7 +27,9 @@ const DOMAINS: usize = 1000;
 const MEMORY_ENTRIES: usize = 100_000;
 const PAGES: usize = 40_000;
 const CHILDREN: usize = 10;
-const TASKS: usize = 16;
+const TASKS: usize = 32;
+/// Client connections the tasks share, as several worker pods would.
+const CONNECTIONS: usize = 4;
 const LEASE_BATCH: usize = 16;
 /// Commands a frontier client sends itself; everything else in commandstats ran inside them.
 const CLIENT_COMMANDS: &[&str] = &["evalsha", "eval", "evalsha_ro", "eval_ro", "script"];
@@ -79,7 +82,7 @@ async fn run(url: &str) -> serde_json::Value {
     println!("machine load before: {}", loadavg.trim());
 
     let (queued, seen) = memory(&frontier, &mut admin).await;
-    let (pages_per_s, round_trips, client_trips) = throughput(&frontier, &mut admin).await;
+    let (pages_per_s, round_trips, client_trips) = throughput(&frontier, &mut admin, url).await;
 
     cleanup(&mut admin, &prefix).await;
     let loadavg = std::fs::read_to_string("/proc/loadavg").unwrap_or_default();
@@ -212,7 +215,16 @@ async fn memory(
 async fn throughput(
     frontier: &RedisFrontier,
     admin: &mut redis::aio::MultiplexedConnection,
+    redis_url: &str,
 ) -> (f64, f64, f64) {
+    let mut clients = vec![frontier.clone()];
+    for _ in 1..CONNECTIONS {
+        clients.push(
+            RedisFrontier::connect(redis_url, frontier.prefix(), FrontierConfig::default())
+                .await
+                .expect("connects to REDIS_URL"),
+        );
+    }
     let j = job("throughput");
     frontier
         .register(&j, &JobPolicy::unlimited())
@@ -224,12 +236,12 @@ async fn throughput(
     frontier.seed(&j, &seeds).await.expect("seeds");
     let cpu0 = redis_cpu(admin).await;
     let calls0 = client_calls(admin).await;
-    let client0 = frontier.round_trips();
+    let client0: u64 = clients.iter().map(RedisFrontier::round_trips).sum();
     let started = Instant::now();
     let done = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
     let mut tasks = tokio::task::JoinSet::new();
     for t in 0..TASKS {
-        let frontier = frontier.clone();
+        let frontier = clients[t % CONNECTIONS].clone();
         let done = done.clone();
         tasks.spawn(async move {
             let mut rng = fastrand::Rng::with_seed(t as u64);
@@ -266,7 +278,7 @@ async fn throughput(
     let elapsed = started.elapsed();
     let pages = done.load(std::sync::atomic::Ordering::Relaxed);
     let calls = client_calls(admin).await - calls0;
-    let client_trips = frontier.round_trips() - client0;
+    let client_trips = clients.iter().map(RedisFrontier::round_trips).sum::<u64>() - client0;
     let cpu = redis_cpu(admin).await - cpu0;
     let pages_per_s = pages as f64 / elapsed.as_secs_f64();
     println!(

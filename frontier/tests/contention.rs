@@ -66,7 +66,10 @@ fn main() {
     }
     let started = Instant::now();
     runtime.block_on(coordinator());
-    println!("contention: exactly once under contention ({:?})", started.elapsed());
+    println!(
+        "contention: exactly once under contention ({:?})",
+        started.elapsed()
+    );
     println!("contention: 1 passed, 0 failed");
 }
 

@@ -3,7 +3,10 @@
 //! REDIS_URL and fail (never skip) without it.
 
 #[path = "conformance/harness.rs"]
-#[allow(dead_code, reason = "shared with the conformance suite, which uses all of it")]
+#[allow(
+    dead_code,
+    reason = "shared with the conformance suite, which uses all of it"
+)]
 mod harness;
 
 use std::time::{Duration, SystemTime};
@@ -76,8 +79,16 @@ async fn politeness_holds_across_concurrent_clients() {
     }
     times.sort();
     eprintln!("{} dispatches in {run_for:?}", times.len());
-    assert!(times.len() >= 10, "too few dispatches to judge: {}", times.len());
-    assert!(times.len() <= 15, "more dispatches than the rate allows: {}", times.len());
+    assert!(
+        times.len() >= 10,
+        "too few dispatches to judge: {}",
+        times.len()
+    );
+    assert!(
+        times.len() <= 15,
+        "more dispatches than the rate allows: {}",
+        times.len()
+    );
     for pair in times.windows(2) {
         let gap = pair[1].duration_since(pair[0]).expect("sorted");
         assert!(gap >= window / hits, "two dispatches only {gap:?} apart");
@@ -95,18 +106,28 @@ async fn purge_leaves_no_key_of_the_job_and_dedupe_stays_compact() {
     let h = harness::redis("purge-keys").await;
     let f: &RedisFrontier = harness::Harness::frontier(&h);
     let j = job("keys");
-    f.register(&j, &JobPolicy::unlimited()).await.expect("registers");
+    f.register(&j, &JobPolicy::unlimited())
+        .await
+        .expect("registers");
     let seeds: Vec<CrawlRequest> = (0..20_000)
         .map(|i| CrawlRequest::seed(format!("http://h{}.test/{i}", i % 97), 1 + i % 3))
         .collect();
     f.seed(&j, &seeds).await.expect("seeds");
-    let leases = f.lease(SPIDER, 10, Duration::from_secs(30)).await.expect("leases");
-    let child = leases[0].request.child("http://child.test/x");
-    f.complete(&leases[0], Outcome::status(200, 1).with_children(vec![child]))
+    let leases = f
+        .lease(SPIDER, 10, Duration::from_secs(30))
         .await
-        .expect("completes");
+        .expect("leases");
+    let child = leases[0].request.child("http://child.test/x");
+    f.complete(
+        &leases[0],
+        Outcome::status(200, 1).with_children(vec![child]),
+    )
+    .await
+    .expect("completes");
     let f2 = harness::Harness::client(&h).await;
-    f2.retry(&leases[1], Default::default()).await.expect("retries");
+    f2.retry(&leases[1], Default::default())
+        .await
+        .expect("retries");
 
     let url = harness::redis_url();
     let keys = harness::keys_with_prefix(&url, f.prefix()).await;
@@ -135,8 +156,56 @@ async fn purge_leaves_no_key_of_the_job_and_dedupe_stays_compact() {
     let left = harness::keys_with_prefix(&url, f.prefix()).await;
     let of_job: Vec<&String> = left
         .iter()
-        .filter(|k| [":q:1:", ":s:1:", ":job:1", ":jd:1", ":jq:1", ":dq:"].iter().any(|p| k.contains(p)))
+        .filter(|k| {
+            [":q:1:", ":s:1:", ":job:1", ":jd:1", ":jq:1", ":dq:"]
+                .iter()
+                .any(|p| k.contains(p))
+        })
         .collect();
     assert!(of_job.is_empty(), "purge left {of_job:?}");
+    h.cleanup().await;
+}
+
+/// Regression guard for the roll-up of spider counts: a page counted in one 10 s bucket must
+/// still count in every window after the next bucket started (rolled up into the coarser
+/// buckets), and exactly once.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn spider_counts_survive_the_roll_up_into_coarser_buckets() {
+    use kubecrawl_frontier::Window;
+    let h = harness::redis("rollup").await;
+    let f: &RedisFrontier = harness::Harness::frontier(&h);
+    let j = job("rollup");
+    f.register(&j, &JobPolicy::unlimited())
+        .await
+        .expect("registers");
+    let seeds: Vec<CrawlRequest> = (0..3)
+        .map(|i| CrawlRequest::seed(format!("http://r{i}.test/"), 1))
+        .collect();
+    f.seed(&j, &seeds).await.expect("seeds");
+    let leases = f
+        .lease(SPIDER, 3, Duration::from_secs(60))
+        .await
+        .expect("leases");
+    f.complete(&leases[0], Outcome::status(200, 1))
+        .await
+        .expect("completes");
+    // Into the next 10 s bucket (Redis runs on this machine's clock).
+    let now = SystemTime::now()
+        .duration_since(SystemTime::UNIX_EPOCH)
+        .expect("after the epoch");
+    let to_next =
+        Duration::from_secs(10) - Duration::from_micros((now.as_micros() % 10_000_000) as u64);
+    tokio::time::sleep(to_next + Duration::from_millis(100)).await;
+    f.complete(&leases[1], Outcome::status(200, 1))
+        .await
+        .expect("completes");
+    f.complete(&leases[2], Outcome::status(500, 1))
+        .await
+        .expect("completes");
+    let stats = f.spider_stats(SPIDER).await.expect("reads");
+    for w in Window::ALL {
+        assert_eq!(stats.count(w, "200"), 2, "{w:?}: {stats:?}");
+        assert_eq!(stats.count(w, "500"), 1, "{w:?}: {stats:?}");
+    }
     h.cleanup().await;
 }

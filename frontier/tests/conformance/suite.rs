@@ -64,7 +64,12 @@ async fn stats<H: Harness>(h: &H, j: &JobRef) -> kubecrawl_frontier::JobStats {
 }
 
 async fn ack<H: Harness>(h: &H, lease: &Lease, outcome: Outcome) -> Admission {
-    match h.frontier().complete(lease, outcome).await.expect("completes") {
+    match h
+        .frontier()
+        .complete(lease, outcome)
+        .await
+        .expect("completes")
+    {
         Completion::Acked(a) => a,
         other => panic!("expected an ack, got {other:?}"),
     }
@@ -102,8 +107,14 @@ pub(crate) async fn seeding_is_idempotent<H: Harness>(h: &H) {
     let s = stats(h, &j).await;
     assert_eq!((s.queued, s.admitted, s.seeded), (3, 3, true), "{s:?}");
     assert!(!s.finished());
-    let unknown = h.frontier().seed(&job("nobody"), &[req("http://a.test/", 1)]).await;
-    assert!(matches!(unknown, Err(Error::UnknownJob { .. })), "{unknown:?}");
+    let unknown = h
+        .frontier()
+        .seed(&job("nobody"), &[req("http://a.test/", 1)])
+        .await;
+    assert!(
+        matches!(unknown, Err(Error::UnknownJob { .. })),
+        "{unknown:?}"
+    );
 }
 
 pub(crate) async fn priority_across_domains_then_fifo<H: Harness>(h: &H) {
@@ -142,18 +153,34 @@ pub(crate) async fn priority_across_domains_then_fifo<H: Harness>(h: &H) {
 
 pub(crate) async fn politeness_spaces_dispatches_per_domain<H: Harness>(h: &H) {
     let j = registered(h, "polite", &delay_policy(300)).await;
-    let seeds: Vec<CrawlRequest> = ["d1.test/1", "d1.test/2", "d1.test/3", "d2.test/1", "d2.test/2"]
-        .iter()
-        .map(|u| req(&format!("http://{u}"), 1))
-        .collect();
+    let seeds: Vec<CrawlRequest> = [
+        "d1.test/1",
+        "d1.test/2",
+        "d1.test/3",
+        "d2.test/1",
+        "d2.test/2",
+    ]
+    .iter()
+    .map(|u| req(&format!("http://{u}"), 1))
+    .collect();
     h.frontier().seed(&j, &seeds).await.expect("seeds");
     let first = h.frontier().lease(SPIDER, 10, LONG).await.expect("leases");
     let urls: HashSet<&str> = first.iter().map(|l| l.request.url.as_str()).collect();
-    assert_eq!(urls, HashSet::from(["http://d1.test/1", "http://d2.test/1"]));
-    assert!(lease_urls(h, 10).await.is_empty(), "a domain was dispatched twice at once");
+    assert_eq!(
+        urls,
+        HashSet::from(["http://d1.test/1", "http://d2.test/1"])
+    );
+    assert!(
+        lease_urls(h, 10).await.is_empty(),
+        "a domain was dispatched twice at once"
+    );
     // A Retry-After on d2 holds it back beyond its normal interval.
     h.frontier()
-        .report_domain(SPIDER, "d2.test", DomainHint::RetryAfter(Duration::from_secs(3)))
+        .report_domain(
+            SPIDER,
+            "d2.test",
+            DomainHint::RetryAfter(Duration::from_secs(3)),
+        )
         .await
         .expect("reports");
     h.advance(Duration::from_millis(400)).await;
@@ -164,10 +191,17 @@ pub(crate) async fn politeness_spaces_dispatches_per_domain<H: Harness>(h: &H) {
         .leased_at
         .duration_since(first[0].leased_at)
         .expect("dispatch times are ordered");
-    assert!(gap >= Duration::from_millis(300), "only {gap:?} between dispatches");
+    assert!(
+        gap >= Duration::from_millis(300),
+        "only {gap:?} between dispatches"
+    );
     // robots.txt asks for 2 s: the next charge of d1 uses it.
     h.frontier()
-        .report_domain(SPIDER, "D1.test", DomainHint::CrawlDelay(Duration::from_secs(2)))
+        .report_domain(
+            SPIDER,
+            "D1.test",
+            DomainHint::CrawlDelay(Duration::from_secs(2)),
+        )
         .await
         .expect("reports");
     h.advance(Duration::from_millis(400)).await;
@@ -177,7 +211,10 @@ pub(crate) async fn politeness_spaces_dispatches_per_domain<H: Harness>(h: &H) {
         .await
         .expect("seeds");
     h.advance(Duration::from_millis(400)).await;
-    assert!(lease_urls(h, 10).await.is_empty(), "crawl delay and retry-after ignored");
+    assert!(
+        lease_urls(h, 10).await.is_empty(),
+        "crawl delay and retry-after ignored"
+    );
     h.advance(Duration::from_millis(2300)).await;
     let mut rest = lease_urls(h, 10).await;
     rest.sort();
@@ -217,14 +254,28 @@ pub(crate) async fn complete_filters_children_and_accounts<H: Harness>(h: &H) {
     .iter()
     .map(|u| root.request.child(*u))
     .collect();
-    let a = ack(h, root, Outcome::status(200, 1000).with_items(1).with_children(children)).await;
+    let a = ack(
+        h,
+        root,
+        Outcome::status(200, 1000)
+            .with_items(1)
+            .with_children(children),
+    )
+    .await;
     assert_eq!((a.admitted, a.duplicates, a.filtered), (2, 1, 4), "{a:?}");
     let s = stats(h, &j).await;
-    assert_eq!((s.pages, s.items, s.bytes, s.queued, s.in_flight), (1, 1, 1000, 2, 0));
+    assert_eq!(
+        (s.pages, s.items, s.bytes, s.queued, s.in_flight),
+        (1, 1, 1000, 2, 0)
+    );
     assert_eq!(s.status_codes.get(&200), Some(&1));
     let level1 = h.frontier().lease(SPIDER, 5, LONG).await.expect("leases");
     assert_eq!(level1.len(), 2);
-    assert!(level1.iter().all(|l| l.request.depth == 1 && l.request.priority == 4));
+    assert!(
+        level1
+            .iter()
+            .all(|l| l.request.depth == 1 && l.request.priority == 4)
+    );
     assert_eq!(
         level1[0].request.referer.as_deref(),
         Some("http://site.test/")
@@ -238,7 +289,10 @@ pub(crate) async fn complete_filters_children_and_accounts<H: Harness>(h: &H) {
     )
     .await;
     assert_eq!((a.admitted, a.filtered), (1, 1), "maxdepth: {a:?}");
-    let stale = h.frontier().complete(&level1[0], Outcome::status(200, 1)).await;
+    let stale = h
+        .frontier()
+        .complete(&level1[0], Outcome::status(200, 1))
+        .await;
     assert_eq!(stale.expect("completes"), Completion::Stale, "acked twice");
     ack(h, &level1[1], Outcome::failed()).await;
     let level2 = h.frontier().lease(SPIDER, 5, LONG).await.expect("leases");
@@ -247,7 +301,11 @@ pub(crate) async fn complete_filters_children_and_accounts<H: Harness>(h: &H) {
     outcome.step = Some(7);
     ack(h, &level2[0], outcome).await;
     let s = stats(h, &j).await;
-    assert_eq!((s.pages, s.errors, s.bytes, s.admitted), (3, 1, 1015, 4), "{s:?}");
+    assert_eq!(
+        (s.pages, s.errors, s.bytes, s.admitted),
+        (3, 1, 1015, 4),
+        "{s:?}"
+    );
     assert_eq!(s.status_codes.get(&404), Some(&1));
     assert_eq!(s.status_codes.get(&200), Some(&2));
     assert_eq!(s.furthest_step, 7);
@@ -271,7 +329,12 @@ pub(crate) async fn budgets_cap_admissions<H: Harness>(h: &H) {
     let children = (0..3)
         .map(|i| leases[0].request.child(format!("http://c.test/{i}")))
         .collect();
-    let a = ack(h, &leases[0], Outcome::status(200, 1).with_children(children)).await;
+    let a = ack(
+        h,
+        &leases[0],
+        Outcome::status(200, 1).with_children(children),
+    )
+    .await;
     assert_eq!((a.admitted, a.over_budget), (1, 2), "maxPages: {a:?}");
     assert_eq!(stats(h, &j).await.admitted, 5);
 }
@@ -292,7 +355,10 @@ pub(crate) async fn expired_leases_come_back_once<H: Harness>(h: &H) {
         leases
         // `other` is dropped here without acknowledging anything.
     };
-    assert!(lease_urls(h, 50).await.is_empty(), "leased requests were handed out again");
+    assert!(
+        lease_urls(h, 50).await.is_empty(),
+        "leased requests were handed out again"
+    );
     assert_eq!(stats(h, &j).await.in_flight, 20);
     h.advance(Duration::from_millis(800)).await;
     let again = h.frontier().lease(SPIDER, 50, LONG).await.expect("leases");
@@ -319,21 +385,45 @@ pub(crate) async fn expired_leases_come_back_once<H: Harness>(h: &H) {
         .await
         .expect("leases nothing");
     assert!(short.is_empty());
-    h.frontier().seed(&j, &[req("http://e.test/1", 1), req("http://e.test/2", 1)]).await.expect("seeds");
-    let two = h.frontier().lease(SPIDER, 5, Duration::from_millis(200)).await.expect("leases");
+    h.frontier()
+        .seed(&j, &[req("http://e.test/1", 1), req("http://e.test/2", 1)])
+        .await
+        .expect("seeds");
+    let two = h
+        .frontier()
+        .lease(SPIDER, 5, Duration::from_millis(200))
+        .await
+        .expect("leases");
     assert_eq!(two.len(), 2);
     h.advance(Duration::from_millis(400)).await;
-    let reclaimed = h.frontier().reclaim_expired(SPIDER, 100).await.expect("reclaims");
+    let reclaimed = h
+        .frontier()
+        .reclaim_expired(SPIDER, 100)
+        .await
+        .expect("reclaims");
     assert_eq!(reclaimed, 2);
-    assert_eq!(h.frontier().reclaim_expired(SPIDER, 100).await.expect("reclaims"), 0);
+    assert_eq!(
+        h.frontier()
+            .reclaim_expired(SPIDER, 100)
+            .await
+            .expect("reclaims"),
+        0
+    );
     assert_eq!(stats(h, &j).await.queued, 2);
 }
 
 pub(crate) async fn retry_backs_off_then_gives_up<H: Harness>(h: &H) {
     let j = registered(h, "retry", &delay_policy(0)).await;
-    h.frontier().seed(&j, &[req("http://r.test/", 1)]).await.expect("seeds");
+    h.frontier()
+        .seed(&j, &[req("http://r.test/", 1)])
+        .await
+        .expect("seeds");
     let l = h.frontier().lease(SPIDER, 1, LONG).await.expect("leases");
-    let r = h.frontier().retry(&l[0], RetryRequest::default()).await.expect("retries");
+    let r = h
+        .frontier()
+        .retry(&l[0], RetryRequest::default())
+        .await
+        .expect("retries");
     assert_eq!(
         r,
         RetryOutcome::Scheduled {
@@ -341,7 +431,10 @@ pub(crate) async fn retry_backs_off_then_gives_up<H: Harness>(h: &H) {
             delay: Duration::from_millis(200)
         }
     );
-    assert!(lease_urls(h, 1).await.is_empty(), "retried before its backoff");
+    assert!(
+        lease_urls(h, 1).await.is_empty(),
+        "retried before its backoff"
+    );
     assert_eq!(stats(h, &j).await.queued, 1);
     h.advance(Duration::from_millis(350)).await;
     let l = h.frontier().lease(SPIDER, 1, LONG).await.expect("leases");
@@ -373,14 +466,28 @@ pub(crate) async fn retry_backs_off_then_gives_up<H: Harness>(h: &H) {
     assert_eq!(l[0].request.retries, 2);
     let r = h
         .frontier()
-        .retry(&l[0], RetryRequest { not_before: None, status: Some(503) })
+        .retry(
+            &l[0],
+            RetryRequest {
+                not_before: None,
+                status: Some(503),
+            },
+        )
         .await
         .expect("retries");
     assert_eq!(r, RetryOutcome::GaveUp);
     let s = stats(h, &j).await;
-    assert_eq!((s.retries, s.errors, s.pages, s.queued, s.in_flight), (2, 1, 1, 0, 0), "{s:?}");
+    assert_eq!(
+        (s.retries, s.errors, s.pages, s.queued, s.in_flight),
+        (2, 1, 1, 0, 0),
+        "{s:?}"
+    );
     assert_eq!(s.status_codes.get(&503), Some(&1));
-    let again = h.frontier().retry(&l[0], RetryRequest::default()).await.expect("retries");
+    let again = h
+        .frontier()
+        .retry(&l[0], RetryRequest::default())
+        .await
+        .expect("retries");
     assert_eq!(again, RetryOutcome::Stale);
 }
 
@@ -393,7 +500,10 @@ pub(crate) async fn release_puts_the_request_back_first<H: Harness>(h: &H) {
     let l = h.frontier().lease(SPIDER, 1, LONG).await.expect("leases");
     assert_eq!(l[0].request.url, "http://x.test/a");
     assert!(h.frontier().release(&l[0]).await.expect("releases"));
-    assert!(!h.frontier().release(&l[0]).await.expect("releases"), "released twice");
+    assert!(
+        !h.frontier().release(&l[0]).await.expect("releases"),
+        "released twice"
+    );
     let s = stats(h, &j).await;
     assert_eq!((s.queued, s.in_flight, s.pages), (2, 0, 0));
     assert_eq!(lease_urls(h, 1).await, vec!["http://x.test/a"]);
@@ -402,14 +512,23 @@ pub(crate) async fn release_puts_the_request_back_first<H: Harness>(h: &H) {
 pub(crate) async fn suspend_parks_and_resume_restores<H: Harness>(h: &H) {
     let j = registered(h, "suspend", &delay_policy(0)).await;
     let other = registered(h, "other", &delay_policy(0)).await;
-    let seeds: Vec<CrawlRequest> = (0..4).map(|i| req(&format!("http://s{i}.test/"), 1)).collect();
+    let seeds: Vec<CrawlRequest> = (0..4)
+        .map(|i| req(&format!("http://s{i}.test/"), 1))
+        .collect();
     h.frontier().seed(&j, &seeds).await.expect("seeds");
-    h.frontier().seed(&other, &[req("http://o.test/", 1)]).await.expect("seeds");
+    h.frontier()
+        .seed(&other, &[req("http://o.test/", 1)])
+        .await
+        .expect("seeds");
     let held = h.frontier().lease(SPIDER, 1, LONG).await.expect("leases");
     assert_eq!(held[0].job, j);
     assert!(h.frontier().suspend(&j).await.expect("suspends"));
     assert!(stats(h, &j).await.suspended);
-    assert_eq!(lease_urls(h, 10).await, vec!["http://o.test/"], "a suspended job was leased");
+    assert_eq!(
+        lease_urls(h, 10).await,
+        vec!["http://o.test/"],
+        "a suspended job was leased"
+    );
     let refused = h
         .frontier()
         .seed(&j, &[req("http://new.test/", 1)])
@@ -428,8 +547,16 @@ pub(crate) async fn suspend_parks_and_resume_restores<H: Harness>(h: &H) {
     let mut urls = lease_urls(h, 10).await;
     urls.sort();
     assert_eq!(urls.len(), 4, "{urls:?}");
-    assert!(urls.contains(&held[0].request.url), "the parked request came back");
-    assert!(!h.frontier().suspend(&job("nobody")).await.expect("suspends"));
+    assert!(
+        urls.contains(&held[0].request.url),
+        "the parked request came back"
+    );
+    assert!(
+        !h.frontier()
+            .suspend(&job("nobody"))
+            .await
+            .expect("suspends")
+    );
 }
 
 pub(crate) async fn purge_forgets_one_job_only<H: Harness>(h: &H) {
@@ -443,18 +570,43 @@ pub(crate) async fn purge_forgets_one_job_only<H: Harness>(h: &H) {
     let held = h.frontier().lease(SPIDER, 1, LONG).await.expect("leases");
     assert_eq!(held[0].job, gone);
     assert!(h.frontier().purge(&gone).await.expect("purges"));
-    assert!(h.frontier().job_stats(&gone).await.expect("reads").is_none());
-    assert!(!h.frontier().purge(&gone).await.expect("purges"), "purged twice");
+    assert!(
+        h.frontier()
+            .job_stats(&gone)
+            .await
+            .expect("reads")
+            .is_none()
+    );
+    assert!(
+        !h.frontier().purge(&gone).await.expect("purges"),
+        "purged twice"
+    );
     let rest = h.frontier().lease(SPIDER, 10, LONG).await.expect("leases");
     assert_eq!(rest.len(), 3);
-    assert!(rest.iter().all(|l| l.job == kept), "a purged job's request was leased");
-    let late = h.frontier().complete(&held[0], Outcome::status(200, 1)).await;
+    assert!(
+        rest.iter().all(|l| l.job == kept),
+        "a purged job's request was leased"
+    );
+    let late = h
+        .frontier()
+        .complete(&held[0], Outcome::status(200, 1))
+        .await;
     assert_eq!(late.expect("completes"), Completion::JobGone);
     let seeded = h.frontier().seed(&gone, &[req(urls[0], 1)]).await;
-    assert!(matches!(seeded, Err(Error::UnknownJob { .. })), "{seeded:?}");
+    assert!(
+        matches!(seeded, Err(Error::UnknownJob { .. })),
+        "{seeded:?}"
+    );
     // Registered again, the job starts afresh: its old dedupe is gone too.
-    h.frontier().register(&gone, &delay_policy(0)).await.expect("registers");
-    let a = h.frontier().seed(&gone, &[req(urls[0], 1)]).await.expect("seeds");
+    h.frontier()
+        .register(&gone, &delay_policy(0))
+        .await
+        .expect("registers");
+    let a = h
+        .frontier()
+        .seed(&gone, &[req(urls[0], 1)])
+        .await
+        .expect("seeds");
     assert_eq!(a.admitted, 1);
     let s = stats(h, &kept).await;
     assert_eq!((s.queued, s.in_flight, s.admitted), (0, 3, 3));
@@ -465,7 +617,12 @@ pub(crate) async fn purge_of_a_large_job_leaves_another_untouched<H: Harness>(h:
     let big = registered(h, "big", &delay_policy(0)).await;
     let small = registered(h, "small", &delay_policy(0)).await;
     let chunk: Vec<CrawlRequest> = (0..BIG)
-        .map(|i| req(&format!("http://host{}.test/page/{i}", i % 500), 1 + (i % 3) as i32))
+        .map(|i| {
+            req(
+                &format!("http://host{}.test/page/{i}", i % 500),
+                1 + (i % 3) as i32,
+            )
+        })
         .collect();
     for part in chunk.chunks(5000) {
         let a = h.frontier().seed(&big, part).await.expect("seeds");
@@ -474,7 +631,10 @@ pub(crate) async fn purge_of_a_large_job_leaves_another_untouched<H: Harness>(h:
     let small_seeds: Vec<CrawlRequest> = (0..100)
         .map(|i| req(&format!("http://host{}.test/small/{i}", i % 50), 2))
         .collect();
-    h.frontier().seed(&small, &small_seeds).await.expect("seeds");
+    h.frontier()
+        .seed(&small, &small_seeds)
+        .await
+        .expect("seeds");
     assert_eq!(stats(h, &big).await.queued, BIG as u64);
     let before = stats(h, &small).await;
     let started = std::time::Instant::now();
@@ -482,7 +642,11 @@ pub(crate) async fn purge_of_a_large_job_leaves_another_untouched<H: Harness>(h:
     eprintln!("purged {BIG} queued requests in {:?}", started.elapsed());
     assert!(h.frontier().job_stats(&big).await.expect("reads").is_none());
     assert_eq!(stats(h, &small).await, before);
-    let leased = h.frontier().lease(SPIDER, 1000, LONG).await.expect("leases");
+    let leased = h
+        .frontier()
+        .lease(SPIDER, 1000, LONG)
+        .await
+        .expect("leases");
     assert_eq!(leased.len(), 100);
     assert!(leased.iter().all(|l| l.job == small));
 }
@@ -501,20 +665,37 @@ pub(crate) async fn expired_job_accepts_nothing<H: Harness>(h: &H) {
     assert_eq!(held.len(), 1);
     h.advance(Duration::from_millis(800)).await;
     let child = held[0].request.child("http://e.test/child");
-    let a = ack(h, &held[0], Outcome::status(200, 1).with_children(vec![child])).await;
+    let a = ack(
+        h,
+        &held[0],
+        Outcome::status(200, 1).with_children(vec![child]),
+    )
+    .await;
     assert_eq!((a.admitted, a.refused), (0, 1));
-    assert!(lease_urls(h, 10).await.is_empty(), "an expired job was leased");
-    let seeded = h.frontier().seed(&j, &[req("http://e.test/3", 1)]).await.expect("seeds");
+    assert!(
+        lease_urls(h, 10).await.is_empty(),
+        "an expired job was leased"
+    );
+    let seeded = h
+        .frontier()
+        .seed(&j, &[req("http://e.test/3", 1)])
+        .await
+        .expect("seeds");
     assert_eq!(seeded.refused, 1);
     assert_eq!(stats(h, &j).await.pages, 1);
     // Extending the job brings its queue back.
-    h.frontier().register(&j, &delay_policy(0)).await.expect("registers");
+    h.frontier()
+        .register(&j, &delay_policy(0))
+        .await
+        .expect("registers");
     assert_eq!(lease_urls(h, 10).await, vec!["http://e.test/2"]);
 }
 
 pub(crate) async fn spider_stats_and_heartbeats<H: Harness>(h: &H) {
     let j = registered(h, "stats", &delay_policy(0)).await;
-    let seeds: Vec<CrawlRequest> = (0..4).map(|i| req(&format!("http://st.test/{i}"), 1)).collect();
+    let seeds: Vec<CrawlRequest> = (0..4)
+        .map(|i| req(&format!("http://st.test/{i}"), 1))
+        .collect();
     h.frontier().seed(&j, &seeds).await.expect("seeds");
     let leases = h.frontier().lease(SPIDER, 4, LONG).await.expect("leases");
     let outcomes = [
@@ -534,9 +715,15 @@ pub(crate) async fn spider_stats_and_heartbeats<H: Harness>(h: &H) {
     }
     let ttl = Duration::from_millis(600);
     for (spider, worker) in [(SPIDER, "pod-a"), (SPIDER, "pod-b"), ("wandering", "pod-c")] {
-        h.frontier().heartbeat(spider, worker, ttl).await.expect("beats");
+        h.frontier()
+            .heartbeat(spider, worker, ttl)
+            .await
+            .expect("beats");
     }
-    h.frontier().heartbeat(SPIDER, "pod-a", ttl).await.expect("beats");
+    h.frontier()
+        .heartbeat(SPIDER, "pod-a", ttl)
+        .await
+        .expect("beats");
     let w = h.frontier().workers().await.expect("counts");
     assert_eq!((w.total, w.unique), (3, 2), "{w:?}");
     assert_eq!(w.per_spider.get(SPIDER), Some(&2));
@@ -546,10 +733,17 @@ pub(crate) async fn spider_stats_and_heartbeats<H: Harness>(h: &H) {
     assert_eq!(dump.get("link_200_900"), Some(&2));
     assert_eq!(dump.get("link_404_lifetime"), Some(&1));
     h.advance(Duration::from_millis(400)).await;
-    h.frontier().heartbeat(SPIDER, "pod-b", ttl).await.expect("beats");
+    h.frontier()
+        .heartbeat(SPIDER, "pod-b", ttl)
+        .await
+        .expect("beats");
     h.advance(Duration::from_millis(400)).await;
     let w = h.frontier().workers().await.expect("counts");
-    assert_eq!((w.total, w.unique), (1, 1), "dead pods still counted: {w:?}");
+    assert_eq!(
+        (w.total, w.unique),
+        (1, 1),
+        "dead pods still counted: {w:?}"
+    );
     assert_eq!(w.per_spider.get(SPIDER), Some(&1));
 }
 
@@ -560,7 +754,13 @@ pub(crate) async fn bad_input_is_refused<H: Harness>(h: &H) {
     };
     let r = h.frontier().register(&job("bad"), &bad).await;
     assert!(matches!(r, Err(Error::Policy { .. })), "{r:?}");
-    assert!(h.frontier().job_stats(&job("bad")).await.expect("reads").is_none());
+    assert!(
+        h.frontier()
+            .job_stats(&job("bad"))
+            .await
+            .expect("reads")
+            .is_none()
+    );
     let r = h.frontier().lease("evil}{", 1, LONG).await;
     assert!(matches!(r, Err(Error::InvalidName { .. })), "{r:?}");
 }

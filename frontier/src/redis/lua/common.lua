@@ -260,14 +260,40 @@ local function enqueue_all(j, c, first, count)
   return admitted, dup, over
 end
 
--- Spider-level rolling counts: one counter per status label in a time bucket per granularity.
-local function spider_count(label, now)
-  local s = math.floor(now / 1000000)
-  for _, g in ipairs(GRANS) do
-    local k = B .. ':st:' .. g[1] .. ':' .. n2s(math.floor(s / g[1]))
-    if redis.call('HINCRBY', k, label, 1) == 1 then redis.call('EXPIRE', k, g[2]) end
+-- Spider-level rolling counts. An acknowledgement increments one counter: its status label in
+-- the current finest bucket (GRANS[1]). When the first write to a new finest bucket happens,
+-- the previous one ("st:last") is rolled up into the coarser buckets and the lifetime hash, and
+-- only then gets its TTL; readers add the one bucket not rolled up yet. So each spider holds
+-- at most one bucket without a TTL, and an acknowledgement costs one HINCRBY.
+local K_ST_LAST = B .. ':st:last'
+local function st_key(g, n) return B .. ':st:' .. g .. ':' .. n2s(n) end
+
+local function rollup(last)
+  local fine = GRANS[1][1]
+  local k = st_key(fine, last)
+  local kv = redis.call('HGETALL', k)
+  local s = last * fine
+  for x = 1, #kv, 2 do
+    for i = 2, #GRANS do
+      local g = GRANS[i]
+      local gk = st_key(g[1], math.floor(s / g[1]))
+      redis.call('HINCRBY', gk, kv[x], kv[x + 1])
+      redis.call('EXPIRE', gk, g[2])
+    end
+    redis.call('HINCRBY', B .. ':st:life', kv[x], kv[x + 1])
   end
-  redis.call('HINCRBY', B .. ':st:life', label, 1)
+  if #kv > 0 then redis.call('EXPIRE', k, GRANS[1][2]) end
+end
+
+local function spider_count(label, now)
+  local b = math.floor(now / (GRANS[1][1] * 1000000))
+  if redis.call('HINCRBY', st_key(GRANS[1][1], b), label, 1) == 1 then
+    local last = tonumber(redis.call('GET', K_ST_LAST) or '-1') or -1
+    if last ~= b then
+      if last >= 0 then rollup(last) end
+      redis.call('SET', K_ST_LAST, n2s(b))
+    end
+  end
 end
 
 -- Before a lease: reclaims expired leases, promotes due retries and domains whose clock passed.
