@@ -151,6 +151,11 @@ pub struct CrawlJobSpec {
     #[schemars(range(max = 1000))]
     pub workers: u32,
 
+    /// Follow links marked `rel="nofollow"` (and links of pages marked `<meta name="robots"
+    /// content="nofollow">`) too. Default false: they are reported in the item, not followed.
+    #[serde(default)]
+    pub follow_nofollow: bool,
+
     /// Pause the job without losing its frontier: nothing is leased while true. Default false.
     #[serde(default)]
     pub suspend: bool,

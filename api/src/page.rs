@@ -45,6 +45,10 @@ pub struct Link {
     /// The anchor text, whitespace collapsed.
     #[serde(default)]
     pub text: String,
+    /// The link is marked `rel="nofollow"` (or the page is `<meta name="robots"
+    /// content="nofollow">`), so it is reported but not followed unless the job says so.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub nofollow: bool,
 }
 
 /// One fetched page, as published to `<prefix>.crawled_firehose`.

@@ -1,0 +1,660 @@
+//! Spider fleets: one worker Deployment per spiderid, scaled to the work that exists.
+//!
+//! A fleet's replicas are the sum of `spec.workers` over its active jobs (not being deleted,
+//! not suspended, not finished, failed or expired), capped by the fleet's `maxReplicas`;
+//! zero when no job is active. The Deployment is kept, at zero, when its jobs are gone.
+//!
+//! Deployments are shared by jobs of every namespace, so they are not owned by any one
+//! CrawlJob: the operator labels them (`app.kubernetes.io/managed-by: kubecrawl-operator`,
+//! `kubecrawl.io/spiderid`) and applies them with server-side apply only when the desired
+//! replicas or pod template differ from what the API server has (a hash of the template is
+//! kept in an annotation), so steady state costs no writes.
+
+use std::collections::{BTreeMap, BTreeSet, hash_map::DefaultHasher};
+use std::hash::{Hash, Hasher};
+use std::sync::Arc;
+
+use k8s_openapi::api::apps::v1::{
+    Deployment, DeploymentSpec, DeploymentStrategy, RollingUpdateDeployment,
+};
+use k8s_openapi::api::core::v1::{
+    Capabilities, Container, ContainerPort, EnvVar, EnvVarSource, HTTPGetAction,
+    ObjectFieldSelector, PodSecurityContext, PodSpec, PodTemplateSpec, Probe, ResourceRequirements,
+    SeccompProfile, SecretKeySelector, SecurityContext,
+};
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::LabelSelector;
+use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
+use kube::api::{Api, ObjectMeta, Patch, PatchParams};
+use kube::runtime::reflector::{ObjectRef, Store};
+use kube::{Client, ResourceExt};
+use kubecrawl_api::{CrawlJob, Phase};
+use serde::{Deserialize, Serialize};
+
+use crate::{Error, Result};
+
+/// The field manager of every write the operator makes.
+pub const MANAGER: &str = "kubecrawl-operator";
+/// Label naming a worker Deployment's spider.
+pub const SPIDER_LABEL: &str = "kubecrawl.io/spiderid";
+/// Label marking what the operator manages.
+pub const MANAGED_BY: (&str, &str) = ("app.kubernetes.io/managed-by", "kubecrawl-operator");
+const NAME_LABEL: (&str, &str) = ("app.kubernetes.io/name", "kubecrawl-worker");
+const TEMPLATE_HASH: &str = "kubecrawl.io/template-hash";
+/// The port workers serve `/metrics`, `/healthz` and `/readyz` on.
+pub const METRICS_PORT: i32 = 9090;
+
+/// A reference to one key of a Secret.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub struct SecretRef {
+    /// The Secret's name (in the workers' namespace).
+    pub name: String,
+    /// The key.
+    pub key: String,
+}
+
+/// How the workers of one spider fleet run. Every field may be set for all fleets at the top
+/// of the configuration and overridden per fleet.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct FleetSettings {
+    /// The worker image.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub image: Option<String>,
+    /// The image pull policy.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub image_pull_policy: Option<String>,
+    /// The most replicas the fleet runs, whatever its jobs ask for.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub max_replicas: Option<u32>,
+    /// The worker container's resources.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub resources: Option<ResourceRequirements>,
+    /// Extra environment for the worker (e.g. `KUBECRAWL_CONCURRENCY`).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub env: Vec<EnvVar>,
+    /// Extra arguments after `run`.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub args: Vec<String>,
+    /// Seconds a worker pod gets to drain at shutdown.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub termination_grace_period_seconds: Option<i64>,
+    /// Node selector for worker pods.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub node_selector: BTreeMap<String, String>,
+}
+
+impl FleetSettings {
+    fn overlay(&self, over: &FleetSettings) -> FleetSettings {
+        let mut env = self.env.clone();
+        for e in &over.env {
+            env.retain(|x| x.name != e.name);
+            env.push(e.clone());
+        }
+        let mut node_selector = self.node_selector.clone();
+        node_selector.extend(over.node_selector.clone());
+        FleetSettings {
+            image: over.image.clone().or_else(|| self.image.clone()),
+            image_pull_policy: over
+                .image_pull_policy
+                .clone()
+                .or_else(|| self.image_pull_policy.clone()),
+            max_replicas: over.max_replicas.or(self.max_replicas),
+            resources: over.resources.clone().or_else(|| self.resources.clone()),
+            env,
+            args: if over.args.is_empty() {
+                self.args.clone()
+            } else {
+                over.args.clone()
+            },
+            termination_grace_period_seconds: over
+                .termination_grace_period_seconds
+                .or(self.termination_grace_period_seconds),
+            node_selector,
+        }
+    }
+}
+
+/// The operator's fleet configuration (a YAML file, mounted from a ConfigMap by the chart).
+///
+/// ```yaml
+/// namespace: kubecrawl
+/// defaults: {image: "kubecrawl/worker:0.1.0", maxReplicas: 10}
+/// fleets:
+///   link: {maxReplicas: 20}
+///   wandering: {}
+/// ```
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct FleetConfig {
+    /// Where worker Deployments live.
+    #[serde(default = "default_namespace")]
+    pub namespace: String,
+    /// Settings of every fleet.
+    #[serde(default)]
+    pub defaults: FleetSettings,
+    /// The fleets (spiderids) this operator runs, with their own settings. A CrawlJob for a
+    /// spiderid not listed here is refused (`Valid=False`).
+    #[serde(default = "default_fleets")]
+    pub fleets: BTreeMap<String, FleetSettings>,
+    /// The Redis URL workers use, when it differs from the operator's own.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub redis_url: Option<String>,
+    /// A Secret key holding the workers' Redis URL (wins over `redisUrl`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub redis_url_secret: Option<SecretRef>,
+    /// Kafka brokers workers publish to, when they differ from the operator's own.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub kafka_brokers: Option<String>,
+}
+
+fn default_namespace() -> String {
+    "default".to_owned()
+}
+
+fn default_fleets() -> BTreeMap<String, FleetSettings> {
+    ["link", "wandering"]
+        .into_iter()
+        .map(|s| (s.to_owned(), FleetSettings::default()))
+        .collect()
+}
+
+impl Default for FleetConfig {
+    fn default() -> Self {
+        Self {
+            namespace: default_namespace(),
+            defaults: FleetSettings::default(),
+            fleets: default_fleets(),
+            redis_url: None,
+            redis_url_secret: None,
+            kafka_brokers: None,
+        }
+    }
+}
+
+/// The image used when the configuration names none.
+pub const DEFAULT_IMAGE: &str = concat!(
+    "ghcr.io/kubecrawl/kubecrawl-worker:",
+    env!("CARGO_PKG_VERSION")
+);
+/// The replica ceiling used when the configuration sets none.
+pub const DEFAULT_MAX_REPLICAS: u32 = 10;
+
+impl FleetConfig {
+    /// Reads the configuration from a YAML file.
+    ///
+    /// # Errors
+    /// [`Error::FleetConfig`] when the file cannot be read or is not a valid configuration
+    /// (unknown fields included).
+    pub fn load(path: &std::path::Path) -> Result<Self> {
+        let text = std::fs::read_to_string(path).map_err(|e| Error::FleetConfig {
+            path: path.display().to_string(),
+            reason: e.to_string(),
+        })?;
+        serde_yaml::from_str(&text).map_err(|e| Error::FleetConfig {
+            path: path.display().to_string(),
+            reason: e.to_string(),
+        })
+    }
+
+    /// Whether `spiderid` is a fleet of this operator.
+    pub fn knows(&self, spiderid: &str) -> bool {
+        self.fleets.contains_key(spiderid)
+    }
+
+    /// The known spiderids, comma-separated, for messages.
+    pub fn known(&self) -> String {
+        self.fleets.keys().cloned().collect::<Vec<_>>().join(", ")
+    }
+
+    /// The effective settings of a fleet.
+    pub fn settings(&self, spiderid: &str) -> FleetSettings {
+        match self.fleets.get(spiderid) {
+            Some(over) => self.defaults.overlay(over),
+            None => self.defaults.clone(),
+        }
+    }
+}
+
+/// What workers need to reach the shared services.
+#[derive(Debug, Clone)]
+pub struct Connections {
+    /// The Redis URL (used when the configuration has no secret).
+    pub redis_url: String,
+    /// The Redis key prefix.
+    pub redis_prefix: String,
+    /// Kafka brokers.
+    pub kafka_brokers: String,
+    /// Kafka topic prefix.
+    pub topic_prefix: String,
+}
+
+/// The name of a fleet's Deployment.
+pub fn deployment_name(spiderid: &str) -> String {
+    format!("kubecrawl-worker-{spiderid}")
+}
+
+/// Whether a job counts toward its fleet's replicas.
+pub fn is_active(job: &CrawlJob) -> bool {
+    let phase = job.status.as_ref().map(|s| s.phase).unwrap_or_default();
+    job.metadata.deletion_timestamp.is_none()
+        && !job.spec.suspend
+        && !matches!(
+            phase,
+            Phase::Succeeded | Phase::Failed | Phase::Expired | Phase::Suspended
+        )
+}
+
+/// Desired replicas per spiderid: the sum of `workers` over active jobs, capped, for every
+/// configured fleet and every spiderid a job names. `exclude` is left out (a job being
+/// deleted).
+pub fn desired_replicas(
+    config: &FleetConfig,
+    jobs: &[Arc<CrawlJob>],
+    exclude: Option<&ObjectRef<CrawlJob>>,
+) -> BTreeMap<String, u32> {
+    let mut wanted: BTreeMap<String, u64> = config.fleets.keys().map(|k| (k.clone(), 0)).collect();
+    for job in jobs {
+        if exclude.is_some_and(|x| *x == ObjectRef::from_obj(job.as_ref()))
+            || !config.knows(&job.spec.spiderid)
+        {
+            continue;
+        }
+        let entry = wanted.entry(job.spec.spiderid.clone()).or_default();
+        if is_active(job) {
+            *entry += u64::from(job.spec.workers);
+        }
+    }
+    wanted
+        .into_iter()
+        .map(|(spider, want)| {
+            let cap = config
+                .settings(&spider)
+                .max_replicas
+                .unwrap_or(DEFAULT_MAX_REPLICAS);
+            (spider, u32::try_from(want).unwrap_or(u32::MAX).min(cap))
+        })
+        .collect()
+}
+
+/// The Deployment of one fleet with `replicas` workers.
+pub fn deployment(
+    config: &FleetConfig,
+    connections: &Connections,
+    spiderid: &str,
+    replicas: u32,
+) -> Deployment {
+    let settings = config.settings(spiderid);
+    let labels: BTreeMap<String, String> = [
+        (NAME_LABEL.0.to_owned(), NAME_LABEL.1.to_owned()),
+        (SPIDER_LABEL.to_owned(), spiderid.to_owned()),
+    ]
+    .into();
+    let mut meta_labels = labels.clone();
+    meta_labels.insert(MANAGED_BY.0.to_owned(), MANAGED_BY.1.to_owned());
+    meta_labels.insert(
+        "app.kubernetes.io/component".to_owned(),
+        "worker".to_owned(),
+    );
+
+    let value = |name: &str, value: &str| EnvVar {
+        name: name.to_owned(),
+        value: Some(value.to_owned()),
+        value_from: None,
+    };
+    let redis_env = match &config.redis_url_secret {
+        Some(secret) => EnvVar {
+            name: "KUBECRAWL_REDIS_URL".to_owned(),
+            value: None,
+            value_from: Some(EnvVarSource {
+                secret_key_ref: Some(SecretKeySelector {
+                    name: secret.name.clone(),
+                    key: secret.key.clone(),
+                    optional: Some(false),
+                }),
+                ..EnvVarSource::default()
+            }),
+        },
+        None => value(
+            "KUBECRAWL_REDIS_URL",
+            config
+                .redis_url
+                .as_deref()
+                .unwrap_or(&connections.redis_url),
+        ),
+    };
+    let mut env = vec![
+        value("KUBECRAWL_SPIDER", spiderid),
+        redis_env,
+        value("KUBECRAWL_REDIS_PREFIX", &connections.redis_prefix),
+        value(
+            "KUBECRAWL_KAFKA_BROKERS",
+            config
+                .kafka_brokers
+                .as_deref()
+                .unwrap_or(&connections.kafka_brokers),
+        ),
+        value("KUBECRAWL_TOPIC_PREFIX", &connections.topic_prefix),
+        value("KUBECRAWL_LOG_FORMAT", "json"),
+        EnvVar {
+            name: "KUBECRAWL_WORKER_NAME".to_owned(),
+            value: None,
+            value_from: Some(EnvVarSource {
+                field_ref: Some(ObjectFieldSelector {
+                    field_path: "metadata.name".to_owned(),
+                    api_version: None,
+                }),
+                ..EnvVarSource::default()
+            }),
+        },
+    ];
+    for extra in &settings.env {
+        env.retain(|e| e.name != extra.name);
+        env.push(extra.clone());
+    }
+    let mut args = vec!["run".to_owned()];
+    args.extend(settings.args.iter().cloned());
+    let probe = |path: &str, period: i32| Probe {
+        http_get: Some(HTTPGetAction {
+            path: Some(path.to_owned()),
+            port: IntOrString::String("metrics".to_owned()),
+            ..HTTPGetAction::default()
+        }),
+        period_seconds: Some(period),
+        failure_threshold: Some(3),
+        ..Probe::default()
+    };
+    let grace = settings.termination_grace_period_seconds.unwrap_or(30);
+    let container = Container {
+        name: "worker".to_owned(),
+        image: Some(
+            settings
+                .image
+                .clone()
+                .unwrap_or_else(|| DEFAULT_IMAGE.to_owned()),
+        ),
+        image_pull_policy: settings.image_pull_policy.clone(),
+        command: Some(vec!["kubecrawl-worker".to_owned()]),
+        args: Some(args),
+        env: Some(env),
+        ports: Some(vec![ContainerPort {
+            name: Some("metrics".to_owned()),
+            container_port: METRICS_PORT,
+            ..ContainerPort::default()
+        }]),
+        readiness_probe: Some(probe("/readyz", 5)),
+        liveness_probe: Some(probe("/healthz", 10)),
+        resources: settings.resources.clone(),
+        security_context: Some(SecurityContext {
+            allow_privilege_escalation: Some(false),
+            read_only_root_filesystem: Some(true),
+            run_as_non_root: Some(true),
+            capabilities: Some(Capabilities {
+                drop: Some(vec!["ALL".to_owned()]),
+                add: None,
+            }),
+            seccomp_profile: Some(SeccompProfile {
+                type_: "RuntimeDefault".to_owned(),
+                localhost_profile: None,
+            }),
+            ..SecurityContext::default()
+        }),
+        ..Container::default()
+    };
+    let template = PodTemplateSpec {
+        metadata: Some(ObjectMeta {
+            labels: Some(labels.clone()),
+            ..ObjectMeta::default()
+        }),
+        spec: Some(PodSpec {
+            containers: vec![container],
+            automount_service_account_token: Some(false),
+            enable_service_links: Some(false),
+            termination_grace_period_seconds: Some(grace),
+            node_selector: (!settings.node_selector.is_empty())
+                .then(|| settings.node_selector.clone()),
+            security_context: Some(PodSecurityContext {
+                run_as_non_root: Some(true),
+                run_as_user: Some(65532),
+                run_as_group: Some(65532),
+                seccomp_profile: Some(SeccompProfile {
+                    type_: "RuntimeDefault".to_owned(),
+                    localhost_profile: None,
+                }),
+                ..PodSecurityContext::default()
+            }),
+            ..PodSpec::default()
+        }),
+    };
+    let hash = template_hash(&template);
+    Deployment {
+        metadata: ObjectMeta {
+            name: Some(deployment_name(spiderid)),
+            namespace: Some(config.namespace.clone()),
+            labels: Some(meta_labels),
+            annotations: Some([(TEMPLATE_HASH.to_owned(), hash)].into()),
+            ..ObjectMeta::default()
+        },
+        spec: DeploymentSpec {
+            replicas: Some(i32::try_from(replicas).unwrap_or(i32::MAX)),
+            selector: LabelSelector {
+                match_labels: Some(labels),
+                match_expressions: None,
+            },
+            template,
+            strategy: Some(DeploymentStrategy {
+                type_: Some("RollingUpdate".to_owned()),
+                rolling_update: Some(RollingUpdateDeployment {
+                    max_surge: Some(IntOrString::String("25%".to_owned())),
+                    max_unavailable: Some(IntOrString::String("25%".to_owned())),
+                }),
+            }),
+            ..DeploymentSpec::default()
+        },
+        status: None,
+    }
+}
+
+fn template_hash(template: &PodTemplateSpec) -> String {
+    let mut hasher = DefaultHasher::new();
+    serde_json::to_string(template)
+        .unwrap_or_default()
+        .hash(&mut hasher);
+    format!("{:016x}", hasher.finish())
+}
+
+/// Keeps the fleets' Deployments at their desired replicas.
+#[derive(Clone)]
+pub struct Fleets {
+    client: Client,
+    config: Arc<FleetConfig>,
+    connections: Arc<Connections>,
+    deployments: Store<Deployment>,
+    // Serialises syncs, so two reconciles never race to apply one Deployment.
+    lock: Arc<tokio::sync::Mutex<()>>,
+}
+
+impl std::fmt::Debug for Fleets {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Fleets")
+            .field("config", &self.config)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Fleets {
+    /// Fleets of `config`, observing Deployments through `deployments`.
+    pub fn new(
+        client: Client,
+        config: FleetConfig,
+        connections: Connections,
+        deployments: Store<Deployment>,
+    ) -> Self {
+        Self {
+            client,
+            config: Arc::new(config),
+            connections: Arc::new(connections),
+            deployments,
+            lock: Arc::new(tokio::sync::Mutex::new(())),
+        }
+    }
+
+    /// The configuration.
+    pub fn config(&self) -> &FleetConfig {
+        &self.config
+    }
+
+    /// Ready workers of a fleet, as its Deployment reports them.
+    pub fn ready_workers(&self, spiderid: &str) -> u32 {
+        let key = ObjectRef::new(&deployment_name(spiderid)).within(&self.config.namespace);
+        self.deployments
+            .get(&key)
+            .and_then(|d| d.status.as_ref().and_then(|s| s.ready_replicas))
+            .and_then(|r| u32::try_from(r).ok())
+            .unwrap_or(0)
+    }
+
+    /// Applies every fleet whose Deployment differs from what `jobs` need. Returns the number
+    /// of Deployments written.
+    ///
+    /// # Errors
+    /// [`Error::Kube`] when an apply fails; the fleets before it were applied.
+    pub async fn sync(
+        &self,
+        jobs: &[Arc<CrawlJob>],
+        exclude: Option<&ObjectRef<CrawlJob>>,
+    ) -> Result<usize> {
+        let _guard = self.lock.lock().await;
+        let api: Api<Deployment> = Api::namespaced(self.client.clone(), &self.config.namespace);
+        let mut written = 0;
+        let spiders: BTreeSet<String> = self.config.fleets.keys().cloned().collect();
+        let desired = desired_replicas(&self.config, jobs, exclude);
+        for spider in spiders {
+            let replicas = desired.get(&spider).copied().unwrap_or(0);
+            let want = deployment(&self.config, &self.connections, &spider, replicas);
+            let key = ObjectRef::new(&deployment_name(&spider)).within(&self.config.namespace);
+            if let Some(have) = self.deployments.get(&key)
+                && have.spec.replicas == want.spec.replicas
+                && have.annotations().get(TEMPLATE_HASH) == want.annotations().get(TEMPLATE_HASH)
+            {
+                continue;
+            }
+            api.patch(
+                &deployment_name(&spider),
+                &PatchParams::apply(MANAGER).force(),
+                &Patch::Apply(&want),
+            )
+            .await
+            .map_err(Error::kube("apply worker deployment"))?;
+            tracing::info!(spider, replicas, "fleet scaled");
+            written += 1;
+        }
+        Ok(written)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use kubecrawl_api::{CrawlJobSpec, CrawlJobStatus};
+
+    fn job(name: &str, spider: &str, workers: u32, phase: Phase) -> Arc<CrawlJob> {
+        let spec: CrawlJobSpec = serde_json::from_value(serde_json::json!({
+            "spiderid": spider, "appid": "a", "seeds": ["http://site.test/"], "workers": workers
+        }))
+        .expect("spec");
+        let mut job = CrawlJob::new(name, spec);
+        job.metadata.namespace = Some("ns".into());
+        job.status = Some(CrawlJobStatus {
+            phase,
+            ..CrawlJobStatus::default()
+        });
+        Arc::new(job)
+    }
+
+    #[test]
+    fn replicas_sum_active_jobs_and_are_capped() {
+        let mut config = FleetConfig::default();
+        config.fleets.insert(
+            "link".into(),
+            FleetSettings {
+                max_replicas: Some(5),
+                ..FleetSettings::default()
+            },
+        );
+        let jobs = vec![
+            job("a", "link", 2, Phase::Running),
+            job("b", "link", 2, Phase::Pending),
+            job("c", "link", 9, Phase::Succeeded),
+            job("d", "wandering", 1, Phase::Running),
+        ];
+        let d = desired_replicas(&config, &jobs, None);
+        assert_eq!(d["link"], 4);
+        assert_eq!(d["wandering"], 1);
+        let more = [jobs.clone(), vec![job("e", "link", 3, Phase::Running)]].concat();
+        assert_eq!(
+            desired_replicas(&config, &more, None)["link"],
+            5,
+            "capped by maxReplicas"
+        );
+        let excluded = ObjectRef::from_obj(jobs[0].as_ref());
+        assert_eq!(desired_replicas(&config, &jobs, Some(&excluded))["link"], 2);
+    }
+
+    #[test]
+    fn idle_fleets_go_to_zero() {
+        let d = desired_replicas(
+            &FleetConfig::default(),
+            &[job("a", "link", 2, Phase::Succeeded)],
+            None,
+        );
+        assert_eq!(d["link"], 0);
+        assert_eq!(d["wandering"], 0);
+    }
+
+    #[test]
+    fn the_deployment_is_restricted_and_configured() {
+        let config = FleetConfig::default();
+        let conns = Connections {
+            redis_url: "redis://r:6379".into(),
+            redis_prefix: "kc".into(),
+            kafka_brokers: "k:9092".into(),
+            topic_prefix: "demo".into(),
+        };
+        let d = deployment(&config, &conns, "link", 3);
+        let spec = d.spec;
+        assert_eq!(spec.replicas, Some(3));
+        let pod = spec.template.spec.expect("pod");
+        let c = &pod.containers[0];
+        assert_eq!(c.args.as_deref(), Some(&["run".to_owned()][..]));
+        let env: BTreeMap<_, _> = c
+            .env
+            .iter()
+            .flatten()
+            .map(|e| (e.name.as_str(), e.value.clone()))
+            .collect();
+        assert_eq!(env["KUBECRAWL_SPIDER"].as_deref(), Some("link"));
+        assert_eq!(
+            env["KUBECRAWL_REDIS_URL"].as_deref(),
+            Some("redis://r:6379")
+        );
+        let sc = c.security_context.as_ref().expect("security context");
+        assert_eq!(sc.allow_privilege_escalation, Some(false));
+        assert_eq!(sc.read_only_root_filesystem, Some(true));
+        assert_eq!(pod.automount_service_account_token, Some(false));
+    }
+
+    #[test]
+    fn fleet_settings_overlay_defaults() {
+        let yaml = "namespace: kc\ndefaults: {image: img:1, maxReplicas: 4, env: [{name: A, value: '1'}]}\nfleets:\n  link: {maxReplicas: 8, env: [{name: A, value: '2'}]}\n  wandering: {}\n";
+        let config: FleetConfig = serde_yaml::from_str(yaml).expect("parses");
+        let link = config.settings("link");
+        assert_eq!(link.image.as_deref(), Some("img:1"));
+        assert_eq!(link.max_replicas, Some(8));
+        assert_eq!(link.env[0].value.as_deref(), Some("2"));
+        assert_eq!(config.settings("wandering").max_replicas, Some(4));
+        assert!(
+            serde_yaml::from_str::<FleetConfig>("bogus: 1").is_err(),
+            "unknown fields are refused"
+        );
+    }
+}

@@ -1,0 +1,146 @@
+//! The operator's Prometheus metrics and health endpoints (`/metrics`, `/healthz`,
+//! `/readyz`). Labels are bounded (outcome), never a job name.
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::Duration;
+
+use axum::Router;
+use axum::http::StatusCode;
+use axum::routing::get;
+use prometheus_client::encoding::EncodeLabelSet;
+use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::histogram::{Histogram, exponential_buckets};
+use prometheus_client::registry::Registry;
+use tokio_util::sync::CancellationToken;
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct OutcomeLabels {
+    outcome: &'static str,
+}
+
+struct Inner {
+    registry: Registry,
+    reconciles: Family<OutcomeLabels, Counter>,
+    reconcile_seconds: Histogram,
+    status_writes: Counter,
+    ready: AtomicBool,
+}
+
+/// The operator's metrics. Cheap to clone.
+#[derive(Clone)]
+pub struct Metrics {
+    inner: Arc<Inner>,
+}
+
+impl std::fmt::Debug for Metrics {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Metrics").finish_non_exhaustive()
+    }
+}
+
+impl Default for Metrics {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl Metrics {
+    /// A fresh registry.
+    pub fn new() -> Self {
+        let mut registry = Registry::with_prefix("kubecrawl_operator");
+        let reconciles = Family::<OutcomeLabels, Counter>::default();
+        registry.register(
+            "reconciles",
+            "CrawlJob reconciles, by outcome",
+            reconciles.clone(),
+        );
+        let reconcile_seconds = Histogram::new(exponential_buckets(0.001, 2.0, 14));
+        registry.register(
+            "reconcile_seconds",
+            "Time one reconcile takes",
+            reconcile_seconds.clone(),
+        );
+        let status_writes = Counter::default();
+        registry.register(
+            "status_writes",
+            "CrawlJob status patches written",
+            status_writes.clone(),
+        );
+        Self {
+            inner: Arc::new(Inner {
+                registry,
+                reconciles,
+                reconcile_seconds,
+                status_writes,
+                ready: AtomicBool::new(false),
+            }),
+        }
+    }
+
+    /// Counts one reconcile.
+    pub fn reconciled(&self, took: Duration, ok: bool) {
+        let outcome = if ok { "ok" } else { "error" };
+        self.inner
+            .reconciles
+            .get_or_create(&OutcomeLabels { outcome })
+            .inc();
+        self.inner.reconcile_seconds.observe(took.as_secs_f64());
+    }
+
+    /// Counts one status write.
+    pub fn status_written(&self) {
+        self.inner.status_writes.inc();
+    }
+
+    /// Status writes so far.
+    pub fn status_writes(&self) -> u64 {
+        self.inner.status_writes.get()
+    }
+
+    /// Marks the operator ready (leader and controller running) or not.
+    pub fn set_ready(&self, ready: bool) {
+        self.inner.ready.store(ready, Ordering::Relaxed);
+    }
+
+    /// The metrics in Prometheus text format.
+    pub fn encode(&self) -> String {
+        let mut out = String::new();
+        // Writing into a String cannot fail.
+        let _ = prometheus_client::encoding::text::encode(&mut out, &self.inner.registry);
+        out
+    }
+}
+
+/// Serves `/metrics`, `/healthz` and `/readyz` on a bound listener until `shutdown`. A
+/// standby replica is alive but not ready.
+///
+/// # Errors
+/// When serving fails.
+pub async fn serve_on(
+    listener: tokio::net::TcpListener,
+    metrics: Metrics,
+    shutdown: CancellationToken,
+) -> std::io::Result<()> {
+    let ready = metrics.clone();
+    let app = Router::new()
+        .route(
+            "/metrics",
+            get(move || std::future::ready(metrics.encode())),
+        )
+        .route("/healthz", get(|| std::future::ready("ok")))
+        .route(
+            "/readyz",
+            get(move || {
+                std::future::ready(if ready.inner.ready.load(Ordering::Relaxed) {
+                    (StatusCode::OK, "ready")
+                } else {
+                    (StatusCode::SERVICE_UNAVAILABLE, "standby")
+                })
+            }),
+        );
+    axum::serve(listener, app)
+        .with_graceful_shutdown(shutdown.cancelled_owned())
+        .await
+}

@@ -1,0 +1,309 @@
+//! Reconciling one CrawlJob: validate, register, seed, suspend/resume, expire, report status,
+//! keep the fleet scaled; purge on deletion.
+//!
+//! # Expected flow
+//! 1. The finalizer `kubecrawl.io/frontier` is added first, so a job's frontier state is
+//!    always purged before the object goes away.
+//! 2. The spec is checked ([`crate::validate`]); an invalid job gets `Valid=False`, phase
+//!    Failed, no frontier state and no workers.
+//! 3. A valid job's policy is registered in the frontier when its generation is new, and its
+//!    seeds handed over (idempotent: the frontier's dedupe makes a second seeding enqueue
+//!    nothing). `suspend` suspends or resumes it. After `expires` it is purged and Expired.
+//! 4. Status is computed from the frontier's O(1) accounting ([`crate::status`]) and written
+//!    only when it differs from the stored one.
+//! 5. The fleets are synced ([`crate::fleet::Fleets::sync`]), which writes a Deployment only
+//!    when its replicas or template must change.
+//! 6. An active job is reconciled again after the status interval.
+//!
+//! # Guarantees
+//! Reconcile is idempotent and safe to cancel at any await: every step re-reads what it
+//! needs and every write is either idempotent (register, seed, apply) or guarded (status is
+//! written only when changed). An operator restart therefore seeds nothing twice and carries
+//! on where the status left off.
+//!
+//! # Assumptions
+//! The operator is the only writer of CrawlJob status and of the worker Deployments (leader
+//! election makes sure only one operator replica acts).
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
+use kube::api::{Api, Patch, PatchParams};
+use kube::runtime::controller::Action;
+use kube::runtime::events::{Event as KubeEvent, EventType, Recorder};
+use kube::runtime::finalizer::{Event, finalizer};
+use kube::runtime::reflector::{ObjectRef, Store};
+use kube::{Client, Resource, ResourceExt};
+use kubecrawl_api::{CrawlJob, CrawlRequest, JobRef, Phase};
+use kubecrawl_frontier::{Frontier, JobPolicy, JobStats};
+
+use crate::fleet::Fleets;
+use crate::metrics::Metrics;
+use crate::{Error, Result, status, validate};
+
+/// The finalizer that guarantees a job's frontier state is purged.
+pub const FINALIZER: &str = "kubecrawl.io/frontier";
+
+/// Timing of the reconcile loop.
+#[derive(Debug, Clone)]
+pub struct Settings {
+    /// How often an active job's status is refreshed.
+    pub status_interval: Duration,
+    /// How long a seeded job must be out of work before it is Succeeded.
+    pub completion_grace: Duration,
+}
+
+/// What every reconcile shares.
+pub struct Context {
+    /// The API client.
+    pub client: Client,
+    /// The shared frontier.
+    pub frontier: Arc<dyn Frontier>,
+    /// The spider fleets.
+    pub fleets: Fleets,
+    /// Every CrawlJob the controller sees (its reflector's store).
+    pub jobs: Store<CrawlJob>,
+    /// Publishes Kubernetes events.
+    pub recorder: Recorder,
+    /// The operator's metrics.
+    pub metrics: Metrics,
+    /// Timing.
+    pub settings: Settings,
+    idle_since: Mutex<HashMap<ObjectRef<CrawlJob>, Instant>>,
+}
+
+impl Context {
+    /// Assembles a context.
+    pub fn new(
+        client: Client,
+        frontier: Arc<dyn Frontier>,
+        fleets: Fleets,
+        jobs: Store<CrawlJob>,
+        recorder: Recorder,
+        metrics: Metrics,
+        settings: Settings,
+    ) -> Self {
+        Self {
+            client,
+            frontier,
+            fleets,
+            jobs,
+            recorder,
+            metrics,
+            settings,
+            idle_since: Mutex::new(HashMap::new()),
+        }
+    }
+
+    fn idle_for(&self, job: &ObjectRef<CrawlJob>, finished: bool) -> Option<Duration> {
+        let mut idle = self
+            .idle_since
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        if finished {
+            Some(
+                idle.entry(job.clone())
+                    .or_insert_with(Instant::now)
+                    .elapsed(),
+            )
+        } else {
+            idle.remove(job);
+            None
+        }
+    }
+}
+
+/// The frontier's name for a job.
+pub fn job_ref(job: &CrawlJob) -> JobRef {
+    JobRef {
+        spiderid: job.spec.spiderid.clone(),
+        appid: job.spec.appid.clone(),
+        crawlid: job.crawlid().to_owned(),
+    }
+}
+
+/// Reconciles one CrawlJob (see the module docs).
+///
+/// # Errors
+/// Kubernetes or frontier failures; the controller retries after [`error_policy`]'s delay.
+pub async fn reconcile(job: Arc<CrawlJob>, ctx: Arc<Context>) -> Result<Action> {
+    let started = Instant::now();
+    let namespace = job.namespace().unwrap_or_default();
+    let api: Api<CrawlJob> = Api::namespaced(ctx.client.clone(), &namespace);
+    let result = finalizer(&api, FINALIZER, job, |event| async {
+        match event {
+            Event::Apply(job) => apply(&job, &api, &ctx).await,
+            Event::Cleanup(job) => cleanup(&job, &ctx).await,
+        }
+    })
+    .await
+    .map_err(|e| Error::Finalizer(Box::new(e)));
+    ctx.metrics.reconciled(started.elapsed(), result.is_ok());
+    result
+}
+
+/// What the controller does after a failed reconcile: log, count, retry in a few seconds.
+pub fn error_policy(job: Arc<CrawlJob>, error: &Error, ctx: Arc<Context>) -> Action {
+    tracing::warn!(job = %job.name_any(), namespace = ?job.namespace(), error = %crate::format_chain(error), "reconcile failed");
+    let _ = ctx;
+    Action::requeue(Duration::from_secs(5))
+}
+
+async fn apply(job: &CrawlJob, api: &Api<CrawlJob>, ctx: &Context) -> Result<Action> {
+    let key = ObjectRef::from_obj(job);
+    let jobref = job_ref(job);
+    let others = ctx.jobs.state();
+    let validity = validate::check(job, ctx.fleets.config(), &others);
+    let now = Time(k8s_openapi::jiff::Timestamp::now());
+    let expires = job.spec.expires.as_ref().map(|t| t.0);
+    let expired = expires.is_some_and(|t| t <= now.0);
+    let current = job.status.clone().unwrap_or_default();
+
+    let stats = if validity.is_err() {
+        None
+    } else if expired {
+        if frontier_op("job_stats", ctx.frontier.job_stats(&jobref).await)?.is_some() {
+            frontier_op("purge", ctx.frontier.purge(&jobref).await)?;
+            tracing::info!(job = %jobref, "expired job purged");
+        }
+        None
+    } else {
+        Some(drive(job, &jobref, &current, ctx).await?)
+    };
+
+    let finished = stats.as_ref().is_some_and(JobStats::finished);
+    let observed = status::Observed {
+        validity: validity.clone(),
+        expired,
+        idle_for: ctx.idle_for(&key, finished),
+        ready_workers: ctx.fleets.ready_workers(&job.spec.spiderid),
+        stats,
+    };
+    let next = status::next(job, &observed, ctx.settings.completion_grace, &now);
+    if status::changed(job.status.as_ref(), &next) {
+        let patch = serde_json::json!({ "status": next });
+        api.patch_status(
+            &job.name_any(),
+            &PatchParams::default(),
+            &Patch::Merge(&patch),
+        )
+        .await
+        .map_err(Error::kube("patch crawljob status"))?;
+        ctx.metrics.status_written();
+        if next.phase != current.phase || job.status.is_none() {
+            announce(ctx, job, next.phase, validity.as_ref().err()).await;
+        }
+    }
+
+    // Scale with this job's new phase, not the store's older copy of it.
+    let mut updated = job.clone();
+    updated.status = Some(next.clone());
+    let jobs: Vec<Arc<CrawlJob>> = others
+        .into_iter()
+        .map(|o| {
+            if ObjectRef::from_obj(o.as_ref()) == key {
+                Arc::new(updated.clone())
+            } else {
+                o
+            }
+        })
+        .collect();
+    ctx.fleets.sync(&jobs, None).await?;
+
+    Ok(match next.phase {
+        Phase::Pending | Phase::Running => {
+            let mut wait = ctx.settings.status_interval;
+            if let Some(at) = expires {
+                let left = at.duration_since(now.0).unsigned_abs();
+                wait = wait.min(left.max(Duration::from_millis(100)));
+            }
+            Action::requeue(wait)
+        }
+        Phase::Suspended => Action::requeue(Duration::from_secs(30)),
+        Phase::Succeeded | Phase::Failed | Phase::Expired => Action::await_change(),
+    })
+}
+
+/// Registers, seeds, suspends or resumes a valid, unexpired job; returns its accounting.
+async fn drive(
+    job: &CrawlJob,
+    jobref: &JobRef,
+    current: &kubecrawl_api::CrawlJobStatus,
+    ctx: &Context,
+) -> Result<JobStats> {
+    let frontier = &ctx.frontier;
+    let known = frontier_op("job_stats", frontier.job_stats(jobref).await)?;
+    let new_generation = current.observed_generation != job.metadata.generation;
+    if known.is_none() || new_generation {
+        frontier_op(
+            "register",
+            frontier
+                .register(jobref, &JobPolicy::from_spec(&job.spec))
+                .await,
+        )?;
+    }
+    let seeded = known.as_ref().is_some_and(|s| s.seeded);
+    if (!seeded || new_generation) && !job.spec.suspend {
+        let seeds: Vec<CrawlRequest> = job
+            .spec
+            .seeds
+            .iter()
+            .map(|u| CrawlRequest::seed(u.as_str(), job.spec.priority))
+            .collect();
+        let admission = frontier_op("seed", frontier.seed(jobref, &seeds).await)?;
+        tracing::info!(job = %jobref, admitted = admission.admitted, duplicates = admission.duplicates, "seeded");
+    }
+    let stats = frontier_op("job_stats", frontier.job_stats(jobref).await)?.unwrap_or_default();
+    if job.spec.suspend && !stats.suspended {
+        frontier_op("suspend", frontier.suspend(jobref).await)?;
+    } else if !job.spec.suspend && stats.suspended {
+        frontier_op("resume", frontier.resume(jobref).await)?;
+    } else {
+        return Ok(stats);
+    }
+    Ok(frontier_op("job_stats", frontier.job_stats(jobref).await)?.unwrap_or_default())
+}
+
+async fn cleanup(job: &CrawlJob, ctx: &Context) -> Result<Action> {
+    let jobref = job_ref(job);
+    // A job refused for sharing another job's crawlid never owned that frontier state.
+    if validate::conflict(job, &ctx.jobs.state()).is_none() {
+        let purged = frontier_op("purge", ctx.frontier.purge(&jobref).await)?;
+        tracing::info!(job = %jobref, purged, "deleted job purged");
+    }
+    ctx.fleets
+        .sync(&ctx.jobs.state(), Some(&ObjectRef::from_obj(job)))
+        .await?;
+    ctx.idle_for(&ObjectRef::from_obj(job), false);
+    Ok(Action::await_change())
+}
+
+async fn announce(ctx: &Context, job: &CrawlJob, phase: Phase, invalid: Option<&String>) {
+    let (type_, note) = match (phase, invalid) {
+        (Phase::Failed, Some(message)) => (EventType::Warning, message.clone()),
+        (Phase::Running, _) => (EventType::Normal, "seeded; workers are crawling".to_owned()),
+        (Phase::Succeeded, _) => (EventType::Normal, "nothing left to crawl".to_owned()),
+        (Phase::Expired, _) => (
+            EventType::Normal,
+            "expires passed; frontier state purged".to_owned(),
+        ),
+        (Phase::Suspended, _) => (EventType::Normal, "suspended; frontier kept".to_owned()),
+        (phase, _) => (EventType::Normal, format!("phase {phase}")),
+    };
+    let event = KubeEvent {
+        type_,
+        reason: phase.to_string(),
+        note: Some(note),
+        action: "Reconcile".to_owned(),
+        secondary: None,
+    };
+    if let Err(e) = ctx.recorder.publish(&event, &job.object_ref(&())).await {
+        tracing::warn!(error = %e, "publishing an event failed");
+    }
+}
+
+fn frontier_op<T>(op: &'static str, result: kubecrawl_frontier::Result<T>) -> Result<T> {
+    result.map_err(Error::frontier(op))
+}

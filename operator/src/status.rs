@@ -1,0 +1,354 @@
+//! Computing a CrawlJob's status from what the operator observed. Pure functions: no I/O,
+//! so every transition is unit-tested.
+
+use std::time::Duration;
+
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::{Condition, Time};
+use kubecrawl_api::{CrawlJob, CrawlJobStatus, Phase};
+use kubecrawl_frontier::JobStats;
+
+/// Condition type: the spec passed the operator's checks.
+pub const VALID: &str = "Valid";
+/// Condition type: the seeds were handed to the frontier.
+pub const SEEDED: &str = "Seeded";
+/// Condition type: the job has run out of work (or expired).
+pub const COMPLETE: &str = "Complete";
+
+/// What the operator saw of a job during one reconcile.
+#[derive(Debug, Clone)]
+pub struct Observed {
+    /// `Err(message)` when the spec is not valid.
+    pub validity: Result<(), String>,
+    /// The job's `expires` has passed.
+    pub expired: bool,
+    /// The frontier's accounting (`None` when the job is not registered, e.g. purged).
+    pub stats: Option<JobStats>,
+    /// How long the job has been out of work (queued and in flight both zero), if it is.
+    pub idle_for: Option<Duration>,
+    /// Ready workers of the job's fleet.
+    pub ready_workers: u32,
+}
+
+impl Default for Observed {
+    fn default() -> Self {
+        Self {
+            validity: Ok(()),
+            expired: false,
+            stats: None,
+            idle_for: None,
+            ready_workers: 0,
+        }
+    }
+}
+
+/// The status a job should have, given its current status and what was observed.
+///
+/// `completion_grace`: how long a seeded job must be out of work before it is Succeeded.
+pub fn next(
+    job: &CrawlJob,
+    observed: &Observed,
+    completion_grace: Duration,
+    now: &Time,
+) -> CrawlJobStatus {
+    let current = job.status.clone().unwrap_or_default();
+    let generation = job.metadata.generation;
+    let mut status = current.clone();
+    status.observed_generation = generation;
+    status.ready_workers = observed.ready_workers;
+
+    if let Some(stats) = &observed.stats {
+        status.pages = stats.pages;
+        status.items = stats.items;
+        status.bytes = stats.bytes;
+        status.errors = stats.errors;
+        status.retries = stats.retries;
+        status.queued = stats.queued;
+        status.in_flight = stats.in_flight;
+        status.steps = stats.furthest_step;
+        status.status_codes = stats
+            .status_codes
+            .iter()
+            .map(|(code, n)| (code.to_string(), *n))
+            .collect();
+    }
+
+    let conditions = &mut status.conditions;
+    match &observed.validity {
+        Ok(()) => set_condition(
+            conditions,
+            VALID,
+            true,
+            "Accepted",
+            "the spec passed the operator's checks",
+            generation,
+            now,
+        ),
+        Err(message) => set_condition(
+            conditions,
+            VALID,
+            false,
+            "InvalidSpec",
+            message,
+            generation,
+            now,
+        ),
+    }
+    let seeded = observed.stats.as_ref().is_some_and(|s| s.seeded);
+    if seeded {
+        set_condition(
+            conditions,
+            SEEDED,
+            true,
+            "Seeded",
+            "the seeds were handed to the frontier",
+            generation,
+            now,
+        );
+        if status.start_time.is_none() {
+            status.start_time = Some(now.clone());
+        }
+    }
+
+    let finished = observed.stats.as_ref().is_some_and(JobStats::finished);
+    let was = current.phase;
+    status.phase = if observed.validity.is_err() {
+        Phase::Failed
+    } else if observed.expired {
+        Phase::Expired
+    } else if job.spec.suspend {
+        Phase::Suspended
+    } else if finished
+        && (was == Phase::Succeeded
+            || observed
+                .idle_for
+                .is_some_and(|idle| idle >= completion_grace))
+    {
+        Phase::Succeeded
+    } else if seeded {
+        Phase::Running
+    } else {
+        Phase::Pending
+    };
+
+    match status.phase {
+        Phase::Succeeded => set_condition(
+            conditions,
+            COMPLETE,
+            true,
+            "OutOfWork",
+            "nothing queued or in flight",
+            generation,
+            now,
+        ),
+        Phase::Expired => set_condition(
+            conditions,
+            COMPLETE,
+            true,
+            "Expired",
+            "the job's expires time passed",
+            generation,
+            now,
+        ),
+        Phase::Failed => {}
+        _ => {
+            if conditions.iter().any(|c| c.type_ == COMPLETE) {
+                set_condition(
+                    conditions,
+                    COMPLETE,
+                    false,
+                    "Working",
+                    "the job has work",
+                    generation,
+                    now,
+                );
+            }
+        }
+    }
+    let terminal = matches!(
+        status.phase,
+        Phase::Succeeded | Phase::Expired | Phase::Failed
+    );
+    if terminal && status.completion_time.is_none() {
+        status.completion_time = Some(now.clone());
+    } else if !terminal {
+        status.completion_time = None;
+    }
+    status
+}
+
+/// Whether two statuses differ in anything worth a write (timestamps of unchanged
+/// conditions are kept by [`set_condition`], so plain equality works).
+pub fn changed(old: Option<&CrawlJobStatus>, new: &CrawlJobStatus) -> bool {
+    old != Some(new)
+}
+
+/// Sets a condition, keeping its lastTransitionTime when its status did not change.
+pub fn set_condition(
+    conditions: &mut Vec<Condition>,
+    type_: &str,
+    status: bool,
+    reason: &str,
+    message: &str,
+    generation: Option<i64>,
+    now: &Time,
+) {
+    let status = if status { "True" } else { "False" }.to_owned();
+    match conditions.iter_mut().find(|c| c.type_ == type_) {
+        Some(c) => {
+            if c.status != status {
+                c.last_transition_time = now.clone();
+            }
+            c.status = status;
+            c.reason = reason.to_owned();
+            c.message = message.to_owned();
+            c.observed_generation = generation;
+        }
+        None => conditions.push(Condition {
+            type_: type_.to_owned(),
+            status,
+            reason: reason.to_owned(),
+            message: message.to_owned(),
+            observed_generation: generation,
+            last_transition_time: now.clone(),
+        }),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use kubecrawl_api::CrawlJobSpec;
+
+    fn job() -> CrawlJob {
+        let spec: CrawlJobSpec = serde_json::from_value(serde_json::json!({
+            "spiderid": "link", "appid": "a", "seeds": ["http://site.test/"]
+        }))
+        .expect("spec");
+        let mut job = CrawlJob::new("j", spec);
+        job.metadata.generation = Some(2);
+        job
+    }
+
+    fn now() -> Time {
+        Time(k8s_openapi::jiff::Timestamp::from_second(1_800_000_000).expect("valid"))
+    }
+
+    fn stats(queued: u64, in_flight: u64, pages: u64) -> JobStats {
+        JobStats {
+            seeded: true,
+            queued,
+            in_flight,
+            pages,
+            ..JobStats::default()
+        }
+    }
+
+    #[test]
+    fn a_new_valid_job_is_pending_then_running() {
+        let j = job();
+        let s = next(&j, &Observed::default(), Duration::from_secs(5), &now());
+        assert_eq!(s.phase, Phase::Pending);
+        assert_eq!(s.observed_generation, Some(2));
+        let observed = Observed {
+            stats: Some(stats(3, 1, 0)),
+            ..Observed::default()
+        };
+        let s = next(&j, &observed, Duration::from_secs(5), &now());
+        assert_eq!(s.phase, Phase::Running);
+        assert_eq!(s.queued, 3);
+        assert!(s.start_time.is_some());
+        assert!(
+            s.conditions
+                .iter()
+                .any(|c| c.type_ == SEEDED && c.status == "True")
+        );
+    }
+
+    #[test]
+    fn success_waits_for_the_grace_period() {
+        let mut j = job();
+        let idle = |secs| Observed {
+            stats: Some(stats(0, 0, 10)),
+            idle_for: Some(Duration::from_secs(secs)),
+            ..Observed::default()
+        };
+        let s = next(&j, &idle(1), Duration::from_secs(5), &now());
+        assert_eq!(s.phase, Phase::Running);
+        let s = next(&j, &idle(5), Duration::from_secs(5), &now());
+        assert_eq!(s.phase, Phase::Succeeded);
+        assert!(s.completion_time.is_some());
+        // Once Succeeded it stays so without waiting again (e.g. after an operator restart).
+        j.status = Some(s);
+        let s = next(
+            &j,
+            &Observed {
+                stats: Some(stats(0, 0, 10)),
+                ..Observed::default()
+            },
+            Duration::from_secs(5),
+            &now(),
+        );
+        assert_eq!(s.phase, Phase::Succeeded);
+    }
+
+    #[test]
+    fn invalid_expired_and_suspended_win_in_that_order() {
+        let mut j = job();
+        j.spec.suspend = true;
+        let observed = Observed {
+            validity: Err("bad regex".into()),
+            expired: true,
+            ..Observed::default()
+        };
+        let s = next(&j, &observed, Duration::ZERO, &now());
+        assert_eq!(s.phase, Phase::Failed);
+        let valid = s
+            .conditions
+            .iter()
+            .find(|c| c.type_ == VALID)
+            .expect("valid condition");
+        assert_eq!(
+            (valid.status.as_str(), valid.message.as_str()),
+            ("False", "bad regex")
+        );
+        let s = next(
+            &j,
+            &Observed {
+                expired: true,
+                ..Observed::default()
+            },
+            Duration::ZERO,
+            &now(),
+        );
+        assert_eq!(s.phase, Phase::Expired);
+        let s = next(&j, &Observed::default(), Duration::ZERO, &now());
+        assert_eq!(s.phase, Phase::Suspended);
+    }
+
+    #[test]
+    fn an_unchanged_observation_is_not_a_change() {
+        let mut j = job();
+        let observed = Observed {
+            stats: Some(stats(3, 1, 7)),
+            ..Observed::default()
+        };
+        let first = next(&j, &observed, Duration::ZERO, &now());
+        j.status = Some(first.clone());
+        let later = Time(k8s_openapi::jiff::Timestamp::from_second(1_800_000_100).expect("valid"));
+        let second = next(&j, &observed, Duration::ZERO, &later);
+        assert!(
+            !changed(Some(&first), &second),
+            "same counts, same conditions: no write"
+        );
+        let third = next(
+            &j,
+            &Observed {
+                stats: Some(stats(2, 1, 8)),
+                ..Observed::default()
+            },
+            Duration::ZERO,
+            &later,
+        );
+        assert!(changed(Some(&first), &third));
+    }
+}

@@ -1,0 +1,164 @@
+//! What the schema cannot check about a CrawlJob, checked by the operator.
+//!
+//! The API server already refused bad URLs, ranges, lengths and unknown fields. What is left
+//! needs a program: regexes must compile (Rust `regex` syntax), the spiderid must name a fleet
+//! this operator runs, and no other CrawlJob may already use the same spiderid, appid and
+//! crawlid (they would share one frontier job). Each failure is a message a person can act on,
+//! shown in the `Valid=False` condition.
+
+use std::sync::Arc;
+
+use kube::ResourceExt;
+use kubecrawl_api::CrawlJob;
+use kubecrawl_frontier::JobPolicy;
+use kubecrawl_frontier::filter::{FilterError, LinkFilter};
+
+use crate::fleet::FleetConfig;
+
+/// Checks `job`; `others` are the jobs the operator knows (the job itself may be among them).
+///
+/// # Errors
+/// A message naming the field and what to do.
+pub fn check(job: &CrawlJob, fleets: &FleetConfig, others: &[Arc<CrawlJob>]) -> Result<(), String> {
+    let spec = &job.spec;
+    if !fleets.knows(&spec.spiderid) {
+        return Err(format!(
+            "spec.spiderid: {:?} is not a spider fleet this operator runs (known: {}); add it to the operator's fleet configuration",
+            spec.spiderid,
+            fleets.known()
+        ));
+    }
+    for (i, seed) in spec.seeds.iter().enumerate() {
+        match url::Url::parse(seed) {
+            Ok(u) if matches!(u.scheme(), "http" | "https") && u.host_str().is_some() => {}
+            _ => {
+                return Err(format!(
+                    "spec.seeds[{i}]: {seed:?} is not an absolute http or https URL"
+                ));
+            }
+        }
+    }
+    if let Err(FilterError::Regex { field, source }) = LinkFilter::new(&JobPolicy::from_spec(spec))
+    {
+        let which = if field == "allowRegex" {
+            &spec.allow_regex
+        } else {
+            &spec.deny_regex
+        };
+        let bad = which
+            .iter()
+            .position(|r| regex::Regex::new(r).is_err())
+            .unwrap_or(0);
+        let reason = source.to_string();
+        let first_line = reason.lines().last().unwrap_or("does not compile").trim();
+        return Err(format!(
+            "spec.{field}[{bad}]: {:?} is not a valid regular expression: {first_line}",
+            which.get(bad).map_or("", String::as_str)
+        ));
+    }
+    match conflict(job, others) {
+        Some(message) => Err(message),
+        None => Ok(()),
+    }
+}
+
+/// The message for a job whose spiderid, appid and crawlid an older CrawlJob already uses.
+pub fn conflict(job: &CrawlJob, others: &[Arc<CrawlJob>]) -> Option<String> {
+    let spec = &job.spec;
+    let me = (job.namespace(), job.name_any());
+    others.iter().find(|o| {
+        (o.namespace(), o.name_any()) != me
+            && o.metadata.deletion_timestamp.is_none()
+            && o.spec.spiderid == spec.spiderid
+            && o.spec.appid == spec.appid
+            && o.crawlid() == job.crawlid()
+            // The older job keeps the crawlid; ties go by namespace and name.
+            && (&o.metadata.creation_timestamp, o.namespace(), o.name_any())
+                < (&job.metadata.creation_timestamp, me.0.clone(), me.1.clone())
+    })
+    .map(|other| {
+        format!(
+            "spec.crawlid: {:?} (spider {}, app {}) is already used by CrawlJob {}/{}; choose another crawlid",
+            job.crawlid(),
+            spec.spiderid,
+            spec.appid,
+            other.namespace().unwrap_or_default(),
+            other.name_any()
+        )
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use kubecrawl_api::CrawlJobSpec;
+
+    fn job(name: &str, extra: serde_json::Value) -> CrawlJob {
+        let mut spec =
+            serde_json::json!({"spiderid": "link", "appid": "a", "seeds": ["http://site.test/"]});
+        if let (Some(base), Some(extra)) = (spec.as_object_mut(), extra.as_object()) {
+            base.extend(extra.clone());
+        }
+        let spec: CrawlJobSpec = serde_json::from_value(spec).expect("spec");
+        let mut j = CrawlJob::new(name, spec);
+        j.metadata.namespace = Some("ns".into());
+        j
+    }
+
+    #[test]
+    fn a_plain_job_is_valid() {
+        assert_eq!(
+            check(
+                &job("a", serde_json::json!({})),
+                &FleetConfig::default(),
+                &[]
+            ),
+            Ok(())
+        );
+    }
+
+    #[test]
+    fn unknown_spiders_are_named() {
+        let err = check(
+            &job("a", serde_json::json!({"spiderid": "nope"})),
+            &FleetConfig::default(),
+            &[],
+        )
+        .expect_err("refused");
+        assert!(
+            err.contains("spec.spiderid")
+                && err.contains("nope")
+                && err.contains("link, wandering"),
+            "{err}"
+        );
+    }
+
+    #[test]
+    fn bad_regexes_are_named_with_their_index() {
+        let j = job("a", serde_json::json!({"denyRegex": ["ok", "(unclosed"]}));
+        let err = check(&j, &FleetConfig::default(), &[]).expect_err("refused");
+        assert!(err.starts_with("spec.denyRegex[1]: \"(unclosed\""), "{err}");
+    }
+
+    #[test]
+    fn a_second_job_with_the_same_crawlid_is_refused() {
+        let first = Arc::new(job("first", serde_json::json!({"crawlid": "same"})));
+        let second = job("second", serde_json::json!({"crawlid": "same"}));
+        let err = check(
+            &second,
+            &FleetConfig::default(),
+            std::slice::from_ref(&first),
+        )
+        .expect_err("refused");
+        assert!(err.contains("ns/first"), "{err}");
+        assert_eq!(
+            check(
+                &first,
+                &FleetConfig::default(),
+                std::slice::from_ref(&first)
+            ),
+            Ok(()),
+            "a job never conflicts with itself"
+        );
+    }
+}
