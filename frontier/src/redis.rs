@@ -29,8 +29,9 @@
 //! | `P:{S}:deadlines` | sorted set | leases: `<lease number>\|J\|p\|D\|seq\|request JSON` → deadline (µs); the client holds the same string, so an acknowledgement is one `ZREM` that also tells whether the lease was still held |
 //! | `P:{S}:retry` | sorted set | `J\|p\|D\|request JSON` → when the retry is due (µs) |
 //! | `P:{S}:s:J:b` | hash | dedupe bucket `b`: 12-byte fingerprint → empty |
-//! | `P:{S}:st:g:n` | hash, TTL | spider counts per status label in bucket `n` of `g` seconds |
-//! | `P:{S}:st:life` | hash | lifetime spider counts per status label |
+//! | `P:{S}:st:g:n` | hash, TTL | spider counts per status label in bucket `n` of `g` seconds ([`crate::stats`]); a 10 s bucket gets its TTL when rolled up |
+//! | `P:{S}:st:last` | string | the newest 10 s bucket, not yet rolled up into the coarser ones |
+//! | `P:{S}:st:life` | hash | lifetime spider counts per status label (rolled up) |
 //! | `P:{S}:workers` | sorted set, TTL | worker name → heartbeat expiry (µs) |
 //! | `P:spiders` | sorted set, TTL | spiderid → latest heartbeat expiry (µs); its own slot |
 //!

@@ -2,11 +2,17 @@
 //! "Crawler Stats Dump", in bounded memory.
 //!
 //! Scrapy Cluster kept one sorted-set entry per response for each window, so its statistics
-//! grew with the crawl. Here each acknowledgement increments one counter per status code in a
-//! fixed time bucket of each granularity below; a bucket expires once no window needs it, so a
-//! spider holds at most `sum(longest window / granularity)` small hashes (about 550), however
-//! much it crawls. A window's count is the sum of its buckets: exact at bucket boundaries and
+//! grew with the crawl. Here counts live in fixed time buckets of the granularities below, one
+//! small hash (status label → count) per bucket; a bucket expires once no window needs it, so a
+//! spider holds at most `sum(longest window / granularity)` hashes (about 550), however much
+//! it crawls. A window's count is the sum of its buckets: exact at bucket boundaries and
 //! otherwise off by at most one bucket at its old end.
+//!
+//! The Redis frontier keeps the acknowledgement cheap: it increments one counter, in the
+//! current 10 s bucket; when the next 10 s bucket starts, the finished one is rolled up into
+//! the coarser buckets and the lifetime hash (once per 10 s per spider), and readers add the
+//! one bucket not yet rolled up. The in-memory twin writes every granularity directly; both
+//! give the same counts.
 //!
 //! | granularity | windows served |
 //! |---|---|
