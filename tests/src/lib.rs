@@ -8,6 +8,9 @@
 //! This library holds what the tests share: reading the environment ([`TestEnv`]) and running
 //! the kubectl that `make env-up` built ([`kubectl`]).
 
+/// The synthetic web site crawler tests run against (see its module documentation).
+pub mod site;
+
 use std::path::PathBuf;
 use std::process::{Command, Output, Stdio};
 

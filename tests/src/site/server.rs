@@ -1,0 +1,302 @@
+//! Serving: the accept loop, the request handler and the request counters.
+//!
+//! The accept loop is ours rather than `axum::serve` so that every connection task is owned:
+//! stopping the site aborts them all, stalled responses and idle keep-alive connections
+//! included, instead of leaving them to the runtime.
+
+use std::collections::{HashMap, VecDeque};
+use std::convert::Infallible;
+use std::sync::{Arc, Mutex, PoisonError};
+use std::time::{Duration, Instant};
+
+use axum::Router;
+use axum::body::Body;
+use axum::extract::{Request, State};
+use axum::http::header::{
+    CONTENT_ENCODING, CONTENT_LENGTH, CONTENT_TYPE, HOST, LOCATION, RETRY_AFTER, USER_AGENT,
+};
+use axum::http::{HeaderValue, StatusCode};
+use axum::response::Response;
+use bytes::Bytes;
+use hyper_util::rt::TokioIo;
+use hyper_util::service::TowerToHyperService;
+use tokio::net::TcpListener;
+use tokio::sync::oneshot;
+use tokio::task::JoinSet;
+
+use super::Site;
+use super::model::{Behaviour, Host, Node, Trap, behaviour, resolve};
+use super::render::{Prepared, Renderer, status_page};
+use super::traps::{HUGE_HEAD, STALL_DECLARED, STALL_HEAD};
+
+/// One request the site received.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Hit {
+    /// When it arrived.
+    pub at: Instant,
+    /// The host it named (`site.test`, …; `""` for an unknown host).
+    pub host: &'static str,
+    /// Path and query as sent.
+    pub target: String,
+    /// Its `User-Agent`, if any.
+    pub user_agent: Option<String>,
+}
+
+/// Per-target hit counts and a bounded request log, behind one short-held lock.
+#[derive(Debug)]
+pub(crate) struct Recorder {
+    inner: Mutex<Counters>,
+    capacity: usize,
+}
+
+#[derive(Debug, Default)]
+struct Counters {
+    hits: [HashMap<String, u64>; 3],
+    total: u64,
+    log: VecDeque<Hit>,
+}
+
+impl Recorder {
+    pub(crate) fn new(capacity: usize) -> Self {
+        Self {
+            inner: Mutex::new(Counters::default()),
+            capacity,
+        }
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, Counters> {
+        // A panic elsewhere cannot leave counters inconsistent in a way that matters.
+        self.inner.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    /// Counts a request and returns how many requests `target` on `host` has had, this one
+    /// included (0 for an unknown host).
+    fn record(&self, host: Option<Host>, target: &str, user_agent: Option<&str>) -> u64 {
+        let at = Instant::now();
+        let mut counters = self.lock();
+        counters.total += 1;
+        if self.capacity > 0 {
+            if counters.log.len() == self.capacity {
+                counters.log.pop_front();
+            }
+            counters.log.push_back(Hit {
+                at,
+                host: host.map_or("", Host::name),
+                target: target.to_owned(),
+                user_agent: user_agent.map(str::to_owned),
+            });
+        }
+        let Some(host) = host else { return 0 };
+        let per_host = &mut counters.hits[host.index()];
+        match per_host.get_mut(target) {
+            Some(n) => {
+                *n += 1;
+                *n
+            }
+            None => {
+                per_host.insert(target.to_owned(), 1);
+                1
+            }
+        }
+    }
+
+    pub(crate) fn hits(&self, host: Host, target: &str) -> u64 {
+        self.lock().hits[host.index()]
+            .get(target)
+            .copied()
+            .unwrap_or(0)
+    }
+
+    pub(crate) fn total(&self) -> u64 {
+        self.lock().total
+    }
+
+    pub(crate) fn log(&self) -> Vec<Hit> {
+        self.lock().log.iter().cloned().collect()
+    }
+
+    pub(crate) fn reset(&self) {
+        *self.lock() = Counters::default();
+    }
+}
+
+/// Serves `site` on `listener` until `stop` fires or is dropped; then aborts every connection.
+pub(crate) async fn serve(listener: TcpListener, site: Arc<Site>, mut stop: oneshot::Receiver<()>) {
+    let router = Router::new().fallback(handle).with_state(site);
+    let mut connections = JoinSet::new();
+    loop {
+        tokio::select! {
+            _ = &mut stop => break,
+            accepted = listener.accept() => match accepted {
+                Ok((stream, _)) => {
+                    // Small responses must not wait for Nagle's algorithm.
+                    let _ = stream.set_nodelay(true);
+                    let service = TowerToHyperService::new(router.clone());
+                    connections.spawn(async move {
+                        let _ = hyper::server::conn::http1::Builder::new()
+                            .serve_connection(TokioIo::new(stream), service)
+                            .await;
+                    });
+                }
+                // Out of file descriptors and the like: back off instead of spinning.
+                Err(_) => tokio::time::sleep(Duration::from_millis(10)).await,
+            },
+            Some(_) = connections.join_next(), if !connections.is_empty() => {}
+        }
+    }
+    connections.shutdown().await;
+}
+
+async fn handle(State(site): State<Arc<Site>>, request: Request) -> Response {
+    let headers = request.headers();
+    let uri = request.uri();
+    let host = headers
+        .get(HOST)
+        .and_then(|v| v.to_str().ok())
+        .or_else(|| uri.authority().map(|a| a.as_str()))
+        .and_then(Host::parse);
+    let target = uri.path_and_query().map_or("/", |pq| pq.as_str());
+    let user_agent = headers.get(USER_AGENT).and_then(|v| v.to_str().ok());
+    let count = site.recorder.record(host, target, user_agent);
+    let Some(host) = host else {
+        return respond(&status_page(404));
+    };
+    let node = resolve(&site.config, host, uri.path(), uri.query());
+    site.answer(node, count).await
+}
+
+impl Site {
+    /// The response to the `count`-th request for `node`.
+    async fn answer(&self, node: Node, count: u64) -> Response {
+        if let Node::Page(i) = node
+            && let Some(body) = self.pages.get(i as usize)
+        {
+            return html(body.clone());
+        }
+        match behaviour(&self.config, node) {
+            Behaviour::Ok | Behaviour::Redirect { .. } => self.prepared_or_render(node),
+            Behaviour::Status(status) => {
+                let mut response = match self.prepared.get(&node) {
+                    Some(prepared) => respond(prepared),
+                    None => respond(&status_page(status)),
+                };
+                if matches!(status, 429 | 503) {
+                    retry_after(&mut response);
+                }
+                response
+            }
+            Behaviour::Flaky { failures, status } => {
+                if count <= u64::from(failures) {
+                    let mut response = respond(&status_page(status));
+                    if status == 429 {
+                        retry_after(&mut response);
+                    }
+                    response
+                } else {
+                    self.prepared_or_render(node)
+                }
+            }
+            Behaviour::Slow(delay) => {
+                tokio::time::sleep(delay).await;
+                self.prepared_or_render(node)
+            }
+            Behaviour::Stall(hold) => stalled(hold),
+            Behaviour::Huge { len, chunked } => self.huge(len, chunked),
+        }
+    }
+
+    fn prepared_or_render(&self, node: Node) -> Response {
+        if let Some(prepared) = self.prepared.get(&node) {
+            return respond(prepared);
+        }
+        // Only the repeating-path trap is infinite and rendered per request.
+        let renderer = Renderer {
+            config: &self.config,
+            graph: &self.graph,
+            port: self.port,
+        };
+        match node {
+            Node::Trap(Trap::Repeat(_)) => html(Bytes::from(renderer.document(node))),
+            _ => respond(&renderer.prepare(node)),
+        }
+    }
+
+    fn huge(&self, len: u64, chunked: bool) -> Response {
+        let head = Bytes::from_static(HUGE_HEAD);
+        let chunk = self.huge_chunk.clone();
+        let stream = futures::stream::unfold(0u64, move |sent| {
+            let left = len - sent;
+            let next = if left == 0 {
+                None
+            } else {
+                let piece = if sent == 0 {
+                    head.clone()
+                } else {
+                    chunk.clone()
+                };
+                let take = piece.len().min(usize::try_from(left).unwrap_or(usize::MAX));
+                Some((Ok::<_, Infallible>(piece.slice(..take)), sent + take as u64))
+            };
+            std::future::ready(next)
+        });
+        let mut response = Response::new(Body::from_stream(stream));
+        let headers = response.headers_mut();
+        headers.insert(CONTENT_TYPE, HeaderValue::from_static(super::render::HTML));
+        if !chunked {
+            headers.insert(CONTENT_LENGTH, HeaderValue::from(len));
+        }
+        response
+    }
+}
+
+/// Headers and a first chunk now; the rest never: after `hold`, the stream fails and hyper
+/// drops the connection with the declared length unmet.
+fn stalled(hold: Duration) -> Response {
+    let stream = futures::stream::unfold(0u8, move |step| async move {
+        match step {
+            0 => Some((Ok(Bytes::from_static(STALL_HEAD)), 1)),
+            1 => {
+                tokio::time::sleep(hold).await;
+                Some((Err(std::io::Error::other("stalled response dropped")), 2))
+            }
+            _ => None,
+        }
+    });
+    let mut response = Response::new(Body::from_stream(stream));
+    let headers = response.headers_mut();
+    headers.insert(CONTENT_TYPE, HeaderValue::from_static(super::render::HTML));
+    headers.insert(CONTENT_LENGTH, HeaderValue::from(STALL_DECLARED));
+    response
+}
+
+fn html(body: Bytes) -> Response {
+    let mut response = Response::new(Body::from(body));
+    response
+        .headers_mut()
+        .insert(CONTENT_TYPE, HeaderValue::from_static(super::render::HTML));
+    response
+}
+
+fn respond(prepared: &Prepared) -> Response {
+    let mut response = Response::new(Body::from(prepared.body.clone()));
+    *response.status_mut() =
+        StatusCode::from_u16(prepared.status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
+    let headers = response.headers_mut();
+    headers.insert(
+        CONTENT_TYPE,
+        HeaderValue::from_static(prepared.content_type),
+    );
+    if let Some(encoding) = prepared.content_encoding {
+        headers.insert(CONTENT_ENCODING, HeaderValue::from_static(encoding));
+    }
+    if let Some(location) = &prepared.location {
+        headers.insert(LOCATION, location.clone());
+    }
+    response
+}
+
+fn retry_after(response: &mut Response) {
+    response
+        .headers_mut()
+        .insert(RETRY_AFTER, HeaderValue::from_static("1"));
+}
