@@ -32,6 +32,18 @@ pub struct JobPolicy {
     pub expires: Option<SystemTime>,
     /// Per-domain rate; `None` means the fleet's default ([`FrontierConfig::default_hits`]).
     pub politeness: Option<Politeness>,
+    /// The User-Agent workers send for this job; `None` means the worker's default.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub useragent: Option<String>,
+    /// A Cookie header workers send with every request of this job.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cookie: Option<String>,
+    /// Free JSON copied into every item's `attrs`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub attrs: Option<serde_json::Value>,
+    /// Follow links marked `rel="nofollow"` too.
+    #[serde(default)]
+    pub follow_nofollow: bool,
 }
 
 impl JobPolicy {
@@ -47,6 +59,10 @@ impl JobPolicy {
             max_pages: spec.max_pages,
             expires: spec.expires.as_ref().map(|t| SystemTime::from(t.0)),
             politeness: spec.politeness.clone(),
+            useragent: spec.useragent.clone(),
+            cookie: spec.cookie.clone(),
+            attrs: spec.attrs.clone(),
+            follow_nofollow: spec.follow_nofollow,
         }
     }
 

@@ -233,6 +233,11 @@ pub trait Frontier: Send + Sync {
     /// Reads a job's accounting in O(1) (one small hash). `None` when not registered.
     async fn job_stats(&self, job: &JobRef) -> Result<Option<JobStats>>;
 
+    /// Reads the policy a job was last registered with, as workers need it for fetching
+    /// (user agent, cookie, attrs, robots, nofollow) and for checking redirects. `None` when
+    /// the job is not registered (or was purged).
+    async fn policy(&self, job: &JobRef) -> Result<Option<JobPolicy>>;
+
     /// Reports what a worker learnt about a domain: a robots.txt Crawl-delay (raises the
     /// domain's interval for a day) or a Retry-After (no dispatch before it passes).
     async fn report_domain(&self, spiderid: &str, domain: &str, hint: DomainHint) -> Result<()>;

@@ -294,6 +294,13 @@ impl Frontier for MemoryFrontier {
         })
     }
 
+    async fn policy(&self, job: &JobRef) -> Result<Option<JobPolicy>> {
+        self.with_spider(&job.spiderid, |s, _| {
+            let j = s.jobs.get(&(job.appid.clone(), job.crawlid.clone()))?;
+            Some(s.job.get(j)?.policy.clone())
+        })
+    }
+
     async fn report_domain(&self, spiderid: &str, domain: &str, hint: DomainHint) -> Result<()> {
         let ttl = duration_micros(
             self.inner

@@ -420,6 +420,14 @@ impl Frontier for RedisFrontier {
         reply.job_stats()
     }
 
+    async fn policy(&self, job: &JobRef) -> Result<Option<JobPolicy>> {
+        let base = self.base(&job.spiderid)?;
+        let mut inv = self.inner.scripts.stats.prepare_invoke();
+        inv.key(&base).arg(job_field(job)?);
+        let reply = Reply::new("job policy", self.run("job policy", &inv).await?)?;
+        reply.job_policy()
+    }
+
     async fn report_domain(&self, spiderid: &str, domain: &str, hint: DomainHint) -> Result<()> {
         let base = self.base(spiderid)?;
         let (kind, delay) = match hint {

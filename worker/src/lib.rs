@@ -1,4 +1,167 @@
-//! kubecrawl-worker: the crawler worker (fetcher, spiders, link extraction, Kafka output).
+//! kubecrawl-worker: the crawler. It leases requests from the frontier, fetches them
+//! politely, runs a spider's `parse`, publishes each page record, and only then acknowledges
+//! the lease.
 //!
-//! This crate is being built under its own issue; the records it publishes are defined in
-//! `kubecrawl-api`.
+//! One binary, two ways to run: `kubecrawl-worker crawl URL...` crawls on this machine with
+//! an in-memory frontier and JSON lines out ([`standalone`]); `kubecrawl-worker run` is one
+//! worker of a fleet, on the Redis frontier with Kafka out ([`cluster`]). A custom spider
+//! lives in a binary of its own that calls [`main`] with its [`spider::Registry`].
+//!
+//! What this crate is not: it does not decide what is crawled next or when (the frontier
+//! does), and it does not talk to Kubernetes (the operator does).
+//!
+//! # Tour
+//! - [`spider`]: the `Spider` trait, the `Response` a spider sees, and the registry;
+//!   [`spiders`]: the built-in `link` and `wandering`.
+//! - [`runtime`]: the worker loop — lease, fetch, parse, publish, acknowledge — and shutdown.
+//! - [`fetch`]: the HTTP client (timeouts, redirects checked hop by hop, body cap);
+//!   [`guard`]: refusing private networks; [`robots`]: robots.txt per origin;
+//!   [`charset`]: decoding bodies; [`extract`]: links from HTML.
+//! - [`sink`]: where records go — [`sink::kafka`] or [`sink::jsonl`].
+//! - [`metrics`]: Prometheus metrics and health endpoints.
+//! - [`args`]: the command line; [`telemetry`]: logging.
+
+use std::process::ExitCode;
+use std::sync::Arc;
+
+use clap::Parser;
+use tokio_util::sync::CancellationToken;
+
+pub mod args;
+pub mod charset;
+pub mod cluster;
+pub mod extract;
+pub mod fetch;
+pub mod guard;
+pub mod metrics;
+pub mod robots;
+pub mod runtime;
+pub mod sink;
+pub mod spider;
+pub mod spiders;
+pub mod standalone;
+pub mod telemetry;
+
+/// Everything that stops a worker from starting or running.
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    /// No spider of that name is registered in this binary.
+    #[error("unknown spider {name:?} (this worker knows: {known})")]
+    UnknownSpider {
+        /// The requested name.
+        name: String,
+        /// The registered names.
+        known: String,
+    },
+    /// A start URL is not an absolute http(s) URL.
+    #[error("start URL {url:?} is not an absolute http or https URL")]
+    InvalidSeed {
+        /// The URL as given.
+        url: String,
+    },
+    /// A frontier operation failed.
+    #[error("frontier {op} failed")]
+    Frontier {
+        /// The operation.
+        op: &'static str,
+        /// The frontier's error.
+        #[source]
+        source: Box<kubecrawl_frontier::Error>,
+    },
+    /// The output could not be set up or written.
+    #[error("page output failed")]
+    Sink {
+        /// The sink's error.
+        #[source]
+        source: sink::Error,
+    },
+    /// The HTTP client could not be built.
+    #[error("building the http client failed")]
+    HttpClient {
+        /// The client's error.
+        #[source]
+        source: reqwest::Error,
+    },
+    /// The metrics endpoint could not be served.
+    #[error("serving metrics on {addr} failed")]
+    Metrics {
+        /// The address.
+        addr: std::net::SocketAddr,
+        /// The I/O error.
+        #[source]
+        source: std::io::Error,
+    },
+}
+
+impl Error {
+    /// Wraps a frontier error of operation `op`.
+    pub fn frontier(op: &'static str) -> impl FnOnce(kubecrawl_frontier::Error) -> Self {
+        move |source| Self::Frontier {
+            op,
+            source: Box::new(source),
+        }
+    }
+}
+
+/// The worker's result type.
+pub type Result<T, E = Error> = std::result::Result<T, E>;
+
+fn fetch_config(args: &args::FetchArgs) -> Result<fetch::Fetcher> {
+    fetch::Fetcher::new(fetch::FetchConfig {
+        connect_timeout: args.connect_timeout,
+        timeout: args.timeout,
+        max_body: args.max_body_bytes,
+        max_redirects: args.max_redirects,
+        allow_private_networks: args.allow_private_networks,
+        user_agent: args
+            .user_agent
+            .clone()
+            .unwrap_or_else(fetch::default_user_agent),
+        resolve: args.resolve.clone(),
+    })
+    .map_err(|source| Error::HttpClient { source })
+}
+
+/// The robots.txt cache a worker uses: bounded to 10,000 origins.
+fn robots_cache(args: &args::FetchArgs) -> robots::RobotsCache {
+    robots::RobotsCache::new(args.robots_agent.clone(), 10_000)
+}
+
+/// The whole `kubecrawl-worker` program for a given set of spiders: parses the command line,
+/// starts logging, runs until done or until SIGTERM/SIGINT, and returns the exit code. A
+/// custom worker binary is `fn main() -> ExitCode { kubecrawl_worker::main(registry) }`.
+pub fn main(registry: spider::Registry) -> ExitCode {
+    let cli = args::Cli::parse();
+    telemetry::init(cli.log.log_format, &cli.log.log);
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("error: starting the async runtime failed: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    runtime.block_on(async move {
+        let shutdown = CancellationToken::new();
+        tokio::spawn(telemetry::shutdown_on_signal(shutdown.clone()));
+        let registry = Arc::new(registry);
+        let result =
+            match cli.command {
+                args::Command::Crawl(args) => standalone::crawl(args, &registry, shutdown)
+                    .await
+                    .map(|summary| {
+                        eprintln!("{summary}");
+                    }),
+                args::Command::Run(args) => cluster::run(args, &registry, shutdown).await,
+            };
+        match result {
+            Ok(()) => ExitCode::SUCCESS,
+            Err(e) => {
+                eprintln!("error: {}", runtime::format_chain(&e));
+                ExitCode::FAILURE
+            }
+        }
+    })
+}

@@ -37,6 +37,7 @@ pub(crate) struct Job {
     pub(crate) domain_max_pages: Option<u64>,
     pub(crate) interval: u64,
     pub(crate) stats: JobStats,
+    pub(crate) policy: JobPolicy,
     seen: HashSet<Fingerprint>,
     per_domain: HashMap<String, u64>,
     queues: HashSet<(i32, String)>,
@@ -56,6 +57,7 @@ impl Job {
             domain_max_pages: None,
             interval: 0,
             stats: JobStats::default(),
+            policy: JobPolicy::default(),
             seen: HashSet::new(),
             per_domain: HashMap::new(),
             queues: HashSet::new(),
@@ -72,6 +74,7 @@ impl Job {
         now: u64,
     ) -> bool {
         self.generation += 1;
+        self.policy = policy.clone();
         self.filter = filter;
         self.expires = policy.expires_micros();
         self.max_pages = policy.max_pages;

@@ -9,7 +9,7 @@ use redis::Value;
 use crate::clock::micros_system;
 use crate::lease::{Lease, LeaseId};
 use crate::stats::{SpiderStats, Window};
-use crate::{Error, JobStats, Result};
+use crate::{Error, JobPolicy, JobStats, Result};
 
 /// Fields per lease in a lease reply.
 const LEASE_FIELDS: usize = 4;
@@ -194,6 +194,16 @@ impl Reply {
             }
         }
         Ok(Some(stats))
+    }
+
+    /// The `pol` field of the job hash (the stats script's reply), or `None` for an unknown job.
+    pub(crate) fn job_policy(&self) -> Result<Option<JobPolicy>> {
+        let items = self.items()?;
+        items
+            .chunks_exact(2)
+            .find(|pair| pair[0] == "pol")
+            .map(|pair| serde_json::from_str(&pair[1]).map_err(|source| Error::Record { source }))
+            .transpose()
     }
 
     /// (window label, status, count) triples.

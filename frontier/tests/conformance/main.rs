@@ -51,4 +51,5 @@ conformance!(
     expired_job_accepts_nothing,
     spider_stats_and_heartbeats,
     bad_input_is_refused,
+    policy_reads_back_what_was_registered,
 );

@@ -764,3 +764,43 @@ pub(crate) async fn bad_input_is_refused<H: Harness>(h: &H) {
     let r = h.frontier().lease("evil}{", 1, LONG).await;
     assert!(matches!(r, Err(Error::InvalidName { .. })), "{r:?}");
 }
+
+pub(crate) async fn policy_reads_back_what_was_registered<H: Harness>(h: &H) {
+    assert_eq!(
+        h.frontier().policy(&job("never")).await.expect("reads"),
+        None
+    );
+    let policy = JobPolicy {
+        maxdepth: 3,
+        allowed_domains: vec!["site.test".to_owned()],
+        deny_regex: vec!["/private/".to_owned()],
+        useragent: Some("kubecrawl-test/1".to_owned()),
+        cookie: Some("session=abc".to_owned()),
+        attrs: Some(serde_json::json!({"team": "crawl", "n": [1, 2]})),
+        follow_nofollow: true,
+        ..delay_policy(250)
+    };
+    let j = registered(h, "policy", &policy).await;
+    let back = h
+        .frontier()
+        .policy(&j)
+        .await
+        .expect("reads")
+        .expect("registered");
+    assert_eq!(back, policy);
+    let updated = JobPolicy {
+        useragent: None,
+        ..policy
+    };
+    h.frontier()
+        .register(&j, &updated)
+        .await
+        .expect("re-registers");
+    assert_eq!(h.frontier().policy(&j).await.expect("reads"), Some(updated));
+    h.frontier().purge(&j).await.expect("purges");
+    assert_eq!(
+        h.frontier().policy(&j).await.expect("reads"),
+        None,
+        "a purged job has no policy"
+    );
+}

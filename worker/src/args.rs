@@ -1,0 +1,278 @@
+//! Command-line arguments of `kubecrawl-worker`. Every flag also reads a `KUBECRAWL_…`
+//! environment variable, which is how the operator's Deployment configures a worker.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use clap::{Args, Parser, Subcommand, ValueEnum};
+
+/// kubecrawl's crawler worker: a standalone crawl on this machine, or one worker of a fleet.
+#[derive(Debug, Parser)]
+#[command(name = "kubecrawl-worker", version, about)]
+pub struct Cli {
+    /// What to do.
+    #[command(subcommand)]
+    pub command: Command,
+    /// Logging.
+    #[command(flatten)]
+    pub log: LogArgs,
+}
+
+/// The worker's commands.
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Crawl from one or more URLs on this machine and write every page as a JSON line.
+    /// Needs no cluster: the frontier is in memory unless --redis is given, and the output is
+    /// a file or stdout unless --kafka is given.
+    Crawl(CrawlArgs),
+    /// Run as one worker of a spider fleet: lease from the Redis frontier, publish to Kafka,
+    /// never exit when idle. This is what the operator's Deployment runs.
+    Run(RunArgs),
+}
+
+/// Log format.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum LogFormat {
+    /// Human-readable lines.
+    Plain,
+    /// One JSON object per line.
+    Json,
+}
+
+/// Logging flags.
+#[derive(Debug, Args)]
+pub struct LogArgs {
+    /// Log format.
+    #[arg(
+        long,
+        env = "KUBECRAWL_LOG_FORMAT",
+        value_enum,
+        default_value = "plain",
+        global = true
+    )]
+    pub log_format: LogFormat,
+    /// Log filter in `tracing` syntax, e.g. `info` or `kubecrawl_worker=debug`.
+    #[arg(long, env = "KUBECRAWL_LOG", default_value = "info", global = true)]
+    pub log: String,
+}
+
+/// How pages are fetched.
+#[derive(Debug, Clone, Args)]
+pub struct FetchArgs {
+    /// Time allowed to open a connection.
+    #[arg(long, env = "KUBECRAWL_CONNECT_TIMEOUT", default_value = "10s", value_parser = humantime::parse_duration)]
+    pub connect_timeout: Duration,
+    /// Time allowed for one request, body included.
+    #[arg(long, env = "KUBECRAWL_TIMEOUT", default_value = "30s", value_parser = humantime::parse_duration)]
+    pub timeout: Duration,
+    /// The most body bytes kept per page (after decompression); longer bodies are cut and
+    /// flagged `body_truncated`.
+    #[arg(long, env = "KUBECRAWL_MAX_BODY_BYTES", default_value_t = 1 << 20)]
+    pub max_body_bytes: usize,
+    /// The most redirects followed for one request.
+    #[arg(long, env = "KUBECRAWL_MAX_REDIRECTS", default_value_t = 10)]
+    pub max_redirects: usize,
+    /// Allow fetching private, loopback and link-local addresses (refused by default so that
+    /// a crawler in a cluster cannot reach the cluster's own network).
+    #[arg(long, env = "KUBECRAWL_ALLOW_PRIVATE_NETWORKS")]
+    pub allow_private_networks: bool,
+    /// The User-Agent sent when a job sets none.
+    #[arg(long, env = "KUBECRAWL_USER_AGENT")]
+    pub user_agent: Option<String>,
+    /// The product token matched against robots.txt `User-agent` lines.
+    #[arg(long, env = "KUBECRAWL_ROBOTS_AGENT", default_value = "kubecrawl")]
+    pub robots_agent: String,
+    /// Resolve a host name to a fixed address, `host=ip` (like curl's --resolve); repeatable.
+    #[arg(long = "resolve", env = "KUBECRAWL_RESOLVE", value_delimiter = ',', value_parser = parse_resolve)]
+    pub resolve: Vec<(String, SocketAddr)>,
+    /// The most fetches in flight at once.
+    #[arg(long, env = "KUBECRAWL_CONCURRENCY", default_value_t = 64)]
+    pub concurrency: usize,
+    /// The most fetches in flight to one host at once.
+    #[arg(long, env = "KUBECRAWL_PER_HOST_CONCURRENCY", default_value_t = 16)]
+    pub per_host_concurrency: usize,
+}
+
+/// Where page records go when they go to Kafka.
+#[derive(Debug, Clone, Args)]
+pub struct KafkaArgs {
+    /// Topic prefix: records go to `<prefix>.crawled_firehose`.
+    #[arg(long, env = "KUBECRAWL_TOPIC_PREFIX", default_value = "kubecrawl")]
+    pub topic_prefix: String,
+    /// Also write each record to `<prefix>.crawled_<appid>`.
+    #[arg(long, env = "KUBECRAWL_PER_APPID_TOPICS")]
+    pub per_appid_topics: bool,
+    /// An extra librdkafka property, `key=value` (security.protocol, sasl.*, ssl.*);
+    /// repeatable.
+    #[arg(long = "kafka-property", env = "KUBECRAWL_KAFKA_PROPERTIES", value_delimiter = ',', value_parser = parse_property)]
+    pub properties: Vec<(String, String)>,
+    /// How long a record may wait for Kafka's acknowledgement.
+    #[arg(long, env = "KUBECRAWL_KAFKA_DELIVERY_TIMEOUT", default_value = "60s", value_parser = humantime::parse_duration)]
+    pub delivery_timeout: Duration,
+}
+
+/// `kubecrawl-worker crawl`.
+#[derive(Debug, Clone, Args)]
+pub struct CrawlArgs {
+    /// The URLs to start from.
+    #[arg(required = true)]
+    pub urls: Vec<String>,
+    /// The spider: `link` follows every allowed link, `wandering` one random link per page.
+    #[arg(long, default_value = "link")]
+    pub spider: String,
+    /// How many hops to follow from a start URL (0 fetches the start URLs only).
+    #[arg(long, default_value_t = 0)]
+    pub maxdepth: u32,
+    /// Only follow links to this domain (and its subdomains); repeatable.
+    #[arg(long = "allowed-domain")]
+    pub allowed_domains: Vec<String>,
+    /// Only follow links matching one of these regexes; repeatable.
+    #[arg(long = "allow-regex")]
+    pub allow_regex: Vec<String>,
+    /// Never follow links matching one of these regexes; repeatable.
+    #[arg(long = "deny-regex")]
+    pub deny_regex: Vec<String>,
+    /// Stop admitting links after this many pages.
+    #[arg(long)]
+    pub max_pages: Option<u64>,
+    /// The least time between two requests to one domain (robots.txt Crawl-delay wins when
+    /// longer).
+    #[arg(long, default_value = "100ms", value_parser = humantime::parse_duration)]
+    pub delay: Duration,
+    /// Ignore robots.txt (only for sites you own).
+    #[arg(long)]
+    pub ignore_robots: bool,
+    /// Follow links marked rel="nofollow" too.
+    #[arg(long)]
+    pub follow_nofollow: bool,
+    /// The appid written into every record.
+    #[arg(long, default_value = "standalone")]
+    pub appid: String,
+    /// The crawlid written into every record; defaults to `crawl-<unix seconds>`.
+    #[arg(long)]
+    pub crawlid: Option<String>,
+    /// Where to write the JSON lines; `-` is stdout.
+    #[arg(short = 'o', long, default_value = "-")]
+    pub output: PathBuf,
+    /// Use the Redis frontier at this URL instead of the in-memory one (other workers can then
+    /// join the crawl with `kubecrawl-worker run`).
+    #[arg(long)]
+    pub redis: Option<String>,
+    /// The Redis key prefix, with --redis.
+    #[arg(long, default_value = "kubecrawl")]
+    pub redis_prefix: String,
+    /// Publish to Kafka at these brokers instead of writing JSON lines.
+    #[arg(long)]
+    pub kafka: Option<String>,
+    /// Kafka output settings, with --kafka.
+    #[command(flatten)]
+    pub kafka_args: KafkaArgs,
+    /// Fetching.
+    #[command(flatten)]
+    pub fetch: FetchArgs,
+    /// Never draw a progress bar, even on a terminal.
+    #[arg(long)]
+    pub no_progress: bool,
+}
+
+/// `kubecrawl-worker run`.
+#[derive(Debug, Clone, Args)]
+pub struct RunArgs {
+    /// The spider fleet this worker serves.
+    #[arg(long, env = "KUBECRAWL_SPIDER")]
+    pub spider: String,
+    /// The Redis frontier, `redis://[user:password@]host:port[/db]` (`rediss://` for TLS).
+    #[arg(long, env = "KUBECRAWL_REDIS_URL")]
+    pub redis_url: String,
+    /// The Redis key prefix shared by the operator and the workers.
+    #[arg(long, env = "KUBECRAWL_REDIS_PREFIX", default_value = "kubecrawl")]
+    pub redis_prefix: String,
+    /// Kafka brokers, `host:port,...`.
+    #[arg(long, env = "KUBECRAWL_KAFKA_BROKERS")]
+    pub kafka_brokers: String,
+    /// Kafka output settings.
+    #[command(flatten)]
+    pub kafka: KafkaArgs,
+    /// Fetching.
+    #[command(flatten)]
+    pub fetch: FetchArgs,
+    /// Where /metrics, /healthz and /readyz are served.
+    #[arg(long, env = "KUBECRAWL_METRICS_ADDR", default_value = "0.0.0.0:9090")]
+    pub metrics_addr: SocketAddr,
+    /// This worker's name in heartbeats; defaults to `<hostname>-<pid>`.
+    #[arg(long, env = "KUBECRAWL_WORKER_NAME")]
+    pub worker_name: Option<String>,
+    /// The most requests asked for in one lease call.
+    #[arg(long, env = "KUBECRAWL_LEASE_BATCH", default_value_t = 32)]
+    pub lease_batch: usize,
+    /// How long a lease holds its request before another worker may take it over.
+    #[arg(long, env = "KUBECRAWL_LEASE_DURATION", default_value = "5m", value_parser = humantime::parse_duration)]
+    pub lease_duration: Duration,
+    /// How long in-flight fetches may finish at shutdown; keep it below the pod's
+    /// terminationGracePeriodSeconds.
+    #[arg(long, env = "KUBECRAWL_DRAIN_TIMEOUT", default_value = "20s", value_parser = humantime::parse_duration)]
+    pub drain_timeout: Duration,
+}
+
+fn parse_resolve(s: &str) -> Result<(String, SocketAddr), String> {
+    let (host, ip) = s
+        .split_once('=')
+        .ok_or_else(|| format!("{s:?} is not host=ip"))?;
+    let ip: std::net::IpAddr = ip
+        .parse()
+        .map_err(|_| format!("{ip:?} is not an IP address"))?;
+    if host.is_empty() {
+        return Err(format!("{s:?} has no host name"));
+    }
+    Ok((host.to_ascii_lowercase(), SocketAddr::new(ip, 0)))
+}
+
+fn parse_property(s: &str) -> Result<(String, String), String> {
+    let (k, v) = s
+        .split_once('=')
+        .ok_or_else(|| format!("{s:?} is not key=value"))?;
+    Ok((k.trim().to_owned(), v.trim().to_owned()))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_cli_is_well_formed() {
+        use clap::CommandFactory;
+        Cli::command().debug_assert();
+    }
+
+    #[test]
+    fn resolve_takes_host_equals_ip() {
+        assert_eq!(
+            parse_resolve("Site.test=127.0.0.1").expect("ok").0,
+            "site.test"
+        );
+        assert!(parse_resolve("site.test").is_err());
+        assert!(parse_resolve("site.test=nope").is_err());
+    }
+
+    #[test]
+    fn crawl_parses_the_quick_start() {
+        let cli = Cli::try_parse_from([
+            "kubecrawl-worker",
+            "crawl",
+            "https://example.org",
+            "--spider",
+            "link",
+            "--maxdepth",
+            "1",
+            "-o",
+            "pages.jsonl",
+        ])
+        .expect("parses");
+        let Command::Crawl(args) = cli.command else {
+            panic!("crawl")
+        };
+        assert_eq!(args.maxdepth, 1);
+        assert_eq!(args.output, PathBuf::from("pages.jsonl"));
+    }
+}

@@ -1,0 +1,209 @@
+//! Turning a response body into text: which charset, and whether it is text at all.
+//!
+//! The charset comes from, in order: a byte-order mark, the `charset` parameter of the
+//! Content-Type header, a `<meta charset>` or `<meta http-equiv="Content-Type">` in the first
+//! 1024 bytes of an HTML body, UTF-8 when the bytes are valid UTF-8, and windows-1252 (what
+//! browsers assume for unlabelled Western pages) otherwise. A body is treated as binary, and
+//! published as base64, when its media type is not textual, when it holds NUL bytes, or when
+//! it does not decode cleanly in its charset.
+
+use encoding_rs::{Encoding, UTF_8, WINDOWS_1252};
+
+/// How far into an HTML body a `<meta>` charset declaration is looked for (as browsers do).
+const META_PRESCAN_BYTES: usize = 1024;
+
+/// A decoded body.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Decoded {
+    /// The body as text, and the charset's canonical name (e.g. `utf-8`, `windows-1252`).
+    Text {
+        /// The text.
+        text: String,
+        /// The charset it was decoded from.
+        encoding: String,
+    },
+    /// Not text; kept as bytes.
+    Binary,
+}
+
+/// The media type of a Content-Type value, lowercase, without parameters.
+pub fn media_type(content_type: Option<&str>) -> String {
+    content_type
+        .and_then(|ct| ct.split(';').next())
+        .map(|m| m.trim().to_ascii_lowercase())
+        .unwrap_or_default()
+}
+
+/// Whether a media type is text a crawler should decode. An absent type is sniffed as text.
+pub fn is_textual(media_type: &str) -> bool {
+    media_type.is_empty()
+        || media_type.starts_with("text/")
+        || media_type.ends_with("+xml")
+        || media_type.ends_with("+json")
+        || matches!(
+            media_type,
+            "application/xml"
+                | "application/json"
+                | "application/javascript"
+                | "application/x-javascript"
+        )
+}
+
+/// Whether a media type is HTML, whose links are extracted.
+pub fn is_html(media_type: &str) -> bool {
+    media_type.is_empty() || media_type == "text/html" || media_type == "application/xhtml+xml"
+}
+
+/// Decodes `body` served with `content_type`.
+pub fn decode(body: &[u8], content_type: Option<&str>) -> Decoded {
+    let media = media_type(content_type);
+    if !is_textual(&media) {
+        return Decoded::Binary;
+    }
+    let (encoding, bom_len) = match Encoding::for_bom(body) {
+        Some((enc, len)) => (enc, len),
+        // Without a UTF-16 BOM, NUL bytes mean binary content served under a text type.
+        None if body[..body.len().min(META_PRESCAN_BYTES)].contains(&0) => return Decoded::Binary,
+        None => {
+            let declared = content_type
+                .and_then(charset_param)
+                .or_else(|| is_html(&media).then(|| meta_charset(body)).flatten());
+            let enc = declared.unwrap_or_else(|| {
+                if std::str::from_utf8(body).is_ok() {
+                    UTF_8
+                } else {
+                    WINDOWS_1252
+                }
+            });
+            (enc, 0)
+        }
+    };
+    let (text, had_errors) = encoding.decode_without_bom_handling(&body[bom_len..]);
+    if had_errors {
+        return Decoded::Binary;
+    }
+    Decoded::Text {
+        text: text.into_owned(),
+        encoding: encoding.name().to_ascii_lowercase(),
+    }
+}
+
+fn charset_param(content_type: &str) -> Option<&'static Encoding> {
+    content_type.split(';').skip(1).find_map(|param| {
+        let (name, value) = param.split_once('=')?;
+        if !name.trim().eq_ignore_ascii_case("charset") {
+            return None;
+        }
+        Encoding::for_label(value.trim().trim_matches(['"', '\'']).as_bytes())
+    })
+}
+
+/// The charset of a `<meta charset=...>` or `<meta http-equiv=content-type content="...;
+/// charset=...">` in the first bytes of an HTML document. A plain byte scan, since the
+/// document cannot be parsed before its charset is known.
+fn meta_charset(body: &[u8]) -> Option<&'static Encoding> {
+    let head = &body[..body.len().min(META_PRESCAN_BYTES)];
+    let lower: Vec<u8> = head.to_ascii_lowercase();
+    let mut rest = lower.as_slice();
+    while let Some(pos) = find(rest, b"<meta") {
+        rest = &rest[pos + 5..];
+        let end = find(rest, b">").unwrap_or(rest.len());
+        let tag = &rest[..end];
+        if let Some(at) = find(tag, b"charset") {
+            let value = tag[at + 7..]
+                .iter()
+                .skip_while(|b| {
+                    b.is_ascii_whitespace() || **b == b'=' || **b == b'"' || **b == b'\''
+                })
+                .take_while(|b| {
+                    !(b.is_ascii_whitespace() || matches!(**b, b'"' | b'\'' | b';' | b'/' | b'>'))
+                })
+                .copied()
+                .collect::<Vec<u8>>();
+            if let Some(enc) = Encoding::for_label(&value) {
+                // A page that says UTF-16 in ASCII bytes is not UTF-16 (WHATWG rule).
+                return Some(
+                    if enc == encoding_rs::UTF_16LE || enc == encoding_rs::UTF_16BE {
+                        UTF_8
+                    } else {
+                        enc
+                    },
+                );
+            }
+        }
+    }
+    None
+}
+
+fn find(haystack: &[u8], needle: &[u8]) -> Option<usize> {
+    haystack.windows(needle.len()).position(|w| w == needle)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn text(d: Decoded) -> (String, String) {
+        match d {
+            Decoded::Text { text, encoding } => (text, encoding),
+            Decoded::Binary => panic!("decoded as binary"),
+        }
+    }
+
+    #[test]
+    fn header_charset_wins_over_guessing() {
+        let body = b"caf\xe9";
+        let (t, e) = text(decode(body, Some("text/html; charset=ISO-8859-1")));
+        assert_eq!(t, "café");
+        assert_eq!(e, "windows-1252");
+    }
+
+    #[test]
+    fn meta_charset_is_found() {
+        let body =
+            b"<html><head><meta charset=\"shift_jis\"></head><body>\x93\xfa\x96\x7b</body></html>";
+        let (t, e) = text(decode(body, Some("text/html")));
+        assert!(t.contains("日本"), "{t}");
+        assert_eq!(e, "shift_jis");
+        let body = b"<meta http-equiv=\"Content-Type\" content=\"text/html; charset=windows-1252\">\x93hi\x94";
+        let (t, _) = text(decode(body, Some("text/html")));
+        assert!(t.contains("\u{201c}hi\u{201d}"), "{t}");
+    }
+
+    #[test]
+    fn bom_wins_over_everything() {
+        let mut body = vec![0xFF, 0xFE];
+        for c in "hé".encode_utf16() {
+            body.extend_from_slice(&c.to_le_bytes());
+        }
+        let (t, e) = text(decode(&body, Some("text/html; charset=utf-8")));
+        assert_eq!(t, "hé");
+        assert_eq!(e, "utf-16le");
+        let body = b"\xEF\xBB\xBFh\xc3\xa9";
+        let (t, e) = text(decode(body, Some("text/html; charset=windows-1252")));
+        assert_eq!(t, "hé");
+        assert_eq!(e, "utf-8");
+    }
+
+    #[test]
+    fn unlabelled_bytes_fall_back_sensibly() {
+        assert_eq!(text(decode("héllo".as_bytes(), None)).1, "utf-8");
+        assert_eq!(
+            text(decode(b"h\xe9llo", Some("text/html"))).1,
+            "windows-1252"
+        );
+    }
+
+    #[test]
+    fn binary_is_detected() {
+        assert_eq!(
+            decode(b"\x89PNG\r\n\x1a\n\0\0", Some("text/html")),
+            Decoded::Binary
+        );
+        assert_eq!(decode(b"GIF89a", Some("image/gif")), Decoded::Binary);
+        assert_eq!(
+            decode(b"\xff\xfe\xfd", Some("text/html; charset=utf-8")),
+            Decoded::Binary
+        );
+    }
+}

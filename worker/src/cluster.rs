@@ -1,0 +1,96 @@
+//! `kubecrawl-worker run`: one worker of a spider fleet, as the operator's Deployment runs it.
+//!
+//! Leases from the Redis frontier, publishes to Kafka, serves `/metrics`, `/healthz` and
+//! `/readyz`, heart-beats so the fleet can be counted, and never exits when idle. On SIGTERM
+//! it drains (see [`crate::runtime`]) and exits 0.
+
+use std::sync::Arc;
+
+use kubecrawl_frontier::{FrontierConfig, RedisFrontier};
+use tokio_util::sync::CancellationToken;
+
+use crate::args::RunArgs;
+use crate::metrics::{self, Metrics};
+use crate::runtime::{Worker, WorkerConfig, default_worker_name};
+use crate::sink::kafka::{KafkaConfig, KafkaSink};
+use crate::spider::Registry;
+use crate::{Error, Result, fetch_config, robots_cache};
+
+/// Runs a fleet worker until `shutdown`.
+///
+/// # Errors
+/// An unknown spider, Redis unreachable at start-up, an invalid Kafka configuration, or the
+/// metrics address cannot be bound.
+pub async fn run(args: RunArgs, registry: &Registry, shutdown: CancellationToken) -> Result<()> {
+    let spider = registry
+        .get(&args.spider)
+        .ok_or_else(|| Error::UnknownSpider {
+            name: args.spider.clone(),
+            known: registry.names().join(", "),
+        })?;
+    let config = FrontierConfig::default();
+    let frontier = RedisFrontier::connect(&args.redis_url, &args.redis_prefix, config.clone())
+        .await
+        .map_err(Error::frontier("connect"))?;
+    let sink = KafkaSink::new(KafkaConfig {
+        brokers: args.kafka_brokers.clone(),
+        topic_prefix: args.kafka.topic_prefix.clone(),
+        per_appid_topics: args.kafka.per_appid_topics,
+        properties: args.kafka.properties.clone(),
+        delivery_timeout: args.kafka.delivery_timeout,
+    })
+    .map_err(|source| Error::Sink { source })?;
+
+    let metrics = Metrics::new();
+    let listener = tokio::net::TcpListener::bind(args.metrics_addr)
+        .await
+        .map_err(|source| Error::Metrics {
+            addr: args.metrics_addr,
+            source,
+        })?;
+    let server = tokio::spawn(metrics::serve_on(
+        listener,
+        metrics.clone(),
+        shutdown.clone(),
+    ));
+
+    let worker = Arc::new(Worker::new(
+        Arc::new(frontier),
+        fetch_config(&args.fetch)?,
+        robots_cache(&args.fetch),
+        spider,
+        Arc::new(sink),
+        metrics,
+        WorkerConfig {
+            spiderid: args.spider.clone(),
+            worker_name: args.worker_name.clone().unwrap_or_else(default_worker_name),
+            concurrency: args.fetch.concurrency,
+            per_host_concurrency: args.fetch.per_host_concurrency,
+            lease_batch: args.lease_batch,
+            lease_duration: args.lease_duration,
+            max_retries: config.max_retries,
+            drain_timeout: args.drain_timeout,
+            ..WorkerConfig::default()
+        },
+    ));
+    tracing::info!(spider = %args.spider, worker = %worker_name(&args), "worker started");
+    let summary = worker.run(shutdown.clone()).await;
+    tracing::info!(
+        handled = summary.handled,
+        released = summary.released,
+        "worker stopped"
+    );
+    shutdown.cancel();
+    match server.await {
+        Ok(Ok(())) => Ok(()),
+        Ok(Err(source)) => Err(Error::Metrics {
+            addr: args.metrics_addr,
+            source,
+        }),
+        Err(_) => Ok(()),
+    }
+}
+
+fn worker_name(args: &RunArgs) -> String {
+    args.worker_name.clone().unwrap_or_else(default_worker_name)
+}

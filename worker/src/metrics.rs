@@ -1,0 +1,210 @@
+//! Prometheus metrics and the health endpoints (`/metrics`, `/healthz`, `/readyz`).
+//!
+//! Labels are bounded: the spider and an outcome from a fixed set, never a URL or a host.
+
+use std::collections::BTreeMap;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use axum::Router;
+use axum::http::StatusCode;
+use axum::routing::get;
+use prometheus_client::encoding::EncodeLabelSet;
+use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::histogram::{Histogram, exponential_buckets};
+use prometheus_client::registry::Registry;
+use tokio_util::sync::CancellationToken;
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct OutcomeLabels {
+    spider: String,
+    outcome: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct SpiderLabels {
+    spider: String,
+}
+
+fn fetch_histogram() -> Histogram {
+    // 5 ms to about 80 s.
+    Histogram::new(exponential_buckets(0.005, 2.0, 15))
+}
+
+struct Inner {
+    registry: Registry,
+    leases: Family<OutcomeLabels, Counter>,
+    fetch_seconds: Family<SpiderLabels, Histogram, fn() -> Histogram>,
+    body_bytes: Family<SpiderLabels, Counter>,
+    ready: AtomicBool,
+    outcomes: Mutex<BTreeMap<&'static str, u64>>,
+}
+
+/// The worker's metrics. Cheap to clone.
+#[derive(Clone)]
+pub struct Metrics {
+    inner: Arc<Inner>,
+}
+
+impl std::fmt::Debug for Metrics {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Metrics").finish_non_exhaustive()
+    }
+}
+
+impl Default for Metrics {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl Metrics {
+    /// A fresh registry with the worker's metrics.
+    pub fn new() -> Self {
+        let mut registry = Registry::with_prefix("kubecrawl_worker");
+        let leases = Family::<OutcomeLabels, Counter>::default();
+        registry.register("leases", "Leases handled, by outcome", leases.clone());
+        let fetch_seconds =
+            Family::<SpiderLabels, Histogram, fn() -> Histogram>::new_with_constructor(
+                fetch_histogram as fn() -> Histogram,
+            );
+        registry.register(
+            "fetch_seconds",
+            "Time to fetch a page, redirects and body included",
+            fetch_seconds.clone(),
+        );
+        let body_bytes = Family::<SpiderLabels, Counter>::default();
+        registry.register(
+            "body_bytes",
+            "Response body bytes fetched",
+            body_bytes.clone(),
+        );
+        Self {
+            inner: Arc::new(Inner {
+                registry,
+                leases,
+                fetch_seconds,
+                body_bytes,
+                ready: AtomicBool::new(false),
+                outcomes: Mutex::new(BTreeMap::new()),
+            }),
+        }
+    }
+
+    /// Counts one handled lease.
+    pub fn page(&self, spider: &str, outcome: &'static str) {
+        self.inner
+            .leases
+            .get_or_create(&OutcomeLabels {
+                spider: spider.to_owned(),
+                outcome: outcome.to_owned(),
+            })
+            .inc();
+        *self
+            .inner
+            .outcomes
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .entry(outcome)
+            .or_default() += 1;
+    }
+
+    /// Records one fetch.
+    pub fn fetched(&self, spider: &str, elapsed: Duration, bytes: usize) {
+        let labels = SpiderLabels {
+            spider: spider.to_owned(),
+        };
+        self.inner
+            .fetch_seconds
+            .get_or_create(&labels)
+            .observe(elapsed.as_secs_f64());
+        self.inner
+            .body_bytes
+            .get_or_create(&labels)
+            .inc_by(bytes as u64);
+    }
+
+    /// Handled leases per outcome so far.
+    pub fn outcomes(&self) -> BTreeMap<&'static str, u64> {
+        self.inner
+            .outcomes
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .clone()
+    }
+
+    /// Marks the worker ready (the frontier answers) or not.
+    pub fn set_ready(&self, ready: bool) {
+        self.inner.ready.store(ready, Ordering::Relaxed);
+    }
+
+    /// Whether the last lease call succeeded.
+    pub fn is_ready(&self) -> bool {
+        self.inner.ready.load(Ordering::Relaxed)
+    }
+
+    /// The metrics in Prometheus text format.
+    pub fn encode(&self) -> String {
+        let mut out = String::new();
+        // Writing into a String cannot fail.
+        let _ = prometheus_client::encoding::text::encode(&mut out, &self.inner.registry);
+        out
+    }
+}
+
+/// Serves `/metrics`, `/healthz` and `/readyz` on a bound listener until `shutdown`.
+///
+/// # Errors
+/// When serving fails.
+pub async fn serve_on(
+    listener: tokio::net::TcpListener,
+    metrics: Metrics,
+    shutdown: CancellationToken,
+) -> std::io::Result<()> {
+    let ready = metrics.clone();
+    let app = Router::new()
+        .route(
+            "/metrics",
+            get(move || std::future::ready(metrics.encode())),
+        )
+        .route("/healthz", get(|| std::future::ready("ok")))
+        .route(
+            "/readyz",
+            get(move || {
+                std::future::ready(if ready.is_ready() {
+                    (StatusCode::OK, "ready")
+                } else {
+                    (StatusCode::SERVICE_UNAVAILABLE, "frontier not reachable")
+                })
+            }),
+        );
+    tracing::info!(addr = %listener.local_addr()?, "serving metrics and health");
+    axum::serve(listener, app)
+        .with_graceful_shutdown(shutdown.cancelled_owned())
+        .await
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn counts_show_up_in_the_text_format() {
+        let m = Metrics::new();
+        m.page("link", "ok");
+        m.page("link", "ok");
+        m.fetched("link", Duration::from_millis(12), 100);
+        let text = m.encode();
+        assert!(
+            text.contains(r#"kubecrawl_worker_leases_total{spider="link",outcome="ok"} 2"#),
+            "{text}"
+        );
+        assert!(
+            text.contains(r#"kubecrawl_worker_body_bytes_total{spider="link"} 100"#),
+            "{text}"
+        );
+        assert_eq!(m.outcomes()["ok"], 2);
+    }
+}

@@ -1,0 +1,133 @@
+//! Kafka output: `<prefix>.crawled_firehose`, and `<prefix>.crawled_<appid>` when enabled.
+//!
+//! The producer is idempotent (no duplicates from its own retries, order kept per
+//! partition), waits for all in-sync replicas, and compresses with lz4. Records are keyed by
+//! URL, so one page's records land in one partition. A record Kafka refuses as too large is
+//! published again without its body and flagged `body_truncated`, never dropped.
+
+use std::time::Duration;
+
+use async_trait::async_trait;
+use kubecrawl_api::PageRecord;
+use rdkafka::ClientConfig;
+use rdkafka::error::{KafkaError, RDKafkaErrorCode};
+use rdkafka::producer::{FutureProducer, FutureRecord, Producer};
+
+use super::{Error, Sink};
+
+/// How to reach Kafka and where to write.
+#[derive(Debug, Clone)]
+pub struct KafkaConfig {
+    /// `host:port,...`
+    pub brokers: String,
+    /// Topic prefix (Scrapy Cluster's `demo`).
+    pub topic_prefix: String,
+    /// Also write each record to `<prefix>.crawled_<appid>`.
+    pub per_appid_topics: bool,
+    /// Extra librdkafka properties (security, SASL, TLS), `key=value`.
+    pub properties: Vec<(String, String)>,
+    /// How long a record may wait for its acknowledgement.
+    pub delivery_timeout: Duration,
+}
+
+/// Publishes page records to Kafka.
+pub struct KafkaSink {
+    producer: FutureProducer,
+    config: KafkaConfig,
+    firehose: String,
+}
+
+impl std::fmt::Debug for KafkaSink {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("KafkaSink")
+            .field("config", &self.config)
+            .finish_non_exhaustive()
+    }
+}
+
+impl KafkaSink {
+    /// Creates the producer. Nothing is sent until the first record.
+    ///
+    /// # Errors
+    /// [`Error::Producer`] for an invalid configuration.
+    pub fn new(config: KafkaConfig) -> Result<Self, Error> {
+        let mut client = ClientConfig::new();
+        client
+            .set("bootstrap.servers", &config.brokers)
+            .set("enable.idempotence", "true")
+            .set("acks", "all")
+            .set("compression.type", "lz4")
+            .set("linger.ms", "5")
+            .set("message.max.bytes", "16777216")
+            .set(
+                "message.timeout.ms",
+                config.delivery_timeout.as_millis().to_string(),
+            );
+        for (k, v) in &config.properties {
+            client.set(k, v);
+        }
+        let producer = client
+            .create()
+            .map_err(|source| Error::Producer { source })?;
+        let firehose = format!("{}.crawled_firehose", config.topic_prefix);
+        Ok(Self {
+            producer,
+            config,
+            firehose,
+        })
+    }
+
+    async fn send(&self, topic: &str, record: &PageRecord) -> Result<(), Error> {
+        let payload = serde_json::to_vec(record).map_err(|source| Error::Encode {
+            url: record.url.clone(),
+            source,
+        })?;
+        let delivery = self
+            .producer
+            .send(
+                FutureRecord::to(topic).key(&record.url).payload(&payload),
+                self.config.delivery_timeout,
+            )
+            .await;
+        match delivery {
+            Ok(_) => Ok(()),
+            Err((KafkaError::MessageProduction(RDKafkaErrorCode::MessageSizeTooLarge), _))
+                if !record.body.is_empty() =>
+            {
+                tracing::warn!(url = %record.url, bytes = payload.len(), "record too large for kafka, publishing without body");
+                let mut slim = record.clone();
+                slim.body.clear();
+                slim.body_truncated = true;
+                Box::pin(self.send(topic, &slim)).await
+            }
+            Err((source, _)) => Err(Error::Kafka {
+                url: record.url.clone(),
+                source,
+            }),
+        }
+    }
+}
+
+#[async_trait]
+impl Sink for KafkaSink {
+    async fn publish(&self, record: &PageRecord) -> Result<(), Error> {
+        self.send(&self.firehose, record).await?;
+        if self.config.per_appid_topics {
+            let topic = format!("{}.crawled_{}", self.config.topic_prefix, record.appid);
+            self.send(&topic, record).await?;
+        }
+        Ok(())
+    }
+
+    async fn flush(&self) -> Result<(), Error> {
+        let producer = self.producer.clone();
+        let timeout = self.config.delivery_timeout;
+        // librdkafka's flush blocks; keep it off the async workers.
+        match tokio::task::spawn_blocking(move || producer.flush(timeout)).await {
+            Ok(result) => result.map_err(|source| Error::Flush { source }),
+            Err(_) => Err(Error::Flush {
+                source: KafkaError::Canceled,
+            }),
+        }
+    }
+}

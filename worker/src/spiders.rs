@@ -1,0 +1,4 @@
+//! The built-in spiders.
+
+pub mod link;
+pub mod wandering;

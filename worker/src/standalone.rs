@@ -1,0 +1,268 @@
+//! `kubecrawl-worker crawl`: a whole crawl in one process, no cluster needed.
+//!
+//! The frontier is in memory (or Redis with `--redis`), the output JSON lines (or Kafka with
+//! `--kafka`). The records are exactly those a cluster worker publishes to Kafka. A progress
+//! bar is drawn on a terminal; a summary is returned at the end.
+
+use std::collections::BTreeMap;
+use std::io::IsTerminal;
+use std::sync::Arc;
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+use kubecrawl_api::{CrawlRequest, JobRef, Politeness};
+use kubecrawl_frontier::{
+    Frontier, FrontierConfig, JobPolicy, JobStats, MemoryFrontier, RedisFrontier,
+};
+use tokio_util::sync::CancellationToken;
+
+use crate::args::CrawlArgs;
+use crate::metrics::Metrics;
+use crate::runtime::{Worker, WorkerConfig};
+use crate::sink::Sink;
+use crate::sink::jsonl::JsonLines;
+use crate::sink::kafka::{KafkaConfig, KafkaSink};
+use crate::spider::Registry;
+use crate::{Error, Result, fetch_config, robots_cache};
+
+/// What a standalone crawl did.
+#[derive(Debug, Clone)]
+pub struct CrawlSummary {
+    /// The job.
+    pub job: JobRef,
+    /// The frontier's accounting at the end.
+    pub stats: JobStats,
+    /// Handled leases per outcome (`ok`, `retry`, `robots_denied`, `timeout`, ...).
+    pub outcomes: BTreeMap<&'static str, u64>,
+    /// Wall time of the crawl.
+    pub elapsed: Duration,
+    /// The crawl was interrupted (Ctrl-C) before it finished.
+    pub interrupted: bool,
+}
+
+impl std::fmt::Display for CrawlSummary {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let secs = self.elapsed.as_secs_f64();
+        let rate = if secs > 0.0 {
+            self.stats.pages as f64 / secs
+        } else {
+            0.0
+        };
+        writeln!(
+            f,
+            "{} {}: {} pages, {} items, {} bytes, {} errors, {} retries in {:.1} s ({:.0} pages/s), furthest step {}",
+            if self.interrupted {
+                "interrupted"
+            } else {
+                "finished"
+            },
+            self.job,
+            self.stats.pages,
+            self.stats.items,
+            self.stats.bytes,
+            self.stats.errors,
+            self.stats.retries,
+            secs,
+            rate,
+            self.stats.furthest_step,
+        )?;
+        let codes: Vec<String> = self
+            .stats
+            .status_codes
+            .iter()
+            .map(|(c, n)| format!("{c}: {n}"))
+            .collect();
+        writeln!(
+            f,
+            "status codes: {}",
+            if codes.is_empty() {
+                "none".to_owned()
+            } else {
+                codes.join(", ")
+            }
+        )?;
+        let outcomes: Vec<String> = self
+            .outcomes
+            .iter()
+            .map(|(o, n)| format!("{o}: {n}"))
+            .collect();
+        write!(f, "outcomes: {}", outcomes.join(", "))
+    }
+}
+
+/// Runs a standalone crawl until the job runs out of work or `shutdown` is cancelled.
+///
+/// # Errors
+/// An unknown spider, a start URL that is not absolute http(s), a regex that does not
+/// compile, an output that cannot be created, or Redis/Kafka that cannot be reached.
+pub async fn crawl(
+    args: CrawlArgs,
+    registry: &Registry,
+    shutdown: CancellationToken,
+) -> Result<CrawlSummary> {
+    let spider = registry
+        .get(&args.spider)
+        .ok_or_else(|| Error::UnknownSpider {
+            name: args.spider.clone(),
+            known: registry.names().join(", "),
+        })?;
+    let seeds = seeds(&args.urls)?;
+    let crawlid = args.crawlid.clone().unwrap_or_else(|| {
+        format!(
+            "crawl-{}",
+            SystemTime::now()
+                .duration_since(UNIX_EPOCH)
+                .map_or(0, |d| d.as_secs())
+        )
+    });
+    let job = JobRef {
+        spiderid: spider.name().to_owned(),
+        appid: args.appid.clone(),
+        crawlid,
+    };
+
+    let config = FrontierConfig::default();
+    let frontier: Arc<dyn Frontier> = match &args.redis {
+        Some(url) => Arc::new(
+            RedisFrontier::connect(url, &args.redis_prefix, config.clone())
+                .await
+                .map_err(Error::frontier("connect"))?,
+        ),
+        None => Arc::new(MemoryFrontier::new(config.clone())),
+    };
+    let policy = JobPolicy {
+        maxdepth: args.maxdepth,
+        allowed_domains: args
+            .allowed_domains
+            .iter()
+            .map(|d| d.to_ascii_lowercase())
+            .collect(),
+        allow_regex: args.allow_regex.clone(),
+        deny_regex: args.deny_regex.clone(),
+        max_pages: args.max_pages,
+        politeness: Some(Politeness {
+            hits: None,
+            window_seconds: None,
+            delay_millis: Some(u32::try_from(args.delay.as_millis()).unwrap_or(u32::MAX)),
+            obey_robots: !args.ignore_robots,
+            per_ip: false,
+        }),
+        follow_nofollow: args.follow_nofollow,
+        ..JobPolicy::default()
+    };
+    frontier
+        .register(&job, &policy)
+        .await
+        .map_err(Error::frontier("register"))?;
+    frontier
+        .seed(&job, &seeds)
+        .await
+        .map_err(Error::frontier("seed"))?;
+
+    let sink: Arc<dyn Sink> = match &args.kafka {
+        Some(brokers) => Arc::new(
+            KafkaSink::new(KafkaConfig {
+                brokers: brokers.clone(),
+                topic_prefix: args.kafka_args.topic_prefix.clone(),
+                per_appid_topics: args.kafka_args.per_appid_topics,
+                properties: args.kafka_args.properties.clone(),
+                delivery_timeout: args.kafka_args.delivery_timeout,
+            })
+            .map_err(|source| Error::Sink { source })?,
+        ),
+        None => Arc::new(
+            JsonLines::create(&args.output.to_string_lossy())
+                .map_err(|source| Error::Sink { source })?,
+        ),
+    };
+
+    let metrics = Metrics::new();
+    let worker = Arc::new(Worker::new(
+        frontier.clone(),
+        fetch_config(&args.fetch)?,
+        robots_cache(&args.fetch),
+        spider,
+        sink,
+        metrics.clone(),
+        WorkerConfig {
+            spiderid: job.spiderid.clone(),
+            concurrency: args.fetch.concurrency,
+            per_host_concurrency: args.fetch.per_host_concurrency,
+            lease_batch: args.fetch.concurrency.min(64),
+            lease_duration: Duration::from_secs(120),
+            max_retries: config.max_retries,
+            idle_poll: Duration::from_millis(200),
+            stop_when_finished: Some(job.clone()),
+            ..WorkerConfig::default()
+        },
+    ));
+
+    let started = Instant::now();
+    let progress = (!args.no_progress && std::io::stderr().is_terminal()).then(|| {
+        tokio::spawn(progress(
+            frontier.clone(),
+            job.clone(),
+            shutdown.child_token(),
+        ))
+    });
+    let stop = shutdown.child_token();
+    worker.run(stop).await;
+    if let Some(bar) = progress {
+        bar.abort();
+    }
+    let stats = frontier
+        .job_stats(&job)
+        .await
+        .map_err(Error::frontier("job_stats"))?
+        .unwrap_or_default();
+    Ok(CrawlSummary {
+        job,
+        stats,
+        outcomes: metrics.outcomes(),
+        elapsed: started.elapsed(),
+        interrupted: shutdown.is_cancelled(),
+    })
+}
+
+fn seeds(urls: &[String]) -> Result<Vec<CrawlRequest>> {
+    urls.iter()
+        .map(|raw| match url::Url::parse(raw) {
+            Ok(u) if matches!(u.scheme(), "http" | "https") && u.host_str().is_some() => {
+                Ok(CrawlRequest::seed(u.as_str(), 1))
+            }
+            _ => Err(Error::InvalidSeed { url: raw.clone() }),
+        })
+        .collect()
+}
+
+async fn progress(frontier: Arc<dyn Frontier>, job: JobRef, stop: CancellationToken) {
+    let bar = indicatif::ProgressBar::new_spinner();
+    bar.set_style(
+        indicatif::ProgressStyle::with_template("{spinner} {elapsed_precise} {msg}")
+            .unwrap_or_else(|_| indicatif::ProgressStyle::default_spinner()),
+    );
+    while !stop.is_cancelled() {
+        if let Ok(Some(s)) = frontier.job_stats(&job).await {
+            bar.set_message(format!(
+                "{} pages, {} queued, {} in flight, {} errors, step {}",
+                s.pages, s.queued, s.in_flight, s.errors, s.furthest_step
+            ));
+        }
+        bar.tick();
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    bar.finish_and_clear();
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn start_urls_must_be_absolute_http() {
+        assert!(seeds(&["https://example.org/".into()]).is_ok());
+        for bad in ["example.org", "ftp://example.org/", "/relative", "http://"] {
+            let err = seeds(&[bad.into()]).expect_err("refused");
+            assert!(err.to_string().contains(bad), "{err}");
+        }
+    }
+}
