@@ -294,7 +294,8 @@ struct PodEntry {
 /// A running fake kubelet; see the [module docs](self).
 ///
 /// Call [`FakeKubelet::shutdown`] at the end of a test. Dropping it instead kills every process
-/// at once (SIGKILL) and deletes the Node and its Pods with `kubectl`, as a best effort.
+/// at once (SIGKILL) and deletes the Node and its Pods with the `kubectl` found on `PATH` (the
+/// one of `make env-up` under `make test`), as a best effort.
 pub struct FakeKubelet {
     ctx: Arc<Context>,
     stop: Option<oneshot::Sender<()>>,
@@ -401,7 +402,8 @@ impl FakeKubelet {
     /// according to the Pod's `restartPolicy`. Returns the pids signalled.
     ///
     /// # Errors
-    /// When this kubelet runs no such Pod, or none of its containers has a process now.
+    /// When this kubelet runs no such Pod (or is stopping it), or none of its containers has a
+    /// process now.
     pub async fn kill_pod_process(
         &self,
         namespace: &str,
@@ -430,8 +432,9 @@ impl FakeKubelet {
     }
 
     /// What the containers of a Pod wrote to stdout and stderr, across restarts and after the
-    /// Pod is gone, with the kubelet's own start and exit lines. With several containers, each
-    /// log follows a `==> container <==` header. Empty when there is none.
+    /// Pod is gone, interleaved with the kubelet's own lines (each starts with `fake-kubelet: `:
+    /// starts, exits, stops, why a container cannot start). With several containers, each log
+    /// follows a `==> container <==` header. Empty when there is none.
     pub fn logs(&self, namespace: &str, pod: &str) -> String {
         let files = self.log_files(&format!("{namespace}_{pod}_"));
         if let [(_, only)] = files.as_slice() {

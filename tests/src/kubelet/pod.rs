@@ -29,6 +29,9 @@ pub(super) const CTL_CAPACITY: usize = 8;
 /// How soon a status write that failed is tried again.
 const STATUS_RETRY: Duration = Duration::from_secs(1);
 
+/// How often the deletion of a stopped Pod's object is tried.
+const DELETE_ATTEMPTS: u32 = 5;
+
 /// The grace period Kubernetes assumes when a Pod names none.
 const DEFAULT_GRACE_SECONDS: i64 = 30;
 
@@ -447,11 +450,18 @@ impl PodWorker {
             }),
             ..DeleteParams::default().grace_period(0)
         };
-        match pods.delete(&self.name, &params).await {
-            Ok(_) => {}
-            Err(kube::Error::Api(status)) if status.is_not_found() || status.is_conflict() => {}
-            Err(error) => {
-                tracing::warn!(pod = %self.name, %error, "deleting a stopped pod failed");
+        // A Pod left with a deletionTimestamp would block its ReplicaSet and its namespace's
+        // deletion forever: try a few times.
+        for attempt in 1..=DELETE_ATTEMPTS {
+            match pods.delete(&self.name, &params).await {
+                Ok(_) => return,
+                Err(kube::Error::Api(status)) if status.is_not_found() || status.is_conflict() => {
+                    return;
+                }
+                Err(error) => {
+                    tracing::warn!(pod = %self.name, attempt, %error, "deleting a stopped pod failed");
+                    tokio::time::sleep(STATUS_RETRY).await;
+                }
             }
         }
     }
