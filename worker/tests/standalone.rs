@@ -1,0 +1,333 @@
+//! `kubecrawl-worker crawl` against the synthetic site: the records it writes are exactly the
+//! site's ground truth, for each of the job's filters.
+
+use std::collections::BTreeSet;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use clap::Parser;
+use kubecrawl_api::PageRecord;
+use kubecrawl_e2e::site::{Reach, SiteConfig, TestSite};
+use kubecrawl_worker::args::{Cli, Command};
+use kubecrawl_worker::spider::Registry;
+use kubecrawl_worker::standalone::{CrawlSummary, crawl};
+use regex::Regex;
+use tokio_util::sync::CancellationToken;
+
+/// How long one crawl of the small site may take before the test counts it as hung.
+const DEADLINE: Duration = Duration::from_secs(120);
+
+fn output_path(name: &str) -> PathBuf {
+    std::env::temp_dir().join(format!("kubecrawl-{name}-{}.jsonl", std::process::id()))
+}
+
+/// Runs `kubecrawl-worker crawl <seed> <args>` in-process against `site`, returns the summary
+/// and the records it wrote.
+async fn run(
+    site: &TestSite,
+    name: &str,
+    seed: &str,
+    args: &[&str],
+) -> (CrawlSummary, Vec<PageRecord>) {
+    let out = output_path(name);
+    let mut argv: Vec<String> = [
+        "kubecrawl-worker",
+        "crawl",
+        seed,
+        "--allow-private-networks",
+        "--no-progress",
+    ]
+    .map(str::to_owned)
+    .to_vec();
+    for (host, addr) in site.hosts() {
+        argv.push("--resolve".into());
+        argv.push(format!("{host}={}", addr.ip()));
+    }
+    argv.extend(["--delay", "0s", "-o"].map(str::to_owned));
+    argv.push(out.display().to_string());
+    argv.extend(args.iter().map(|a| (*a).to_owned()));
+    let cli = Cli::try_parse_from(&argv).expect("arguments parse");
+    let Command::Crawl(args) = cli.command else {
+        panic!("a crawl command")
+    };
+    let summary = tokio::time::timeout(
+        DEADLINE,
+        crawl(args, &Registry::builtin(), CancellationToken::new()),
+    )
+    .await
+    .expect("the crawl hung")
+    .expect("the crawl runs");
+    let text = std::fs::read_to_string(&out).expect("output written");
+    let _ = std::fs::remove_file(&out);
+    let records = text
+        .lines()
+        .map(|l| serde_json::from_str::<PageRecord>(l).expect("every line is a page record"))
+        .collect();
+    (summary, records)
+}
+
+fn urls(records: &[PageRecord]) -> BTreeSet<String> {
+    records.iter().map(|r| r.url.clone()).collect()
+}
+
+fn assert_same(got: &BTreeSet<String>, want: &BTreeSet<String>) {
+    let missing: Vec<_> = want.difference(got).collect();
+    let extra: Vec<_> = got.difference(want).collect();
+    assert!(
+        missing.is_empty() && extra.is_empty(),
+        "missing {missing:#?}\nunexpected {extra:#?}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn finds_exactly_the_reachable_set() {
+    let site = TestSite::start(SiteConfig::default())
+        .await
+        .expect("site starts");
+    let truth = site.reachable(&site.reach()).expect("ground truth");
+    let (summary, records) = run(
+        &site,
+        "reachable",
+        &site.root(),
+        &["--maxdepth", "1000", "--allowed-domain", "site.test"],
+    )
+    .await;
+    assert_same(&urls(&records), &truth.urls());
+    assert_eq!(records.len(), truth.len(), "every page published once");
+    assert_eq!(summary.stats.pages, truth.len() as u64);
+    assert!(!summary.interrupted);
+    // Each record's depth is the ground truth's (breadth-first by the frontier's dedupe is
+    // not guaranteed across priorities, but here every link leads one level down).
+    for r in &records {
+        let expected = truth.get(&r.url).expect("in the truth");
+        assert_eq!(
+            r.status_code,
+            expected.status.expect("a status"),
+            "{}",
+            r.url
+        );
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn maxdepth_is_respected() {
+    let site = TestSite::start(SiteConfig::default())
+        .await
+        .expect("site starts");
+    for depth in [0u32, 1, 2] {
+        let truth = site
+            .reachable(&site.reach().max_depth(depth))
+            .expect("ground truth");
+        let (summary, records) = run(
+            &site,
+            &format!("depth{depth}"),
+            &site.root(),
+            &[
+                "--maxdepth",
+                &depth.to_string(),
+                "--allowed-domain",
+                "site.test",
+            ],
+        )
+        .await;
+        assert_same(&urls(&records), &truth.urls());
+        assert!(records.iter().all(|r| r.depth <= depth));
+        assert_eq!(
+            summary.stats.furthest_step,
+            depth.min(truth.max_depth().unwrap_or(0))
+        );
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn allowed_domains_admit_the_listed_hosts_only() {
+    let site = TestSite::start(SiteConfig::default())
+        .await
+        .expect("site starts");
+    let truth = site
+        .reachable(&site.reach().allowed_hosts(&["site.test", "other.test"]))
+        .expect("ground truth");
+    let (_, records) = run(
+        &site,
+        "domains",
+        &site.root(),
+        &[
+            "--maxdepth",
+            "1000",
+            "--allowed-domain",
+            "site.test",
+            "--allowed-domain",
+            "other.test",
+        ],
+    )
+    .await;
+    let got = urls(&records);
+    assert_same(&got, &truth.urls());
+    assert!(
+        got.iter().any(|u| u.contains("other.test")),
+        "other.test was crawled"
+    );
+    assert!(
+        !got.iter().any(|u| u.contains("far.test")),
+        "far.test was not allowed"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn deny_regex_wins() {
+    let site = TestSite::start(SiteConfig::default())
+        .await
+        .expect("site starts");
+    let deny = r"/p/[0-9]*7$";
+    let truth = site
+        .reachable(&site.reach().deny(Regex::new(deny).expect("valid regex")))
+        .expect("ground truth");
+    let (_, records) = run(
+        &site,
+        "deny",
+        &site.root(),
+        &[
+            "--maxdepth",
+            "1000",
+            "--allowed-domain",
+            "site.test",
+            "--deny-regex",
+            deny,
+        ],
+    )
+    .await;
+    let got = urls(&records);
+    assert_same(&got, &truth.urls());
+    assert!(
+        !got.iter()
+            .any(|u| Regex::new(deny).expect("valid").is_match(u))
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn robots_txt_is_obeyed_unless_told_otherwise() {
+    let site = TestSite::start(SiteConfig::default())
+        .await
+        .expect("site starts");
+    let obeyed = site.reachable(&site.reach()).expect("ground truth");
+    let (summary, records) = run(
+        &site,
+        "robots",
+        &site.root(),
+        &["--maxdepth", "1000", "--allowed-domain", "site.test"],
+    )
+    .await;
+    let got = urls(&records);
+    assert_same(&got, &obeyed.urls());
+    assert!(
+        got.iter().any(|u| u.contains("/private/press/")),
+        "Allow overrides Disallow"
+    );
+    assert!(
+        !got.iter()
+            .any(|u| u.contains("/private/") && !u.contains("/private/press/"))
+    );
+    assert!(
+        summary.outcomes.get("robots_denied").copied().unwrap_or(0) > 0,
+        "denials are counted"
+    );
+    assert_eq!(
+        site.hits("/robots.txt"),
+        1,
+        "robots.txt is fetched once per origin"
+    );
+
+    let ignored = site
+        .reachable(&site.reach().obey_robots(false))
+        .expect("ground truth");
+    let (_, records) = run(
+        &site,
+        "norobots",
+        &site.root(),
+        &[
+            "--maxdepth",
+            "1000",
+            "--allowed-domain",
+            "site.test",
+            "--ignore-robots",
+        ],
+    )
+    .await;
+    assert_same(&urls(&records), &ignored.urls());
+    assert!(ignored.len() > obeyed.len());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn nofollow_links_are_reported_but_not_followed() {
+    let site = TestSite::start(SiteConfig::default())
+        .await
+        .expect("site starts");
+    let (_, records) = run(
+        &site,
+        "nofollow",
+        &site.root(),
+        &["--maxdepth", "1000", "--allowed-domain", "site.test"],
+    )
+    .await;
+    let got = urls(&records);
+    assert!(!got.iter().any(|u| u.contains("/nofollow/")));
+    assert!(
+        records
+            .iter()
+            .flat_map(|r| &r.links)
+            .any(|l| l.nofollow && l.url.contains("/nofollow/"))
+    );
+    let truth = site
+        .reachable(&site.reach().follow_nofollow(true))
+        .expect("ground truth");
+    let (_, records) = run(
+        &site,
+        "follow-nofollow",
+        &site.root(),
+        &[
+            "--maxdepth",
+            "1000",
+            "--allowed-domain",
+            "site.test",
+            "--follow-nofollow",
+        ],
+    )
+    .await;
+    assert_same(&urls(&records), &truth.urls());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn wandering_counts_steps_until_a_page_without_links() {
+    let site = TestSite::start(SiteConfig::default())
+        .await
+        .expect("site starts");
+    let (summary, records) = run(
+        &site,
+        "wander",
+        &site.wander_root(),
+        &["--spider", "wandering"],
+    )
+    .await;
+    let mut steps: Vec<u64> = records
+        .iter()
+        .map(|r| {
+            r.attrs
+                .get("step")
+                .and_then(serde_json::Value::as_u64)
+                .expect("every item has a step")
+        })
+        .collect();
+    steps.sort_unstable();
+    let expected: Vec<u64> = (0..=u64::from(site.wander_steps())).collect();
+    assert_eq!(steps, expected, "one page per step, 0 to the last");
+    let last = records
+        .iter()
+        .max_by_key(|r| r.attrs["step"].as_u64())
+        .expect("records");
+    assert!(
+        last.links.is_empty(),
+        "the walk ends on a page without links"
+    );
+    assert_eq!(summary.stats.furthest_step, site.wander_steps());
+    assert!(records.iter().all(|r| r.spiderid == "wandering"));
+}
