@@ -82,8 +82,14 @@
 //! use std::time::Duration;
 //!
 //! let client = kubecrawl_e2e::TestEnv::get().kube_client().await?;
-//! let commands = CommandMap::new().with("kubecrawl-worker", env!("CARGO_BIN_EXE_fake-worker"));
-//! let config = KubeletConfig::new("e2e-node-1", commands).with_max_grace(Duration::from_secs(5));
+//! // The built worker binary (`env!("CARGO_BIN_EXE_<name>")` in a test of the package that
+//! // builds it).
+//! let worker = std::path::PathBuf::from("/path/to/kubecrawl-worker");
+//! let commands = CommandMap::new().with("kubecrawl-worker", worker);
+//! let config = KubeletConfig::new("e2e-node-1", commands)
+//!     .with_max_grace(Duration::from_secs(5))
+//!     // Replicas share 127.0.0.1: let each process pick a free port.
+//!     .with_env("KUBECRAWL_METRICS_ADDR", "127.0.0.1:0");
 //! let kubelet = FakeKubelet::start_with(client, config).await?;
 //! // ... create a Deployment whose pod template has `nodeSelector: kubelet.node_selector()` ...
 //! let running = kubelet.running("my-namespace");
@@ -153,21 +159,24 @@ impl CommandMap {
     fn lookup(&self, container: &Container) -> Option<(PathBuf, Vec<String>)> {
         let command = container.command.as_deref().unwrap_or_default();
         let args = container.args.as_deref().unwrap_or_default();
-        let (key, rest) = match command.split_first() {
-            Some((first, rest)) => {
-                let program = self
-                    .programs
+        let (program, args) = match command.split_first() {
+            Some((first, rest)) => (
+                self.programs
                     .get(first)
-                    .or_else(|| self.programs.get(file_name(first)))?;
-                return Some((program.clone(), [rest, args].concat()));
+                    .or_else(|| self.programs.get(file_name(first)))?,
+                [rest, args].concat(),
+            ),
+            None => {
+                let image = container.image.as_deref()?;
+                (
+                    self.programs
+                        .get(image)
+                        .or_else(|| self.programs.get(image_name(image)))?,
+                    args.to_vec(),
+                )
             }
-            None => (container.image.as_deref()?, args),
         };
-        let program = self
-            .programs
-            .get(key)
-            .or_else(|| self.programs.get(image_name(key)))?;
-        Some((program.clone(), rest.to_vec()))
+        Some((program.clone(), args))
     }
 
     fn keys(&self) -> Vec<&str> {
