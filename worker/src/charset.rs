@@ -4,11 +4,16 @@
 //! Content-Type header, a `<meta charset>` or `<meta http-equiv="Content-Type">` in the first
 //! 1024 bytes of an HTML body, UTF-8 when the bytes are valid UTF-8, and windows-1252 (what
 //! browsers assume for unlabelled Western pages) otherwise. A body is treated as binary, and
-//! published as base64, when its media type is not textual, when it holds NUL bytes, or when
-//! it does not decode cleanly in its charset.
+//! published as base64, when its media type is not textual, or when more than a few percent
+//! of it is undecodable bytes or control characters (a few stray bytes become U+FFFD, as in a
+//! browser, and the page stays text).
 
 use encoding_rs::{Encoding, UTF_8, WINDOWS_1252};
 
+/// Above this share (in percent) of undecodable bytes and control characters, a text-typed
+/// body is binary. Random bytes score 10% or more in any charset; a real page with a few
+/// stray bytes scores far below 1%.
+const MAX_BAD_PERCENT: usize = 5;
 /// How far into an HTML body a `<meta>` charset declaration is looked for (as browsers do).
 const META_PRESCAN_BYTES: usize = 1024;
 
@@ -62,8 +67,6 @@ pub fn decode(body: &[u8], content_type: Option<&str>) -> Decoded {
     }
     let (encoding, bom_len) = match Encoding::for_bom(body) {
         Some((enc, len)) => (enc, len),
-        // Without a UTF-16 BOM, NUL bytes mean binary content served under a text type.
-        None if body[..body.len().min(META_PRESCAN_BYTES)].contains(&0) => return Decoded::Binary,
         None => {
             let declared = content_type
                 .and_then(charset_param)
@@ -78,14 +81,22 @@ pub fn decode(body: &[u8], content_type: Option<&str>) -> Decoded {
             (enc, 0)
         }
     };
-    let (text, had_errors) = encoding.decode_without_bom_handling(&body[bom_len..]);
-    if had_errors {
+    let (text, _) = encoding.decode_without_bom_handling(&body[bom_len..]);
+    // A few bad bytes in a real page are decoded to U+FFFD, as browsers do; a body with many
+    // undecodable bytes or control characters is binary content under a text type.
+    let bad = text.chars().filter(|c| is_binary_char(*c)).count();
+    if bad * 100 > text.chars().count().max(1) * MAX_BAD_PERCENT {
         return Decoded::Binary;
     }
     Decoded::Text {
         text: text.into_owned(),
         encoding: encoding.name().to_ascii_lowercase(),
     }
+}
+
+fn is_binary_char(c: char) -> bool {
+    c == char::REPLACEMENT_CHARACTER
+        || (c.is_control() && !matches!(c, '\t' | '\n' | '\r' | '\x0c'))
 }
 
 fn charset_param(content_type: &str) -> Option<&'static Encoding> {
