@@ -64,7 +64,9 @@
 //!   subdomains); extension not in [`Reach::deny_extensions`]; matching an allow pattern if
 //!   there are any and no deny pattern; not longer than [`Reach::max_url_len`]. No links are
 //!   taken from error pages (they have none), from non-HTML (`text/plain` holds an `<a>` that
-//!   must not be followed) or from undecodable bodies.
+//!   must not be followed) or from undecodable bodies. Nofollow pages are reached only through
+//!   nofollow links, and no page links one URL both with and without nofollow, so extractors
+//!   that keep the first occurrence of a duplicate link and those that keep any agree.
 //! - **Redirects** are followed within the fetch, up to [`Reach::max_redirects`]; each hop
 //!   must pass the same host, extension, pattern and length filters and robots.txt, else the
 //!   fetch ends with the 3xx response itself ([`Outcome::Status`]). A record is keyed by the

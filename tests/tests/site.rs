@@ -411,6 +411,10 @@ async fn serves_twenty_thousand_pages_to_a_concurrent_client() {
             .await
             .unwrap();
         let generated = started.elapsed();
+        let started = Instant::now();
+        let truth = site.reachable(&site.reach()).unwrap();
+        let solved = started.elapsed();
+        assert!((0..PAGES).all(|i| truth.contains(&site.page_url(i))));
         let client = client(&site);
         let started = Instant::now();
         let results: Vec<(u16, usize)> = futures::stream::iter(0..PAGES)
@@ -439,8 +443,10 @@ async fn serves_twenty_thousand_pages_to_a_concurrent_client() {
         );
         let bytes: usize = results.iter().map(|r| r.1).sum();
         println!(
-            "generated {PAGES} pages in {:.2} s; served them in {:.2} s: {:.0} pages/s, {:.1} MB/s",
+            "generated {PAGES} pages in {:.2} s, their ground truth in {:.2} s; \
+             served them in {:.2} s: {:.0} pages/s, {:.1} MB/s",
             generated.as_secs_f64(),
+            solved.as_secs_f64(),
             elapsed.as_secs_f64(),
             PAGES as f64 / elapsed.as_secs_f64(),
             bytes as f64 / elapsed.as_secs_f64() / 1e6
