@@ -2,7 +2,8 @@
 //!
 //! A fleet's replicas are the sum of `spec.workers` over its active jobs (not being deleted,
 //! not suspended, not finished, failed or expired), capped by the fleet's `maxReplicas`;
-//! zero when no job is active. The Deployment is kept, at zero, when its jobs are gone.
+//! zero when no job is active. A fleet's Deployment is created when its first job needs
+//! workers, and kept, at zero, when its jobs are gone.
 //!
 //! Deployments are shared by jobs of every namespace, so they are not owned by any one
 //! CrawlJob: the operator labels them (`app.kubernetes.io/managed-by: kubecrawl-operator`,
@@ -532,11 +533,17 @@ impl Fleets {
             let replicas = desired.get(&spider).copied().unwrap_or(0);
             let want = deployment(&self.config, &self.connections, &spider, replicas);
             let key = ObjectRef::new(&deployment_name(&spider)).within(&self.config.namespace);
-            if let Some(have) = self.deployments.get(&key)
-                && have.spec.replicas == want.spec.replicas
-                && have.annotations().get(TEMPLATE_HASH) == want.annotations().get(TEMPLATE_HASH)
-            {
-                continue;
+            match self.deployments.get(&key) {
+                // A fleet gets its Deployment when its first job needs workers.
+                None if replicas == 0 => continue,
+                Some(have)
+                    if have.spec.replicas == want.spec.replicas
+                        && have.annotations().get(TEMPLATE_HASH)
+                            == want.annotations().get(TEMPLATE_HASH) =>
+                {
+                    continue;
+                }
+                _ => {}
             }
             api.patch(
                 &deployment_name(&spider),
