@@ -108,6 +108,9 @@ pub struct Admission {
     pub over_budget: u64,
     /// Refused because the job accepts nothing (suspended, expired, purged).
     pub refused: u64,
+    /// Refused because the request's domain is on the spider's blacklist
+    /// ([`crate::rules`]).
+    pub blacklisted: u64,
 }
 
 /// A job's accounting, as the operator copies it into `CrawlJob.status`.
@@ -133,6 +136,9 @@ pub struct JobStats {
     pub status_codes: BTreeMap<u16, u64>,
     /// The furthest depth (hop from a seed, or the spider's step) of a fetched page.
     pub furthest_step: u32,
+    /// Requests refused at admission or dropped from the queue because their domain is on the
+    /// spider's blacklist ([`crate::rules`]).
+    pub blacklisted: u64,
     /// At least one seed was admitted.
     pub seeded: bool,
     /// The job is suspended.

@@ -45,7 +45,8 @@
 //! - [`politeness`]: per-domain intervals, robots.txt Crawl-delay and Retry-After hints.
 //! - [`schedule`]: the order of requests (priority, then first in first out).
 //! - [`stats`]: spider-level rolling counts and worker heartbeats (Scrapy Cluster's "Crawler
-//!   Stats Dump").
+//!   Stats Dump"); [`backlog`]: what a spider has waiting, per domain.
+//! - [`rules`]: per-domain throttles and the domain blacklist, set live for a spider fleet.
 //! - [`redis`]: [`RedisFrontier`], the distributed implementation, with its full key layout.
 //! - [`memory`]: [`MemoryFrontier`], the in-memory twin, and [`clock`] for its time.
 
@@ -55,6 +56,7 @@ use std::time::Duration;
 use async_trait::async_trait;
 pub use kubecrawl_api::{CrawlRequest, JobRef};
 
+pub mod backlog;
 pub mod clock;
 pub mod config;
 pub mod filter;
@@ -64,15 +66,18 @@ pub mod lease;
 pub mod memory;
 pub mod politeness;
 pub mod redis;
+pub mod rules;
 pub mod schedule;
 pub mod stats;
 
+pub use backlog::SpiderBacklog;
 pub use config::FrontierConfig;
 pub use job::{Admission, JobPolicy, JobStats};
 pub use lease::{Completion, Lease, LeaseId, Outcome, RetryOutcome, RetryRequest};
 pub use memory::MemoryFrontier;
 pub use politeness::DomainHint;
 pub use redis::RedisFrontier;
+pub use rules::DomainRules;
 pub use stats::{SpiderStats, Window, WorkerCounts};
 
 /// Everything that can go wrong in the frontier.
@@ -251,6 +256,29 @@ pub trait Frontier: Send + Sync {
 
     /// Live workers: total, per spider, and the number of distinct spiders.
     async fn workers(&self) -> Result<WorkerCounts>;
+
+    /// What spider `spiderid` has waiting: queued requests per domain, retries waiting for
+    /// their backoff, leases in flight (see [`SpiderBacklog`]).
+    ///
+    /// Time proportional to the spider's number of domains with a politeness clock or
+    /// queued requests (and the (job, priority) queues of those domains), read in pages of
+    /// [`backlog::PAGE`] domains: each page is a consistent snapshot, the whole is not
+    /// (a domain dispatched meanwhile may be counted before or after its dispatch). Never a
+    /// scan of the keyspace.
+    async fn backlog(&self, spiderid: &str) -> Result<SpiderBacklog>;
+
+    /// Replaces spider `spiderid`'s domain rules — per-domain throttles and the blacklist
+    /// (see [`rules`]) — with `rules`, atomically. Empty rules clear them.
+    ///
+    /// # Guarantees
+    /// From the call's return on, every lease of the spider honours the new rules: a
+    /// throttle charges the host's clock at its next dispatch, a blacklisted domain's queued
+    /// requests are dropped (counted) when they come up, and offered ones are refused.
+    async fn set_domain_rules(&self, spiderid: &str, rules: &DomainRules) -> Result<()>;
+
+    /// The domain rules spider `spiderid` runs with (normalized: lowercase, no zero
+    /// throttle).
+    async fn domain_rules(&self, spiderid: &str) -> Result<DomainRules>;
 
     /// Scrapy Cluster's "Crawler Stats Dump": `total_spider_count`, `unique_spider_count`,
     /// `<spider>_spider_count` and `<spider>_<status>_<window>` (windows 900 … 604800 and

@@ -23,7 +23,8 @@ use crate::filter::{LinkFilter, Prepared};
 use crate::lease::{Completion, Lease, LeaseId, Outcome, RetryOutcome, RetryRequest};
 use crate::stats::{SpiderStats, Window, WorkerCounts, status_label, window_buckets};
 use crate::{
-    Admission, DomainHint, Error, Frontier, FrontierConfig, JobPolicy, JobStats, Result, check_name,
+    Admission, DomainHint, DomainRules, Error, Frontier, FrontierConfig, JobPolicy, JobStats,
+    Result, SpiderBacklog, check_name,
 };
 
 /// The in-memory frontier. Cheap to clone; clones share one state.
@@ -216,6 +217,7 @@ impl Frontier for MemoryFrontier {
                 admission.admitted = a.admitted;
                 admission.duplicates = a.duplicates;
                 admission.over_budget = a.over_budget;
+                admission.blacklisted = a.blacklisted;
             } else {
                 admission.refused = children.len() as u64;
             }
@@ -356,6 +358,19 @@ impl Frontier for MemoryFrontier {
         counts.total = counts.per_spider.values().sum();
         counts.unique = counts.per_spider.len() as u64;
         Ok(counts)
+    }
+
+    async fn backlog(&self, spiderid: &str) -> Result<SpiderBacklog> {
+        self.with_spider(spiderid, |s, _| s.backlog())
+    }
+
+    async fn set_domain_rules(&self, spiderid: &str, rules: &DomainRules) -> Result<()> {
+        let rules = rules.normalized();
+        self.with_spider(spiderid, |s, _| s.rules = rules)
+    }
+
+    async fn domain_rules(&self, spiderid: &str) -> Result<DomainRules> {
+        self.with_spider(spiderid, |s, _| s.rules.clone())
     }
 }
 

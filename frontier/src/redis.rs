@@ -25,6 +25,8 @@
 //! | `P:{S}:ready` | sorted set | domains that may be fetched now → best head score |
 //! | `P:{S}:wait` | sorted set | domains whose clock has not passed → next allowed time (µs) |
 //! | `P:{S}:cd:D` | string, TTL | a reported robots.txt Crawl-delay (µs) |
+//! | `P:{S}:th` | hash | domain → throttle, the least interval between dispatches to each of its hosts (µs) ([`crate::rules`]) |
+//! | `P:{S}:bl` | set | blacklisted domains ([`crate::rules`]) |
 //! | `P:{S}:seq`, `P:{S}:lid` | string | enqueue sequence, lease numbers |
 //! | `P:{S}:deadlines` | sorted set | leases: `<lease number>\|J\|p\|D\|seq\|request JSON` → deadline (µs); the client holds the same string, so an acknowledgement is one `ZREM` that also tells whether the lease was still held |
 //! | `P:{S}:retry` | sorted set | `J\|p\|D\|request JSON` → when the retry is due (µs) |
@@ -71,7 +73,8 @@ use crate::filter::{LinkFilter, Prepared};
 use crate::lease::{Completion, Lease, LeaseId, Outcome, RetryOutcome, RetryRequest};
 use crate::stats::{SpiderStats, Window, WorkerCounts};
 use crate::{
-    Admission, DomainHint, Error, Frontier, FrontierConfig, JobPolicy, JobStats, Result, check_name,
+    Admission, DomainHint, DomainRules, Error, Frontier, FrontierConfig, JobPolicy, JobStats,
+    Result, SpiderBacklog, check_name,
 };
 
 /// Queues and dedupe buckets one purge call deletes at most, bounding how long it blocks Redis.
@@ -277,6 +280,7 @@ impl Frontier for RedisFrontier {
                     total.admitted += reply.u64_at(1)?;
                     total.duplicates += reply.u64_at(2)?;
                     total.over_budget += reply.u64_at(3)?;
+                    total.blacklisted += reply.u64_at(4)?;
                 }
                 Some("refused") => total.refused += chunk.len() as u64,
                 Some("unknown") => return Err(Error::UnknownJob { job: job.clone() }),
@@ -327,6 +331,7 @@ impl Frontier for RedisFrontier {
                 admission.duplicates = reply.u64_at(2)?;
                 admission.over_budget = reply.u64_at(3)?;
                 admission.refused = reply.u64_at(4)?;
+                admission.blacklisted = reply.u64_at(5)?;
                 Ok(Completion::Acked(admission))
             }
             Some("parked") => Ok(Completion::Parked),
@@ -506,6 +511,77 @@ impl Frontier for RedisFrontier {
         counts.unique = per_spider.len() as u64;
         counts.per_spider = per_spider;
         Ok(counts)
+    }
+
+    async fn backlog(&self, spiderid: &str) -> Result<SpiderBacklog> {
+        let base = self.base(spiderid)?;
+        let mut out = SpiderBacklog::default();
+        let mut first = true;
+        for set in ["ready", "wait"] {
+            let mut offset = 0usize;
+            loop {
+                let mut inv = self.inner.scripts.backlog.prepare_invoke();
+                inv.key(&base)
+                    .arg(set)
+                    .arg(offset)
+                    .arg(crate::backlog::PAGE);
+                let reply = Reply::new("backlog", self.run("backlog", &inv).await?)?;
+                let page = reply.backlog_page()?;
+                if first {
+                    (out.in_flight, out.retrying) = (page.in_flight, page.retrying);
+                    first = false;
+                }
+                // A domain moved between the sets meanwhile is counted once.
+                for (domain, queued) in page.domains {
+                    out.domains.entry(domain).or_insert(queued);
+                }
+                if page.looked < crate::backlog::PAGE {
+                    break;
+                }
+                offset += page.looked;
+            }
+        }
+        Ok(out)
+    }
+
+    async fn set_domain_rules(&self, spiderid: &str, rules: &DomainRules) -> Result<()> {
+        let base = self.base(spiderid)?;
+        let rules = rules.normalized();
+        let mut inv = self.inner.scripts.rules.prepare_invoke();
+        inv.key(&base).arg(rules.throttles.len());
+        for (domain, interval) in &rules.throttles {
+            inv.arg(domain).arg(duration_micros(*interval));
+        }
+        for domain in &rules.blacklist {
+            inv.arg(domain);
+        }
+        self.run("set domain rules", &inv).await?;
+        Ok(())
+    }
+
+    async fn domain_rules(&self, spiderid: &str) -> Result<DomainRules> {
+        let base = self.base(spiderid)?;
+        self.inner.round_trips.fetch_add(1, Ordering::Relaxed);
+        let mut conn = self.inner.conn.clone();
+        let (throttles, blacklist): (BTreeMap<String, u64>, std::collections::BTreeSet<String>) =
+            redis::pipe()
+                .cmd("HGETALL")
+                .arg(format!("{base}:th"))
+                .cmd("SMEMBERS")
+                .arg(format!("{base}:bl"))
+                .query_async(&mut conn)
+                .await
+                .map_err(|source| Error::Redis {
+                    op: "domain rules",
+                    source,
+                })?;
+        Ok(DomainRules {
+            throttles: throttles
+                .into_iter()
+                .map(|(d, us)| (d, Duration::from_micros(us)))
+                .collect(),
+            blacklist,
+        })
     }
 }
 

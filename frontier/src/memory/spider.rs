@@ -7,11 +7,12 @@ use std::sync::Arc;
 use kubecrawl_api::CrawlRequest;
 
 use super::zset::ZSet;
+use crate::clock::duration_micros;
 use crate::filter::{LinkFilter, Prepared};
 use crate::fingerprint::Fingerprint;
 use crate::schedule::score;
 use crate::stats::{GRANULARITIES, bucket_ttl};
-use crate::{Admission, JobPolicy, JobStats};
+use crate::{Admission, DomainRules, JobPolicy, JobStats, SpiderBacklog};
 
 /// A (job, priority, domain) queue.
 pub(crate) type QueueKey = (u64, i32, String);
@@ -127,6 +128,8 @@ pub(crate) struct Spider {
     buckets: BTreeMap<(u64, u64), (u64, BTreeMap<String, u64>)>,
     pub(crate) lifetime: BTreeMap<String, u64>,
     pub(crate) workers: HashMap<String, u64>,
+    /// Throttles and blacklist (`P:{S}:th`, `P:{S}:bl`), normalized.
+    pub(crate) rules: DomainRules,
 }
 
 impl Spider {
@@ -246,6 +249,12 @@ impl Spider {
         };
         let mut fresh = Vec::new();
         for item in items {
+            if self.rules.is_blacklisted(&item.domain) {
+                // Refused before the dedupe, so the URL is admitted once the domain is allowed.
+                out.blacklisted += 1;
+                job.stats.blacklisted += 1;
+                continue;
+            }
             let over_job = job.max_pages.is_some_and(|max| job.stats.admitted >= max);
             let over_domain = job
                 .domain_max_pages
@@ -360,6 +369,20 @@ impl Spider {
                 self.detach(j, p, &d);
                 continue;
             }
+            if self.rules.is_blacklisted(&d) {
+                // Queued before its domain was blacklisted: the whole queue is dropped, counted.
+                let dropped = self
+                    .queues
+                    .remove(&(j, p, d.clone()))
+                    .map_or(0, |q| q.len() as u64);
+                if let Some(job) = self.job.get_mut(&j) {
+                    job.queues.remove(&(p, d.clone()));
+                    job.stats.queued = job.stats.queued.saturating_sub(dropped);
+                    job.stats.blacklisted += dropped;
+                }
+                self.detach(j, p, &d);
+                continue;
+            }
             let key = (j, p, d.clone());
             let queue = self.queues.get_mut(&key);
             let popped = queue.as_ref().and_then(|q| q.front().cloned());
@@ -390,12 +413,13 @@ impl Spider {
                 self.refresh_domain(&d);
                 continue;
             };
+            let throttle = self.rules.throttle_for(&d).map_or(0, duration_micros);
             let job = self.job.get_mut(&j)?;
             let crawl_delay = match self.crawl_delay.get(&d) {
                 Some((delay, expires)) if *expires > now => *delay,
                 _ => 0,
             };
-            let interval = job.interval.max(crawl_delay);
+            let interval = job.interval.max(crawl_delay).max(throttle);
             job.stats.queued = job.stats.queued.saturating_sub(1);
             job.stats.in_flight += 1;
             if interval > 0 {
@@ -451,6 +475,30 @@ impl Spider {
         if until > current {
             self.ready.remove(&d.to_owned());
             self.wait.add(d.to_owned(), until);
+        }
+    }
+
+    /// Queued requests per domain over the attached queues (the Redis backlog script reads
+    /// the same through the ready and wait sets), retries, leases.
+    pub(crate) fn backlog(&self) -> SpiderBacklog {
+        let mut domains = BTreeMap::new();
+        for (d, z) in &self.by_domain {
+            let queued: u64 = z
+                .members()
+                .map(|&(j, p)| {
+                    self.queues
+                        .get(&(j, p, d.clone()))
+                        .map_or(0, |q| q.len() as u64)
+                })
+                .sum();
+            if queued > 0 {
+                domains.insert(d.clone(), queued);
+            }
+        }
+        SpiderBacklog {
+            domains,
+            retrying: self.retry_entries.len() as u64,
+            in_flight: self.leases.len() as u64,
         }
     }
 

@@ -68,6 +68,11 @@ impl<T: Ord + Hash + Clone> ZSet<T> {
             .collect()
     }
 
+    /// Every member, in no particular order.
+    pub(crate) fn members(&self) -> impl Iterator<Item = &T> {
+        self.scores.keys()
+    }
+
     pub(crate) fn is_empty(&self) -> bool {
         self.scores.is_empty()
     }

@@ -14,6 +14,19 @@ use crate::{Error, JobPolicy, JobStats, Result};
 /// Fields per lease in a lease reply.
 const LEASE_FIELDS: usize = 4;
 
+/// One page of a backlog read.
+#[derive(Debug)]
+pub(crate) struct BacklogPage {
+    /// The spider's leases.
+    pub(crate) in_flight: u64,
+    /// The spider's scheduled retries.
+    pub(crate) retrying: u64,
+    /// Domains of the set the page looked at.
+    pub(crate) looked: usize,
+    /// (domain, queued) for those with something queued.
+    pub(crate) domains: Vec<(String, u64)>,
+}
+
 /// A decoded script reply.
 #[derive(Debug)]
 pub(crate) struct Reply {
@@ -184,6 +197,7 @@ impl Reply {
                 "rt" => stats.retries = n(),
                 "ad" => stats.admitted = n(),
                 "stp" => stats.furthest_step = u32::try_from(n()).unwrap_or(u32::MAX),
+                "bl" => stats.blacklisted = n(),
                 "sd" => stats.seeded = value == "1",
                 "st" => stats.suspended = value == "susp",
                 _ => {
@@ -226,6 +240,24 @@ impl Reply {
                 .insert(t[1].clone(), count);
         }
         Ok(stats)
+    }
+
+    /// A backlog page: in flight, retrying, domains looked at, then (domain, queued) pairs.
+    pub(crate) fn backlog_page(&self) -> Result<BacklogPage> {
+        let items = self.items()?;
+        if items.len() < 3 || (items.len() - 3) % 2 != 0 {
+            return Err(self.unexpected());
+        }
+        let domains = items[3..]
+            .chunks_exact(2)
+            .map(|p| Ok((p[0].clone(), self.number(&p[1])?)))
+            .collect::<Result<_>>()?;
+        Ok(BacklogPage {
+            in_flight: self.number(&items[0])?,
+            retrying: self.number(&items[1])?,
+            looked: usize::try_from(self.number(&items[2])?).unwrap_or(usize::MAX),
+            domains,
+        })
     }
 
     /// now, then live members.

@@ -27,6 +27,8 @@ pub(crate) struct Scripts {
     pub(crate) stats: Script,
     pub(crate) spider_stats: Script,
     pub(crate) domain: Script,
+    pub(crate) rules: Script,
+    pub(crate) backlog: Script,
     pub(crate) heartbeat: Script,
     pub(crate) live: Script,
 }
@@ -46,6 +48,8 @@ impl Scripts {
             stats: with_common(include_str!("lua/stats.lua")),
             spider_stats: with_common(include_str!("lua/spider_stats.lua")),
             domain: with_common(include_str!("lua/domain.lua")),
+            rules: with_common(include_str!("lua/rules.lua")),
+            backlog: with_common(include_str!("lua/backlog.lua")),
             heartbeat: Script::new(include_str!("lua/heartbeat.lua")),
             live: Script::new(include_str!("lua/live.lua")),
         }
@@ -85,6 +89,8 @@ mod tests {
             COMMON,
             include_str!("lua/lease.lua"),
             include_str!("lua/purge.lua"),
+            include_str!("lua/backlog.lua"),
+            include_str!("lua/rules.lua"),
         ] {
             for banned in ["'KEYS'", "'SCAN'", "'FLUSHDB'"] {
                 assert!(!text.contains(banned), "a script uses {banned}");

@@ -2,6 +2,7 @@
 //! clock) and Redis (the real one at REDIS_URL; these tests fail, never skip, without it).
 //! Each Redis test uses its own key prefix and deletes its keys at the end.
 
+mod domains;
 mod harness;
 mod suite;
 
@@ -9,13 +10,13 @@ mod suite;
 const DEADLINE: std::time::Duration = std::time::Duration::from_secs(60);
 
 macro_rules! conformance {
-    ($($name:ident),* $(,)?) => {
+    ($($module:ident :: $name:ident),* $(,)?) => {
         mod memory {
             $(
                 #[tokio::test]
                 async fn $name() {
                     let h = crate::harness::memory();
-                    tokio::time::timeout(crate::DEADLINE, crate::suite::$name(&h))
+                    tokio::time::timeout(crate::DEADLINE, crate::$module::$name(&h))
                         .await
                         .expect(concat!(stringify!($name), " deadlocked (memory)"));
                 }
@@ -26,7 +27,7 @@ macro_rules! conformance {
                 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
                 async fn $name() {
                     let h = crate::harness::redis(stringify!($name)).await;
-                    tokio::time::timeout(crate::DEADLINE, crate::suite::$name(&h))
+                    tokio::time::timeout(crate::DEADLINE, crate::$module::$name(&h))
                         .await
                         .expect(concat!(stringify!($name), " deadlocked (redis)"));
                     h.cleanup().await;
@@ -37,19 +38,24 @@ macro_rules! conformance {
 }
 
 conformance!(
-    seeding_is_idempotent,
-    priority_across_domains_then_fifo,
-    politeness_spaces_dispatches_per_domain,
-    complete_filters_children_and_accounts,
-    budgets_cap_admissions,
-    expired_leases_come_back_once,
-    retry_backs_off_then_gives_up,
-    release_puts_the_request_back_first,
-    suspend_parks_and_resume_restores,
-    purge_forgets_one_job_only,
-    purge_of_a_large_job_leaves_another_untouched,
-    expired_job_accepts_nothing,
-    spider_stats_and_heartbeats,
-    bad_input_is_refused,
-    policy_reads_back_what_was_registered,
+    suite::seeding_is_idempotent,
+    suite::priority_across_domains_then_fifo,
+    suite::politeness_spaces_dispatches_per_domain,
+    suite::complete_filters_children_and_accounts,
+    suite::budgets_cap_admissions,
+    suite::expired_leases_come_back_once,
+    suite::retry_backs_off_then_gives_up,
+    suite::release_puts_the_request_back_first,
+    suite::suspend_parks_and_resume_restores,
+    suite::purge_forgets_one_job_only,
+    suite::purge_of_a_large_job_leaves_another_untouched,
+    suite::expired_job_accepts_nothing,
+    suite::spider_stats_and_heartbeats,
+    suite::bad_input_is_refused,
+    suite::policy_reads_back_what_was_registered,
+    domains::a_throttle_spaces_a_domain_and_its_subdomains,
+    domains::a_throttle_below_the_jobs_interval_changes_nothing,
+    domains::the_blacklist_refuses_and_drops_and_counts,
+    domains::the_backlog_counts_queues_per_domain,
+    domains::the_backlog_reads_every_domain_of_a_large_spider,
 );

@@ -11,6 +11,8 @@ local K_SEQ = B .. ':seq'
 local K_LID = B .. ':lid'
 local K_JOBS = B .. ':jobs'
 local K_JOBNO = B .. ':jobno'
+local K_TH = B .. ':th'
+local K_BL = B .. ':bl'
 
 local function n2s(x) return string.format('%.0f', x) end
 
@@ -107,6 +109,51 @@ end
 
 local function in_wait(d) return redis.call('ZSCORE', K_WAIT, d) end
 
+-- Domain rules (throttles 'th', blacklist 'bl'): an entry for a domain covers its subdomains,
+-- the longest matching domain's throttle wins. Looked up once per domain per script call, and
+-- not at all while the spider has none.
+local HAS_RULES = nil
+local RULE_CACHE = {}
+local function domain_rule(d)
+  local r = RULE_CACHE[d]
+  if r then return r end
+  if HAS_RULES == nil then
+    HAS_RULES = { th = redis.call('EXISTS', K_TH) == 1, bl = redis.call('EXISTS', K_BL) == 1 }
+  end
+  r = { th = 0, bl = false }
+  if HAS_RULES.th or HAS_RULES.bl then
+    local names = { d }
+    local rest = d
+    while true do
+      local i = string.find(rest, '.', 1, true)
+      if not i then break end
+      rest = string.sub(rest, i + 1)
+      if rest == '' then break end
+      names[#names + 1] = rest
+    end
+    if HAS_RULES.th then
+      local v = redis.call('HMGET', K_TH, unpack(names))
+      for i = 1, #names do
+        if v[i] then
+          r.th = tonumber(v[i]) or 0
+          break
+        end
+      end
+    end
+    if HAS_RULES.bl then
+      local v = redis.call('SMISMEMBER', K_BL, unpack(names))
+      for i = 1, #names do
+        if v[i] == 1 then
+          r.bl = true
+          break
+        end
+      end
+    end
+  end
+  RULE_CACHE[d] = r
+  return r
+end
+
 -- Makes the domain's ready entry match its best queue head (or removes it).
 local function refresh_domain(d)
   local best = redis.call('ZRANGE', k_dq(d), 0, 0, 'WITHSCORES')
@@ -199,17 +246,19 @@ local function dedupe_add(c, j, fp)
 end
 
 -- Enqueues `count` requests given as ARGV quadruples (domain, priority, fingerprint, record)
--- from index `first`, through budgets and dedupe. Returns admitted, duplicates, over budget.
+-- from index `first`, through the blacklist, budgets and dedupe. Returns admitted, duplicates,
+-- over budget, blacklisted.
 local function enqueue_all(j, c, first, count)
-  if count == 0 then return 0, 0, 0 end
-  local admitted, dup, over = 0, 0, 0
+  if count == 0 then return 0, 0, 0, 0 end
+  local admitted, dup, over, black = 0, 0, 0, 0
   local seq = redis.call('INCRBY', K_SEQ, count) - count
   local jd = k_jd(j)
   local dcount, dinc, pushes, order = {}, {}, {}, {}
   for i = 0, count - 1 do
     local at = first + i * 4
     local d, p, fp, rec = ARGV[at], ARGV[at + 1], ARGV[at + 2], ARGV[at + 3]
-    local ok = not (c.mp >= 0 and c.n.ad >= c.mp)
+    local banned = domain_rule(d).bl
+    local ok = not banned and not (c.mp >= 0 and c.n.ad >= c.mp)
     if ok and c.dmp >= 0 then
       local n = dcount[d]
       if n == nil then
@@ -218,7 +267,10 @@ local function enqueue_all(j, c, first, count)
       end
       ok = n < c.dmp
     end
-    if not ok then
+    if banned then
+      -- refused before the dedupe, so the URL is admitted once the domain is allowed again
+      black = black + 1
+    elseif not ok then
       over = over + 1
     else
       if not dedupe_add(c, j, fp) then
@@ -257,7 +309,8 @@ local function enqueue_all(j, c, first, count)
     for d, inc in pairs(dinc) do redis.call('HINCRBY', jd, d, inc) end
   end
   bump(c, 'q', admitted)
-  return admitted, dup, over
+  if black > 0 then bump(c, 'bl', black) end
+  return admitted, dup, over, black
 end
 
 -- Spider-level rolling counts. An acknowledgement increments one counter: its status label in

@@ -27,6 +27,16 @@ if max_n > 0 then
         redis.call('ZREM', k_dq(d), m)
         if c.state == 'exp' then redis.call('HSET', k_job(j), 'xd', '1') end
         refresh_domain(d)
+      elseif domain_rule(d).bl then
+        -- queued before its domain was blacklisted: the whole queue is dropped, and counted
+        local qk = k_q(j, p, d)
+        local n = redis.call('LLEN', qk)
+        redis.call('UNLINK', qk)
+        redis.call('ZREM', k_dq(d), m)
+        redis.call('SREM', k_jq(j), p .. ':' .. d)
+        bump(c, 'q', -n)
+        bump(c, 'bl', n)
+        refresh_domain(d)
       else
         local qk = k_q(j, p, d)
         local e = redis.call('LPOP', qk)
@@ -47,6 +57,8 @@ if max_n > 0 then
           local iv = c.iv
           local cd = tonumber(redis.call('GET', k_cd(d)) or '0') or 0
           if cd > iv then iv = cd end
+          local th = domain_rule(d).th
+          if th > iv then iv = th end
           if iv > 0 then
             redis.call('ZREM', K_READY, d)
             redis.call('ZADD', K_WAIT, n2s(now + iv), d)

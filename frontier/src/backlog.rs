@@ -1,0 +1,46 @@
+//! A spider's backlog: what waits in its queues, per domain (Scrapy Cluster's queue stats).
+
+use std::collections::BTreeMap;
+
+/// Domains one backlog read looks at per round trip, bounding how long it blocks Redis.
+pub const PAGE: usize = 1000;
+
+/// What one spider fleet has waiting, from [`crate::Frontier::backlog`].
+///
+/// Counts the requests of running (and expired but not yet detached) jobs: a suspended job's
+/// queues cannot be leased and are left out (its own [`crate::JobStats::queued`] still
+/// counts them).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct SpiderBacklog {
+    /// Queued requests per domain (host), leasable now or once the domain's clock passes.
+    /// Domains with nothing queued are left out.
+    pub domains: BTreeMap<String, u64>,
+    /// Requests waiting for a retry's backoff (not yet back in a queue).
+    pub retrying: u64,
+    /// Requests leased to workers and not yet acknowledged (expired leases included until
+    /// they are reclaimed).
+    pub in_flight: u64,
+}
+
+impl SpiderBacklog {
+    /// Queued requests over all domains.
+    pub fn queued(&self) -> u64 {
+        self.domains.values().sum()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn queued_sums_the_domains() {
+        let b = SpiderBacklog {
+            domains: [("a.test".to_owned(), 3), ("b.test".to_owned(), 4)].into(),
+            retrying: 1,
+            in_flight: 2,
+        };
+        assert_eq!(b.queued(), 7);
+        assert_eq!(SpiderBacklog::default().queued(), 0);
+    }
+}
