@@ -72,6 +72,7 @@ pub struct Context {
     /// Timing.
     pub settings: Settings,
     idle_since: Mutex<HashMap<ObjectRef<CrawlJob>, Instant>>,
+    last_write: Mutex<HashMap<ObjectRef<CrawlJob>, Instant>>,
 }
 
 impl Context {
@@ -94,7 +95,38 @@ impl Context {
             metrics,
             settings,
             idle_since: Mutex::new(HashMap::new()),
+            last_write: Mutex::new(HashMap::new()),
         }
+    }
+
+    /// Whether a job's counters may be written again (a status interval since the last write).
+    fn write_due(&self, job: &ObjectRef<CrawlJob>) -> bool {
+        let writes = self
+            .last_write
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        writes
+            .get(job)
+            .is_none_or(|at| at.elapsed() >= self.settings.status_interval)
+    }
+
+    fn wrote(&self, job: &ObjectRef<CrawlJob>) {
+        let mut writes = self
+            .last_write
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        writes.insert(job.clone(), Instant::now());
+    }
+
+    fn forget(&self, job: &ObjectRef<CrawlJob>) {
+        self.last_write
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .remove(job);
+        self.idle_since
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .remove(job);
     }
 
     fn idle_for(&self, job: &ObjectRef<CrawlJob>, finished: bool) -> Option<Duration> {
@@ -182,7 +214,13 @@ async fn apply(job: &CrawlJob, api: &Api<CrawlJob>, ctx: &Context) -> Result<Act
         stats,
     };
     let next = status::next(job, &observed, ctx.settings.completion_grace, &now);
-    if status::changed(job.status.as_ref(), &next) {
+    // Counters are written at most once per status interval; a new phase or condition at
+    // once. A status write triggers a reconcile of its own, which must not write again.
+    let significant = job
+        .status
+        .as_ref()
+        .is_none_or(|old| old.phase != next.phase || old.conditions != next.conditions);
+    if status::changed(job.status.as_ref(), &next) && (significant || ctx.write_due(&key)) {
         let patch = serde_json::json!({ "status": next });
         api.patch_status(
             &job.name_any(),
@@ -192,6 +230,7 @@ async fn apply(job: &CrawlJob, api: &Api<CrawlJob>, ctx: &Context) -> Result<Act
         .await
         .map_err(Error::kube("patch crawljob status"))?;
         ctx.metrics.status_written();
+        ctx.wrote(&key);
         if next.phase != current.phase || job.status.is_none() {
             announce(ctx, job, next.phase, validity.as_ref().err()).await;
         }
@@ -276,7 +315,7 @@ async fn cleanup(job: &CrawlJob, ctx: &Context) -> Result<Action> {
     ctx.fleets
         .sync(&ctx.jobs.state(), Some(&ObjectRef::from_obj(job)))
         .await?;
-    ctx.idle_for(&ObjectRef::from_obj(job), false);
+    ctx.forget(&ObjectRef::from_obj(job));
     Ok(Action::await_change())
 }
 

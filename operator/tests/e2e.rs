@@ -43,11 +43,18 @@ fn link_spec(seed: &str, crawlid: &str, workers: u32, delay_millis: u32) -> serd
 async fn wait_replicas(cluster: &Cluster, want: i32) {
     let started = Instant::now();
     loop {
-        let got = cluster.fleet_replicas("link").await.expect("get deployment");
+        let got = cluster
+            .fleet_replicas("link")
+            .await
+            .expect("get deployment");
         if got == Some(want) {
             return;
         }
-        assert!(started.elapsed() < Duration::from_secs(30), "replicas {got:?}, wanted {want}\n{}", cluster.operator_logs());
+        assert!(
+            started.elapsed() < Duration::from_secs(30),
+            "replicas {got:?}, wanted {want}\n{}",
+            cluster.operator_logs()
+        );
         tokio::time::sleep(Duration::from_millis(200)).await;
     }
 }
@@ -64,54 +71,111 @@ fn table(ns: &str) -> Vec<Vec<String>> {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_link_job_crawls_the_site_succeeds_and_scales_back_to_zero() {
     let _turn = TURN.lock().await;
-    let cluster = Cluster::start("e2e-link", operator_bin(), ClusterConfig::default()).await.expect("cluster");
-    let truth = cluster.site.reachable(&cluster.site.reach()).expect("ground truth");
-    cluster.create_job("link-job", link_spec(&cluster.site.root(), "link1", 2, 0)).await.expect("created");
+    let cluster = Cluster::start("e2e-link", operator_bin(), ClusterConfig::default())
+        .await
+        .expect("cluster");
+    let truth = cluster
+        .site
+        .reachable(&cluster.site.reach())
+        .expect("ground truth");
+    cluster
+        .create_job("link-job", link_spec(&cluster.site.root(), "link1", 2, 0))
+        .await
+        .expect("created");
 
     // The fleet's Deployment appears with the two workers the job asked for.
     let started = Instant::now();
     loop {
-        if cluster.fleet_replicas("link").await.expect("get deployment") == Some(2) {
+        if cluster
+            .fleet_replicas("link")
+            .await
+            .expect("get deployment")
+            == Some(2)
+        {
             break;
         }
-        assert!(started.elapsed() < Duration::from_secs(30), "no Deployment with 2 replicas\n{}", cluster.all_logs());
+        assert!(
+            started.elapsed() < Duration::from_secs(30),
+            "no Deployment with 2 replicas\n{}",
+            cluster.all_logs()
+        );
         tokio::time::sleep(Duration::from_millis(200)).await;
     }
     let running = cluster
-        .wait_job("link-job", Duration::from_secs(60), |j| phase(j) == Phase::Running || phase(j) == Phase::Succeeded)
+        .wait_job("link-job", Duration::from_secs(60), |j| {
+            phase(j) == Phase::Running || phase(j) == Phase::Succeeded
+        })
         .await
         .expect("running");
     let during = table(&cluster.ns.name);
 
     let done = cluster
-        .wait_job("link-job", Duration::from_secs(120), |j| phase(j) == Phase::Succeeded)
+        .wait_job("link-job", Duration::from_secs(120), |j| {
+            phase(j) == Phase::Succeeded
+        })
         .await
         .expect("succeeded");
     let status = done.status.clone().expect("status");
-    assert_eq!(status.pages, truth.len() as u64, "status.pages is the site's reachable count");
+    assert_eq!(
+        status.pages,
+        truth.len() as u64,
+        "status.pages is the site's reachable count"
+    );
     assert_eq!(status.queued + status.in_flight, 0);
     assert!(status.start_time.is_some() && status.completion_time.is_some());
     assert_eq!(status.observed_generation, done.metadata.generation);
-    assert_eq!(status.status_codes.get("200").copied().unwrap_or(0) + status.status_codes.get("404").copied().unwrap_or(0), status.pages);
+    assert_eq!(
+        status.status_codes.get("200").copied().unwrap_or(0)
+            + status.status_codes.get("404").copied().unwrap_or(0),
+        status.pages
+    );
     assert!(running.status.is_some());
 
     // kubectl shows the columns, with the job's figures.
-    assert_eq!(during[0], ["NAME", "SPIDER", "PHASE", "PAGES", "STEPS", "QUEUED", "AGE"]);
+    assert_eq!(
+        during[0],
+        ["NAME", "SPIDER", "PHASE", "PAGES", "STEPS", "QUEUED", "AGE"]
+    );
     let rows = table(&cluster.ns.name);
-    println!("{}", rows.iter().map(|r| r.join("\t")).collect::<Vec<_>>().join("\n"));
+    println!(
+        "{}",
+        rows.iter()
+            .map(|r| r.join("\t"))
+            .collect::<Vec<_>>()
+            .join("\n")
+    );
     let row = rows.iter().find(|r| r[0] == "link-job").expect("a row");
-    assert_eq!(row[1..5], ["link".to_owned(), "Succeeded".to_owned(), truth.len().to_string(), status.steps.to_string()]);
+    assert_eq!(
+        row[1..5],
+        [
+            "link".to_owned(),
+            "Succeeded".to_owned(),
+            truth.len().to_string(),
+            status.steps.to_string()
+        ]
+    );
     assert_eq!(row[5], "0");
 
     // Nothing is left to do: the fleet goes back to zero.
     let started = Instant::now();
-    while cluster.fleet_replicas("link").await.expect("get deployment") != Some(0) {
-        assert!(started.elapsed() < Duration::from_secs(30), "the fleet did not scale down");
+    while cluster
+        .fleet_replicas("link")
+        .await
+        .expect("get deployment")
+        != Some(0)
+    {
+        assert!(
+            started.elapsed() < Duration::from_secs(30),
+            "the fleet did not scale down"
+        );
         tokio::time::sleep(Duration::from_millis(200)).await;
     }
     let started = Instant::now();
     while !cluster.kubelet.running(&cluster.ns.name).is_empty() {
-        assert!(started.elapsed() < Duration::from_secs(30), "worker processes still running after scale-down");
+        assert!(
+            started.elapsed() < Duration::from_secs(30),
+            "worker processes still running after scale-down"
+        );
         tokio::time::sleep(Duration::from_millis(200)).await;
     }
     cluster.shutdown().await.expect("clean shutdown");
@@ -120,7 +184,9 @@ async fn a_link_job_crawls_the_site_succeeds_and_scales_back_to_zero() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn steps_rise_while_a_wandering_job_runs() {
     let _turn = TURN.lock().await;
-    let cluster = Cluster::start("e2e-wander", operator_bin(), ClusterConfig::default()).await.expect("cluster");
+    let cluster = Cluster::start("e2e-wander", operator_bin(), ClusterConfig::default())
+        .await
+        .expect("cluster");
     let spec = serde_json::json!({
         "spiderid": "wandering", "appid": "testapp", "crawlid": "wander1",
         "seeds": [cluster.site.wander_root()],
@@ -143,11 +209,18 @@ async fn steps_rise_while_a_wandering_job_runs() {
                 break;
             }
         }
-        assert!(started.elapsed() < Duration::from_secs(90), "steps seen {seen:?}\n{}", cluster.all_logs());
+        assert!(
+            started.elapsed() < Duration::from_secs(90),
+            "steps seen {seen:?}\n{}",
+            cluster.all_logs()
+        );
         tokio::time::sleep(Duration::from_millis(300)).await;
     }
     println!("STEPS seen in kubectl get crawljobs: {seen:?}");
-    assert!(seen.windows(2).all(|w| w[0] <= w[1]), "steps never go back: {seen:?}");
+    assert!(
+        seen.windows(2).all(|w| w[0] <= w[1]),
+        "steps never go back: {seen:?}"
+    );
     assert!(seen.len() >= 3, "steps rose while it ran: {seen:?}");
     assert_eq!(seen.last().copied(), Some(cluster.site.wander_steps()));
     cluster.shutdown().await.expect("clean shutdown");
@@ -156,21 +229,50 @@ async fn steps_rise_while_a_wandering_job_runs() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn jobs_of_one_spider_share_a_deployment_with_summed_capped_replicas() {
     let _turn = TURN.lock().await;
-    let config = ClusterConfig { max_replicas: 4, ..ClusterConfig::default() };
-    let cluster = Cluster::start("e2e-share", operator_bin(), config).await.expect("cluster");
+    let config = ClusterConfig {
+        max_replicas: 4,
+        ..ClusterConfig::default()
+    };
+    let cluster = Cluster::start("e2e-share", operator_bin(), config)
+        .await
+        .expect("cluster");
     // Slow jobs, so both are still running while replicas are checked.
-    cluster.create_job("first", link_spec(&cluster.site.root(), "first", 1, 200)).await.expect("created");
+    cluster
+        .create_job("first", link_spec(&cluster.site.root(), "first", 1, 200))
+        .await
+        .expect("created");
     wait_replicas(&cluster, 1).await;
-    cluster.create_job("second", link_spec(&cluster.site.root(), "second", 2, 200)).await.expect("created");
+    cluster
+        .create_job("second", link_spec(&cluster.site.root(), "second", 2, 200))
+        .await
+        .expect("created");
     wait_replicas(&cluster, 3).await;
-    cluster.create_job("third", link_spec(&cluster.site.root(), "third", 5, 200)).await.expect("created");
+    cluster
+        .create_job("third", link_spec(&cluster.site.root(), "third", 5, 200))
+        .await
+        .expect("created");
     wait_replicas(&cluster, 4).await;
-    let deployments = cluster.deployments().list(&ListParams::default()).await.expect("list");
-    assert_eq!(deployments.items.len(), 1, "one Deployment for the spider, shared");
+    let deployments = cluster
+        .deployments()
+        .list(&ListParams::default())
+        .await
+        .expect("list");
+    assert_eq!(
+        deployments.items.len(),
+        1,
+        "one Deployment for the spider, shared"
+    );
     // Wandering has no job: it has no Deployment.
-    assert_eq!(cluster.fleet_replicas("wandering").await.expect("get"), None);
+    assert_eq!(
+        cluster.fleet_replicas("wandering").await.expect("get"),
+        None
+    );
     for name in ["first", "second", "third"] {
-        cluster.jobs().delete(name, &DeleteParams::default()).await.expect("delete");
+        cluster
+            .jobs()
+            .delete(name, &DeleteParams::default())
+            .await
+            .expect("delete");
     }
     wait_replicas(&cluster, 0).await;
     cluster.shutdown().await.expect("clean shutdown");
@@ -179,29 +281,66 @@ async fn jobs_of_one_spider_share_a_deployment_with_summed_capped_replicas() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn deleting_a_job_mid_crawl_purges_it_and_spares_the_other() {
     let _turn = TURN.lock().await;
-    let cluster = Cluster::start("e2e-delete", operator_bin(), ClusterConfig::default()).await.expect("cluster");
-    let truth = cluster.site.reachable(&cluster.site.reach()).expect("ground truth");
-    cluster.create_job("doomed", link_spec(&cluster.site.root(), "doomed", 1, 20)).await.expect("created");
-    cluster.create_job("kept", link_spec(&cluster.site.root(), "kept", 1, 20)).await.expect("created");
+    let cluster = Cluster::start("e2e-delete", operator_bin(), ClusterConfig::default())
+        .await
+        .expect("cluster");
+    let truth = cluster
+        .site
+        .reachable(&cluster.site.reach())
+        .expect("ground truth");
+    cluster
+        .create_job("doomed", link_spec(&cluster.site.root(), "doomed", 1, 20))
+        .await
+        .expect("created");
+    cluster
+        .create_job("kept", link_spec(&cluster.site.root(), "kept", 1, 20))
+        .await
+        .expect("created");
     let frontier = cluster.frontier().await.expect("frontier");
     let doomed = cluster.job_ref("link", "doomed");
     cluster
-        .wait_job("doomed", Duration::from_secs(60), |j| j.status.as_ref().is_some_and(|s| s.pages >= 20))
+        .wait_job("doomed", Duration::from_secs(60), |j| {
+            j.status.as_ref().is_some_and(|s| s.pages >= 20)
+        })
         .await
         .expect("mid-crawl");
-    let before = frontier.job_stats(&doomed).await.expect("stats").expect("registered");
+    let before = frontier
+        .job_stats(&doomed)
+        .await
+        .expect("stats")
+        .expect("registered");
     assert!(before.queued > 0, "deleted while it still had work");
-    cluster.jobs().delete("doomed", &DeleteParams::default()).await.expect("delete");
+    cluster
+        .jobs()
+        .delete("doomed", &DeleteParams::default())
+        .await
+        .expect("delete");
     let started = Instant::now();
-    while cluster.jobs().get_opt("doomed").await.expect("get").is_some() {
-        assert!(started.elapsed() < Duration::from_secs(30), "the finalizer never finished\n{}", cluster.all_logs());
+    while cluster
+        .jobs()
+        .get_opt("doomed")
+        .await
+        .expect("get")
+        .is_some()
+    {
+        assert!(
+            started.elapsed() < Duration::from_secs(30),
+            "the finalizer never finished\n{}",
+            cluster.all_logs()
+        );
         tokio::time::sleep(Duration::from_millis(200)).await;
     }
-    assert_eq!(frontier.job_stats(&doomed).await.expect("stats"), None, "the frontier forgot the job");
+    assert_eq!(
+        frontier.job_stats(&doomed).await.expect("stats"),
+        None,
+        "the frontier forgot the job"
+    );
     assert_eq!(frontier.policy(&doomed).await.expect("policy"), None);
 
     let kept = cluster
-        .wait_job("kept", Duration::from_secs(120), |j| phase(j) == Phase::Succeeded)
+        .wait_job("kept", Duration::from_secs(120), |j| {
+            phase(j) == Phase::Succeeded
+        })
         .await
         .expect("the other job finished");
     assert_eq!(kept.status.expect("status").pages, truth.len() as u64);
@@ -211,51 +350,105 @@ async fn deleting_a_job_mid_crawl_purges_it_and_spares_the_other() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_operator_restart_seeds_nothing_twice_and_status_carries_on() {
     let _turn = TURN.lock().await;
-    let mut cluster = Cluster::start("e2e-restart", operator_bin(), ClusterConfig::default()).await.expect("cluster");
-    let truth = cluster.site.reachable(&cluster.site.reach()).expect("ground truth");
-    cluster.create_job("restart", link_spec(&cluster.site.root(), "restart", 1, 15)).await.expect("created");
+    let mut cluster = Cluster::start("e2e-restart", operator_bin(), ClusterConfig::default())
+        .await
+        .expect("cluster");
+    let truth = cluster
+        .site
+        .reachable(&cluster.site.reach())
+        .expect("ground truth");
+    cluster
+        .create_job("restart", link_spec(&cluster.site.root(), "restart", 1, 15))
+        .await
+        .expect("created");
     let before = cluster
-        .wait_job("restart", Duration::from_secs(60), |j| j.status.as_ref().is_some_and(|s| s.pages >= 30))
+        .wait_job("restart", Duration::from_secs(60), |j| {
+            j.status.as_ref().is_some_and(|s| s.pages >= 30)
+        })
         .await
         .expect("mid-crawl");
-    assert_eq!(cluster.stop_operator().await.expect("stops"), Some(0), "the operator exits 0 on SIGTERM");
+    assert_eq!(
+        cluster.stop_operator().await.expect("stops"),
+        Some(0),
+        "the operator exits 0 on SIGTERM"
+    );
     cluster.start_operator().await.expect("starts again");
     let done = cluster
-        .wait_job("restart", Duration::from_secs(120), |j| phase(j) == Phase::Succeeded)
+        .wait_job("restart", Duration::from_secs(120), |j| {
+            phase(j) == Phase::Succeeded
+        })
         .await
         .expect("succeeded after the restart");
     let status = done.status.expect("status");
     assert!(status.pages >= before.status.expect("status").pages);
-    assert_eq!(status.pages, truth.len() as u64, "every page once: nothing was seeded twice");
-    let seedings = cluster.operator_logs().lines().filter(|l| l.contains(" seeded")).count();
-    assert_eq!(seedings, 1, "seeded once across both operator runs\n{}", cluster.operator_logs());
+    assert_eq!(
+        status.pages,
+        truth.len() as u64,
+        "every page once: nothing was seeded twice"
+    );
+    let seedings = cluster
+        .operator_logs()
+        .lines()
+        .filter(|l| l.contains(" seeded"))
+        .count();
+    assert_eq!(
+        seedings,
+        1,
+        "seeded once across both operator runs\n{}",
+        cluster.operator_logs()
+    );
     cluster.shutdown().await.expect("clean shutdown");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_expired_job_is_purged_and_an_invalid_one_gets_no_workers() {
     let _turn = TURN.lock().await;
-    let cluster = Cluster::start("e2e-expire", operator_bin(), ClusterConfig::default()).await.expect("cluster");
-    let expires = k8s_openapi::jiff::Timestamp::now() + k8s_openapi::jiff::SignedDuration::from_secs(4);
+    let cluster = Cluster::start("e2e-expire", operator_bin(), ClusterConfig::default())
+        .await
+        .expect("cluster");
+    let expires =
+        k8s_openapi::jiff::Timestamp::now() + k8s_openapi::jiff::SignedDuration::from_secs(4);
     let mut spec = link_spec(&cluster.site.root(), "expiring", 1, 100);
     spec["expires"] = serde_json::json!(expires.to_string());
     cluster.create_job("expiring", spec).await.expect("created");
     let expired = cluster
-        .wait_job("expiring", Duration::from_secs(60), |j| phase(j) == Phase::Expired)
+        .wait_job("expiring", Duration::from_secs(60), |j| {
+            phase(j) == Phase::Expired
+        })
         .await
         .expect("expired");
     let status = expired.status.expect("status");
     assert!(status.pages > 0, "it crawled before it expired");
     assert!(status.completion_time.is_some());
-    assert!(status.conditions.iter().any(|c| c.type_ == "Complete" && c.reason == "Expired"));
+    assert!(
+        status
+            .conditions
+            .iter()
+            .any(|c| c.type_ == "Complete" && c.reason == "Expired")
+    );
     let frontier = cluster.frontier().await.expect("frontier");
-    assert_eq!(frontier.job_stats(&cluster.job_ref("link", "expiring")).await.expect("stats"), None, "purged");
+    assert_eq!(
+        frontier
+            .job_stats(&cluster.job_ref("link", "expiring"))
+            .await
+            .expect("stats"),
+        None,
+        "purged"
+    );
 
     let mut bad = link_spec(&cluster.site.root(), "invalid", 3, 0);
     bad["denyRegex"] = serde_json::json!(["(unclosed"]);
     bad["spiderid"] = serde_json::json!("wandering");
-    cluster.create_job("invalid", bad).await.expect("the API server accepts what only the operator can check");
-    let failed = cluster.wait_job("invalid", Duration::from_secs(30), |j| phase(j) == Phase::Failed).await.expect("failed");
+    cluster
+        .create_job("invalid", bad)
+        .await
+        .expect("the API server accepts what only the operator can check");
+    let failed = cluster
+        .wait_job("invalid", Duration::from_secs(30), |j| {
+            phase(j) == Phase::Failed
+        })
+        .await
+        .expect("failed");
     let valid = failed
         .status
         .expect("status")
@@ -264,21 +457,49 @@ async fn an_expired_job_is_purged_and_an_invalid_one_gets_no_workers() {
         .find(|c| c.type_ == "Valid")
         .expect("a Valid condition");
     assert_eq!(valid.status, "False");
-    assert!(valid.message.contains("spec.denyRegex[0]"), "message names the field: {}", valid.message);
+    assert!(
+        valid.message.contains("spec.denyRegex[0]"),
+        "message names the field: {}",
+        valid.message
+    );
     tokio::time::sleep(Duration::from_secs(3)).await;
-    assert_eq!(cluster.fleet_replicas("wandering").await.expect("get"), None, "no Deployment for an invalid job");
-    assert_eq!(frontier.job_stats(&cluster.job_ref("wandering", "invalid")).await.expect("stats"), None, "no seeds");
+    assert_eq!(
+        cluster.fleet_replicas("wandering").await.expect("get"),
+        None,
+        "no Deployment for an invalid job"
+    );
+    assert_eq!(
+        frontier
+            .job_stats(&cluster.job_ref("wandering", "invalid"))
+            .await
+            .expect("stats"),
+        None,
+        "no seeds"
+    );
     cluster.shutdown().await.expect("clean shutdown");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn status_writes_stay_bounded_over_a_steady_crawl() {
     let _turn = TURN.lock().await;
-    let config = ClusterConfig { site: SiteConfig::default().with_pages(2000), ..ClusterConfig::default() };
-    let cluster = Cluster::start("e2e-writes", operator_bin(), config).await.expect("cluster");
+    let config = ClusterConfig {
+        site: SiteConfig::default().with_pages(2000),
+        ..ClusterConfig::default()
+    };
+    let cluster = Cluster::start("e2e-writes", operator_bin(), config)
+        .await
+        .expect("cluster");
     // 10 pages a second: the crawl outlasts the 60 s window.
-    cluster.create_job("steady", link_spec(&cluster.site.root(), "steady", 1, 100)).await.expect("created");
-    cluster.wait_job("steady", Duration::from_secs(60), |j| phase(j) == Phase::Running).await.expect("running");
+    cluster
+        .create_job("steady", link_spec(&cluster.site.root(), "steady", 1, 100))
+        .await
+        .expect("created");
+    cluster
+        .wait_job("steady", Duration::from_secs(60), |j| {
+            phase(j) == Phase::Running
+        })
+        .await
+        .expect("running");
 
     let jobs: Api<CrawlJob> = cluster.jobs();
     let config = watcher::Config::default().fields("metadata.name=steady");
@@ -306,10 +527,17 @@ async fn status_writes_stay_bounded_over_a_steady_crawl() {
         job.status.as_ref().map_or(0, |s| s.pages),
         phase(&job)
     );
-    assert_eq!(phase(&job), Phase::Running, "the crawl was steady for the whole window");
+    assert_eq!(
+        phase(&job),
+        Phase::Running,
+        "the crawl was steady for the whole window"
+    );
     // At most one write per status interval, plus a few for transitions.
     assert!(writes <= 65, "{writes} writes in 60 s");
-    assert!(writes >= 10, "status kept up with the crawl: {writes} writes");
+    assert!(
+        writes >= 10,
+        "status kept up with the crawl: {writes} writes"
+    );
     cluster.shutdown().await.expect("clean shutdown");
 }
 
@@ -317,8 +545,13 @@ async fn status_writes_stay_bounded_over_a_steady_crawl() {
 async fn two_hundred_jobs_are_all_running_within_thirty_seconds() {
     let _turn = TURN.lock().await;
     // No workers: the jobs are seeded and stay Running, which is what is measured.
-    let config = ClusterConfig { max_replicas: 0, ..ClusterConfig::default() };
-    let cluster = Cluster::start("e2e-many", operator_bin(), config).await.expect("cluster");
+    let config = ClusterConfig {
+        max_replicas: 0,
+        ..ClusterConfig::default()
+    };
+    let cluster = Cluster::start("e2e-many", operator_bin(), config)
+        .await
+        .expect("cluster");
     let started = Instant::now();
     let creates = (0..200).map(|i| {
         let cluster = &cluster;
@@ -333,18 +566,36 @@ async fn two_hundred_jobs_are_all_running_within_thirty_seconds() {
     let created = started.elapsed();
     let deadline = Duration::from_secs(30);
     let running = loop {
-        let jobs = cluster.jobs().list(&ListParams::default()).await.expect("list");
-        let running = jobs.items.iter().filter(|j| phase(j) == Phase::Running).count();
+        let jobs = cluster
+            .jobs()
+            .list(&ListParams::default())
+            .await
+            .expect("list");
+        let running = jobs
+            .items
+            .iter()
+            .filter(|j| phase(j) == Phase::Running)
+            .count();
         if running == 200 {
             break started.elapsed();
         }
-        assert!(started.elapsed() < deadline, "{running} of 200 Running after {deadline:?}\n{}", cluster.operator_logs());
+        assert!(
+            started.elapsed() < deadline,
+            "{running} of 200 Running after {deadline:?}\n{}",
+            cluster.operator_logs()
+        );
         tokio::time::sleep(Duration::from_millis(250)).await;
     };
     let pid = cluster.operator_pid().expect("operator runs");
     let status = std::fs::read_to_string(format!("/proc/{pid}/status")).expect("operator /proc");
-    let peak = status.lines().find(|l| l.starts_with("VmHWM:")).unwrap_or("VmHWM: ?").to_owned();
-    println!("200 CrawlJobs created in {created:?}, all Running after {running:?}; operator peak memory {peak}");
+    let peak = status
+        .lines()
+        .find(|l| l.starts_with("VmHWM:"))
+        .unwrap_or("VmHWM: ?")
+        .to_owned();
+    println!(
+        "200 CrawlJobs created in {created:?}, all Running after {running:?}; operator peak memory {peak}"
+    );
     cluster.shutdown().await.expect("clean shutdown");
 }
 
@@ -352,28 +603,59 @@ async fn two_hundred_jobs_are_all_running_within_thirty_seconds() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_suspended_job_pauses_and_resumes() {
     let _turn = TURN.lock().await;
-    let cluster = Cluster::start("e2e-suspend", operator_bin(), ClusterConfig::default()).await.expect("cluster");
-    let truth = cluster.site.reachable(&cluster.site.reach()).expect("ground truth");
-    cluster.create_job("pausing", link_spec(&cluster.site.root(), "pausing", 1, 20)).await.expect("created");
+    let cluster = Cluster::start("e2e-suspend", operator_bin(), ClusterConfig::default())
+        .await
+        .expect("cluster");
+    let truth = cluster
+        .site
+        .reachable(&cluster.site.reach())
+        .expect("ground truth");
     cluster
-        .wait_job("pausing", Duration::from_secs(60), |j| j.status.as_ref().is_some_and(|s| s.pages >= 10))
+        .create_job("pausing", link_spec(&cluster.site.root(), "pausing", 1, 20))
+        .await
+        .expect("created");
+    cluster
+        .wait_job("pausing", Duration::from_secs(60), |j| {
+            j.status.as_ref().is_some_and(|s| s.pages >= 10)
+        })
         .await
         .expect("mid-crawl");
     let patch = serde_json::json!({"spec": {"suspend": true}});
-    cluster.jobs().patch("pausing", &PatchParams::default(), &Patch::Merge(&patch)).await.expect("suspend");
+    cluster
+        .jobs()
+        .patch("pausing", &PatchParams::default(), &Patch::Merge(&patch))
+        .await
+        .expect("suspend");
     let suspended = cluster
-        .wait_job("pausing", Duration::from_secs(30), |j| phase(j) == Phase::Suspended)
+        .wait_job("pausing", Duration::from_secs(30), |j| {
+            phase(j) == Phase::Suspended
+        })
         .await
         .expect("suspended");
     let pages = suspended.status.expect("status").pages;
     tokio::time::sleep(Duration::from_secs(3)).await;
-    let still = cluster.jobs().get("pausing").await.expect("get").status.expect("status");
-    assert!(still.pages <= pages + 2, "nothing (or only in-flight pages) fetched while suspended");
+    let still = cluster
+        .jobs()
+        .get("pausing")
+        .await
+        .expect("get")
+        .status
+        .expect("status");
+    assert!(
+        still.pages <= pages + 2,
+        "nothing (or only in-flight pages) fetched while suspended"
+    );
     assert!(still.queued > 0, "the frontier kept the work");
     let patch = serde_json::json!({"spec": {"suspend": false}});
-    cluster.jobs().patch("pausing", &PatchParams::default(), &Patch::Merge(&patch)).await.expect("resume");
+    cluster
+        .jobs()
+        .patch("pausing", &PatchParams::default(), &Patch::Merge(&patch))
+        .await
+        .expect("resume");
     let done = cluster
-        .wait_job("pausing", Duration::from_secs(120), |j| phase(j) == Phase::Succeeded)
+        .wait_job("pausing", Duration::from_secs(120), |j| {
+            phase(j) == Phase::Succeeded
+        })
         .await
         .expect("succeeded after resume");
     assert_eq!(done.status.expect("status").pages, truth.len() as u64);
