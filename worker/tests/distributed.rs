@@ -1,0 +1,590 @@
+//! Worker processes (`kubecrawl-worker run`, the binary the operator's Deployment runs) sharing
+//! one job on the real Redis frontier and publishing to the real Kafka of `make env-up`.
+//!
+//! The test plays the operator: it registers and seeds the job through [`RedisFrontier`],
+//! waits until the frontier says the job ran out of work, then reads the job's topic from the
+//! beginning and compares the records with the synthetic site's ground truth. Delivery is
+//! at-least-once: a URL may be published twice, but none may be missing and none may be
+//! extra.
+//!
+//! Each test uses its own Redis key prefix and Kafka topic prefix and deletes both at the end.
+//! Needs `REDIS_URL` and `KAFKA_BROKERS` (`make test`, or `. .testenv/env`); fails without them.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::os::unix::process::ExitStatusExt;
+use std::path::PathBuf;
+use std::process::{ExitStatus, Stdio};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+use kubecrawl_api::{CrawlRequest, JobRef, PageRecord, Politeness};
+use kubecrawl_e2e::site::{GroundTruth, SiteConfig, TestSite};
+use kubecrawl_frontier::{Frontier, FrontierConfig, JobPolicy, JobStats, RedisFrontier};
+use nix::sys::signal::{Signal, kill};
+use nix::unistd::Pid;
+use rdkafka::ClientConfig;
+use rdkafka::admin::{AdminClient, AdminOptions};
+use rdkafka::client::DefaultClientContext;
+use rdkafka::consumer::{BaseConsumer, Consumer};
+use rdkafka::message::Message;
+use rdkafka::{Offset, TopicPartitionList};
+
+/// The spider fleet the workers serve.
+const SPIDER: &str = "link";
+/// How long a crawl of the test site may take before the test counts it as hung (the crawls
+/// below take a few seconds; debug binaries on a loaded 2-core machine are slower).
+const CRAWL_DEADLINE: Duration = Duration::from_secs(300);
+/// How long a worker may take to start heart-beating, or to exit after a signal.
+const PROCESS_DEADLINE: Duration = Duration::from_secs(60);
+/// How long reading the topic back may take.
+const CONSUME_DEADLINE: Duration = Duration::from_secs(120);
+
+/// The real services, from the environment `make env-up` writes.
+#[derive(Debug, Clone)]
+struct Services {
+    redis_url: String,
+    kafka_brokers: String,
+}
+
+impl Services {
+    fn get() -> Self {
+        let var = |name: &str| {
+            std::env::var(name).unwrap_or_else(|_| {
+                panic!(
+                    "{name} is not set: these tests need the real Redis and Kafka; run them with \
+                     `make test` (or `make env-up` and `. .testenv/env`)"
+                )
+            })
+        };
+        Self {
+            redis_url: var("REDIS_URL"),
+            kafka_brokers: var("KAFKA_BROKERS"),
+        }
+    }
+}
+
+/// A name no other test run uses: the Redis key prefix and the Kafka topic prefix of one test.
+fn unique(name: &str) -> String {
+    let nanos = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| d.as_nanos());
+    format!("kcw-{name}-{}-{nanos}", std::process::id())
+}
+
+/// One job on the real frontier, as the operator would set it up, and its output topic.
+struct Crawl {
+    services: Services,
+    frontier: RedisFrontier,
+    prefix: String,
+    job: JobRef,
+    site: TestSite,
+    truth: GroundTruth,
+}
+
+impl Crawl {
+    /// Starts a site of `pages` main pages and registers a job that crawls all of it
+    /// (site.test only, robots.txt obeyed) with `delay` between two fetches, fleet-wide.
+    async fn new(name: &str, pages: usize, delay: Duration) -> Self {
+        let services = Services::get();
+        let site = TestSite::start(SiteConfig::default().with_pages(pages))
+            .await
+            .expect("site starts");
+        let truth = site.reachable(&site.reach()).expect("ground truth");
+        let prefix = unique(name);
+        let frontier =
+            RedisFrontier::connect(&services.redis_url, &prefix, FrontierConfig::default())
+                .await
+                .expect("connects to REDIS_URL");
+        let job = JobRef {
+            spiderid: SPIDER.to_owned(),
+            appid: "e2e".to_owned(),
+            crawlid: name.to_owned(),
+        };
+        let policy = JobPolicy {
+            maxdepth: 1000,
+            allowed_domains: vec!["site.test".to_owned()],
+            politeness: Some(Politeness {
+                hits: None,
+                window_seconds: None,
+                delay_millis: Some(u32::try_from(delay.as_millis()).expect("a small delay")),
+                obey_robots: true,
+                per_ip: false,
+            }),
+            ..JobPolicy::default()
+        };
+        frontier
+            .register(&job, &policy)
+            .await
+            .expect("registers the job");
+        Self {
+            services,
+            frontier,
+            prefix,
+            job,
+            site,
+            truth,
+        }
+    }
+
+    fn topic(&self) -> String {
+        format!("{}.crawled_firehose", self.prefix)
+    }
+
+    /// Starts `kubecrawl-worker run` configured as the operator's Deployment configures it.
+    fn spawn_worker(&self, name: &str, lease_duration: &str) -> WorkerProcess {
+        let resolve: Vec<String> = self
+            .site
+            .hosts()
+            .iter()
+            .map(|(host, addr)| format!("{host}={}", addr.ip()))
+            .collect();
+        let log = std::env::temp_dir().join(format!("{}-{name}.log", self.prefix));
+        let stderr = std::fs::File::create(&log).expect("creates the worker's log file");
+        let child = tokio::process::Command::new(env!("CARGO_BIN_EXE_kubecrawl-worker"))
+            .arg("run")
+            // Only what a Deployment sets: nothing leaks in from the developer's shell.
+            .env_clear()
+            .env("KUBECRAWL_SPIDER", SPIDER)
+            .env("KUBECRAWL_REDIS_URL", &self.services.redis_url)
+            .env("KUBECRAWL_REDIS_PREFIX", &self.prefix)
+            .env("KUBECRAWL_KAFKA_BROKERS", &self.services.kafka_brokers)
+            .env("KUBECRAWL_TOPIC_PREFIX", &self.prefix)
+            .env("KUBECRAWL_METRICS_ADDR", "127.0.0.1:0")
+            .env("KUBECRAWL_ALLOW_PRIVATE_NETWORKS", "true")
+            .env("KUBECRAWL_RESOLVE", resolve.join(","))
+            .env("KUBECRAWL_LEASE_DURATION", lease_duration)
+            .env("KUBECRAWL_WORKER_NAME", name)
+            // Tells the records (and the site's log) of each worker apart.
+            .env("KUBECRAWL_USER_AGENT", user_agent(name))
+            .env("KUBECRAWL_LOG_FORMAT", "json")
+            .env("KUBECRAWL_LOG", "info")
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::from(stderr))
+            .kill_on_drop(true)
+            .spawn()
+            .expect("starts kubecrawl-worker run");
+        WorkerProcess {
+            name: name.to_owned(),
+            child,
+            log,
+        }
+    }
+
+    /// Waits until `n` workers heart-beat in this test's frontier, so that all of them are
+    /// polling before there is work.
+    async fn wait_for_workers(&self, n: u64, workers: &mut [WorkerProcess]) {
+        tokio::time::timeout(PROCESS_DEADLINE, async {
+            loop {
+                let live = self.frontier.workers().await.expect("reads workers");
+                if live.per_spider.get(SPIDER).copied().unwrap_or(0) >= n {
+                    return;
+                }
+                for w in workers.iter_mut() {
+                    w.assert_running();
+                }
+                tokio::time::sleep(Duration::from_millis(100)).await;
+            }
+        })
+        .await
+        .expect("the workers never heart-beat");
+    }
+
+    async fn seed(&self) {
+        let admission = self
+            .frontier
+            .seed(&self.job, &[CrawlRequest::seed(self.site.root(), 1)])
+            .await
+            .expect("seeds the job");
+        assert_eq!(admission.admitted, 1, "{admission:?}");
+    }
+
+    async fn stats(&self) -> JobStats {
+        self.frontier
+            .job_stats(&self.job)
+            .await
+            .expect("reads job stats")
+            .expect("the job is registered")
+    }
+
+    /// Waits until the job ran out of work, failing early (with its log) when a worker in
+    /// `workers` dies.
+    async fn wait_finished(&self, workers: &mut [WorkerProcess]) -> JobStats {
+        tokio::time::timeout(CRAWL_DEADLINE, async {
+            loop {
+                let stats = self.stats().await;
+                if stats.finished() {
+                    return stats;
+                }
+                for w in workers.iter_mut() {
+                    w.assert_running();
+                }
+                tokio::time::sleep(Duration::from_millis(200)).await;
+            }
+        })
+        .await
+        .expect("the crawl never finished")
+    }
+
+    /// Every record of the job's topic, from the beginning.
+    async fn records(&self) -> Vec<PageRecord> {
+        let brokers = self.services.kafka_brokers.clone();
+        let topic = self.topic();
+        let read = tokio::task::spawn_blocking(move || read_topic(&brokers, &topic));
+        tokio::time::timeout(CONSUME_DEADLINE, read)
+            .await
+            .expect("reading the topic back hung")
+            .expect("the reader thread ends")
+    }
+
+    /// Deletes the job's Redis keys (purge, then the spider-level keys under the test's own
+    /// prefix) and its topic.
+    async fn clean_up(&self) {
+        assert!(
+            self.frontier
+                .purge(&self.job)
+                .await
+                .expect("purges the job"),
+            "the job was registered"
+        );
+        let client = redis::Client::open(self.services.redis_url.as_str()).expect("a redis url");
+        let mut conn = client
+            .get_multiplexed_async_connection()
+            .await
+            .expect("connects to REDIS_URL");
+        let mut cursor = 0u64;
+        loop {
+            let (next, keys): (u64, Vec<String>) = redis::cmd("SCAN")
+                .arg(cursor)
+                .arg("MATCH")
+                .arg(format!("{}:*", self.prefix))
+                .arg("COUNT")
+                .arg(1000)
+                .query_async(&mut conn)
+                .await
+                .expect("scans the test's keys");
+            if !keys.is_empty() {
+                let _: () = redis::cmd("DEL")
+                    .arg(&keys)
+                    .query_async(&mut conn)
+                    .await
+                    .expect("deletes the test's keys");
+            }
+            if next == 0 {
+                break;
+            }
+            cursor = next;
+        }
+        let admin: AdminClient<DefaultClientContext> = ClientConfig::new()
+            .set("bootstrap.servers", &self.services.kafka_brokers)
+            .create()
+            .expect("kafka admin client");
+        let deleted = admin
+            .delete_topics(
+                &[&self.topic()],
+                &AdminOptions::new().operation_timeout(Some(Duration::from_secs(30))),
+            )
+            .await
+            .expect("delete topic request");
+        for result in deleted {
+            result
+                .map_err(|(t, e)| format!("{t}: {e}"))
+                .expect("topic deleted");
+        }
+    }
+}
+
+fn user_agent(worker: &str) -> String {
+    format!("kubecrawl-e2e/{worker}")
+}
+
+/// Reads every partition of `topic` from its beginning up to its end as it is now (the
+/// producers have stopped).
+fn read_topic(brokers: &str, topic: &str) -> Vec<PageRecord> {
+    let consumer: BaseConsumer = ClientConfig::new()
+        .set("bootstrap.servers", brokers)
+        .set("group.id", format!("{topic}-reader"))
+        .set("enable.auto.commit", "false")
+        .set("auto.offset.reset", "earliest")
+        .create()
+        .expect("kafka consumer");
+    let timeout = Duration::from_secs(30);
+    let metadata = consumer
+        .fetch_metadata(Some(topic), timeout)
+        .expect("reads the topic's metadata");
+    let partitions: Vec<i32> = metadata
+        .topics()
+        .iter()
+        .find(|t| t.name() == topic)
+        .filter(|t| t.error().is_none())
+        .unwrap_or_else(|| panic!("topic {topic} does not exist: nothing was published"))
+        .partitions()
+        .iter()
+        .map(|p| p.id())
+        .collect();
+    let mut ends = BTreeMap::new();
+    let mut assignment = TopicPartitionList::new();
+    for &p in &partitions {
+        let (_, high) = consumer
+            .fetch_watermarks(topic, p, timeout)
+            .expect("reads a partition's end");
+        ends.insert(p, high);
+        assignment
+            .add_partition_offset(topic, p, Offset::Beginning)
+            .expect("a valid partition offset");
+    }
+    consumer
+        .assign(&assignment)
+        .expect("assigns the partitions");
+    let mut next: BTreeMap<i32, i64> = partitions.iter().map(|&p| (p, 0)).collect();
+    let mut records = Vec::new();
+    while next.iter().any(|(p, n)| *n < ends[p]) {
+        let Some(message) = consumer.poll(Duration::from_millis(500)) else {
+            continue;
+        };
+        let message = message.expect("consumes a record");
+        next.insert(message.partition(), message.offset() + 1);
+        let payload = message.payload().expect("a record has a payload");
+        records.push(serde_json::from_slice(payload).expect("every record is a page record"));
+    }
+    records
+}
+
+/// A `kubecrawl-worker run` process this test started, with its stderr in a file.
+struct WorkerProcess {
+    name: String,
+    child: tokio::process::Child,
+    log: PathBuf,
+}
+
+impl WorkerProcess {
+    /// Sends `signal` to this process. It is one this test spawned and has not reaped, so the
+    /// pid is still its own.
+    fn signal(&self, signal: Signal) {
+        let pid = self
+            .child
+            .id()
+            .unwrap_or_else(|| panic!("{} already exited", self.name));
+        let pid = Pid::from_raw(i32::try_from(pid).expect("a pid fits an i32"));
+        kill(pid, signal).unwrap_or_else(|e| panic!("signalling {}: {e}", self.name));
+    }
+
+    async fn wait(&mut self) -> ExitStatus {
+        tokio::time::timeout(PROCESS_DEADLINE, self.child.wait())
+            .await
+            .unwrap_or_else(|_| panic!("{} did not exit\n{}", self.name, self.log_text()))
+            .expect("waits for the worker")
+    }
+
+    /// Panics, showing the log, if the process has exited.
+    fn assert_running(&mut self) {
+        if let Some(status) = self.child.try_wait().expect("polls the worker") {
+            panic!(
+                "worker {} exited early with {status}\n{}",
+                self.name,
+                self.log_text()
+            );
+        }
+    }
+
+    fn log_text(&self) -> String {
+        let text = std::fs::read_to_string(&self.log).unwrap_or_default();
+        format!(
+            "--- log of {} ({}) ---\n{text}",
+            self.name,
+            self.log.display()
+        )
+    }
+
+    /// The fields of the worker's last `worker stopped` log line: leases handled and given
+    /// back. `None` when it never logged one.
+    fn stopped(&self) -> Option<(u64, u64)> {
+        let text = std::fs::read_to_string(&self.log).ok()?;
+        text.lines()
+            .filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok())
+            .filter(|v| v["message"] == "worker stopped")
+            .filter_map(|v| Some((v["handled"].as_u64()?, v["released"].as_u64()?)))
+            .next_back()
+    }
+}
+
+impl Drop for WorkerProcess {
+    fn drop(&mut self) {
+        if std::thread::panicking() {
+            // The test failed: show what the worker said. kill_on_drop stops it.
+            eprintln!("{}", self.log_text());
+        } else {
+            let _ = std::fs::remove_file(&self.log);
+        }
+    }
+}
+
+/// Records per worker, told apart by the User-Agent each one sends.
+fn by_worker(records: &[PageRecord]) -> BTreeMap<String, usize> {
+    let mut counts = BTreeMap::new();
+    for r in records {
+        let ua = r
+            .request_headers
+            .get("user-agent")
+            .and_then(|v| v.first())
+            .cloned()
+            .unwrap_or_default();
+        *counts.entry(ua).or_default() += 1;
+    }
+    counts
+}
+
+/// Asserts that the set of record URLs is the ground truth and returns how many records
+/// were duplicates.
+fn assert_every_page_once_or_more(records: &[PageRecord], truth: &GroundTruth) -> usize {
+    let got: BTreeSet<String> = records.iter().map(|r| r.url.clone()).collect();
+    let want = truth.urls();
+    let missing: Vec<_> = want.difference(&got).collect();
+    let extra: Vec<_> = got.difference(&want).collect();
+    assert!(
+        missing.is_empty() && extra.is_empty(),
+        "{} records: missing {missing:#?}\nunexpected {extra:#?}",
+        records.len()
+    );
+    records.len() - got.len()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_workers_share_a_job_and_publish_every_page() {
+    let started = Instant::now();
+    // A 1 ms politeness delay spaces the dispatches (one request per lease call), so both
+    // workers get a share even though the site answers in microseconds.
+    let crawl = Crawl::new("two-workers", 1500, Duration::from_millis(1)).await;
+    let mut workers = vec![crawl.spawn_worker("a", "5m"), crawl.spawn_worker("b", "5m")];
+    crawl.wait_for_workers(2, &mut workers).await;
+    crawl.seed().await;
+    let stats = crawl.wait_finished(&mut workers).await;
+
+    for w in &workers {
+        w.signal(Signal::SIGTERM);
+    }
+    for w in &mut workers {
+        let status = w.wait().await;
+        assert!(
+            status.success(),
+            "{} exited with {status} after SIGTERM\n{}",
+            w.name,
+            w.log_text()
+        );
+    }
+    let records = crawl.records().await;
+    crawl.clean_up().await;
+
+    let duplicates = assert_every_page_once_or_more(&records, &crawl.truth);
+    assert_eq!(
+        stats.pages,
+        crawl.truth.len() as u64,
+        "the frontier counts each page once: {stats:?}"
+    );
+    let per_worker = by_worker(&records);
+    for w in &workers {
+        let (handled, released) = w
+            .stopped()
+            .unwrap_or_else(|| panic!("{} logged no `worker stopped`\n{}", w.name, w.log_text()));
+        let published = per_worker.get(&user_agent(&w.name)).copied().unwrap_or(0);
+        assert!(
+            handled > 0 && published > 0,
+            "worker {} did no work: handled {handled}, published {published}; {per_worker:?}",
+            w.name
+        );
+        assert_eq!(released, 0, "{} had nothing in flight to give back", w.name);
+    }
+    assert!(
+        per_worker
+            .keys()
+            .all(|ua| workers.iter().any(|w| *ua == user_agent(&w.name))),
+        "every record names one of the two workers: {per_worker:?}"
+    );
+    // At-least-once allows duplicates, but only a failure (an expired lease, a publish that
+    // was not confirmed) makes one; this crawl had none.
+    assert_eq!(duplicates, 0, "no failure, no duplicate");
+    println!(
+        "two workers: {} pages, {} records ({duplicates} duplicates), per worker {per_worker:?}, \
+         {:.1} s",
+        crawl.truth.len(),
+        records.len(),
+        started.elapsed().as_secs_f64()
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_worker_killed_mid_crawl_loses_no_page() {
+    let started = Instant::now();
+    // 2,000 pages at most one every 3 ms: six seconds at least, time to kill one worker
+    // mid-way. Leases of the killed worker expire after 3 s and go to the survivor.
+    let crawl = Crawl::new("kill-9", 2000, Duration::from_millis(3)).await;
+    let mut workers = vec![
+        crawl.spawn_worker("victim", "3s"),
+        crawl.spawn_worker("survivor", "3s"),
+    ];
+    crawl.wait_for_workers(2, &mut workers).await;
+    crawl.seed().await;
+
+    // Kill the victim right after one of its fetches, when it most likely holds a lease whose
+    // record is on its way to Kafka.
+    let victim_agent = user_agent("victim");
+    tokio::time::timeout(CRAWL_DEADLINE, async {
+        loop {
+            let fetched = crawl
+                .site
+                .request_log()
+                .iter()
+                .filter(|h| h.user_agent.as_deref() == Some(victim_agent.as_str()))
+                .count();
+            if fetched >= 50 {
+                return;
+            }
+            for w in &mut workers {
+                w.assert_running();
+            }
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
+    })
+    .await
+    .expect("the victim never fetched 50 pages");
+    workers[0].signal(Signal::SIGKILL);
+    let at_kill = crawl.stats().await;
+    let status = workers[0].wait().await;
+    assert_eq!(status.signal(), Some(Signal::SIGKILL as i32), "{status}");
+    assert!(
+        !at_kill.finished() && at_kill.pages < crawl.truth.len() as u64 / 2,
+        "the kill came too late to be mid-crawl: {at_kill:?}"
+    );
+
+    let stats = crawl.wait_finished(&mut workers[1..]).await;
+    let survivor = &mut workers[1];
+    survivor.signal(Signal::SIGTERM);
+    let status = survivor.wait().await;
+    assert!(
+        status.success(),
+        "survivor exited with {status} after SIGTERM\n{}",
+        survivor.log_text()
+    );
+    let records = crawl.records().await;
+    crawl.clean_up().await;
+
+    let duplicates = assert_every_page_once_or_more(&records, &crawl.truth);
+    assert_eq!(
+        stats.pages,
+        crawl.truth.len() as u64,
+        "the frontier counts each page once: {stats:?}"
+    );
+    let per_worker = by_worker(&records);
+    let published = |agent: &str| per_worker.get(agent).copied().unwrap_or(0);
+    assert!(
+        published(&victim_agent) > 0 && published(&user_agent("survivor")) > 0,
+        "both workers published: {per_worker:?}"
+    );
+    println!(
+        "kill -9: {} pages, {} records ({duplicates} duplicates), killed at {} pages, per \
+         worker {per_worker:?}, {:.1} s",
+        crawl.truth.len(),
+        records.len(),
+        at_kill.pages,
+        started.elapsed().as_secs_f64()
+    );
+}
