@@ -8,7 +8,7 @@ KUBECRAWL_CACHE ?= $(or $(XDG_CACHE_HOME),$(HOME)/.cache)/kubecrawl
 export CARGO_TARGET_DIR ?= $(KUBECRAWL_CACHE)/target
 ENV := . .testenv/env &&
 
-.PHONY: help env-up env-down env-status env-clean test unit lint crds bench-frontier
+.PHONY: help env-up env-down env-status env-clean test unit lint crds bench-frontier bench-crawl
 
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | sed 's/:.*## /\t/' | column -t -s $$'\t'
@@ -40,3 +40,6 @@ crds: ## regenerate crds/ from the Rust types
 
 bench-frontier: env-up ## frontier throughput and memory against the real Redis; last line is JSON
 	$(ENV) cargo bench -p kubecrawl-frontier --bench frontier --locked
+
+bench-crawl: env-up ## crawl a 20,000-page local site standalone and on Redis + Kafka; last line is JSON
+	$(ENV) bash tests/bench/crawl.sh

@@ -1,0 +1,138 @@
+#!/usr/bin/env bash
+# `make bench-crawl`: crawl throughput of kubecrawl-worker against the synthetic test site on
+# 127.0.0.1, with release binaries. Prints what it does, then, as its last line, one JSON
+# object:
+#
+# - standalone_pages_per_s: `kubecrawl-worker crawl` (in-memory frontier, JSON lines to a
+#   file), pages over the crawler process's wall time, start-up and final flush included.
+# - standalone_cpu_s_per_1000_pages: user + system CPU of that crawler process per 1000 pages.
+# - standalone_peak_rss_mb: its peak resident memory.
+# - distributed_pages_per_s: one worker on the real Redis frontier (REDIS_URL) publishing to
+#   the real Kafka (KAFKA_BROKERS), each lease acknowledged only after Kafka confirmed its
+#   record: `kubecrawl-worker crawl --redis --kafka`, pages over wall time.
+# - pages, site_cpu_s (the site's CPU during the standalone crawl), distributed_cpu_s_per_1000_pages.
+#
+# Both crawls must find the site's whole ground truth, or the bench fails. The site, the
+# crawler and Redis/Kafka share the machine, so the figures include their cost.
+# Cleans up after itself: stops the site it started (by pid), deletes the Redis keys of its own
+# unique prefix, its Kafka topic and its files.
+#
+# Settings: BENCH_PAGES (default 20000), BENCH_CONCURRENCY (the crawler's --concurrency and
+# --per-host-concurrency; default: the crawler's own defaults).
+set -euo pipefail
+
+cd "$(dirname "$0")/../.."
+: "${REDIS_URL:?REDIS_URL is not set: run make bench-crawl (or make env-up and . .testenv/env)}"
+: "${KAFKA_BROKERS:?KAFKA_BROKERS is not set: run make bench-crawl (or make env-up and . .testenv/env)}"
+: "${CARGO_TARGET_DIR:?CARGO_TARGET_DIR is not set: run make bench-crawl}"
+PAGES=${BENCH_PAGES:-20000}
+
+say() { printf '[bench-crawl] %s\n' "$*" >&2; }
+die() { say "error: $*"; exit 1; }
+
+say "building release binaries"
+cargo build --release --locked -q -p kubecrawl-worker -p kubecrawl-e2e \
+  --bin kubecrawl-worker --bin testsite
+BIN=$CARGO_TARGET_DIR/release
+
+WORK=$(mktemp -d "${TMPDIR:-/tmp}/kubecrawl-bench-crawl.XXXXXX")
+RUN=kcbench-crawl-$$-$(date +%s)
+TOPIC=$RUN.crawled_firehose
+SITE_PID=
+cleanup() {
+  if [ -n "$SITE_PID" ] && kill -0 "$SITE_PID" 2>/dev/null; then
+    kill -TERM "$SITE_PID"
+    wait "$SITE_PID" 2>/dev/null || true
+  fi
+  # Every key under the run's own prefix: the job's state and the spider's counters.
+  redis-cli -u "$REDIS_URL" --scan --pattern "$RUN:*" |
+    xargs -r -n 500 redis-cli -u "$REDIS_URL" del >/dev/null || say "warning: deleting redis keys failed"
+  if [ -n "${KAFKA_LIB:-}" ] && [ -d "$KAFKA_LIB" ]; then
+    java -cp "$KAFKA_LIB/*" org.apache.kafka.tools.TopicCommand --bootstrap-server "$KAFKA_BROKERS" \
+      --delete --if-exists --topic "$TOPIC" >/dev/null 2>&1 || say "warning: deleting topic $TOPIC failed"
+  fi
+  rm -rf "$WORK"
+}
+trap cleanup EXIT
+# The Kafka tools that `make env-up` installed, for deleting the bench's topic.
+KAFKA_LIB=$(. tests/env/lib.sh && echo "$KC_CACHE/kafka-$KAFKA_VERSION/lib")
+
+# CPU seconds (user + system) a running process has used so far.
+cpu_of() {
+  local ticks
+  ticks=$(awk '{ print $14 + $15 }' "/proc/$1/stat")
+  awk -v t="$ticks" -v hz="$(getconf CLK_TCK)" 'BEGIN { printf "%.2f", t / hz }'
+}
+
+say "starting testsite --pages $PAGES"
+"$BIN/testsite" --pages "$PAGES" >"$WORK/site.json" 2>"$WORK/site.log" &
+SITE_PID=$!
+for _ in $(seq 600); do
+  [ -s "$WORK/site.json" ] && break
+  kill -0 "$SITE_PID" 2>/dev/null || die "testsite exited: $(cat "$WORK/site.log")"
+  sleep 0.1
+done
+[ -s "$WORK/site.json" ] || die "testsite did not start within 60 s"
+ROOT=$(jq -r .root "$WORK/site.json")
+REACHABLE=$(jq -r .reachable "$WORK/site.json")
+IP=$(jq -r '.addr | split(":")[0]' "$WORK/site.json")
+RESOLVE=()
+for host in $(jq -r '.hosts[]' "$WORK/site.json"); do RESOLVE+=(--resolve "$host=$IP"); done
+say "site $ROOT: $REACHABLE reachable pages"
+
+CRAWL=(crawl "$ROOT" --maxdepth 1000 --allowed-domain site.test "${RESOLVE[@]}"
+  --allow-private-networks --delay 0s --no-progress --log warn)
+if [ -n "${BENCH_CONCURRENCY:-}" ]; then
+  CRAWL+=(--concurrency "$BENCH_CONCURRENCY" --per-host-concurrency "$BENCH_CONCURRENCY")
+fi
+
+# run NAME ARGS...: runs the crawler under /usr/bin/time; leaves "wall user sys maxrss_kb" in
+# $WORK/NAME.time and its summary in $WORK/NAME.log.
+run() {
+  local name=$1; shift
+  /usr/bin/time -f '%e %U %S %M' -o "$WORK/$name.time" "$BIN/kubecrawl-worker" "$@" \
+    2>"$WORK/$name.log" || die "$name crawl failed: $(cat "$WORK/$name.log")"
+  cat "$WORK/$name.log" >&2
+}
+# pages_of NAME: the pages a crawl's summary reports.
+pages_of() { sed -nE 's/^finished [^:]+: ([0-9]+) pages.*/\1/p' "$WORK/$1.log" | tail -1; }
+
+say "standalone: in-memory frontier, JSON lines"
+site_cpu_before=$(cpu_of "$SITE_PID")
+run standalone "${CRAWL[@]}" -o "$WORK/pages.jsonl"
+site_cpu_after=$(cpu_of "$SITE_PID")
+read -r s_wall s_user s_sys s_rss <"$WORK/standalone.time"
+s_pages=$(wc -l <"$WORK/pages.jsonl")
+s_distinct=$(jq -r .url "$WORK/pages.jsonl" | sort -u | wc -l)
+[ "$s_distinct" -eq "$REACHABLE" ] || die "standalone crawl found $s_distinct of $REACHABLE pages"
+rm -f "$WORK/pages.jsonl"
+
+say "distributed: one worker, Redis frontier $REDIS_URL, Kafka $KAFKA_BROKERS, prefix $RUN"
+run distributed "${CRAWL[@]}" --crawlid bench --redis "$REDIS_URL" --redis-prefix "$RUN" \
+  --kafka "$KAFKA_BROKERS" --topic-prefix "$RUN"
+read -r d_wall d_user d_sys _ <"$WORK/distributed.time"
+d_pages=$(pages_of distributed)
+d_distinct=$(timeout 120 kcat -b "$KAFKA_BROKERS" -C -t "$TOPIC" -o beginning -e -q -f '%k\n' | sort -u | wc -l) ||
+  die "reading topic $TOPIC back failed"
+[ "$d_distinct" -eq "$REACHABLE" ] || die "the topic holds $d_distinct of $REACHABLE pages"
+
+result=$(jq -cn \
+  --argjson pages "$s_pages" --argjson s_wall "$s_wall" --argjson s_user "$s_user" \
+  --argjson s_sys "$s_sys" --argjson s_rss "$s_rss" \
+  --argjson site_before "$site_cpu_before" --argjson site_after "$site_cpu_after" \
+  --argjson d_pages "$d_pages" --argjson d_wall "$d_wall" --argjson d_user "$d_user" \
+  --argjson d_sys "$d_sys" '
+  def r(n): (. * n | round) / n;
+  {
+    standalone_pages_per_s: ($pages / $s_wall | r(1)),
+    standalone_cpu_s_per_1000_pages: (($s_user + $s_sys) / $pages * 1000 | r(1000)),
+    standalone_peak_rss_mb: ($s_rss / 1024 | r(10)),
+    distributed_pages_per_s: ($d_pages / $d_wall | r(1)),
+    pages: $pages,
+    site_cpu_s: ($site_after - $site_before | r(100)),
+    distributed_cpu_s_per_1000_pages: (($d_user + $d_sys) / $d_pages * 1000 | r(1000))
+  }')
+# Clean up first, so that nothing it says comes after the result line.
+cleanup
+trap - EXIT
+echo "$result"
