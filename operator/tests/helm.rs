@@ -201,3 +201,40 @@ fn kubectl_helm(args: &[&str]) -> String {
     );
     text
 }
+
+/// The worker Deployments the operator writes pass the restricted Pod Security Standard, as
+/// the API server's own admission judges it.
+#[test]
+fn worker_deployments_pass_the_restricted_pod_security_standard() {
+    use kubecrawl_operator::fleet::{Connections, FleetConfig, deployment};
+    let ns = TestNamespace::create("e2e-worker-pss").expect("namespace");
+    kubectl_ok(
+        &[
+            "label",
+            "namespace",
+            &ns.name,
+            "pod-security.kubernetes.io/enforce=restricted",
+            "pod-security.kubernetes.io/warn=restricted",
+        ],
+        None,
+    )
+    .expect("label");
+    let config = FleetConfig {
+        namespace: ns.name.clone(),
+        ..FleetConfig::default()
+    };
+    let conns = Connections {
+        redis_url: "redis://redis:6379".into(),
+        redis_prefix: "kubecrawl".into(),
+        kafka_brokers: "kafka:9092".into(),
+        topic_prefix: "kubecrawl".into(),
+    };
+    let manifest = serde_json::to_string(&deployment(&config, &conns, "link", 2)).expect("json");
+    let out = kubecrawl_e2e::kubectl(&["apply", "--dry-run=server", "-f", "-"], Some(&manifest))
+        .expect("kubectl runs");
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        out.status.success() && !stderr.contains("violate"),
+        "restricted PSS refused the worker Deployment:\n{stderr}"
+    );
+}
