@@ -579,12 +579,23 @@ async fn a_worker_killed_mid_crawl_loses_no_page() {
         published(&victim_agent) > 0 && published(&user_agent("survivor")) > 0,
         "both workers published: {per_worker:?}"
     );
+    // Pages the victim fetched but never published: it died holding their leases, which
+    // expired and went to the survivor.
+    let victim_fetched = crawl
+        .site
+        .request_log()
+        .iter()
+        .filter(|h| h.user_agent.as_deref() == Some(victim_agent.as_str()))
+        .filter(|h| h.target != "/robots.txt")
+        .count();
     println!(
-        "kill -9: {} pages, {} records ({duplicates} duplicates), killed at {} pages, per \
-         worker {per_worker:?}, {:.1} s",
+        "kill -9: {} pages, {} records ({duplicates} duplicates), killed at {} pages; the \
+         victim fetched {victim_fetched} pages and published {}; per worker {per_worker:?}, \
+         {:.1} s",
         crawl.truth.len(),
         records.len(),
         at_kill.pages,
+        published(&victim_agent),
         started.elapsed().as_secs_f64()
     );
 }
