@@ -56,6 +56,15 @@ pub struct Args {
         default_value = "kubecrawl-operator"
     )]
     pub leader_lease: String,
+    /// The ConfigMap of per-domain throttles and the domain blacklist (key `throttle.yaml`,
+    /// Scrapy Cluster's format), watched and applied to every fleet live: `name` in the
+    /// operator's namespace (--leader-namespace) or `namespace/name`; empty disables.
+    #[arg(
+        long,
+        env = "KUBECRAWL_THROTTLE_CONFIGMAP",
+        default_value = "kubecrawl-throttle"
+    )]
+    pub throttle_configmap: String,
     /// This replica's identity in the Lease; defaults to `<hostname>-<pid>`.
     #[arg(long, env = "KUBECRAWL_IDENTITY")]
     pub identity: Option<String>,

@@ -16,6 +16,8 @@
 //! - [`fleet`]: worker Deployments and the fleet configuration; [`validate`]: spec checks.
 //! - [`leader`]: leader election; [`statsdump`]: the Crawler Stats Dump; [`metrics`]:
 //!   Prometheus and health endpoints; [`args`]: the command line.
+//! - [`throttle`]: per-domain throttles and the domain blacklist from a ConfigMap, applied
+//!   to every fleet live.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -38,6 +40,7 @@ pub mod metrics;
 pub mod reconcile;
 pub mod statsdump;
 pub mod status;
+pub mod throttle;
 pub mod validate;
 
 /// Everything that can go wrong in the operator.
@@ -155,6 +158,7 @@ pub async fn run(args: args::Args, shutdown: CancellationToken) -> Result<()> {
 
     let identity = args.identity.clone().unwrap_or_else(default_identity);
     let lost = CancellationToken::new();
+    let mut keeper = None;
     if args.leader_election {
         let election = leader::LeaderElection::new(
             Api::<Lease>::namespaced(client.clone(), &args.leader_namespace),
@@ -165,7 +169,7 @@ pub async fn run(args: args::Args, shutdown: CancellationToken) -> Result<()> {
         if !election.acquire(&shutdown).await? {
             return Ok(());
         }
-        tokio::spawn(election.keep(shutdown.clone(), lost.clone()));
+        keeper = Some(tokio::spawn(election.keep(shutdown.clone(), lost.clone())));
     }
     // Leadership lost: stop acting at once; the process exits non-zero below.
     let stop = CancellationToken::new();
@@ -226,6 +230,22 @@ pub async fn run(args: args::Args, shutdown: CancellationToken) -> Result<()> {
         },
     ));
 
+    if let Some((namespace, name)) =
+        throttle::configmap_ref(&args.throttle_configmap, &args.leader_namespace)
+    {
+        let fleets = fleet_config.fleets.keys().cloned().collect();
+        let settings = throttle::Settings {
+            namespace,
+            name,
+            fleets,
+        };
+        tokio::spawn(throttle::run(
+            client.clone(),
+            frontier.clone(),
+            settings,
+            stop.clone(),
+        ));
+    }
     tokio::spawn(statsdump::run(
         frontier,
         fleet_config.fleets.keys().cloned().collect(),
@@ -250,6 +270,10 @@ pub async fn run(args: args::Args, shutdown: CancellationToken) -> Result<()> {
     stop.cancel();
     shutdown.cancel();
     let _ = server.await;
+    // Let the keeper hand the Lease back, so a standby takes over at once.
+    if let Some(keeper) = keeper {
+        let _ = tokio::time::timeout(Duration::from_secs(5), keeper).await;
+    }
     if lost.is_cancelled() {
         return Err(Error::kube("keep leadership")(kube::Error::Service(
             "leadership lost".into(),
