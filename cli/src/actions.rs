@@ -1,0 +1,260 @@
+//! Scrapy Cluster's action requests — info, stop, expire, stats — and their answers as JSON
+//! objects, shared by `kubecrawl info|stop|expire|stats` and `kubecrawl ingest`.
+//!
+//! Answers keep Scrapy Cluster's field names where it had them (`server_time`,
+//! `total_pending`, `total_purged`, `total_expired`, `crawlids`, `total_domains`, the
+//! Crawler Stats Dump keys) and add what a CrawlJob knows beyond them (phase, pages, steps,
+//! status codes).
+
+use std::collections::BTreeSet;
+use std::sync::Arc;
+
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
+use kube::ResourceExt;
+use kubecrawl_api::CrawlJob;
+use kubecrawl_frontier::{Frontier, FrontierConfig, RedisFrontier};
+use serde_json::{Map, Value, json};
+
+use crate::args::RedisArgs;
+use crate::jobs::Jobs;
+use crate::{Error, Result};
+
+/// The `stats` values an action may ask for; everything kubecrawl has is in each.
+pub const STATS_KINDS: [&str; 4] = ["all", "crawler", "spider", "queue"];
+
+/// Connects to the frontier for reading statistics.
+///
+/// # Errors
+/// [`Error::Frontier`] when Redis cannot be reached.
+pub async fn connect_frontier(redis: &RedisArgs) -> Result<Arc<dyn Frontier>> {
+    let frontier = RedisFrontier::connect(
+        &redis.redis_url,
+        &redis.redis_prefix,
+        FrontierConfig::default(),
+    )
+    .await
+    .map_err(Error::frontier("connect"))?;
+    Ok(Arc::new(frontier))
+}
+
+/// One crawl's info: identity, phase and counts from its status (Scrapy Cluster's
+/// `total_pending` is `status.queued`).
+pub fn info(job: &CrawlJob) -> Map<String, Value> {
+    let status = job.status.clone().unwrap_or_default();
+    let time = |t: &Option<Time>| t.as_ref().map(|t| t.0.to_string());
+    let mut out = Map::new();
+    out.insert("server_time".into(), json!(crate::now_s()));
+    out.insert("appid".into(), json!(job.spec.appid));
+    out.insert("crawlid".into(), json!(job.crawlid()));
+    out.insert("spiderid".into(), json!(job.spec.spiderid));
+    out.insert("namespace".into(), json!(job.namespace()));
+    out.insert("name".into(), json!(job.name_any()));
+    out.insert("phase".into(), json!(status.phase.to_string()));
+    out.insert("total_pending".into(), json!(status.queued));
+    out.insert("in_flight".into(), json!(status.in_flight));
+    out.insert("pages".into(), json!(status.pages));
+    out.insert("items".into(), json!(status.items));
+    out.insert("bytes".into(), json!(status.bytes));
+    out.insert("errors".into(), json!(status.errors));
+    out.insert("retries".into(), json!(status.retries));
+    out.insert("steps".into(), json!(status.steps));
+    out.insert("status_codes".into(), json!(status.status_codes));
+    out.insert("ready_workers".into(), json!(status.ready_workers));
+    out.insert("seeds".into(), json!(job.spec.seeds));
+    out.insert("expires".into(), json!(time(&job.spec.expires)));
+    out.insert("start_time".into(), json!(time(&status.start_time)));
+    out.insert(
+        "completion_time".into(),
+        json!(time(&status.completion_time)),
+    );
+    if let Some(valid) = status.conditions.iter().find(|c| c.type_ == "Valid")
+        && valid.status == "False"
+    {
+        out.insert("invalid".into(), json!(valid.message));
+    }
+    out
+}
+
+/// Info on every crawl of an app (Scrapy Cluster's appid-level info): `crawlids` maps each
+/// crawlid to its info.
+pub fn app_info(appid: &str, jobs: &[CrawlJob]) -> Map<String, Value> {
+    let mut crawlids = Map::new();
+    let mut pending = 0u64;
+    for job in jobs {
+        pending += job.status.as_ref().map_or(0, |s| s.queued);
+        crawlids.insert(job.crawlid().to_owned(), Value::Object(info(job)));
+    }
+    let mut out = Map::new();
+    out.insert("server_time".into(), json!(crate::now_s()));
+    out.insert("appid".into(), json!(appid));
+    out.insert("total_crawlids".into(), json!(jobs.len()));
+    out.insert("total_pending".into(), json!(pending));
+    out.insert("crawlids".into(), Value::Object(crawlids));
+    out
+}
+
+fn identity(jobs: &[CrawlJob]) -> Map<String, Value> {
+    let mut out = Map::new();
+    out.insert("server_time".into(), json!(crate::now_s()));
+    if let [job] = jobs {
+        out.insert("appid".into(), json!(job.spec.appid));
+        out.insert("crawlid".into(), json!(job.crawlid()));
+        out.insert("spiderid".into(), json!(job.spec.spiderid));
+    }
+    let names: Vec<String> = jobs.iter().map(ResourceExt::name_any).collect();
+    out.insert("crawljobs".into(), json!(names));
+    out
+}
+
+fn pending(jobs: &[CrawlJob]) -> u64 {
+    jobs.iter()
+        .map(|j| j.status.as_ref().map_or(0, |s| s.queued))
+        .sum()
+}
+
+/// Stops crawls: deletes their CrawlJobs (the operator purges their frontier state before
+/// they go). `total_purged` is what they had queued.
+///
+/// # Errors
+/// [`Error::Kube`], [`Error::ApiRefused`]; the jobs before the failing one were deleted.
+pub async fn stop(jobs: &Jobs, selected: &[CrawlJob]) -> Result<Map<String, Value>> {
+    for job in selected {
+        jobs.delete(job).await?;
+    }
+    let mut out = identity(selected);
+    out.insert("total_purged".into(), json!(pending(selected)));
+    out.insert("result".into(), json!("stopped"));
+    Ok(out)
+}
+
+/// Expires crawls now: sets their `expires` to the current time (the operator purges them
+/// and marks them Expired). `total_expired` is what they had queued.
+///
+/// # Errors
+/// [`Error::Kube`], [`Error::ApiRefused`]; the jobs before the failing one were expired.
+pub async fn expire(jobs: &Jobs, selected: &[CrawlJob]) -> Result<Map<String, Value>> {
+    let now = Time(k8s_openapi::jiff::Timestamp::now());
+    for job in selected {
+        jobs.expire(job, &now).await?;
+    }
+    let mut out = identity(selected);
+    out.insert("total_expired".into(), json!(pending(selected)));
+    out.insert("expires".into(), json!(now.0.to_string()));
+    out.insert("result".into(), json!("expired"));
+    Ok(out)
+}
+
+/// The Crawler Stats Dump (`crawler`) and the queue backlog (`queue`) for every spider with
+/// live workers and every spider of `spiders`.
+///
+/// `queue` holds `total_backlog` and, per spider, `spider_backlog`, `num_domains`,
+/// `in_flight`, `retrying` and `domains` (`{"domain", "backlog"}`, largest first), as
+/// Scrapy Cluster's queue stats.
+///
+/// # Errors
+/// [`Error::Frontier`] when Redis cannot be read.
+pub async fn stats(frontier: &dyn Frontier, spiders: &[String], kind: &str) -> Result<Value> {
+    let names: Vec<&str> = spiders.iter().map(String::as_str).collect();
+    let mut out = Map::new();
+    out.insert("server_time".into(), json!(crate::now_s()));
+    out.insert("stats".into(), json!(kind));
+    let dump = frontier
+        .stats_dump(&names)
+        .await
+        .map_err(Error::frontier("stats dump"))?;
+    let mut all: BTreeSet<String> = spiders.iter().cloned().collect();
+    all.extend(
+        dump.keys()
+            .filter_map(|k| k.strip_suffix("_spider_count"))
+            .filter(|s| *s != "total" && *s != "unique")
+            .map(str::to_owned),
+    );
+    out.insert("crawler".into(), json!(dump));
+    let mut queue = Map::new();
+    let mut total = 0u64;
+    for spider in &all {
+        let backlog = frontier
+            .backlog(spider)
+            .await
+            .map_err(Error::frontier("backlog"))?;
+        total += backlog.queued();
+        let mut domains: Vec<(&String, &u64)> = backlog.domains.iter().collect();
+        domains.sort_by(|a, b| b.1.cmp(a.1).then(a.0.cmp(b.0)));
+        let domains: Vec<Value> = domains
+            .into_iter()
+            .map(|(d, n)| json!({"domain": d, "backlog": n}))
+            .collect();
+        queue.insert(
+            spider.clone(),
+            json!({
+                "spider_backlog": backlog.queued(),
+                "num_domains": backlog.domains.len(),
+                "in_flight": backlog.in_flight,
+                "retrying": backlog.retrying,
+                "domains": domains,
+            }),
+        );
+    }
+    queue.insert("total_backlog".into(), json!(total));
+    out.insert("queue".into(), Value::Object(queue));
+    Ok(Value::Object(out))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use kubecrawl_frontier::{CrawlRequest, JobPolicy, JobRef, MemoryFrontier};
+
+    #[tokio::test]
+    async fn stats_carry_the_dump_keys_and_the_backlog_per_domain() {
+        let frontier = MemoryFrontier::default();
+        let job = JobRef {
+            spiderid: "link".into(),
+            appid: "a".into(),
+            crawlid: "c".into(),
+        };
+        frontier
+            .register(&job, &JobPolicy::unlimited())
+            .await
+            .expect("registers");
+        let seeds: Vec<CrawlRequest> = ["http://a.test/1", "http://a.test/2", "http://b.test/"]
+            .iter()
+            .map(|u| CrawlRequest::seed(*u, 1))
+            .collect();
+        frontier.seed(&job, &seeds).await.expect("seeds");
+        let v = stats(
+            &frontier,
+            &["link".to_owned(), "wandering".to_owned()],
+            "all",
+        )
+        .await
+        .expect("stats");
+        assert_eq!(v["crawler"]["total_spider_count"], 0);
+        assert_eq!(v["crawler"]["link_spider_count"], 0);
+        assert_eq!(v["queue"]["total_backlog"], 3);
+        assert_eq!(v["queue"]["link"]["num_domains"], 2);
+        assert_eq!(
+            v["queue"]["link"]["domains"][0],
+            json!({"domain": "a.test", "backlog": 2})
+        );
+        assert_eq!(v["queue"]["wandering"]["spider_backlog"], 0);
+    }
+
+    #[test]
+    fn info_reports_status_counts_in_scrapy_clusters_names() {
+        let job: CrawlJob = serde_json::from_value(json!({
+            "apiVersion": "kubecrawl.io/v1alpha1", "kind": "CrawlJob",
+            "metadata": {"name": "abc", "namespace": "ns"},
+            "spec": {"spiderid": "wandering", "appid": "testapp", "crawlid": "abc", "seeds": ["http://a.test/"]},
+            "status": {"phase": "Running", "queued": 4, "pages": 2, "steps": 1}
+        }))
+        .expect("a job");
+        let i = info(&job);
+        assert_eq!(i["total_pending"], 4);
+        assert_eq!(i["phase"], "Running");
+        assert_eq!(i["crawlid"], "abc");
+        let a = app_info("testapp", std::slice::from_ref(&job));
+        assert_eq!(a["total_crawlids"], 1);
+        assert_eq!(a["crawlids"]["abc"]["pages"], 2);
+    }
+}
