@@ -661,3 +661,68 @@ async fn a_suspended_job_pauses_and_resumes() {
     assert_eq!(done.status.expect("status").pages, truth.len() as u64);
     cluster.shutdown().await.expect("clean shutdown");
 }
+
+/// Two replicas are safe: the second waits as a standby while the first leads, and takes over
+/// when the first stops; the crawl carries on.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_standby_replica_takes_over_when_the_leader_stops() {
+    let _turn = TURN.lock().await;
+    let mut cluster = Cluster::start("e2e-leader", operator_bin(), ClusterConfig::default())
+        .await
+        .expect("cluster");
+    let truth = cluster
+        .site
+        .reachable(&cluster.site.reach())
+        .expect("ground truth");
+    cluster
+        .create_job("led", link_spec(&cluster.site.root(), "led", 1, 20))
+        .await
+        .expect("created");
+    cluster
+        .wait_job("led", Duration::from_secs(60), |j| {
+            j.status.as_ref().is_some_and(|s| s.pages >= 10)
+        })
+        .await
+        .expect("mid-crawl");
+    let mut standby = cluster.spawn_operator().expect("a second replica");
+    tokio::time::sleep(Duration::from_secs(4)).await;
+    assert!(cluster.operator_log(1).contains("became leader"));
+    assert!(
+        !cluster.operator_log(2).contains("became leader"),
+        "only one leader at a time"
+    );
+    assert!(
+        !cluster.operator_log(2).contains("controller started"),
+        "the standby does not reconcile"
+    );
+
+    assert_eq!(cluster.stop_operator().await.expect("stops"), Some(0));
+    let started = Instant::now();
+    while !cluster.operator_log(2).contains("became leader") {
+        assert!(
+            started.elapsed() < Duration::from_secs(30),
+            "the standby never took over\n{}",
+            cluster.operator_log(2)
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    println!(
+        "standby took over {:?} after the leader stopped",
+        started.elapsed()
+    );
+    let done = cluster
+        .wait_job("led", Duration::from_secs(120), |j| {
+            phase(j) == Phase::Succeeded
+        })
+        .await
+        .expect("the new leader finished the job");
+    assert_eq!(done.status.expect("status").pages, truth.len() as u64);
+    if let Some(pid) = standby.id() {
+        let _ = nix::sys::signal::kill(
+            nix::unistd::Pid::from_raw(i32::try_from(pid).expect("a pid fits i32")),
+            nix::sys::signal::Signal::SIGTERM,
+        );
+    }
+    let _ = tokio::time::timeout(Duration::from_secs(30), standby.wait()).await;
+    cluster.shutdown().await.expect("clean shutdown");
+}

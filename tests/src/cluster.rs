@@ -77,23 +77,36 @@ impl Cluster {
         let ns = TestNamespace::create(name)?;
         let worker_bin = operator_bin.with_file_name("kubecrawl-worker");
         if !worker_bin.exists() {
-            bail!("{} is missing: build it with `cargo build -p kubecrawl-worker`", worker_bin.display());
+            bail!(
+                "{} is missing: build it with `cargo build -p kubecrawl-worker`",
+                worker_bin.display()
+            );
         }
         let site = TestSite::start(config.site.clone()).await?;
-        let resolve: Vec<String> = site.hosts().iter().map(|(h, a)| format!("{h}={}", a.ip())).collect();
+        let resolve: Vec<String> = site
+            .hosts()
+            .iter()
+            .map(|(h, a)| format!("{h}={}", a.ip()))
+            .collect();
         let log_dir = std::env::temp_dir().join(format!("kubecrawl-e2e-{}", ns.name));
         std::fs::create_dir_all(&log_dir)?;
         let node = format!("{}-node", ns.name);
         let kubelet = FakeKubelet::start_with(
             client.clone(),
-            KubeletConfig::new(&node, CommandMap::new().with("kubecrawl-worker", worker_bin))
-                .with_log_dir(log_dir.join("pods"))
-                .with_max_grace(Duration::from_secs(10)),
+            KubeletConfig::new(
+                &node,
+                CommandMap::new().with("kubecrawl-worker", worker_bin),
+            )
+            .with_log_dir(log_dir.join("pods"))
+            .with_max_grace(Duration::from_secs(10)),
         )
         .await?;
 
-        let selector: serde_json::Map<String, serde_json::Value> =
-            kubelet.node_selector().into_iter().map(|(k, v)| (k, v.into())).collect();
+        let selector: serde_json::Map<String, serde_json::Value> = kubelet
+            .node_selector()
+            .into_iter()
+            .map(|(k, v)| (k, v.into()))
+            .collect();
         let fleet = serde_json::json!({
             "namespace": ns.name,
             "defaults": {
@@ -136,9 +149,18 @@ impl Cluster {
 
     /// Starts (again) the operator process.
     pub async fn start_operator(&mut self) -> Result<()> {
+        let child = self.spawn_operator()?;
+        self.operator = Some(child);
+        Ok(())
+    }
+
+    /// Starts one more operator replica (same configuration, its own identity and log) and
+    /// hands it to the caller; the cluster does not track it.
+    pub fn spawn_operator(&mut self) -> Result<Child> {
         self.starts += 1;
-        let log = std::fs::File::create(self.log_dir.join(format!("operator-{}.log", self.starts)))?;
-        let child = Command::new(&self.operator_bin)
+        let log =
+            std::fs::File::create(self.log_dir.join(format!("operator-{}.log", self.starts)))?;
+        Command::new(&self.operator_bin)
             .env("KUBECONFIG", &self.env.kubeconfig)
             .env("KUBECRAWL_REDIS_URL", &self.env.redis_url)
             .env("KUBECRAWL_REDIS_PREFIX", &self.redis_prefix)
@@ -148,8 +170,14 @@ impl Cluster {
             .env("KUBECRAWL_WATCH_NAMESPACE", &self.ns.name)
             .env("KUBECRAWL_LEADER_NAMESPACE", &self.ns.name)
             .env("KUBECRAWL_METRICS_ADDR", "127.0.0.1:0")
-            .env("KUBECRAWL_STATUS_INTERVAL", humantime::format_duration(self.config.status_interval).to_string())
-            .env("KUBECRAWL_COMPLETION_GRACE", humantime::format_duration(self.config.completion_grace).to_string())
+            .env(
+                "KUBECRAWL_STATUS_INTERVAL",
+                humantime::format_duration(self.config.status_interval).to_string(),
+            )
+            .env(
+                "KUBECRAWL_COMPLETION_GRACE",
+                humantime::format_duration(self.config.completion_grace).to_string(),
+            )
             .env("KUBECRAWL_STATS_DUMP_INTERVAL", "5s")
             .env("KUBECRAWL_IDENTITY", format!("operator-{}", self.starts))
             .stdin(Stdio::null())
@@ -157,14 +185,19 @@ impl Cluster {
             .stderr(log)
             .kill_on_drop(true)
             .spawn()
-            .with_context(|| format!("starting {}", self.operator_bin.display()))?;
-        self.operator = Some(child);
-        Ok(())
+            .with_context(|| format!("starting {}", self.operator_bin.display()))
+    }
+
+    /// The log of operator run number `n` (1 for the first).
+    pub fn operator_log(&self, n: u32) -> String {
+        std::fs::read_to_string(self.log_dir.join(format!("operator-{n}.log"))).unwrap_or_default()
     }
 
     /// Stops the operator with SIGTERM and waits for it to exit; returns its exit code.
     pub async fn stop_operator(&mut self) -> Result<Option<i32>> {
-        let Some(mut child) = self.operator.take() else { return Ok(None) };
+        let Some(mut child) = self.operator.take() else {
+            return Ok(None);
+        };
         if let Some(pid) = child.id() {
             let pid = nix::unistd::Pid::from_raw(i32::try_from(pid)?);
             nix::sys::signal::kill(pid, Signal::SIGTERM)?;
@@ -183,14 +216,20 @@ impl Cluster {
     /// Everything the operator logged so far (all its runs).
     pub fn operator_logs(&self) -> String {
         (1..=self.starts)
-            .filter_map(|i| std::fs::read_to_string(self.log_dir.join(format!("operator-{i}.log"))).ok())
+            .filter_map(|i| {
+                std::fs::read_to_string(self.log_dir.join(format!("operator-{i}.log"))).ok()
+            })
             .collect::<Vec<_>>()
             .join("\n")
     }
 
     /// Logs of the operator and every worker, for a failing test to print.
     pub fn all_logs(&self) -> String {
-        format!("--- operator ---\n{}\n--- workers ---\n{}", self.operator_logs(), self.kubelet.all_logs())
+        format!(
+            "--- operator ---\n{}\n--- workers ---\n{}",
+            self.operator_logs(),
+            self.kubelet.all_logs()
+        )
     }
 
     /// CrawlJobs of the test's namespace.
@@ -222,11 +261,19 @@ impl Cluster {
             "metadata": {"name": name, "namespace": self.ns.name},
             "spec": spec,
         }))?;
-        self.jobs().create(&PostParams::default(), &job).await.with_context(|| format!("creating CrawlJob {name}"))
+        self.jobs()
+            .create(&PostParams::default(), &job)
+            .await
+            .with_context(|| format!("creating CrawlJob {name}"))
     }
 
     /// Polls a CrawlJob until `done` holds, or fails after `timeout` with the logs.
-    pub async fn wait_job(&self, name: &str, timeout: Duration, done: impl Fn(&CrawlJob) -> bool) -> Result<CrawlJob> {
+    pub async fn wait_job(
+        &self,
+        name: &str,
+        timeout: Duration,
+        done: impl Fn(&CrawlJob) -> bool,
+    ) -> Result<CrawlJob> {
         let deadline = tokio::time::Instant::now() + timeout;
         loop {
             if let Some(job) = self.jobs().get_opt(name).await?
@@ -236,7 +283,10 @@ impl Cluster {
             }
             if tokio::time::Instant::now() > deadline {
                 let job = self.jobs().get_opt(name).await?;
-                bail!("CrawlJob {name} did not get there in {timeout:?}; last seen: {job:#?}\n{}", self.all_logs());
+                bail!(
+                    "CrawlJob {name} did not get there in {timeout:?}; last seen: {job:#?}\n{}",
+                    self.all_logs()
+                );
             }
             tokio::time::sleep(Duration::from_millis(250)).await;
         }
@@ -244,12 +294,20 @@ impl Cluster {
 
     /// Replicas the fleet's Deployment asks for (`None` while it does not exist).
     pub async fn fleet_replicas(&self, spider: &str) -> Result<Option<i32>> {
-        Ok(self.deployments().get_opt(&format!("kubecrawl-worker-{spider}")).await?.and_then(|d| d.spec.replicas))
+        Ok(self
+            .deployments()
+            .get_opt(&format!("kubecrawl-worker-{spider}"))
+            .await?
+            .and_then(|d| d.spec.replicas))
     }
 
     /// The frontier's name of a job created by [`Cluster::create_job`] with appid `testapp`.
     pub fn job_ref(&self, spider: &str, crawlid: &str) -> JobRef {
-        JobRef { spiderid: spider.to_owned(), appid: "testapp".to_owned(), crawlid: crawlid.to_owned() }
+        JobRef {
+            spiderid: spider.to_owned(),
+            appid: "testapp".to_owned(),
+            crawlid: crawlid.to_owned(),
+        }
     }
 
     /// Stops the operator and the kubelet (and so every worker).

@@ -369,7 +369,9 @@ impl Worker {
             }
         }
 
-        let _host_slot = self.host_slot(&lease.domain).await;
+        // The host slot bounds concurrent fetches to one host; parsing and publishing do not
+        // touch the host, so the slot is given back as soon as the body is read.
+        let host_slot = self.host_slot(&lease.domain).await;
         let follow = |next: &Url| {
             job.filter.as_ref().is_none_or(|f| {
                 let mut hop = lease.request.clone();
@@ -379,6 +381,7 @@ impl Worker {
             })
         };
         let fetched = self.fetcher.fetch(&url, &options, follow).await;
+        drop(host_slot);
         let last_try = lease.request.retries >= self.config.max_retries;
         let page = match fetched {
             Ok(page) => page,

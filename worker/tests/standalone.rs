@@ -7,7 +7,7 @@ use std::time::Duration;
 
 use clap::Parser;
 use kubecrawl_api::PageRecord;
-use kubecrawl_e2e::site::{Reach, SiteConfig, TestSite};
+use kubecrawl_e2e::site::{SiteConfig, TestSite};
 use kubecrawl_worker::args::{Cli, Command};
 use kubecrawl_worker::spider::Registry;
 use kubecrawl_worker::standalone::{CrawlSummary, crawl};
