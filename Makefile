@@ -26,6 +26,7 @@ env-clean: env-down ## stop the services and delete their data (.testenv)
 	rm -rf .testenv
 
 test: env-up ## bring the environment up and run every test of the workspace against it
+	cargo build --workspace --bins --locked
 	$(ENV) cargo test --workspace --locked
 
 unit: ## the tests that need no services
@@ -35,8 +36,9 @@ lint: ## rustfmt and clippy, as CI runs them
 	cargo fmt --all --check
 	cargo clippy --workspace --all-targets --locked -- -D warnings
 
-crds: ## regenerate crds/ from the Rust types
+crds: ## regenerate crds/ (and the chart's copy) from the Rust types
 	cargo run -q -p kubecrawl-api --bin crdgen > crds/crawljobs.kubecrawl.io.yaml
+	cp crds/crawljobs.kubecrawl.io.yaml charts/kubecrawl/crds/
 
 bench-frontier: env-up ## frontier throughput and memory against the real Redis; last line is JSON
 	$(ENV) cargo bench -p kubecrawl-frontier --bench frontier --locked
