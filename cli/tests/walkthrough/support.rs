@@ -1,0 +1,357 @@
+//! What the walkthrough tests share: the binaries, a test installation, running `kubecrawl`,
+//! Kafka clients, and polling with a deadline.
+
+use std::path::{Path, PathBuf};
+use std::process::Output;
+use std::sync::OnceLock;
+use std::time::Duration;
+
+use kube::api::{DeleteParams, ListParams};
+use kubecrawl_api::{CrawlJob, Phase};
+use kubecrawl_e2e::TestEnv;
+use kubecrawl_e2e::cluster::{Cluster, ClusterConfig};
+use rdkafka::ClientConfig;
+use rdkafka::consumer::{Consumer, StreamConsumer};
+use rdkafka::message::Message;
+use serde::Deserialize;
+use serde_json::{Value, json};
+
+/// The `kubecrawl` binary of this package.
+pub(crate) const KUBECRAWL: &str = env!("CARGO_BIN_EXE_kubecrawl");
+
+/// The tests take turns: each runs an operator, workers, a site and Kafka clients, and the
+/// throttle test measures timing, which two shared cores only make reliable one at a time.
+pub(crate) static TURN: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
+
+/// The operator binary, with the worker binary beside it, built (or found up to date) once per
+/// test run with the cargo that runs the tests.
+pub(crate) async fn operator_bin() -> PathBuf {
+    static BUILT: OnceLock<PathBuf> = OnceLock::new();
+    if let Some(path) = BUILT.get() {
+        return path.clone();
+    }
+    let path = tokio::task::spawn_blocking(|| {
+        BUILT
+            .get_or_init(|| {
+                let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".to_owned());
+                let status = std::process::Command::new(cargo)
+                    .args([
+                        "build",
+                        "-p",
+                        "kubecrawl-operator",
+                        "-p",
+                        "kubecrawl-worker",
+                    ])
+                    .status()
+                    .expect("cargo runs");
+                assert!(
+                    status.success(),
+                    "building the operator and the worker failed"
+                );
+                let exe = std::env::current_exe().expect("the test binary has a path");
+                // target/<profile>/deps/<test> → target/<profile>/kubecrawl-operator
+                let dir = exe
+                    .parent()
+                    .and_then(Path::parent)
+                    .expect("the test binary lives in target/<profile>/deps");
+                dir.join("kubecrawl-operator")
+            })
+            .clone()
+    })
+    .await
+    .expect("the build task ends");
+    assert!(path.exists(), "{} is missing", path.display());
+    path
+}
+
+/// A kubecrawl installation of the test's own (namespace, Redis prefix, topic prefix, leader
+/// Lease, fake node, site).
+pub(crate) async fn install(name: &str) -> Cluster {
+    let bin = operator_bin().await;
+    tokio::time::timeout(
+        Duration::from_secs(120),
+        Cluster::start(name, &bin, ClusterConfig::default()),
+    )
+    .await
+    .expect("the installation started in time")
+    .expect("the installation starts")
+}
+
+/// Deletes the test's CrawlJobs while the operator still runs (so its finalizer lets them
+/// go and the namespace can be deleted), then stops the operator and the workers.
+pub(crate) async fn teardown(cluster: Cluster) {
+    let jobs = cluster.jobs();
+    let _ = jobs
+        .delete_collection(&DeleteParams::default(), &ListParams::default())
+        .await;
+    let gone = tokio::time::timeout(Duration::from_secs(30), async {
+        while jobs
+            .list(&ListParams::default())
+            .await
+            .map(|l| !l.items.is_empty())
+            .unwrap_or(false)
+        {
+            tokio::time::sleep(Duration::from_millis(250)).await;
+        }
+    })
+    .await;
+    if gone.is_err() {
+        eprintln!("crawljobs still present at teardown");
+    }
+    tokio::time::timeout(Duration::from_secs(60), cluster.shutdown())
+        .await
+        .expect("the installation stopped in time")
+        .expect("the installation stops");
+}
+
+/// A name no other test (or run) uses: lowercase, DNS-safe.
+pub(crate) fn unique(prefix: &str) -> String {
+    let nanos = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .expect("clock after 1970")
+        .subsec_nanos();
+    format!("{prefix}-{}-{nanos:x}", std::process::id())
+}
+
+/// The environment `kubecrawl` needs for `cluster`.
+pub(crate) fn cli_env(cluster: &Cluster) -> Vec<(&'static str, String)> {
+    let env = TestEnv::get();
+    vec![
+        ("KUBECONFIG", env.kubeconfig.display().to_string()),
+        ("KUBECRAWL_NAMESPACE", cluster.ns.name.clone()),
+        ("KUBECRAWL_KAFKA_BROKERS", env.kafka_brokers.clone()),
+        ("KUBECRAWL_TOPIC_PREFIX", cluster.topic_prefix.clone()),
+        ("KUBECRAWL_REDIS_URL", env.redis_url.clone()),
+        ("KUBECRAWL_REDIS_PREFIX", cluster.redis_prefix.clone()),
+    ]
+}
+
+/// Runs `kubecrawl ARGS` for `cluster` and returns what it did; fails the test when it takes
+/// over a minute.
+pub(crate) async fn kubecrawl(cluster: &Cluster, args: &[&str]) -> Output {
+    let mut command = tokio::process::Command::new(KUBECRAWL);
+    command
+        .args(args)
+        .envs(cli_env(cluster))
+        .env_remove("RUST_BACKTRACE")
+        .stdin(std::process::Stdio::null())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .kill_on_drop(true);
+    let child = command.spawn().expect("kubecrawl starts");
+    tokio::time::timeout(Duration::from_secs(60), child.wait_with_output())
+        .await
+        .unwrap_or_else(|_| panic!("kubecrawl {args:?} hung"))
+        .expect("kubecrawl runs")
+}
+
+/// `kubecrawl ARGS`, which must succeed; its stdout.
+pub(crate) async fn kubecrawl_ok(cluster: &Cluster, args: &[&str]) -> String {
+    let out = kubecrawl(cluster, args).await;
+    assert!(
+        out.status.success(),
+        "kubecrawl {args:?} failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+/// `kubecrawl ARGS` printing one JSON value.
+pub(crate) async fn kubecrawl_json(cluster: &Cluster, args: &[&str]) -> Value {
+    let text = kubecrawl_ok(cluster, args).await;
+    serde_json::from_str(&text).unwrap_or_else(|e| panic!("{args:?} printed no JSON ({e}): {text}"))
+}
+
+/// A Kafka client configuration for the test's broker.
+pub(crate) fn kafka() -> ClientConfig {
+    let mut config = ClientConfig::new();
+    config.set("bootstrap.servers", TestEnv::get().kafka_brokers);
+    config
+}
+
+/// A consumer of `topic` from its first record, in a group of its own.
+pub(crate) fn consumer(topic: &str) -> StreamConsumer {
+    let consumer: StreamConsumer = kafka()
+        .set("group.id", unique("kcw-test"))
+        .set("auto.offset.reset", "earliest")
+        .set("enable.auto.commit", "false")
+        .set("topic.metadata.refresh.interval.ms", "1000")
+        .create()
+        .expect("a consumer");
+    consumer.subscribe(&[topic]).expect("subscribes");
+    consumer
+}
+
+/// Reads `consumer` until a JSON record whose `uuid` is `uuid` arrives.
+pub(crate) async fn answer(consumer: &StreamConsumer, uuid: &str) -> Value {
+    tokio::time::timeout(Duration::from_secs(60), async {
+        loop {
+            let Ok(m) = consumer.recv().await else {
+                continue;
+            };
+            let Some(Ok(value)) = m.payload().map(serde_json::from_slice::<Value>) else {
+                continue;
+            };
+            if value["uuid"] == uuid {
+                return value;
+            }
+        }
+    })
+    .await
+    .unwrap_or_else(|_| panic!("no answer with uuid {uuid} within a minute"))
+}
+
+/// The phase of a job.
+pub(crate) fn phase(job: &CrawlJob) -> Phase {
+    job.status.as_ref().map(|s| s.phase).unwrap_or_default()
+}
+
+/// Polls `probe` every 250 ms until it returns `Some`, failing with `what` and the logs
+/// after `timeout`.
+pub(crate) async fn eventually<T>(
+    cluster: &Cluster,
+    what: &str,
+    timeout: Duration,
+    mut probe: impl AsyncFnMut() -> Option<T>,
+) -> T {
+    let polled = tokio::time::timeout(timeout, async {
+        loop {
+            if let Some(v) = probe().await {
+                return v;
+            }
+            tokio::time::sleep(Duration::from_millis(250)).await;
+        }
+    })
+    .await;
+    match polled {
+        Ok(v) => v,
+        Err(_) => panic!("timed out waiting for {what}\n{}", cluster.all_logs()),
+    }
+}
+
+/// The CrawlJob of `crawlid` in the test's namespace, once there is one.
+pub(crate) async fn job_of(cluster: &Cluster, crawlid: &str) -> Option<CrawlJob> {
+    cluster
+        .jobs()
+        .list(&ListParams::default())
+        .await
+        .ok()?
+        .items
+        .into_iter()
+        .find(|j| j.crawlid() == crawlid)
+}
+
+/// `kubecrawl ingest` as the chart runs it: the chart's `templates/ingest.yaml` rendered for
+/// the test's installation and applied (ServiceAccount, Role, RoleBinding; the Deployment at
+/// zero replicas), then the container's command, args and env run as a local process that
+/// authenticates with the ServiceAccount's token — so the chart's RBAC is proven sufficient by
+/// use. Its output goes to `log`.
+pub(crate) fn chart_ingest(cluster: &Cluster, group: &str, log: &Path) -> tokio::process::Child {
+    let env = TestEnv::get();
+    let chart = kubecrawl_e2e::repo_path("charts/kubecrawl");
+    let sets = format!(
+        "ingest.enabled=true,ingest.replicas=0,ingest.group={group},ingest.logFormat=plain,\
+         redis.url={},redis.prefix={},kafka.brokers={},kafka.topicPrefix={},operator.watchNamespace={}",
+        env.redis_url,
+        cluster.redis_prefix,
+        env.kafka_brokers,
+        cluster.topic_prefix,
+        cluster.ns.name
+    );
+    let out = std::process::Command::new("helm")
+        .args([
+            "template",
+            "kc",
+            chart.to_str().expect("utf-8 path"),
+            "-n",
+            &cluster.ns.name,
+        ])
+        .args(["--show-only", "templates/ingest.yaml", "--set", &sets])
+        .output()
+        .expect("helm runs (is the helm of `make env-up` on PATH?)");
+    assert!(
+        out.status.success(),
+        "helm template: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let rendered = String::from_utf8_lossy(&out.stdout).into_owned();
+    kubecrawl_e2e::kubectl_ok(
+        &["apply", "-n", &cluster.ns.name, "-f", "-"],
+        Some(&rendered),
+    )
+    .expect("the chart's ingest objects apply");
+
+    let deployment = serde_yaml::Deserializer::from_str(&rendered)
+        .map(|doc| serde_yaml::Value::deserialize(doc).expect("yaml"))
+        .find(|d| d["kind"] == "Deployment")
+        .expect("the chart renders a Deployment");
+    let container = &deployment["spec"]["template"]["spec"]["containers"][0];
+    let sa = deployment["spec"]["template"]["spec"]["serviceAccountName"]
+        .as_str()
+        .expect("a ServiceAccount");
+    let mut argv: Vec<String> = container["command"]
+        .as_sequence()
+        .into_iter()
+        .chain(container["args"].as_sequence())
+        .flatten()
+        .filter_map(|v| v.as_str().map(str::to_owned))
+        .collect();
+    assert_eq!(argv.first().map(String::as_str), Some("kubecrawl"));
+    argv.remove(0);
+    let vars: Vec<(String, String)> = container["env"]
+        .as_sequence()
+        .expect("env")
+        .iter()
+        .map(|e| {
+            let name = e["name"].as_str().expect("name").to_owned();
+            let value = e["value"]
+                .as_str()
+                .unwrap_or_else(|| panic!("{name} has no literal value"));
+            (name, value.to_owned())
+        })
+        .collect();
+
+    let token = kubecrawl_e2e::kubectl_ok(
+        &[
+            "create",
+            "token",
+            sa,
+            "-n",
+            &cluster.ns.name,
+            "--duration",
+            "1h",
+        ],
+        None,
+    )
+    .expect("a ServiceAccount token");
+    let admin: serde_yaml::Value = serde_yaml::from_str(
+        &std::fs::read_to_string(&env.kubeconfig).expect("the admin kubeconfig"),
+    )
+    .expect("yaml");
+    let server = &admin["clusters"][0]["cluster"];
+    let kubeconfig = json!({
+        "apiVersion": "v1", "kind": "Config",
+        "clusters": [{"name": "test", "cluster": {
+            "server": server["server"].as_str().expect("server"),
+            "certificate-authority": server["certificate-authority"].as_str().expect("ca"),
+        }}],
+        "users": [{"name": sa, "user": {"token": token.trim()}}],
+        "contexts": [{"name": "sa", "context": {"cluster": "test", "user": sa, "namespace": cluster.ns.name}}],
+        "current-context": "sa",
+    });
+    let kubeconfig_path = log.with_extension("kubeconfig");
+    std::fs::write(&kubeconfig_path, kubeconfig.to_string()).expect("writes the kubeconfig");
+
+    let log = std::fs::File::create(log).expect("a log file");
+    tokio::process::Command::new(KUBECRAWL)
+        .args(argv)
+        .env_clear()
+        .envs(vars)
+        .env("KUBECONFIG", &kubeconfig_path)
+        .stdin(std::process::Stdio::null())
+        .stdout(log.try_clone().expect("log"))
+        .stderr(log)
+        .kill_on_drop(true)
+        .spawn()
+        .expect("kubecrawl ingest starts")
+}
