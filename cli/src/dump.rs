@@ -110,7 +110,10 @@ pub async fn run(args: &DumpArgs, out: &mut impl Write, shutdown: CancellationTo
                 printed += 1;
             }
             // A topic that does not exist yet, a broker restarting: keep waiting.
-            Err(e) => tracing::debug!(error = %e, "no record"),
+            Err(e) => {
+                tracing::debug!(error = %e, "no record");
+                tokio::time::sleep(Duration::from_millis(200)).await;
+            }
         }
     }
     Ok(())

@@ -56,6 +56,8 @@ use crate::{Error, Refusal, Result};
 pub const ACTION_FIELDS: [&str; 6] = ["action", "appid", "uuid", "crawlid", "spiderid", "stats"];
 /// How long an answer may wait for Kafka's acknowledgement.
 const DELIVERY_TIMEOUT: Duration = Duration::from_secs(30);
+/// The pause after a consumer error, so that a broker that is down costs no busy loop.
+const ERROR_PAUSE: Duration = Duration::from_millis(200);
 /// The first and the longest pause before a message is tried again.
 const RETRY_PAUSE: (Duration, Duration) = (Duration::from_millis(500), Duration::from_secs(30));
 
@@ -438,6 +440,7 @@ pub async fn run(args: &IngestArgs, shutdown: CancellationToken) -> Result<()> {
             Err(e) => {
                 // A topic not created yet, a broker restarting: librdkafka recovers.
                 tracing::debug!(error = %e, "no message");
+                tokio::time::sleep(ERROR_PAUSE).await;
                 continue;
             }
         };
