@@ -8,7 +8,9 @@
 //!   spacing: no window of that length ever holds more than `hits` dispatches, not even at
 //!   start-up — the strict reading of the rate),
 //! - the fleet default rate when the job sets no politeness,
-//! - a robots.txt Crawl-delay a worker reported for the domain ([`DomainHint::CrawlDelay`]).
+//! - a robots.txt Crawl-delay a worker reported for the domain ([`DomainHint::CrawlDelay`]),
+//! - a throttle set for the domain (or a parent domain) for the whole fleet
+//!   ([`crate::rules`], [`crate::Frontier::set_domain_rules`]).
 //!
 //! A [`DomainHint::RetryAfter`] pushes the clock to at least that time. Only a lease charges
 //! the clock — a filtered, refused or retried request costs nothing — and the charge and the
