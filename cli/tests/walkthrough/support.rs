@@ -98,10 +98,45 @@ pub(crate) async fn teardown(cluster: Cluster) {
     if gone.is_err() {
         eprintln!("crawljobs still present at teardown");
     }
+    let prefix = cluster.redis_prefix.clone();
     tokio::time::timeout(Duration::from_secs(60), cluster.shutdown())
         .await
         .expect("the installation stopped in time")
         .expect("the installation stops");
+    delete_redis_prefix(&prefix).await;
+}
+
+/// Deletes the Redis keys the test's installation left (spider counts, rules, sequences);
+/// tests may SCAN, the frontier never does.
+async fn delete_redis_prefix(prefix: &str) {
+    let client = redis::Client::open(TestEnv::get().redis_url).expect("a redis url");
+    let mut conn = client
+        .get_multiplexed_async_connection()
+        .await
+        .expect("redis answers");
+    let mut cursor: u64 = 0;
+    loop {
+        let (next, keys): (u64, Vec<String>) = redis::cmd("SCAN")
+            .arg(cursor)
+            .arg("MATCH")
+            .arg(format!("{prefix}:*"))
+            .arg("COUNT")
+            .arg(1000)
+            .query_async(&mut conn)
+            .await
+            .expect("scans");
+        if !keys.is_empty() {
+            let _: () = redis::cmd("DEL")
+                .arg(&keys)
+                .query_async(&mut conn)
+                .await
+                .expect("deletes");
+        }
+        if next == 0 {
+            return;
+        }
+        cursor = next;
+    }
 }
 
 /// A name no other test (or run) uses: lowercase, DNS-safe.
