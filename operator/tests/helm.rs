@@ -181,24 +181,10 @@ async fn helm_install_then_the_chart_operator_crawls_with_its_own_rbac() {
     kubelet.shutdown().await.expect("kubelet shutdown");
 }
 
-/// Runs helm (the one `make env-up` built, on PATH) against the test API server.
+/// Runs helm and fails the test when it fails.
 fn kubectl_helm(args: &[&str]) -> String {
-    let env = TestEnv::get();
-    let out = std::process::Command::new("helm")
-        .args(args)
-        .env("KUBECONFIG", &env.kubeconfig)
-        .output()
-        .expect("helm runs (is the helm of `make env-up` on PATH?)");
-    let text = format!(
-        "{}{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
-    assert!(
-        out.status.success(),
-        "helm {} failed:\n{text}",
-        args.join(" ")
-    );
+    let (ok, text) = kubecrawl_e2e::helm(args).expect("helm runs");
+    assert!(ok, "helm {} failed:\n{text}", args.join(" "));
     text
 }
 

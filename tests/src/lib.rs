@@ -111,6 +111,23 @@ pub fn kubectl_ok(args: &[&str], stdin: Option<&str>) -> Result<String> {
     Ok(String::from_utf8_lossy(&out.stdout).into_owned())
 }
 
+/// Runs the helm of `make env-up` (on PATH) against the test API server; returns whether it
+/// succeeded and what it printed (stdout, then stderr).
+pub fn helm(args: &[&str]) -> Result<(bool, String)> {
+    let env = TestEnv::get();
+    let out = Command::new("helm")
+        .args(args)
+        .env("KUBECONFIG", &env.kubeconfig)
+        .output()
+        .context("starting helm (is the helm of `make env-up` first on PATH?)")?;
+    let text = format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    Ok((out.status.success(), text))
+}
+
 /// Path of a file in the repository, from the tests crate's manifest directory.
 pub fn repo_path(relative: &str) -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR"))

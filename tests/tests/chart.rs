@@ -1,23 +1,10 @@
 //! The Helm chart: lint-clean, its CRD is the generated one, and what it renders is accepted
 //! by the real API server (`kubectl apply --dry-run=server`), in its default and dev modes.
 
-use std::process::Command;
-
-use kubecrawl_e2e::{TestEnv, TestNamespace, ensure_crd, kubectl, repo_path};
+use kubecrawl_e2e::{TestNamespace, ensure_crd, kubectl, repo_path};
 
 fn helm(args: &[&str]) -> (bool, String) {
-    let env = TestEnv::get();
-    let out = Command::new("helm")
-        .args(args)
-        .env("KUBECONFIG", &env.kubeconfig)
-        .output()
-        .expect("helm runs (is the helm of `make env-up` on PATH?)");
-    let text = format!(
-        "{}{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
-    (out.status.success(), text)
+    kubecrawl_e2e::helm(args).expect("helm runs")
 }
 
 fn chart() -> String {
