@@ -66,20 +66,98 @@ pub(crate) async fn operator_bin() -> PathBuf {
 
 /// A kubecrawl installation of the test's own (namespace, Redis prefix, topic prefix, leader
 /// Lease, fake node, site).
-pub(crate) async fn install(name: &str) -> Cluster {
+pub(crate) async fn install(name: &str) -> Installed {
     let bin = operator_bin().await;
-    tokio::time::timeout(
+    let cluster = tokio::time::timeout(
         Duration::from_secs(120),
         Cluster::start(name, &bin, ClusterConfig::default()),
     )
     .await
     .expect("the installation started in time")
-    .expect("the installation starts")
+    .expect("the installation starts");
+    Installed {
+        cluster: Some(cluster),
+    }
+}
+
+/// A test's installation. Dropped without [`teardown`] (the test failed), it stops the
+/// operator and the workers, then drops the finalizers of the namespace's CrawlJobs (no
+/// operator is left to remove them, and the namespace could never be deleted otherwise) and
+/// deletes the installation's Redis keys.
+pub(crate) struct Installed {
+    cluster: Option<Cluster>,
+}
+
+impl std::ops::Deref for Installed {
+    type Target = Cluster;
+
+    fn deref(&self) -> &Cluster {
+        self.cluster
+            .as_ref()
+            .expect("the installation is there until teardown")
+    }
+}
+
+impl Drop for Installed {
+    fn drop(&mut self) {
+        let Some(cluster) = self.cluster.take() else {
+            return;
+        };
+        let ns = cluster.ns.name.clone();
+        let prefix = cluster.redis_prefix.clone();
+        // Kills the operator and the workers, and asks for the namespace's deletion.
+        drop(cluster);
+        if let Ok(names) =
+            kubecrawl_e2e::kubectl_ok(&["get", "crawljobs", "-n", &ns, "-o", "name"], None)
+        {
+            for name in names.lines().filter(|l| !l.is_empty()) {
+                let _ = kubecrawl_e2e::kubectl(
+                    &[
+                        "patch",
+                        "-n",
+                        &ns,
+                        name,
+                        "--type=merge",
+                        "-p",
+                        r#"{"metadata":{"finalizers":null}}"#,
+                    ],
+                    None,
+                );
+            }
+        }
+        if let Ok(client) = redis::Client::open(TestEnv::get().redis_url)
+            && let Ok(mut conn) = client.get_connection()
+        {
+            let mut cursor: u64 = 0;
+            loop {
+                let Ok((next, keys)): redis::RedisResult<(u64, Vec<String>)> = redis::cmd("SCAN")
+                    .arg(cursor)
+                    .arg("MATCH")
+                    .arg(format!("{prefix}:*"))
+                    .arg("COUNT")
+                    .arg(1000)
+                    .query(&mut conn)
+                else {
+                    return;
+                };
+                if !keys.is_empty() {
+                    let _: redis::RedisResult<()> = redis::cmd("DEL").arg(&keys).query(&mut conn);
+                }
+                if next == 0 {
+                    return;
+                }
+                cursor = next;
+            }
+        }
+    }
 }
 
 /// Deletes the test's CrawlJobs while the operator still runs (so its finalizer lets them
 /// go and the namespace can be deleted), then stops the operator and the workers.
-pub(crate) async fn teardown(cluster: Cluster) {
+pub(crate) async fn teardown(mut installed: Installed) {
+    let Some(cluster) = installed.cluster.take() else {
+        return;
+    };
     let jobs = cluster.jobs();
     let _ = jobs
         .delete_collection(&DeleteParams::default(), &ListParams::default())
