@@ -104,6 +104,13 @@ async fn run_doc(path: &str, needs: Needs) -> usize {
                     continue;
                 }
             };
+            if let Some(tool) = sandbox.missing_tool(&mapped) {
+                failures.push(format!(
+                    "{context}\n`{tool}` is not installed here (the docs use it; install it, \
+                     e.g. `apt-get install {tool}`)"
+                ));
+                continue;
+            }
             let result = sandbox.run(&mapped).await;
             ran += 1;
             let problem = check(&mapped, &result, must_fail, &command.shown, &sandbox.dir);

@@ -22,6 +22,10 @@ const LOCAL_HOSTS: &[&str] = &[
     "127.0.0.1",
     "localhost",
 ];
+/// Programs the docs' commands use besides the workspace's own; a missing one is named
+/// rather than left to a "command not found". (`make env-up` installs kcat, builds kubectl
+/// and helm; jq comes from the machine.)
+const TOOLS: &[&str] = &["kubectl", "helm", "jq", "kcat"];
 /// Binaries the docs run, by the package that builds them.
 const BINARIES: &[(&str, &str)] = &[
     ("kubecrawl-worker", "kubecrawl-worker"),
@@ -346,6 +350,24 @@ impl Sandbox {
             .spawn()
             .expect("the operator starts");
         self.operator = Some(child);
+    }
+
+    /// The first program of [`TOOLS`] that `script` runs and the sandbox's `PATH` lacks.
+    pub(crate) fn missing_tool(&self, script: &str) -> Option<&'static str> {
+        let path = self
+            .env
+            .iter()
+            .find(|(k, _)| k == "PATH")
+            .map(|(_, v)| v.as_str())
+            .unwrap_or_default();
+        TOOLS.iter().copied().find(|tool| {
+            let used = Regex::new(&format!(r"(^|[\s|;&(]){tool}(\s|$)"))
+                .expect("a valid regex")
+                .is_match(script);
+            used && !path
+                .split(':')
+                .any(|dir| Path::new(dir).join(tool).is_file())
+        })
     }
 
     /// Runs `script` (already mapped) with bash in the working directory.
