@@ -6,7 +6,8 @@ SHELL := /bin/bash
 # clone reuses compiled dependencies. Override with CARGO_TARGET_DIR.
 KUBECRAWL_CACHE ?= $(or $(XDG_CACHE_HOME),$(HOME)/.cache)/kubecrawl
 export CARGO_TARGET_DIR ?= $(KUBECRAWL_CACHE)/target
-ENV := . .testenv/env &&
+# The environment file env-up writes (KUBECRAWL_STATE moves it, e.g. to share one environment).
+ENV := . $(or $(KUBECRAWL_STATE),.testenv)/env &&
 
 .PHONY: help env-up env-down env-status env-clean test unit lint crds bench-frontier bench-crawl
 
