@@ -174,7 +174,8 @@ pub struct CrawlJobSpec {
 }]))]
 pub struct Politeness {
     /// Requests allowed per domain within each window (with windowSeconds). 1 to 100000.
-    /// Unset means the fleet's default (10 per 60 seconds).
+    /// Unset: no per-window limit (only delayMillis applies). Without a politeness object at
+    /// all, the fleet's default applies (10 per 60 seconds).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schemars(range(min = 1, max = 100000))]
     pub hits: Option<u32>,

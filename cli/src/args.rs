@@ -90,7 +90,7 @@ pub struct KafkaArgs {
 /// How to reach the Redis frontier.
 #[derive(Debug, Clone, Args)]
 pub struct RedisArgs {
-    /// The Redis frontier, `redis://[user:password@]host:port[/db]` (`rediss://` for TLS).
+    /// The Redis frontier, `redis://[user:password@]host:port[/db]`.
     #[arg(long, env = "KUBECRAWL_REDIS_URL")]
     pub redis_url: String,
     /// The Redis key prefix shared by the operator and the workers.

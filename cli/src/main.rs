@@ -25,7 +25,8 @@ async fn run() -> anyhow::Result<()> {
     let filter = EnvFilter::try_new(&cli.log.log).context("--log is not a valid tracing filter")?;
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
-        .with_writer(std::io::stderr);
+        .with_writer(std::io::stderr)
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()));
     match cli.log.log_format {
         LogFormat::Plain => builder.init(),
         LogFormat::Json => builder.json().flatten_event(true).init(),

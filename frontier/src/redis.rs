@@ -8,7 +8,7 @@
 //!
 //! # Key layout
 //!
-//! `P` is the prefix ([`RedisFrontier::connect`], default `kc`), `S` the spiderid, `J` a job's
+//! `P` is the prefix ([`RedisFrontier::connect`], `kubecrawl` in the binaries), `S` the spiderid, `J` a job's
 //! number (assigned at registration, unique within its spider), `D` a domain (host), `p` a
 //! priority. Every key of a spider starts with `P:{S}`, so all keys one script touches share
 //! one Redis Cluster hash slot (`{S}` is the hash tag).

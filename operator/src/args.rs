@@ -11,8 +11,7 @@ use clap::{Parser, ValueEnum};
 #[derive(Debug, Clone, Parser)]
 #[command(name = "kubecrawl-operator", version, about)]
 pub struct Args {
-    /// The Redis frontier shared with the workers, `redis://[user:password@]host:port[/db]`
-    /// (`rediss://` for TLS).
+    /// The Redis frontier shared with the workers, `redis://[user:password@]host:port[/db]`.
     #[arg(long, env = "KUBECRAWL_REDIS_URL")]
     pub redis_url: String,
     /// The Redis key prefix shared with the workers.

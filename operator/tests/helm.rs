@@ -18,8 +18,6 @@ use kubecrawl_e2e::kubelet::{CommandMap, FakeKubelet, KubeletConfig};
 use kubecrawl_e2e::site::{SiteConfig, TestSite};
 use kubecrawl_e2e::{TestEnv, TestNamespace, ensure_crd, kubectl_ok, repo_path};
 
-const RELEASE: &str = "kc";
-
 /// A kubeconfig that authenticates as `system:serviceaccount:<ns>:<sa>` with a fresh token.
 fn service_account_kubeconfig(env: &TestEnv, ns: &str, sa: &str, dir: &Path) -> std::path::PathBuf {
     let token = kubectl_ok(&["create", "token", sa, "-n", ns, "--duration", "1h"], None)
@@ -50,6 +48,8 @@ async fn helm_install_then_the_chart_operator_crawls_with_its_own_rbac() {
     let env = TestEnv::get();
     let client = env.kube_client().await.expect("client");
     let ns = TestNamespace::create("e2e-helm").expect("namespace");
+    // A release of its own: the chart's cluster-scoped RBAC is named after it.
+    let release = ns.name.clone();
     let site = TestSite::start(SiteConfig::default()).await.expect("site");
     let truth = site.reachable(&site.reach()).expect("ground truth");
     let dir = std::env::temp_dir().join(format!("kubecrawl-{}", ns.name));
@@ -77,7 +77,7 @@ async fn helm_install_then_the_chart_operator_crawls_with_its_own_rbac() {
     );
     let install = kubectl_helm(&[
         "install",
-        RELEASE,
+        &release,
         chart.to_str().expect("utf-8"),
         "-n",
         &ns.name,
@@ -100,11 +100,11 @@ async fn helm_install_then_the_chart_operator_crawls_with_its_own_rbac() {
     );
 
     // The Pod's ServiceAccount credentials and its mounted fleet configuration.
-    let sa = format!("{RELEASE}-kubecrawl-operator");
+    let sa = format!("{release}-kubecrawl-operator");
     let kubeconfig = service_account_kubeconfig(&env, &ns.name, &sa, &dir);
     let cms: Api<ConfigMap> = Api::namespaced(client.clone(), &ns.name);
     let fleets = cms
-        .get(&format!("{RELEASE}-kubecrawl-fleets"))
+        .get(&format!("{release}-kubecrawl-fleets"))
         .await
         .expect("fleet ConfigMap");
     let fleets_file = dir.join("fleets.yaml");
@@ -170,7 +170,7 @@ async fn helm_install_then_the_chart_operator_crawls_with_its_own_rbac() {
 
     let uninstall = kubectl_helm(&[
         "uninstall",
-        RELEASE,
+        &release,
         "-n",
         &ns.name,
         "--wait",

@@ -182,7 +182,7 @@ pub struct RunArgs {
     /// The spider fleet this worker serves.
     #[arg(long, env = "KUBECRAWL_SPIDER")]
     pub spider: String,
-    /// The Redis frontier, `redis://[user:password@]host:port[/db]` (`rediss://` for TLS).
+    /// The Redis frontier, `redis://[user:password@]host:port[/db]`.
     #[arg(long, env = "KUBECRAWL_REDIS_URL")]
     pub redis_url: String,
     /// The Redis key prefix shared by the operator and the workers.

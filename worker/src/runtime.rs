@@ -440,7 +440,11 @@ impl Worker {
         let spider = self.spider.clone();
         let response_job = job.clone();
         let lease_for_parse = lease.clone();
+        // The request's span follows the work onto the blocking thread, so whatever the
+        // spider logs carries appid, crawlid, spiderid and url.
+        let span = tracing::Span::current();
         let parsed = tokio::task::spawn_blocking(move || {
+            let _entered = span.enter();
             let response = build_response(&lease_for_parse, page, &response_job);
             spider.parse(&response)
         })
