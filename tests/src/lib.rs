@@ -128,6 +128,13 @@ pub fn helm(args: &[&str]) -> Result<(bool, String)> {
     Ok((out.status.success(), text))
 }
 
+/// Installs the process's TLS provider (ring), which an HTTP client needs when the workspace
+/// builds reqwest with `rustls-no-provider` (the worker does, and features are unified in a
+/// workspace build). Safe to call any number of times.
+pub fn install_tls_provider() {
+    let _ = rustls::crypto::ring::default_provider().install_default();
+}
+
 /// Path of a file in the repository, from the tests crate's manifest directory.
 pub fn repo_path(relative: &str) -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR"))

@@ -488,6 +488,7 @@ async fn the_binary_prints_its_addresses_and_serves_until_sigterm() {
         let count = twin.reachable(&twin.reach().max_depth(2)).unwrap().len();
         assert_eq!(info["reachable"], count);
 
+        kubecrawl_e2e::install_tls_provider();
         let http = reqwest::Client::builder()
             .no_proxy()
             .resolve("site.test", addr)

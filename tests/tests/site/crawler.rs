@@ -22,6 +22,7 @@ pub(crate) fn client_with(
     site: &TestSite,
     tune: impl FnOnce(reqwest::ClientBuilder) -> reqwest::ClientBuilder,
 ) -> reqwest::Client {
+    kubecrawl_e2e::install_tls_provider();
     let mut builder = reqwest::Client::builder()
         .no_proxy()
         .redirect(Policy::none())
