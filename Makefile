@@ -28,7 +28,7 @@ env-clean: env-down ## stop the services and delete their data (.testenv)
 
 test: env-up ## bring the environment up and run every test of the workspace against it
 	cargo build --workspace --bins --locked
-	$(ENV) cargo test --workspace --locked
+	$(ENV) cargo test --workspace --locked --no-fail-fast
 
 unit: ## the tests that need no services
 	cargo test --workspace --locked --lib --bins
