@@ -4,44 +4,15 @@
 use std::collections::BTreeMap;
 use std::time::Duration;
 
-use kubecrawl_api::Politeness;
 use kubecrawl_frontier::{
-    Completion, CrawlRequest, DomainRules, Frontier, JobPolicy, JobRef, Outcome, RetryOutcome,
-    RetryRequest, SpiderBacklog,
+    Completion, CrawlRequest, DomainRules, Frontier, JobRef, Outcome, RetryOutcome, RetryRequest,
+    SpiderBacklog,
 };
 
 use crate::harness::Harness;
+use crate::suite::{LONG, SPIDER, delay_policy, registered};
 
-const SPIDER: &str = "link";
 const OTHER_SPIDER: &str = "wandering";
-const LONG: Duration = Duration::from_secs(60);
-
-fn job(crawlid: &str) -> JobRef {
-    JobRef {
-        spiderid: SPIDER.to_owned(),
-        appid: "testapp".to_owned(),
-        crawlid: crawlid.to_owned(),
-    }
-}
-
-fn delay_policy(delay_millis: u32) -> JobPolicy {
-    JobPolicy {
-        politeness: Some(Politeness {
-            hits: None,
-            window_seconds: None,
-            delay_millis: Some(delay_millis),
-            obey_robots: true,
-            per_ip: false,
-        }),
-        ..JobPolicy::unlimited()
-    }
-}
-
-async fn registered<H: Harness>(h: &H, crawlid: &str, policy: &JobPolicy) -> JobRef {
-    let j = job(crawlid);
-    h.frontier().register(&j, policy).await.expect("registers");
-    j
-}
 
 async fn seed<H: Harness>(h: &H, j: &JobRef, urls: &[&str], priority: i32) {
     let seeds: Vec<CrawlRequest> = urls

@@ -11,10 +11,10 @@ use kubecrawl_frontier::{
 
 use crate::harness::Harness;
 
-const SPIDER: &str = "link";
-const LONG: Duration = Duration::from_secs(60);
+pub(crate) const SPIDER: &str = "link";
+pub(crate) const LONG: Duration = Duration::from_secs(60);
 
-fn job(crawlid: &str) -> JobRef {
+pub(crate) fn job(crawlid: &str) -> JobRef {
     JobRef {
         spiderid: SPIDER.to_owned(),
         appid: "testapp".to_owned(),
@@ -26,7 +26,7 @@ fn req(url: &str, priority: i32) -> CrawlRequest {
     CrawlRequest::seed(url, priority)
 }
 
-fn delay_policy(delay_millis: u32) -> JobPolicy {
+pub(crate) fn delay_policy(delay_millis: u32) -> JobPolicy {
     JobPolicy {
         politeness: Some(Politeness {
             hits: None,
@@ -39,7 +39,7 @@ fn delay_policy(delay_millis: u32) -> JobPolicy {
     }
 }
 
-async fn registered<H: Harness>(h: &H, crawlid: &str, policy: &JobPolicy) -> JobRef {
+pub(crate) async fn registered<H: Harness>(h: &H, crawlid: &str, policy: &JobPolicy) -> JobRef {
     let j = job(crawlid);
     h.frontier().register(&j, policy).await.expect("registers");
     j
