@@ -59,6 +59,26 @@ async fn wait_replicas(cluster: &Cluster, want: i32) {
     }
 }
 
+/// Waits (up to `secs`) until a job is Succeeded; `what` names the expectation on failure.
+async fn succeeded(cluster: &Cluster, name: &str, secs: u64, what: &str) -> CrawlJob {
+    cluster
+        .wait_job(name, Duration::from_secs(secs), |j| {
+            phase(j) == Phase::Succeeded
+        })
+        .await
+        .expect(what)
+}
+
+/// Waits (up to 60 s) until a job has fetched at least `pages` pages: it is mid-crawl.
+async fn with_pages(cluster: &Cluster, name: &str, pages: u64, what: &str) -> CrawlJob {
+    cluster
+        .wait_job(name, Duration::from_secs(60), |j| {
+            j.status.as_ref().is_some_and(|s| s.pages >= pages)
+        })
+        .await
+        .expect(what)
+}
+
 /// `kubectl get crawljobs` as rows of columns.
 fn table(ns: &str) -> Vec<Vec<String>> {
     kubectl_ok(&["get", "crawljobs", "-n", ns], None)
@@ -109,12 +129,7 @@ async fn a_link_job_crawls_the_site_succeeds_and_scales_back_to_zero() {
         .expect("running");
     let during = table(&cluster.ns.name);
 
-    let done = cluster
-        .wait_job("link-job", Duration::from_secs(120), |j| {
-            phase(j) == Phase::Succeeded
-        })
-        .await
-        .expect("succeeded");
+    let done = succeeded(&cluster, "link-job", 120, "succeeded").await;
     let status = done.status.clone().expect("status");
     assert_eq!(
         status.pages,
@@ -298,12 +313,7 @@ async fn deleting_a_job_mid_crawl_purges_it_and_spares_the_other() {
         .expect("created");
     let frontier = cluster.frontier().await.expect("frontier");
     let doomed = cluster.job_ref("link", "doomed");
-    cluster
-        .wait_job("doomed", Duration::from_secs(60), |j| {
-            j.status.as_ref().is_some_and(|s| s.pages >= 20)
-        })
-        .await
-        .expect("mid-crawl");
+    with_pages(&cluster, "doomed", 20, "mid-crawl").await;
     let before = frontier
         .job_stats(&doomed)
         .await
@@ -337,12 +347,7 @@ async fn deleting_a_job_mid_crawl_purges_it_and_spares_the_other() {
     );
     assert_eq!(frontier.policy(&doomed).await.expect("policy"), None);
 
-    let kept = cluster
-        .wait_job("kept", Duration::from_secs(120), |j| {
-            phase(j) == Phase::Succeeded
-        })
-        .await
-        .expect("the other job finished");
+    let kept = succeeded(&cluster, "kept", 120, "the other job finished").await;
     assert_eq!(kept.status.expect("status").pages, truth.len() as u64);
     cluster.shutdown().await.expect("clean shutdown");
 }
@@ -361,24 +366,14 @@ async fn an_operator_restart_seeds_nothing_twice_and_status_carries_on() {
         .create_job("restart", link_spec(&cluster.site.root(), "restart", 1, 15))
         .await
         .expect("created");
-    let before = cluster
-        .wait_job("restart", Duration::from_secs(60), |j| {
-            j.status.as_ref().is_some_and(|s| s.pages >= 30)
-        })
-        .await
-        .expect("mid-crawl");
+    let before = with_pages(&cluster, "restart", 30, "mid-crawl").await;
     assert_eq!(
         cluster.stop_operator().await.expect("stops"),
         Some(0),
         "the operator exits 0 on SIGTERM"
     );
     cluster.start_operator().await.expect("starts again");
-    let done = cluster
-        .wait_job("restart", Duration::from_secs(120), |j| {
-            phase(j) == Phase::Succeeded
-        })
-        .await
-        .expect("succeeded after the restart");
+    let done = succeeded(&cluster, "restart", 120, "succeeded after the restart").await;
     let status = done.status.expect("status");
     assert!(status.pages >= before.status.expect("status").pages);
     assert_eq!(
@@ -614,12 +609,7 @@ async fn a_suspended_job_pauses_and_resumes() {
         .create_job("pausing", link_spec(&cluster.site.root(), "pausing", 1, 20))
         .await
         .expect("created");
-    cluster
-        .wait_job("pausing", Duration::from_secs(60), |j| {
-            j.status.as_ref().is_some_and(|s| s.pages >= 10)
-        })
-        .await
-        .expect("mid-crawl");
+    with_pages(&cluster, "pausing", 10, "mid-crawl").await;
     let patch = serde_json::json!({"spec": {"suspend": true}});
     cluster
         .jobs()
@@ -652,12 +642,7 @@ async fn a_suspended_job_pauses_and_resumes() {
         .patch("pausing", &PatchParams::default(), &Patch::Merge(&patch))
         .await
         .expect("resume");
-    let done = cluster
-        .wait_job("pausing", Duration::from_secs(120), |j| {
-            phase(j) == Phase::Succeeded
-        })
-        .await
-        .expect("succeeded after resume");
+    let done = succeeded(&cluster, "pausing", 120, "succeeded after resume").await;
     assert_eq!(done.status.expect("status").pages, truth.len() as u64);
     cluster.shutdown().await.expect("clean shutdown");
 }
@@ -678,12 +663,7 @@ async fn a_standby_replica_takes_over_when_the_leader_stops() {
         .create_job("led", link_spec(&cluster.site.root(), "led", 1, 20))
         .await
         .expect("created");
-    cluster
-        .wait_job("led", Duration::from_secs(60), |j| {
-            j.status.as_ref().is_some_and(|s| s.pages >= 10)
-        })
-        .await
-        .expect("mid-crawl");
+    with_pages(&cluster, "led", 10, "mid-crawl").await;
     let mut standby = cluster.spawn_operator().expect("a second replica");
     tokio::time::sleep(Duration::from_secs(4)).await;
     assert!(cluster.operator_log(1).contains("became leader"));
@@ -710,12 +690,7 @@ async fn a_standby_replica_takes_over_when_the_leader_stops() {
         "standby took over {:?} after the leader stopped",
         started.elapsed()
     );
-    let done = cluster
-        .wait_job("led", Duration::from_secs(120), |j| {
-            phase(j) == Phase::Succeeded
-        })
-        .await
-        .expect("the new leader finished the job");
+    let done = succeeded(&cluster, "led", 120, "the new leader finished the job").await;
     assert_eq!(done.status.expect("status").pages, truth.len() as u64);
     if let Some(pid) = standby.id() {
         let _ = nix::sys::signal::kill(
