@@ -12,9 +12,8 @@ use tokio_util::sync::CancellationToken;
 use crate::args::RunArgs;
 use crate::metrics::{self, Metrics};
 use crate::runtime::{Worker, WorkerConfig, default_worker_name};
-use crate::sink::kafka::{KafkaConfig, KafkaSink};
 use crate::spider::Registry;
-use crate::{Error, Result, fetch_config, robots_cache};
+use crate::{Error, Result, fetcher, kafka_sink, robots_cache, spider};
 
 /// Runs a fleet worker until `shutdown`.
 ///
@@ -22,24 +21,12 @@ use crate::{Error, Result, fetch_config, robots_cache};
 /// An unknown spider, Redis unreachable at start-up, an invalid Kafka configuration, or the
 /// metrics address cannot be bound.
 pub async fn run(args: RunArgs, registry: &Registry, shutdown: CancellationToken) -> Result<()> {
-    let spider = registry
-        .get(&args.spider)
-        .ok_or_else(|| Error::UnknownSpider {
-            name: args.spider.clone(),
-            known: registry.names().join(", "),
-        })?;
+    let spider = spider(registry, &args.spider)?;
     let config = FrontierConfig::default();
     let frontier = RedisFrontier::connect(&args.redis_url, &args.redis_prefix, config.clone())
         .await
         .map_err(Error::frontier("connect"))?;
-    let sink = KafkaSink::new(KafkaConfig {
-        brokers: args.kafka_brokers.clone(),
-        topic_prefix: args.kafka.topic_prefix.clone(),
-        per_appid_topics: args.kafka.per_appid_topics,
-        properties: args.kafka.properties.clone(),
-        delivery_timeout: args.kafka.delivery_timeout,
-    })
-    .map_err(|source| Error::Sink { source })?;
+    let sink = kafka_sink(&args.kafka_brokers, &args.kafka)?;
 
     let metrics = Metrics::new();
     let listener = tokio::net::TcpListener::bind(args.metrics_addr)
@@ -56,7 +43,7 @@ pub async fn run(args: RunArgs, registry: &Registry, shutdown: CancellationToken
 
     let worker = Arc::new(Worker::new(
         Arc::new(frontier),
-        fetch_config(&args.fetch)?,
+        fetcher(&args.fetch)?,
         robots_cache(&args.fetch),
         spider,
         Arc::new(sink),

@@ -106,7 +106,8 @@ impl Error {
 /// The worker's result type.
 pub type Result<T, E = Error> = std::result::Result<T, E>;
 
-fn fetch_config(args: &args::FetchArgs) -> Result<fetch::Fetcher> {
+/// The HTTP client a worker's fetch flags describe.
+fn fetcher(args: &args::FetchArgs) -> Result<fetch::Fetcher> {
     fetch::Fetcher::new(fetch::FetchConfig {
         connect_timeout: args.connect_timeout,
         timeout: args.timeout,
@@ -120,6 +121,26 @@ fn fetch_config(args: &args::FetchArgs) -> Result<fetch::Fetcher> {
         resolve: args.resolve.clone(),
     })
     .map_err(|source| Error::HttpClient { source })
+}
+
+/// The spider named `name` in `registry`, or an error listing the names it has.
+fn spider(registry: &spider::Registry, name: &str) -> Result<std::sync::Arc<dyn spider::Spider>> {
+    registry.get(name).ok_or_else(|| Error::UnknownSpider {
+        name: name.to_owned(),
+        known: registry.names().join(", "),
+    })
+}
+
+/// The Kafka sink for `brokers` with the output flags `args`.
+fn kafka_sink(brokers: &str, args: &args::KafkaArgs) -> Result<sink::kafka::KafkaSink> {
+    sink::kafka::KafkaSink::new(sink::kafka::KafkaConfig {
+        brokers: brokers.to_owned(),
+        topic_prefix: args.topic_prefix.clone(),
+        per_appid_topics: args.per_appid_topics,
+        properties: args.properties.clone(),
+        delivery_timeout: args.delivery_timeout,
+    })
+    .map_err(|source| Error::Sink { source })
 }
 
 /// The robots.txt cache a worker uses: bounded to 10,000 origins.

@@ -20,9 +20,8 @@ use crate::metrics::Metrics;
 use crate::runtime::{Worker, WorkerConfig};
 use crate::sink::Sink;
 use crate::sink::jsonl::JsonLines;
-use crate::sink::kafka::{KafkaConfig, KafkaSink};
 use crate::spider::Registry;
-use crate::{Error, Result, fetch_config, robots_cache};
+use crate::{Error, Result, fetcher, kafka_sink, robots_cache, spider};
 
 /// What a standalone crawl did.
 #[derive(Debug, Clone)]
@@ -99,12 +98,7 @@ pub async fn crawl(
     registry: &Registry,
     shutdown: CancellationToken,
 ) -> Result<CrawlSummary> {
-    let spider = registry
-        .get(&args.spider)
-        .ok_or_else(|| Error::UnknownSpider {
-            name: args.spider.clone(),
-            known: registry.names().join(", "),
-        })?;
+    let spider = spider(registry, &args.spider)?;
     let seeds = seeds(&args.urls)?;
     let crawlid = args.crawlid.clone().unwrap_or_else(|| {
         format!(
@@ -159,16 +153,7 @@ pub async fn crawl(
         .map_err(Error::frontier("seed"))?;
 
     let sink: Arc<dyn Sink> = match &args.kafka {
-        Some(brokers) => Arc::new(
-            KafkaSink::new(KafkaConfig {
-                brokers: brokers.clone(),
-                topic_prefix: args.kafka_args.topic_prefix.clone(),
-                per_appid_topics: args.kafka_args.per_appid_topics,
-                properties: args.kafka_args.properties.clone(),
-                delivery_timeout: args.kafka_args.delivery_timeout,
-            })
-            .map_err(|source| Error::Sink { source })?,
-        ),
+        Some(brokers) => Arc::new(kafka_sink(brokers, &args.kafka_args)?),
         None => Arc::new(
             JsonLines::create(&args.output.to_string_lossy())
                 .map_err(|source| Error::Sink { source })?,
@@ -178,7 +163,7 @@ pub async fn crawl(
     let metrics = Metrics::new();
     let worker = Arc::new(Worker::new(
         frontier.clone(),
-        fetch_config(&args.fetch)?,
+        fetcher(&args.fetch)?,
         robots_cache(&args.fetch),
         spider,
         sink,
