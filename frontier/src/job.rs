@@ -143,6 +143,10 @@ pub struct JobStats {
     pub seeded: bool,
     /// The job is suspended.
     pub suspended: bool,
+    /// A suspend or resume has not finished walking the job's queues (the client doing it
+    /// was interrupted): calling [`crate::Frontier::suspend`] or [`crate::Frontier::resume`]
+    /// again finishes it.
+    pub settling: bool,
 }
 
 impl JobStats {

@@ -149,6 +149,26 @@ pub enum Error {
     },
 }
 
+impl Error {
+    /// Whether the same call may succeed later unchanged: Redis could not be reached or did
+    /// not answer. Everything else (a bad reply, a policy that does not compile, a corrupt
+    /// record, an unknown job, a bad name) stays as it is until something changes.
+    pub fn is_transient(&self) -> bool {
+        match self {
+            Self::Connect { .. } => true,
+            Self::Redis { source, .. } => {
+                !matches!(source.retry_method(), ::redis::RetryMethod::NoRetry)
+            }
+            Self::Reply { .. }
+            | Self::Policy { .. }
+            | Self::UnknownJob { .. }
+            | Self::Purging { .. }
+            | Self::InvalidName { .. }
+            | Self::Record { .. } => false,
+        }
+    }
+}
+
 /// The frontier's result type.
 pub type Result<T, E = Error> = std::result::Result<T, E>;
 
@@ -213,6 +233,15 @@ pub trait Frontier: Send + Sync {
     /// [`FrontierConfig::max_retries`] and counts an error.
     async fn retry(&self, lease: &Lease, retry: RetryRequest) -> Result<RetryOutcome>;
 
+    /// Moves the deadline of each lease of `leases` that is still held to `duration` from now,
+    /// so a slow page (robots.txt, redirects, retries, a slow publish) keeps its lease while its
+    /// worker is alive, and a dead worker's lease still expires soon. Returns how many were
+    /// still held; a lease that was reclaimed or acknowledged meanwhile is left alone.
+    ///
+    /// # Guarantees
+    /// Extending never revives a lease: only leases held at the time of the call move.
+    async fn extend(&self, leases: &[Lease], duration: Duration) -> Result<usize>;
+
     /// Gives a lease back without counting anything (a worker shutting down): the request
     /// returns to the head of its queue. Returns false when the lease was no longer held.
     async fn release(&self, lease: &Lease) -> Result<bool>;
@@ -223,7 +252,10 @@ pub trait Frontier: Send + Sync {
 
     /// Suspends a job: nothing of it is leased and it accepts nothing until resumed; its
     /// queues, dedupe and counters are kept. Returns false when the job is not registered.
-    /// Time proportional to the job's number of (domain, priority) queues.
+    /// The state changes at once; its queues are then detached in bounded chunks (time
+    /// proportional to the job's number of (domain, priority) queues, spread over calls that
+    /// each block Redis briefly). If interrupted, the job reads [`JobStats::settling`] and
+    /// calling this again finishes the work.
     async fn suspend(&self, job: &JobRef) -> Result<bool>;
 
     /// Resumes a suspended job. Returns false when the job is not registered.
@@ -234,6 +266,12 @@ pub trait Frontier: Send + Sync {
     /// and scheduled retries of the job are dropped when they come back. Returns false when
     /// the job was not registered.
     async fn purge(&self, job: &JobRef) -> Result<bool>;
+
+    /// The identity of spider `spiderid`'s frontier state: a random id created with the
+    /// state's first use and kept as long as the state is. When it changes, the state was
+    /// lost (Redis restarted without persistence, or failed over to an empty replica) and
+    /// every job of the spider must be seeded again or failed, never reported as done.
+    async fn epoch(&self, spiderid: &str) -> Result<String>;
 
     /// Reads a job's accounting in O(1) (one small hash). `None` when not registered.
     async fn job_stats(&self, job: &JobRef) -> Result<Option<JobStats>>;
@@ -300,6 +338,21 @@ pub trait Frontier: Send + Sync {
         }
         Ok(out)
     }
+}
+
+/// A new random epoch: 16 hex digits from the time, the process and the standard library's
+/// randomly seeded hasher; unique in practice.
+pub(crate) fn new_epoch() -> String {
+    use std::hash::BuildHasher;
+    let nanos = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_nanos());
+    let random =
+        std::collections::hash_map::RandomState::new().hash_one((nanos, std::process::id()));
+    format!(
+        "{:016x}",
+        random ^ xxhash_rust::xxh3::xxh3_64(&nanos.to_le_bytes())
+    )
 }
 
 /// Checks a name that becomes part of a Redis key.

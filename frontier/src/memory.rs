@@ -38,6 +38,8 @@ struct Inner {
     config: FrontierConfig,
     clock: Arc<dyn Clock>,
     spiders: Mutex<HashMap<String, Spider>>,
+    /// The state lives as long as this value: one epoch for every spider.
+    epoch: String,
 }
 
 impl Default for MemoryFrontier {
@@ -60,6 +62,7 @@ impl MemoryFrontier {
                 config,
                 clock,
                 spiders: Mutex::new(HashMap::new()),
+                epoch: crate::new_epoch(),
             }),
         }
     }
@@ -258,6 +261,19 @@ impl Frontier for MemoryFrontier {
         })
     }
 
+    async fn extend(&self, leases: &[Lease], duration: Duration) -> Result<usize> {
+        let dur = duration_micros(duration).max(1);
+        let mut held = 0;
+        for lease in leases {
+            if self.with_spider(&lease.id.spiderid, |s, now| {
+                s.extend_lease(lease.id.number, now + dur)
+            })? {
+                held += 1;
+            }
+        }
+        Ok(held)
+    }
+
     async fn release(&self, lease: &Lease) -> Result<bool> {
         self.with_spider(&lease.id.spiderid, |s, now| {
             match s.take_lease(lease.id.number) {
@@ -284,6 +300,11 @@ impl Frontier for MemoryFrontier {
 
     async fn purge(&self, job: &JobRef) -> Result<bool> {
         self.with_spider(&job.spiderid, |s, _| s.purge(&job.appid, &job.crawlid))
+    }
+
+    async fn epoch(&self, spiderid: &str) -> Result<String> {
+        check_name("spiderid", spiderid)?;
+        Ok(self.inner.epoch.clone())
     }
 
     async fn job_stats(&self, job: &JobRef) -> Result<Option<JobStats>> {

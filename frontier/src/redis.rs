@@ -34,6 +34,7 @@
 //! | `P:{S}:st:g:n` | hash, TTL | spider counts per status label in bucket `n` of `g` seconds ([`crate::stats`]); a 10 s bucket gets its TTL when rolled up |
 //! | `P:{S}:st:last` | string | the newest 10 s bucket, not yet rolled up into the coarser ones |
 //! | `P:{S}:st:life` | hash | lifetime spider counts per status label (rolled up) |
+//! | `P:{S}:epoch` | string | the identity of the spider's state ([`crate::Frontier::epoch`]) |
 //! | `P:{S}:workers` | sorted set, TTL | worker name → heartbeat expiry (µs) |
 //! | `P:spiders` | sorted set, TTL | spiderid → latest heartbeat expiry (µs); its own slot |
 //!
@@ -79,6 +80,9 @@ use crate::{
 
 /// Queues and dedupe buckets one purge call deletes at most, bounding how long it blocks Redis.
 const PURGE_CHUNK: u32 = 2000;
+/// Queues one suspend or resume call attaches or detaches at most, bounding how long it
+/// blocks Redis (a job may have a queue per (domain, priority): millions).
+const STATE_CHUNK: u32 = 1000;
 /// Requests one enqueue script call carries at most (seeds are sent in chunks of this).
 const SEED_CHUNK: usize = 1000;
 
@@ -256,6 +260,8 @@ impl Frontier for RedisFrontier {
         if reply.tag() == Some("purging") {
             return Err(Error::Purging { job: job.clone() });
         }
+        // An expired job registered again: attach its queues, in chunks.
+        self.set_state(job, "run").await?;
         Ok(())
     }
 
@@ -369,6 +375,25 @@ impl Frontier for RedisFrontier {
         }
     }
 
+    async fn extend(&self, leases: &[Lease], duration: Duration) -> Result<usize> {
+        let mut by_spider: BTreeMap<&str, Vec<&Lease>> = BTreeMap::new();
+        for lease in leases {
+            by_spider.entry(&lease.id.spiderid).or_default().push(lease);
+        }
+        let mut held = 0;
+        for (spiderid, leases) in by_spider {
+            let base = self.base(spiderid)?;
+            let mut inv = self.inner.scripts.extend.prepare_invoke();
+            inv.key(&base).arg(duration_micros(duration).max(1));
+            for lease in leases {
+                inv.arg(&lease.id.token);
+            }
+            let reply = Reply::new("extend", self.run("extend", &inv).await?)?;
+            held += usize::try_from(reply.int()?).unwrap_or(0);
+        }
+        Ok(held)
+    }
+
     async fn release(&self, lease: &Lease) -> Result<bool> {
         let base = self.base(&lease.id.spiderid)?;
         let mut inv = self.inner.scripts.release.prepare_invoke();
@@ -415,6 +440,26 @@ impl Frontier for RedisFrontier {
                 _ => return Err(reply.unexpected()),
             }
         }
+    }
+
+    async fn epoch(&self, spiderid: &str) -> Result<String> {
+        let key = format!("{}:epoch", self.base(spiderid)?);
+        let fresh = crate::new_epoch();
+        self.inner.round_trips.fetch_add(1, Ordering::Relaxed);
+        let mut conn = self.inner.conn.clone();
+        // SET NX GET: the existing epoch, or none when ours was just set.
+        let existing: Option<String> = redis::cmd("SET")
+            .arg(&key)
+            .arg(&fresh)
+            .arg("NX")
+            .arg("GET")
+            .query_async(&mut conn)
+            .await
+            .map_err(|source| Error::Redis {
+                op: "epoch",
+                source,
+            })?;
+        Ok(existing.unwrap_or(fresh))
     }
 
     async fn job_stats(&self, job: &JobRef) -> Result<Option<JobStats>> {
@@ -586,11 +631,22 @@ impl Frontier for RedisFrontier {
 }
 
 impl RedisFrontier {
+    /// Suspends or resumes a job, one chunk of its queues per call, until every queue is
+    /// detached or attached. Interrupted, it leaves the job [`JobStats::settling`], and the
+    /// next call for the same state carries on where it stopped.
     async fn set_state(&self, job: &JobRef, state: &'static str) -> Result<bool> {
         let base = self.base(&job.spiderid)?;
-        let mut inv = self.inner.scripts.suspend.prepare_invoke();
-        inv.key(&base).arg(job_field(job)?).arg(state);
-        let reply = Reply::new("suspend", self.run("suspend", &inv).await?)?;
-        Ok(reply.int()? == 1)
+        let field = job_field(job)?;
+        loop {
+            let mut inv = self.inner.scripts.suspend.prepare_invoke();
+            inv.key(&base).arg(&field).arg(state).arg(STATE_CHUNK);
+            let reply = Reply::new("suspend", self.run("suspend", &inv).await?)?;
+            match reply.status_text() {
+                Some("done") => return Ok(true),
+                Some("none") => return Ok(false),
+                Some("more") => {}
+                _ => return Err(reply.unexpected()),
+            }
+        }
     }
 }

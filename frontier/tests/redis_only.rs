@@ -209,3 +209,108 @@ async fn spider_counts_survive_the_roll_up_into_coarser_buckets() {
     }
     h.cleanup().await;
 }
+
+/// Regression: suspend, resume and re-registration walked every queue of the job in one Lua
+/// script, so a job with a million host queues stalled Redis for every worker. Now the walk
+/// runs in bounded chunks, and an interrupted walk shows as `settling` and is finished by the
+/// next call.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn suspend_and_resume_walk_a_large_job_in_chunks() {
+    let h = harness::redis("suspend-chunks").await;
+    let f: &RedisFrontier = harness::Harness::frontier(&h);
+    let j = job("many-hosts");
+    f.register(&j, &JobPolicy::unlimited())
+        .await
+        .expect("registers");
+    let hosts = 2_500;
+    let seeds: Vec<CrawlRequest> = (0..hosts)
+        .map(|i| CrawlRequest::seed(format!("http://h{i}.test/"), 1))
+        .collect();
+    f.seed(&j, &seeds).await.expect("seeds");
+
+    let before = f.round_trips();
+    assert!(f.suspend(&j).await.expect("suspends"));
+    let calls = f.round_trips() - before;
+    assert!(
+        calls >= 3,
+        "2500 queues were walked in {calls} script call(s)"
+    );
+    let s = f.job_stats(&j).await.expect("stats").expect("registered");
+    assert!(s.suspended && !s.settling, "{s:?}");
+    let leased = f
+        .lease(SPIDER, 100, Duration::from_secs(30))
+        .await
+        .expect("leases");
+    assert!(leased.is_empty(), "a suspended job was leased");
+
+    // An interrupted resume: one chunk only, as if the caller died after it.
+    let url = harness::redis_url();
+    let client = redis::Client::open(url.as_str()).expect("valid url");
+    let mut conn = client
+        .get_multiplexed_async_connection()
+        .await
+        .expect("connects");
+    let base = format!("{}:{{{SPIDER}}}", f.prefix());
+    let number: String = redis::cmd("HGET")
+        .arg(format!("{base}:jobs"))
+        .arg(r#"["testapp","many-hosts"]"#)
+        .query_async(&mut conn)
+        .await
+        .expect("job number");
+    let _: () = redis::cmd("HSET")
+        .arg(format!("{base}:job:{number}"))
+        .arg("st")
+        .arg("run")
+        .arg("cur")
+        .arg("0")
+        .query_async(&mut conn)
+        .await
+        .expect("marks an unfinished resume");
+    let s = f.job_stats(&j).await.expect("stats").expect("registered");
+    assert!(!s.suspended && s.settling, "{s:?}");
+    assert!(f.resume(&j).await.expect("resumes"));
+    let s = f.job_stats(&j).await.expect("stats").expect("registered");
+    assert!(!s.settling, "{s:?}");
+    let mut got = 0;
+    for _ in 0..100 {
+        let leases = f
+            .lease(SPIDER, 500, Duration::from_secs(30))
+            .await
+            .expect("leases");
+        if leases.is_empty() {
+            break;
+        }
+        got += leases.len();
+    }
+    assert_eq!(got, hosts, "every host's queue was attached again");
+    h.cleanup().await;
+}
+
+/// Losing Redis's data (a restart without persistence, a failover to an empty replica) must
+/// be detectable: the epoch changes. Simulated by deleting exactly this test's keys.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_epoch_changes_when_the_state_is_lost() {
+    let h = harness::redis("epoch-loss").await;
+    let f: &RedisFrontier = harness::Harness::frontier(&h);
+    let before = f.epoch(SPIDER).await.expect("epoch");
+    assert_eq!(f.epoch(SPIDER).await.expect("epoch"), before);
+    let url = harness::redis_url();
+    let client = redis::Client::open(url.as_str()).expect("valid url");
+    let mut conn = client
+        .get_multiplexed_async_connection()
+        .await
+        .expect("connects");
+    for key in harness::keys_with_prefix(&url, f.prefix()).await {
+        let _: () = redis::cmd("DEL")
+            .arg(&key)
+            .query_async(&mut conn)
+            .await
+            .expect("deletes");
+    }
+    let after = f.epoch(SPIDER).await.expect("epoch");
+    assert_ne!(
+        after, before,
+        "the state was lost but the epoch did not change"
+    );
+    h.cleanup().await;
+}

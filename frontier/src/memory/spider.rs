@@ -445,6 +445,15 @@ impl Spider {
         self.deadlines.add(id, deadline);
     }
 
+    /// Moves a held lease's deadline; false when the lease is not held.
+    pub(crate) fn extend_lease(&mut self, id: u64, deadline: u64) -> bool {
+        if !self.leases.contains_key(&id) {
+            return false;
+        }
+        self.deadlines.add(id, deadline);
+        true
+    }
+
     pub(crate) fn take_lease(&mut self, id: u64) -> Option<Leased> {
         self.deadlines.remove(&id);
         self.leases.remove(&id)

@@ -200,6 +200,7 @@ impl Reply {
                 "bl" => stats.blacklisted = n(),
                 "sd" => stats.seeded = value == "1",
                 "st" => stats.suspended = value == "susp",
+                "cur" => stats.settling = true,
                 _ => {
                     if let Some(code) = field.strip_prefix('c').and_then(|c| c.parse().ok()) {
                         stats.status_codes.insert(code, n());

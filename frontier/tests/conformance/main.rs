@@ -44,6 +44,8 @@ conformance!(
     suite::complete_filters_children_and_accounts,
     suite::budgets_cap_admissions,
     suite::expired_leases_come_back_once,
+    suite::extended_leases_outlive_their_first_deadline,
+    suite::the_epoch_is_stable_while_the_state_lives,
     suite::retry_backs_off_then_gives_up,
     suite::release_puts_the_request_back_first,
     suite::suspend_parks_and_resume_restores,

@@ -412,6 +412,62 @@ pub(crate) async fn expired_leases_come_back_once<H: Harness>(h: &H) {
     assert_eq!(stats(h, &j).await.queued, 2);
 }
 
+/// Regression: leases were never extended, so a page slower than the lease (robots.txt,
+/// redirects, a slow publish) was fetched twice.
+pub(crate) async fn extended_leases_outlive_their_first_deadline<H: Harness>(h: &H) {
+    let j = registered(h, "extend", &JobPolicy::unlimited()).await;
+    let seeds: Vec<CrawlRequest> = (0..4)
+        .map(|i| req(&format!("http://x{i}.test/"), 1))
+        .collect();
+    h.frontier().seed(&j, &seeds).await.expect("seeds");
+    let leases = h
+        .frontier()
+        .lease(SPIDER, 4, Duration::from_millis(400))
+        .await
+        .expect("leases");
+    assert_eq!(leases.len(), 4);
+    let (kept, dropped) = leases.split_at(2);
+    for _ in 0..3 {
+        h.advance(Duration::from_millis(250)).await;
+        let held = h
+            .frontier()
+            .extend(kept, Duration::from_millis(400))
+            .await
+            .expect("extends");
+        assert_eq!(held, 2, "an extended lease was lost");
+    }
+    // 750 ms after leasing: the two leases not extended came back, the extended ones did not.
+    let again = h.frontier().lease(SPIDER, 10, LONG).await.expect("leases");
+    let mut urls: Vec<&str> = again.iter().map(|l| l.request.url.as_str()).collect();
+    urls.sort();
+    let mut expected: Vec<&str> = dropped.iter().map(|l| l.request.url.as_str()).collect();
+    expected.sort();
+    assert_eq!(urls, expected);
+    // Extending a reclaimed lease does not revive it.
+    assert_eq!(
+        h.frontier().extend(dropped, LONG).await.expect("extends"),
+        0
+    );
+    for lease in kept {
+        assert!(matches!(
+            h.frontier()
+                .complete(lease, Outcome::status(200, 1))
+                .await
+                .expect("completes"),
+            Completion::Acked(_)
+        ));
+    }
+}
+
+pub(crate) async fn the_epoch_is_stable_while_the_state_lives<H: Harness>(h: &H) {
+    let first = h.frontier().epoch(SPIDER).await.expect("epoch");
+    assert_eq!(first.len(), 16, "{first}");
+    let other = h.client().await;
+    assert_eq!(other.epoch(SPIDER).await.expect("epoch"), first);
+    assert_eq!(h.frontier().epoch(SPIDER).await.expect("epoch"), first);
+    assert!(h.frontier().epoch("bad{name}").await.is_err());
+}
+
 pub(crate) async fn retry_backs_off_then_gives_up<H: Harness>(h: &H) {
     let j = registered(h, "retry", &delay_policy(0)).await;
     h.frontier()

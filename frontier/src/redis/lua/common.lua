@@ -179,13 +179,6 @@ local function detach(j, p, d)
   refresh_domain(d)
 end
 
-local function each_queue(j, fn)
-  for _, m in ipairs(redis.call('SMEMBERS', k_jq(j))) do
-    local p, d = string.match(m, '^(-?%d+):(.*)$')
-    if p then fn(j, p, d) end
-  end
-end
-
 -- Puts a leased request back at the head of its queue (reclaim, release, park).
 local function requeue_front(payload, now)
   local j, p, d, seq, rec = parse_payload(payload)

@@ -1,5 +1,7 @@
 -- register: ARGV = job field, appid, crawlid, policy json, expires_us (0: never), max pages
 -- (-1: none), domain max pages (-1: none), interval_us. Returns {job, generation} | {'purging'}.
+-- An expired job registered again gets its queues attached by the client's resume walk
+-- (suspend.lua), which the 'cur' field set here starts.
 local f = ARGV[1]
 local now = now_us()
 local j = redis.call('HGET', K_JOBS, f)
@@ -19,6 +21,6 @@ local gen = redis.call('HINCRBY', k_job(j), 'gen', 1)
 redis.call('HSET', k_job(j), 'pol', ARGV[4], 'exp', ARGV[5], 'mp', ARGV[6], 'dmp', ARGV[7], 'iv', ARGV[8])
 local exp = tonumber(ARGV[5])
 if st == 'run' and (exp == 0 or exp > now) and redis.call('HDEL', k_job(j), 'xd') == 1 then
-  each_queue(j, attach)
+  redis.call('HSET', k_job(j), 'cur', '0')
 end
 return { j, n2s(gen) }
