@@ -48,13 +48,25 @@ pub const MAX_WORKERS: u32 = 1000;
     printcolumn = r#"{"name":"Age","type":"date","jsonPath":".metadata.creationTimestamp"}"#
 )]
 #[serde(rename_all = "camelCase")]
+// The job's identity (spiderid, appid, crawlid) names its state in the frontier; changing it
+// on a live object would orphan that state, so the API server refuses it (transition rules).
+#[schemars(extend("x-kubernetes-validations" = [{
+    "rule": "has(self.crawlid) == has(oldSelf.crawlid) && (!has(self.crawlid) || self.crawlid == oldSelf.crawlid)",
+    "message": "crawlid is immutable: create a new CrawlJob for a new crawl",
+    "fieldPath": ".crawlid",
+    "reason": "FieldValueForbidden"
+}]))]
 pub struct CrawlJobSpec {
     /// The spider fleet that runs this job, e.g. `link` or `wandering`. Workers of one fleet
     /// run in one Deployment, shared by every job with the same spiderid. Lowercase letters,
-    /// digits and '-', at most 40 characters. Required.
+    /// digits and '-', at most 40 characters. Required; immutable.
     #[schemars(
         length(min = 1, max = 40),
-        regex(pattern = r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$")
+        regex(pattern = r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$"),
+        extend("x-kubernetes-validations" = [{
+            "rule": "self == oldSelf",
+            "message": "spiderid is immutable: create a new CrawlJob for another spider"
+        }])
     )]
     pub spiderid: String,
 
@@ -65,12 +77,20 @@ pub struct CrawlJobSpec {
     pub seeds: Vec<String>,
 
     /// The submitting application, echoed in every item and usable as a Kafka topic suffix:
-    /// letters, digits, '.', '_' and '-', 1 to 64 characters. Required.
-    #[schemars(length(min = 1, max = 64), regex(pattern = r"^[A-Za-z0-9._-]+$"))]
+    /// letters, digits, '.', '_' and '-', 1 to 64 characters. Required; immutable.
+    #[schemars(
+        length(min = 1, max = 64),
+        regex(pattern = r"^[A-Za-z0-9._-]+$"),
+        extend("x-kubernetes-validations" = [{
+            "rule": "self == oldSelf",
+            "message": "appid is immutable: create a new CrawlJob for another application"
+        }])
+    )]
     pub appid: String,
 
     /// The job id that scopes dedupe, page budgets and statistics. Defaults to the object's
-    /// metadata.name. Letters, digits, '.', '_' and '-', 1 to 128 characters.
+    /// metadata.name. Letters, digits, '.', '_' and '-', 1 to 128 characters. Immutable: it
+    /// can be neither changed, added nor removed once the object exists.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schemars(length(min = 1, max = 128), regex(pattern = r"^[A-Za-z0-9._-]+$"))]
     pub crawlid: Option<String>,
@@ -276,6 +296,11 @@ pub struct CrawlJobStatus {
     /// Ready workers in this job's spider fleet.
     #[serde(default)]
     pub ready_workers: u32,
+    /// The identity of the frontier state the job was seeded into. When the frontier's Redis
+    /// loses its data (a restart without persistence, a failover to an empty replica) it
+    /// changes: the operator then seeds the job again and sets the FrontierLost condition.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub frontier_epoch: Option<String>,
 }
 
 impl CrawlJob {

@@ -103,6 +103,11 @@ pub struct PageRecord {
     /// kubecrawl).
     #[serde(default)]
     pub redirect_chain: Vec<String>,
+    /// Set only on a dead-letter record: why the page's record could not be published
+    /// (e.g. `record_too_large`, `topic_authorization_failed`) after its retries. Such a
+    /// record carries no body and no links (new in kubecrawl).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub error: Option<String>,
 }
 
 #[cfg(test)]

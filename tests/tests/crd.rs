@@ -274,3 +274,78 @@ fn unknown_fields_are_refused() {
     );
     println!("| an unknown field | `{}` |", stderr.trim());
 }
+
+/// Regression: changing a live job's spiderid, appid or crawlid was accepted, which orphaned
+/// its frontier state (the old job crawled on, deletion purged only the new one).
+#[test]
+fn identity_fields_are_immutable() {
+    ensure_crd().expect("CRD applies");
+    let ns = TestNamespace::create("e2e-immutable").expect("namespace");
+    let with_crawlid = |crawlid: &str| {
+        format!(
+            "apiVersion: kubecrawl.io/v1alpha1\nkind: CrawlJob\nmetadata:\n  name: ident\nspec:\n  {BASE}\n  crawlid: {crawlid}\n"
+        )
+    };
+    kubectl_ok(
+        &["create", "-n", &ns.name, "-f", "-"],
+        Some(&with_crawlid("first")),
+    )
+    .expect("the job is valid");
+    let cases = [
+        (
+            "spiderid",
+            r#"{"spec":{"spiderid":"wandering"}}"#,
+            "spiderid is immutable",
+        ),
+        (
+            "appid",
+            r#"{"spec":{"appid":"other-app"}}"#,
+            "appid is immutable",
+        ),
+        (
+            "crawlid",
+            r#"{"spec":{"crawlid":"second"}}"#,
+            "crawlid is immutable",
+        ),
+        (
+            "crawlid removed",
+            r#"{"spec":{"crawlid":null}}"#,
+            "crawlid is immutable",
+        ),
+    ];
+    for (what, patch, message) in cases {
+        let out = kubectl(
+            &[
+                "patch",
+                "crawljob",
+                "ident",
+                "-n",
+                &ns.name,
+                "--type=merge",
+                "-p",
+                patch,
+            ],
+            None,
+        )
+        .expect("kubectl runs");
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert!(!out.status.success(), "changing {what} was accepted");
+        assert!(stderr.contains(message), "refusal of {what}: {stderr}");
+        println!("| changing {what} | `{}` |", stderr.trim());
+    }
+    // Other fields stay editable.
+    kubectl_ok(
+        &[
+            "patch",
+            "crawljob",
+            "ident",
+            "-n",
+            &ns.name,
+            "--type=merge",
+            "-p",
+            r#"{"spec":{"maxdepth":3,"suspend":true}}"#,
+        ],
+        None,
+    )
+    .expect("mutable fields can change");
+}
