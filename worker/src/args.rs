@@ -83,6 +83,14 @@ pub struct FetchArgs {
     /// The product token matched against robots.txt `User-agent` lines.
     #[arg(long, env = "KUBECRAWL_ROBOTS_AGENT", default_value = "kubecrawl")]
     pub robots_agent: String,
+    /// How long a host waits after its robots.txt could not be fetched (5xx, timeout) before
+    /// its requests are tried again (each such wait counts as one of the request's retries).
+    #[arg(long, env = "KUBECRAWL_ROBOTS_RETRY", default_value = "60s", value_parser = humantime::parse_duration)]
+    pub robots_retry: Duration,
+    /// The longest one page may take from lease to acknowledgement (robots.txt, redirects,
+    /// parsing, publishing); past it the attempt is retried.
+    #[arg(long, env = "KUBECRAWL_PAGE_TIMEOUT", default_value = "10m", value_parser = humantime::parse_duration)]
+    pub page_timeout: Duration,
     /// Resolve a host name to a fixed address, `host=ip` (like curl's --resolve); repeatable.
     #[arg(long = "resolve", env = "KUBECRAWL_RESOLVE", value_delimiter = ',', value_parser = parse_resolve)]
     pub resolve: Vec<(String, SocketAddr)>,
@@ -206,8 +214,10 @@ pub struct RunArgs {
     /// The most requests asked for in one lease call.
     #[arg(long, env = "KUBECRAWL_LEASE_BATCH", default_value_t = 32)]
     pub lease_batch: usize,
-    /// How long a lease holds its request before another worker may take it over.
-    #[arg(long, env = "KUBECRAWL_LEASE_DURATION", default_value = "5m", value_parser = humantime::parse_duration)]
+    /// How long a lease holds its request before another worker may take it over. Leases of
+    /// pages in work are extended every third of this, so it bounds how soon a dead worker's
+    /// requests come back, not how long a page may take (that is --page-timeout).
+    #[arg(long, env = "KUBECRAWL_LEASE_DURATION", default_value = "2m", value_parser = humantime::parse_duration)]
     pub lease_duration: Duration,
     /// How long in-flight fetches may finish at shutdown; keep it below the pod's
     /// terminationGracePeriodSeconds.

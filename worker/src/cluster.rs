@@ -56,6 +56,8 @@ pub async fn run(args: RunArgs, registry: &Registry, shutdown: CancellationToken
             lease_batch: args.lease_batch,
             lease_duration: args.lease_duration,
             max_retries: config.max_retries,
+            robots_retry: args.fetch.robots_retry,
+            page_timeout: args.fetch.page_timeout,
             drain_timeout: args.drain_timeout,
             ..WorkerConfig::default()
         },

@@ -306,9 +306,15 @@ impl Fetcher {
         let ip = match host {
             url::Host::Ipv4(ip) => Some(std::net::IpAddr::V4(ip)),
             url::Host::Ipv6(ip) => Some(std::net::IpAddr::V6(ip)),
-            url::Host::Domain(_) => None,
+            // A `--resolve` override never reaches the guarded resolver: check it here.
+            url::Host::Domain(name) => self
+                .config
+                .resolve
+                .iter()
+                .find(|(n, _)| n.eq_ignore_ascii_case(name))
+                .map(|(_, addr)| addr.ip()),
         };
-        // Names are checked by the resolver; overrides (--resolve) are the operator's choice.
+        // Other names are checked by the guarded resolver.
         match ip {
             Some(ip) if !guard::is_public(ip) => Err(FetchError::PrivateDestination {
                 url: url.to_string(),
@@ -417,5 +423,27 @@ mod tests {
             "{err:?}"
         );
         assert!(!err.is_transient());
+    }
+
+    /// Regression: a `--resolve` override bypassed the guard.
+    #[tokio::test]
+    async fn resolve_overrides_to_private_addresses_are_refused() {
+        let fetcher = Fetcher::new(FetchConfig {
+            resolve: vec![(
+                "inside.test".to_owned(),
+                "127.0.0.1:1".parse().expect("addr"),
+            )],
+            ..FetchConfig::default()
+        })
+        .expect("client");
+        let url = Url::parse("http://Inside.test:1/").expect("valid");
+        let err = fetcher
+            .fetch(&url, &RequestOptions::default(), |_| true)
+            .await
+            .expect_err("refused");
+        assert!(
+            matches!(err, FetchError::PrivateDestination { .. }),
+            "{err:?}"
+        );
     }
 }

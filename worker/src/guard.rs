@@ -4,8 +4,11 @@
 //! every address a host name resolves to inside the HTTP client's resolver (so a public name
 //! that resolves to a private address — DNS rebinding — is refused too). Unless the worker
 //! runs with `--allow-private-networks`, loopback, private (RFC 1918, RFC 4193), link-local,
-//! carrier-grade NAT, unspecified, broadcast, multicast and documentation addresses are
-//! refused.
+//! carrier-grade NAT, unspecified, broadcast, multicast, documentation, IETF protocol
+//! assignment (192.0.0.0/24) and IPv6 site-local addresses are refused; so are IPv6 forms
+//! that carry an IPv4 address (IPv4-mapped, IPv4-compatible `::/96`, NAT64 `64:ff9b::/96`,
+//! 6to4 `2002::/16`) when the address they carry is refused, and the local-use NAT64 prefix
+//! `64:ff9b:1::/48` always. `--resolve` overrides are checked the same way.
 
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
 use std::sync::Arc;
@@ -16,11 +19,37 @@ use reqwest::dns::{Addrs, Name, Resolve, Resolving};
 pub fn is_public(ip: IpAddr) -> bool {
     match ip {
         IpAddr::V4(v4) => is_public_v4(v4),
-        IpAddr::V6(v6) => match v6.to_ipv4_mapped() {
+        IpAddr::V6(v6) => match embedded_v4(v6) {
             Some(v4) => is_public_v4(v4),
             None => is_public_v6(v6),
         },
     }
+}
+
+/// The IPv4 address an IPv6 address stands for, where it stands for one: IPv4-mapped
+/// (`::ffff:0:0/96`), IPv4-compatible (`::/96`, deprecated but still routed by some stacks),
+/// NAT64 (`64:ff9b::/96`) and 6to4 (`2002::/16`, the address in bits 16–47).
+fn embedded_v4(ip: Ipv6Addr) -> Option<Ipv4Addr> {
+    let s = ip.segments();
+    let low = |hi: u16, lo: u16| {
+        let [a, b] = hi.to_be_bytes();
+        let [c, d] = lo.to_be_bytes();
+        Ipv4Addr::new(a, b, c, d)
+    };
+    if let Some(v4) = ip.to_ipv4_mapped() {
+        return Some(v4);
+    }
+    // `::` and `::1` are IPv6's own unspecified and loopback addresses, not IPv4-compatible.
+    if s[..6] == [0; 6] && !ip.is_unspecified() && !ip.is_loopback() {
+        return Some(low(s[6], s[7]));
+    }
+    if s[..6] == [0x64, 0xff9b, 0, 0, 0, 0] {
+        return Some(low(s[6], s[7]));
+    }
+    if s[0] == 0x2002 {
+        return Some(low(s[1], s[2]));
+    }
+    None
 }
 
 fn is_public_v4(ip: Ipv4Addr) -> bool {
@@ -33,6 +62,8 @@ fn is_public_v4(ip: Ipv4Addr) -> bool {
         || ip.is_multicast()
         || ip.is_documentation()
         || a == 0
+        // 192.0.0.0/24, IETF protocol assignments (DS-Lite, NAT64 discovery, ...).
+        || (a == 192 && b == 0 && ip.octets()[2] == 0)
         // 100.64.0.0/10, carrier-grade NAT: often a cluster's pod or node network.
         || (a == 100 && (64..128).contains(&b))
         // 198.18.0.0/15, benchmarking; 240.0.0.0/4, reserved.
@@ -48,6 +79,10 @@ fn is_public_v6(ip: Ipv6Addr) -> bool {
         // fc00::/7 unique local, fe80::/10 link-local, 2001:db8::/32 documentation.
         || (first & 0xfe00) == 0xfc00
         || (first & 0xffc0) == 0xfe80
+        // fec0::/10, site-local (deprecated, still private where used).
+        || (first & 0xffc0) == 0xfec0
+        // 64:ff9b:1::/48, NAT64 for local use: translates into the operator's own networks.
+        || (first == 0x64 && ip.segments()[1] == 0xff9b && ip.segments()[2] == 1)
         || (first == 0x2001 && ip.segments()[1] == 0x0db8))
 }
 
@@ -107,6 +142,17 @@ mod tests {
             "::",
             "::ffff:10.0.0.1",
             "::ffff:127.0.0.1",
+            // Regression: these were allowed before.
+            "64:ff9b::a00:1",
+            "64:ff9b::7f00:1",
+            "64:ff9b:1::1",
+            "::10.0.0.1",
+            "::127.0.0.1",
+            "2002:7f00:1::1",
+            "2002:a00:1::",
+            "fec0::1",
+            "192.0.0.1",
+            "192.0.0.170",
         ] {
             assert!(
                 !is_public(ip.parse().expect("valid ip")),
@@ -123,6 +169,9 @@ mod tests {
             "2606:4700::1111",
             "172.32.0.1",
             "100.128.0.1",
+            "64:ff9b::5db8:d822",
+            "2002:5db8:d822::1",
+            "192.0.1.1",
         ] {
             assert!(
                 is_public(ip.parse().expect("valid ip")),

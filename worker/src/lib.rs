@@ -146,6 +146,7 @@ fn kafka_sink(brokers: &str, args: &args::KafkaArgs) -> Result<sink::kafka::Kafk
 /// The robots.txt cache a worker uses: bounded to 10,000 origins.
 fn robots_cache(args: &args::FetchArgs) -> robots::RobotsCache {
     robots::RobotsCache::new(args.robots_agent.clone(), 10_000)
+        .with_unreachable_retry(args.robots_retry)
 }
 
 /// The whole `kubecrawl-worker` program for a given set of spiders: parses the command line,

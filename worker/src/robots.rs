@@ -3,8 +3,10 @@
 //! - 2xx: the rules apply (parsed with `texting_robots`, matched against the worker's robots
 //!   product token); `Crawl-delay` is handed to the frontier for the whole fleet.
 //! - 4xx (including 404): "unavailable", everything is allowed.
-//! - 5xx, a network failure or a timeout: "unreachable", everything is disallowed for now and
-//!   the file is fetched again after [`UNREACHABLE_RETRY`].
+//! - 5xx, a network failure or a timeout: "unreachable", everything is disallowed *for now*:
+//!   the check says so ([`Verdict::unreachable`]) and the worker retries the request later
+//!   instead of counting it as denied; the file is fetched again after the retry interval
+//!   ([`UNREACHABLE_RETRY`] by default).
 //! - Redirects are followed (up to the fetcher's limit); the body is read up to the fetcher's
 //!   cap (at least the 500 KiB RFC 9309 asks parsers to read, with the default cap).
 //!
@@ -76,12 +78,15 @@ pub struct Verdict {
     pub fresh: bool,
     /// The origin's Crawl-delay.
     pub crawl_delay: Option<Duration>,
+    /// robots.txt could not be fetched: not a "no", a "not now" (`allowed` is false).
+    pub unreachable: bool,
 }
 
 /// A bounded, shared cache of robots.txt rules per origin.
 pub struct RobotsCache {
     agent: String,
     capacity: usize,
+    unreachable_retry: Duration,
     entries: Mutex<HashMap<String, Entry>>,
 }
 
@@ -101,8 +106,15 @@ impl RobotsCache {
         Self {
             agent: agent.into(),
             capacity: capacity.max(1),
+            unreachable_retry: UNREACHABLE_RETRY,
             entries: Mutex::new(HashMap::new()),
         }
+    }
+
+    /// Fetches an unreachable robots.txt again after `retry` instead of [`UNREACHABLE_RETRY`].
+    pub fn with_unreachable_retry(mut self, retry: Duration) -> Self {
+        self.unreachable_retry = retry;
+        self
     }
 
     /// The most origins held.
@@ -131,6 +143,7 @@ impl RobotsCache {
             allowed: rules.allowed(url),
             fresh,
             crawl_delay: rules.crawl_delay(),
+            unreachable: matches!(**rules, Rules::Unreachable),
         }
     }
 
@@ -144,7 +157,7 @@ impl RobotsCache {
         let expired = entries.get(origin).is_some_and(|e| match e.rules.get() {
             Some((rules, at)) => {
                 let ttl = if matches!(**rules, Rules::Unreachable) {
-                    UNREACHABLE_RETRY
+                    self.unreachable_retry
                 } else {
                     RULES_TTL
                 };

@@ -13,8 +13,17 @@
 //!    its job is finished.
 //!
 //! # Guarantees
-//! - A lease is acknowledged only after its items were published; if publishing fails, the
-//!   lease is given back and the request fetched again later (at-least-once).
+//! - A lease is acknowledged only after its items were published (at-least-once). If Kafka
+//!   is unreachable the lease is given back and leasing pauses; if it refuses the record for
+//!   good (too large even without its body, a topic it may not write) the request is retried
+//!   with backoff a bounded number of times, then a dead-letter record with the reason (no
+//!   body) is published and the lease acknowledged as an error: a poison page never loops.
+//! - A lease outlives a slow page: while a page is in work its lease is extended every third
+//!   of `lease_duration`, so only a dead (or stuck past `page_timeout`) worker loses it.
+//! - robots.txt that cannot be fetched (5xx, timeout) pauses its host for `robots_retry` and
+//!   the request is retried (bounded, counted), never completed as denied.
+//! - A frontier error while reading a job's policy gives the lease back; it never counts the
+//!   request as done.
 //! - One bad URL never stops the worker: every failure is classified (retry, error,
 //!   robots-denied, job gone), counted, logged with fields, and acknowledged or given back.
 //! - On shutdown the worker stops leasing, lets in-flight fetches finish within
@@ -49,6 +58,9 @@ use crate::spider::{Output, Response, Spider};
 const POLICY_TTL: Duration = Duration::from_secs(10);
 /// The first pause after an empty lease; it doubles up to [`WorkerConfig::idle_poll`].
 const IDLE_START: Duration = Duration::from_millis(20);
+/// How long leasing pauses after the sink could not publish (Kafka unreachable): long
+/// enough not to refetch pages in a tight loop, short enough to resume soon after.
+const SINK_PAUSE: Duration = Duration::from_secs(2);
 
 /// How a worker runs.
 #[derive(Debug, Clone)]
@@ -74,6 +86,12 @@ pub struct WorkerConfig {
     pub drain_timeout: Duration,
     /// How often the worker reports itself alive.
     pub heartbeat_interval: Duration,
+    /// How long a host waits after its robots.txt could not be fetched (5xx, network)
+    /// before its requests are tried again.
+    pub robots_retry: Duration,
+    /// The longest one page may take from lease to acknowledgement (robots.txt, redirects,
+    /// parse, publish); past it the attempt counts as a transient failure and is retried.
+    pub page_timeout: Duration,
     /// Stop when this job is finished (a standalone crawl). `None`: run until shut down.
     pub stop_when_finished: Option<JobRef>,
 }
@@ -86,11 +104,13 @@ impl Default for WorkerConfig {
             concurrency: 64,
             per_host_concurrency: 16,
             lease_batch: 32,
-            lease_duration: Duration::from_secs(300),
+            lease_duration: Duration::from_secs(120),
             max_retries: 3,
             idle_poll: Duration::from_secs(1),
             drain_timeout: Duration::from_secs(20),
             heartbeat_interval: Duration::from_secs(10),
+            robots_retry: crate::robots::UNREACHABLE_RETRY,
+            page_timeout: Duration::from_secs(600),
             stop_when_finished: None,
         }
     }
@@ -139,6 +159,8 @@ pub struct Worker {
     jobs: Mutex<HashMap<JobRef, Arc<JobContext>>>,
     hosts: Mutex<HashMap<String, Arc<Semaphore>>>,
     leased: Mutex<HashMap<String, Lease>>,
+    /// No leasing before this instant: the sink could not publish (Kafka unreachable).
+    sink_pause: Mutex<Option<Instant>>,
 }
 
 impl std::fmt::Debug for Worker {
@@ -171,6 +193,7 @@ impl Worker {
             jobs: Mutex::new(HashMap::new()),
             hosts: Mutex::new(HashMap::new()),
             leased: Mutex::new(HashMap::new()),
+            sink_pause: Mutex::new(None),
         }
     }
 
@@ -187,6 +210,7 @@ impl Worker {
         let mut summary = Summary::default();
         let mut idle = IDLE_START;
         let heartbeat = tokio::spawn(self.clone().heartbeat(shutdown.clone()));
+        let keeper = tokio::spawn(self.clone().keep_leases(shutdown.clone()));
 
         while !shutdown.is_cancelled() {
             while let Some(done) = tasks.try_join_next() {
@@ -194,6 +218,10 @@ impl Worker {
                 if let Err(e) = done {
                     tracing::error!(error = %e, "lease task panicked");
                 }
+            }
+            if let Some(wait) = self.sink_paused() {
+                pause(wait, &shutdown).await;
+                continue;
             }
             let free = slots.available_permits();
             if free == 0 {
@@ -265,6 +293,7 @@ impl Worker {
             tracing::error!(error = %format_chain(&e), "flushing the sink failed");
         }
         heartbeat.abort();
+        keeper.abort();
         summary
     }
 
@@ -308,6 +337,42 @@ impl Worker {
         }
     }
 
+    /// Extends the leases of the pages in work, every third of the lease duration, until
+    /// shutdown. A failed extension is logged; the next round tries again.
+    async fn keep_leases(self: Arc<Self>, shutdown: CancellationToken) {
+        let every = (self.config.lease_duration / 3).max(Duration::from_millis(100));
+        loop {
+            tokio::select! {
+                () = tokio::time::sleep(every) => {},
+                () = shutdown.cancelled() => return,
+            }
+            let leases: Vec<Lease> = self.lock_leased().values().cloned().collect();
+            if leases.is_empty() {
+                continue;
+            }
+            if let Err(e) = self
+                .frontier
+                .extend(&leases, self.config.lease_duration)
+                .await
+            {
+                tracing::warn!(error = %format_chain(&e), leases = leases.len(), "extending leases failed");
+            }
+        }
+    }
+
+    /// How long leasing still pauses because the sink could not publish.
+    fn sink_paused(&self) -> Option<Duration> {
+        let mut until = self
+            .sink_pause
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        let left = until.and_then(|u| u.checked_duration_since(Instant::now()));
+        if left.is_none() {
+            *until = None;
+        }
+        left
+    }
+
     async fn job_finished(&self) -> bool {
         let Some(job) = &self.config.stop_when_finished else {
             return false;
@@ -328,14 +393,35 @@ impl Worker {
     /// Handles one lease to its acknowledgement. Never fails: every outcome is counted.
     async fn handle(&self, lease: Lease) {
         let key = lease.id.to_string();
-        let outcome = self.process(&lease).await;
+        let outcome = match tokio::time::timeout(self.config.page_timeout, self.process(&lease))
+            .await
+        {
+            Ok(outcome) => outcome,
+            Err(_) => {
+                tracing::warn!(timeout = ?self.config.page_timeout, "page took too long, retrying");
+                self.retry(&lease, RetryRequest::default(), "page_timeout")
+                    .await
+            }
+        };
         self.metrics.page(&self.config.spiderid, outcome);
         self.lock_leased().remove(&key);
     }
 
     async fn process(&self, lease: &Lease) -> &'static str {
-        let Some(job) = self.job(&lease.job).await else {
-            return self.ack(lease, Outcome::failed(), "job_gone").await;
+        let job = match self.job(&lease.job).await {
+            Ok(Some(job)) => job,
+            Ok(None) => return self.ack(lease, Outcome::failed(), "job_gone").await,
+            Err(e) if e.is_transient() => {
+                tracing::warn!(error = %format_chain(&e), "reading the job's policy failed, giving the lease back");
+                self.give_back(lease).await;
+                return "policy_unavailable";
+            }
+            Err(e) => {
+                tracing::warn!(error = %format_chain(&e), "the job's policy cannot be read, retrying");
+                return self
+                    .retry(lease, RetryRequest::default(), "policy_unreadable")
+                    .await;
+            }
         };
         let Ok(url) = Url::parse(&lease.request.url) else {
             tracing::warn!("unparsable url in the frontier");
@@ -350,6 +436,9 @@ impl Worker {
         let obey_robots = job.policy.politeness.as_ref().is_none_or(|p| p.obey_robots);
         if obey_robots {
             let verdict = self.robots.check(&self.fetcher, &url, &options).await;
+            if verdict.unreachable {
+                return self.robots_unreachable(lease).await;
+            }
             if verdict.fresh
                 && let Some(delay) = verdict.crawl_delay
                 && let Err(e) = self
@@ -387,15 +476,7 @@ impl Worker {
             Ok(page) => page,
             Err(e) if e.is_transient() && !last_try => {
                 tracing::info!(error = %format_chain(&e), retries = lease.request.retries, "fetch failed, retrying");
-                return self
-                    .retry(
-                        lease,
-                        RetryRequest {
-                            not_before: None,
-                            status: None,
-                        },
-                    )
-                    .await;
+                return self.retry(lease, RetryRequest::default(), "retry").await;
             }
             Err(e) => {
                 tracing::warn!(error = %format_chain(&e), kind = e.kind(), "fetch failed");
@@ -431,6 +512,7 @@ impl Worker {
                         not_before: retry_after,
                         status: Some(page.status),
                     },
+                    "retry",
                 )
                 .await;
         }
@@ -474,11 +556,20 @@ impl Worker {
             .and_then(|s| u32::try_from(s).ok());
         for item in &items {
             if let Err(e) = self.sink.publish(item).await {
-                tracing::error!(error = %format_chain(&e), "publishing failed, giving the lease back");
-                if let Err(e) = self.frontier.release(lease).await {
-                    tracing::warn!(error = %format_chain(&e), "giving a lease back failed; it will expire");
-                }
-                return "publish_failed";
+                return self
+                    .publish_failed(
+                        lease,
+                        item,
+                        &e,
+                        Outcome {
+                            status: None,
+                            bytes,
+                            items: 0,
+                            step,
+                            children,
+                        },
+                    )
+                    .await;
             }
         }
         let outcome = Outcome {
@@ -489,6 +580,75 @@ impl Worker {
             children,
         };
         self.ack(lease, outcome, "ok").await
+    }
+
+    /// A record could not be published. Kafka unreachable or slow: the lease is given back
+    /// and leasing pauses. Refused for good: retried with backoff while retries are left,
+    /// then a dead-letter record names the reason and the lease is acknowledged as an error
+    /// (its children still enqueued, so the crawl goes on).
+    async fn publish_failed(
+        &self,
+        lease: &Lease,
+        item: &PageRecord,
+        error: &crate::sink::Error,
+        failed: Outcome,
+    ) -> &'static str {
+        if !error.is_permanent() {
+            tracing::error!(error = %format_chain(error), "publishing failed, giving the lease back");
+            *self
+                .sink_pause
+                .lock()
+                .unwrap_or_else(std::sync::PoisonError::into_inner) =
+                Some(Instant::now() + SINK_PAUSE);
+            self.give_back(lease).await;
+            return "publish_failed";
+        }
+        let reason = error.reason();
+        if lease.request.retries < self.config.max_retries {
+            tracing::warn!(error = %format_chain(error), reason, retries = lease.request.retries, "record refused by the sink, retrying");
+            return self
+                .retry(lease, RetryRequest::default(), "publish_retry")
+                .await;
+        }
+        tracing::error!(error = %format_chain(error), reason, "record refused by the sink after every retry, dead-lettered");
+        if let Err(e) = self.sink.dead_letter(item, &reason).await {
+            tracing::error!(error = %format_chain(&e), reason, "publishing the dead-letter record failed");
+        }
+        self.ack(lease, failed, "dead_lettered").await
+    }
+
+    /// robots.txt could not be fetched: its host pauses for `robots_retry` (fleet-wide) and
+    /// this request is retried after it, a bounded number of times.
+    async fn robots_unreachable(&self, lease: &Lease) -> &'static str {
+        let wait = self.config.robots_retry;
+        tracing::info!(retries = lease.request.retries, wait = ?wait, "robots.txt unreachable, retrying later");
+        if let Err(e) = self
+            .frontier
+            .report_domain(
+                &self.config.spiderid,
+                &lease.domain,
+                DomainHint::RetryAfter(wait),
+            )
+            .await
+        {
+            tracing::warn!(error = %format_chain(&e), "reporting the robots.txt outage failed");
+        }
+        self.retry(
+            lease,
+            RetryRequest {
+                not_before: Some(wait),
+                status: None,
+            },
+            "robots_unreachable",
+        )
+        .await
+    }
+
+    /// Gives a lease back to the head of its queue; when even that fails, it expires.
+    async fn give_back(&self, lease: &Lease) {
+        if let Err(e) = self.frontier.release(lease).await {
+            tracing::warn!(error = %format_chain(&e), "giving a lease back failed; it will expire");
+        }
     }
 
     async fn ack(&self, lease: &Lease, outcome: Outcome, label: &'static str) -> &'static str {
@@ -504,9 +664,10 @@ impl Worker {
         }
     }
 
-    async fn retry(&self, lease: &Lease, retry: RetryRequest) -> &'static str {
+    /// Schedules a retry; `label` names the outcome when it was scheduled.
+    async fn retry(&self, lease: &Lease, retry: RetryRequest, label: &'static str) -> &'static str {
         match self.frontier.retry(lease, retry).await {
-            Ok(RetryOutcome::Scheduled { .. }) => "retry",
+            Ok(RetryOutcome::Scheduled { .. }) => label,
             Ok(RetryOutcome::GaveUp) => "gave_up",
             Ok(RetryOutcome::JobGone) => "job_gone",
             Ok(RetryOutcome::Stale) => "stale",
@@ -518,7 +679,7 @@ impl Worker {
     }
 
     /// The job's policy, cached for [`POLICY_TTL`]. `None` when the job is gone.
-    async fn job(&self, job: &JobRef) -> Option<Arc<JobContext>> {
+    async fn job(&self, job: &JobRef) -> kubecrawl_frontier::Result<Option<Arc<JobContext>>> {
         let cached = self
             .jobs
             .lock()
@@ -527,15 +688,10 @@ impl Worker {
             .filter(|c| c.read_at.elapsed() < POLICY_TTL)
             .cloned();
         if cached.is_some() {
-            return cached;
+            return Ok(cached);
         }
-        let policy = match self.frontier.policy(job).await {
-            Ok(Some(policy)) => policy,
-            Ok(None) => return None,
-            Err(e) => {
-                tracing::warn!(error = %format_chain(&e), "reading the job's policy failed");
-                return None;
-            }
+        let Some(policy) = self.frontier.policy(job).await? else {
+            return Ok(None);
         };
         let filter = LinkFilter::new(&policy)
             .inspect_err(
@@ -559,7 +715,7 @@ impl Worker {
         // Forget stale entries so the map follows the set of live jobs.
         jobs.retain(|_, c| c.read_at.elapsed() < POLICY_TTL * 6);
         jobs.insert(job.clone(), context.clone());
-        Some(context)
+        Ok(Some(context))
     }
 
     /// Waits for a fetch slot of `host`; the slot is freed when the guard drops.

@@ -58,11 +58,70 @@ pub enum Error {
     },
 }
 
+impl Error {
+    /// Whether publishing this record again can never succeed as it is: the broker refuses
+    /// the record itself (too large even without its body, invalid) or the topic (not
+    /// writable, invalid name), or the record cannot be encoded. A broker that is down or
+    /// slow is not permanent: the record is tried again.
+    pub fn is_permanent(&self) -> bool {
+        use rdkafka::error::RDKafkaErrorCode as Code;
+        match self {
+            Self::Encode { .. } => true,
+            Self::Kafka { source, .. } => matches!(
+                source.rdkafka_error_code(),
+                Some(
+                    Code::MessageSizeTooLarge
+                        | Code::InvalidMessageSize
+                        | Code::MessageBatchTooLarge
+                        | Code::InvalidMessage
+                        | Code::InvalidRecord
+                        | Code::InvalidTopic
+                        | Code::UnknownTopic
+                        | Code::TopicAuthorizationFailed
+                        | Code::ClusterAuthorizationFailed
+                        | Code::PolicyViolation
+                )
+            ),
+            Self::Flush { .. } | Self::Producer { .. } | Self::Write { .. } => false,
+        }
+    }
+
+    /// A short, bounded label for metrics, logs and dead-letter records.
+    pub fn reason(&self) -> String {
+        match self {
+            Self::Encode { .. } => "record_not_encodable".to_owned(),
+            Self::Kafka { source, .. } => match source.rdkafka_error_code() {
+                Some(code) => format!("kafka_{code:?}"),
+                None => "kafka".to_owned(),
+            },
+            Self::Flush { .. } => "kafka_flush".to_owned(),
+            Self::Producer { .. } => "kafka_producer".to_owned(),
+            Self::Write { .. } => "write".to_owned(),
+        }
+    }
+}
+
+/// The dead-letter form of a record: no body, no links, `error` set.
+pub fn dead_letter_record(record: &PageRecord, reason: &str) -> PageRecord {
+    let mut slim = record.clone();
+    slim.body.clear();
+    slim.links.clear();
+    slim.error = Some(reason.to_owned());
+    slim
+}
+
 /// A destination for page records.
 #[async_trait]
 pub trait Sink: Send + Sync {
     /// Publishes one record; returns once it is durable (see the module docs).
     async fn publish(&self, record: &PageRecord) -> Result<(), Error>;
+
+    /// Records that a page's record could not be published after its retries: a record of
+    /// the page without body and links, with `error` set to `reason`, on the dead-letter
+    /// destination (Kafka: `<prefix>.crawled_deadletter`; a file: the file itself).
+    async fn dead_letter(&self, record: &PageRecord, reason: &str) -> Result<(), Error> {
+        self.publish(&dead_letter_record(record, reason)).await
+    }
 
     /// Writes out anything buffered. Called at shutdown.
     async fn flush(&self) -> Result<(), Error>;

@@ -175,6 +175,8 @@ pub async fn crawl(
             lease_batch: args.fetch.concurrency.min(64),
             lease_duration: Duration::from_secs(120),
             max_retries: config.max_retries,
+            robots_retry: args.fetch.robots_retry,
+            page_timeout: args.fetch.page_timeout,
             idle_poll: Duration::from_millis(200),
             stop_when_finished: Some(job.clone()),
             ..WorkerConfig::default()

@@ -131,6 +131,16 @@ impl Crawl {
 
     /// Starts `kubecrawl-worker run` configured as the operator's Deployment configures it.
     fn spawn_worker(&self, name: &str, lease_duration: &str) -> WorkerProcess {
+        self.spawn_worker_with(name, lease_duration, &[])
+    }
+
+    /// [`Crawl::spawn_worker`] with extra environment variables.
+    fn spawn_worker_with(
+        &self,
+        name: &str,
+        lease_duration: &str,
+        env: &[(&str, &str)],
+    ) -> WorkerProcess {
         let resolve: Vec<String> = self
             .site
             .hosts()
@@ -157,6 +167,7 @@ impl Crawl {
             .env("KUBECRAWL_USER_AGENT", user_agent(name))
             .env("KUBECRAWL_LOG_FORMAT", "json")
             .env("KUBECRAWL_LOG", "info")
+            .envs(env.iter().copied())
             .stdin(Stdio::null())
             .stdout(Stdio::null())
             .stderr(Stdio::from(stderr))
@@ -227,8 +238,12 @@ impl Crawl {
 
     /// Every record of the job's topic, from the beginning.
     async fn records(&self) -> Vec<PageRecord> {
+        self.records_of(self.topic()).await
+    }
+
+    /// Every record of `topic`, from the beginning.
+    async fn records_of(&self, topic: String) -> Vec<PageRecord> {
         let brokers = self.services.kafka_brokers.clone();
-        let topic = self.topic();
         let read = tokio::task::spawn_blocking(move || read_topic(&brokers, &topic));
         tokio::time::timeout(CONSUME_DEADLINE, read)
             .await
@@ -278,17 +293,21 @@ impl Crawl {
             .set("bootstrap.servers", &self.services.kafka_brokers)
             .create()
             .expect("kafka admin client");
+        let dead_letters = format!("{}.crawled_deadletter", self.prefix);
         let deleted = admin
             .delete_topics(
-                &[&self.topic()],
+                &[&self.topic(), &dead_letters],
                 &AdminOptions::new().operation_timeout(Some(Duration::from_secs(30))),
             )
             .await
             .expect("delete topic request");
         for result in deleted {
-            result
-                .map_err(|(t, e)| format!("{t}: {e}"))
-                .expect("topic deleted");
+            // The dead-letter topic exists only when something was dead-lettered.
+            if let Err((topic, e)) = result
+                && topic != dead_letters
+            {
+                panic!("deleting topic {topic}: {e}");
+            }
         }
     }
 }
@@ -597,5 +616,89 @@ async fn a_worker_killed_mid_crawl_loses_no_page() {
         at_kill.pages,
         published(&victim_agent),
         started.elapsed().as_secs_f64()
+    );
+}
+
+/// Regression: a record Kafka refuses even without its body was given back to the head of its
+/// queue and fetched again at every politeness slot forever, starving its host and never
+/// letting the job end. Now it is retried a bounded number of times, then a dead-letter
+/// record (no body, no links, the reason) is published and the job goes on.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_record_kafka_never_accepts_is_dead_lettered_not_looped() {
+    let crawl = Crawl::new("poison", 60, Duration::from_millis(1)).await;
+    // librdkafka's smallest message limit: pages with a few links do not fit even without
+    // their body, pages with none do.
+    let mut workers = vec![crawl.spawn_worker_with(
+        "w",
+        "5m",
+        &[(
+            "KUBECRAWL_KAFKA_PROPERTIES",
+            "message.max.bytes=1000,batch.size=1000",
+        )],
+    )];
+    crawl.wait_for_workers(1, &mut workers).await;
+    crawl.seed().await;
+    let stats = crawl.wait_finished(&mut workers).await;
+    workers[0].signal(Signal::SIGTERM);
+    let status = workers[0].wait().await;
+    assert!(status.success(), "exit {status}\n{}", workers[0].log_text());
+    let published = crawl.records().await;
+    let dead = crawl
+        .records_of(format!("{}.crawled_deadletter", crawl.prefix))
+        .await;
+    let log = crawl.site.request_log();
+    crawl.clean_up().await;
+
+    let dead_urls: BTreeSet<String> = dead.iter().map(|r| r.url.clone()).collect();
+    assert!(
+        !dead_urls.is_empty(),
+        "no record was too large: the test proves nothing"
+    );
+    for r in &dead {
+        assert_eq!(
+            r.error.as_deref(),
+            Some("kafka_MessageSizeTooLarge"),
+            "{}",
+            r.url
+        );
+        assert!(r.body.is_empty() && r.links.is_empty(), "{}", r.url);
+    }
+    let mut all = published.clone();
+    all.extend(dead.iter().cloned());
+    assert_every_page_once_or_more(&all, &crawl.truth);
+    assert!(
+        published.iter().all(|r| !dead_urls.contains(&r.url)),
+        "a dead-lettered page was also published"
+    );
+    // A dead-lettered page counts as an error, not as a page.
+    assert_eq!(
+        stats.pages + dead_urls.len() as u64,
+        crawl.truth.len() as u64,
+        "{stats:?}"
+    );
+    assert!(stats.errors >= dead_urls.len() as u64, "{stats:?}");
+    // Each poison page was fetched once per attempt: the first and its retries, no more.
+    let max_attempts = u64::from(FrontierConfig::default().max_retries) + 1;
+    for url in &dead_urls {
+        let parsed = url::Url::parse(url).expect("a record's url parses");
+        let target = match parsed.query() {
+            Some(q) => format!("{}?{q}", parsed.path()),
+            None => parsed.path().to_owned(),
+        };
+        let fetches = log
+            .iter()
+            .filter(|h| Some(h.host) == parsed.host_str() && h.target == target)
+            .count() as u64;
+        assert!(
+            (1..=max_attempts).contains(&fetches),
+            "{url} was fetched {fetches} times (at most {max_attempts})"
+        );
+    }
+    println!(
+        "poison: {} pages, {} published, {} dead-lettered, errors {}",
+        crawl.truth.len(),
+        published.len(),
+        dead_urls.len(),
+        stats.errors
     );
 }

@@ -109,6 +109,38 @@ async fn finds_exactly_the_reachable_set() {
     }
 }
 
+/// Regression: a robots.txt that answered 5xx once made the worker complete every URL of
+/// its origin as robots_denied, so the crawl ended with the seed never fetched. Now the
+/// host waits and its requests are retried: the crawl finds the whole site.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_robots_txt_outage_delays_the_crawl_and_loses_nothing() {
+    let site = TestSite::start(SiteConfig::default().with_robots_failures(1))
+        .await
+        .expect("site starts");
+    let truth = site.reachable(&site.reach()).expect("ground truth");
+    let (summary, records) = run(
+        &site,
+        "robots-outage",
+        &site.root(),
+        &[
+            "--maxdepth",
+            "1000",
+            "--allowed-domain",
+            "site.test",
+            "--robots-retry",
+            "1s",
+        ],
+    )
+    .await;
+    assert_same(&urls(&records), &truth.urls());
+    assert_eq!(summary.stats.pages, truth.len() as u64);
+    assert!(
+        summary.stats.retries >= 1,
+        "the seed was not retried: {:?}",
+        summary.stats
+    );
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn maxdepth_is_respected() {
     let site = TestSite::start(SiteConfig::default())

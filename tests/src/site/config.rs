@@ -87,6 +87,9 @@ pub struct SiteConfig {
     pub huge_bytes: u64,
     /// Requests to each `/trap/flaky/{status}` path that fail before it succeeds.
     pub flaky_failures: u32,
+    /// Requests to the robots.txt of `site.test` and `far.test` answered with 503 before it
+    /// is served (a robots.txt outage); 0 by default.
+    pub robots_failures: u32,
     /// Redirects from `/trap/chain/0` to the page at its end (at least 1).
     pub chain_len: u32,
     /// Requests kept in the request log; the oldest are dropped first.
@@ -114,6 +117,7 @@ impl Default for SiteConfig {
             stall_for: Duration::from_secs(60),
             huge_bytes: 50 << 20,
             flaky_failures: 2,
+            robots_failures: 0,
             chain_len: 30,
             log_capacity: 100_000,
             port: 0,
@@ -200,6 +204,12 @@ impl SiteConfig {
     /// Sets [`SiteConfig::flaky_failures`].
     pub fn with_flaky_failures(mut self, failures: u32) -> Self {
         self.flaky_failures = failures;
+        self
+    }
+
+    /// Sets [`SiteConfig::robots_failures`].
+    pub fn with_robots_failures(mut self, failures: u32) -> Self {
+        self.robots_failures = failures;
         self
     }
 

@@ -550,6 +550,10 @@ pub(crate) fn behaviour(config: &SiteConfig, node: Node) -> Behaviour {
             k % 2 == 1,
         ),
         Node::Gone(_) | Node::NotFound | Node::Robots(Host::Other) => Behaviour::Status(404),
+        Node::Robots(_) if config.robots_failures > 0 => Behaviour::Flaky {
+            failures: config.robots_failures,
+            status: 503,
+        },
         Node::Trap(trap) => match trap {
             Trap::LoopA => redirect(302, Node::Trap(Trap::LoopB), true),
             Trap::LoopB => redirect(302, Node::Trap(Trap::LoopA), true),

@@ -3,7 +3,9 @@
 //! The producer is idempotent (no duplicates from its own retries, order kept per
 //! partition), waits for all in-sync replicas, and compresses with lz4. Records are keyed by
 //! URL, so one page's records land in one partition. A record Kafka refuses as too large is
-//! published again without its body and flagged `body_truncated`, never dropped.
+//! published again without its body and flagged `body_truncated`, never dropped. A record
+//! that can never be published (see [`Error::is_permanent`]) ends, after its retries, as a
+//! dead-letter record on `<prefix>.crawled_deadletter`.
 
 use std::time::Duration;
 
@@ -35,6 +37,7 @@ pub struct KafkaSink {
     producer: FutureProducer,
     config: KafkaConfig,
     firehose: String,
+    dead_letters: String,
 }
 
 impl std::fmt::Debug for KafkaSink {
@@ -70,10 +73,12 @@ impl KafkaSink {
             .create()
             .map_err(|source| Error::Producer { source })?;
         let firehose = format!("{}.crawled_firehose", config.topic_prefix);
+        let dead_letters = format!("{}.crawled_deadletter", config.topic_prefix);
         Ok(Self {
             producer,
             config,
             firehose,
+            dead_letters,
         })
     }
 
@@ -117,6 +122,14 @@ impl Sink for KafkaSink {
             self.send(&topic, record).await?;
         }
         Ok(())
+    }
+
+    async fn dead_letter(&self, record: &PageRecord, reason: &str) -> Result<(), Error> {
+        self.send(
+            &self.dead_letters,
+            &super::dead_letter_record(record, reason),
+        )
+        .await
     }
 
     async fn flush(&self) -> Result<(), Error> {
