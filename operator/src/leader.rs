@@ -3,9 +3,12 @@
 //!
 //! # Guarantees
 //! A replica acts only while it holds the Lease. Every write to the Lease is conditional on
-//! the resourceVersion it read, so two replicas can never both take it. A holder that cannot
-//! renew within the lease duration stops acting (the caller's token is cancelled) before
-//! another replica may take over, as long as clocks agree within the renew margin.
+//! the resourceVersion it read, so two replicas can never both take it. A holder that has not
+//! renewed within the *renew deadline* (two thirds of the lease duration, measured from the
+//! start of its last successful renewal) stops acting — the caller's token is cancelled —
+//! a third of the duration before another replica may take over, as long as clocks agree
+//! within that margin. Every renewal attempt has its own deadline, so a hung request (a
+//! half-open connection to the API server) cannot stall the check.
 
 use std::time::Duration;
 
@@ -63,31 +66,43 @@ impl LeaderElection {
         }
     }
 
-    /// Renews the Lease every third of its duration until `shutdown`; cancels `lost` when a
-    /// renewal has not succeeded for a whole duration, or another replica took the Lease.
+    /// How long after the start of its last successful renewal a holder stops acting: two
+    /// thirds of the lease duration, so it stops well before a standby may take over.
+    pub fn renew_deadline(&self) -> Duration {
+        self.duration * 2 / 3
+    }
+
+    /// Renews the Lease every third of its duration until `shutdown`; cancels `lost` when no
+    /// renewal succeeded within the renew deadline (each attempt is cut off at it), or another
+    /// replica took the Lease. The caller must stop acting as soon as `lost` is cancelled.
     pub async fn keep(self, shutdown: CancellationToken, lost: CancellationToken) {
+        let deadline = self.renew_deadline();
         let mut last_renewal = tokio::time::Instant::now();
         loop {
             tokio::select! {
-                () = tokio::time::sleep(self.duration / 3) => {},
+                () = tokio::time::sleep(self.duration / 5) => {},
                 () = shutdown.cancelled() => {
                     self.release().await;
                     return;
                 }
             }
-            match self.try_acquire_or_renew().await {
-                Ok(true) => last_renewal = tokio::time::Instant::now(),
-                Ok(false) => {
+            let attempt = tokio::time::Instant::now();
+            let left = deadline.saturating_sub(last_renewal.elapsed());
+            match tokio::time::timeout(left, self.try_acquire_or_renew()).await {
+                // The Lease says "renewed at" the time the attempt began, or later.
+                Ok(Ok(true)) => last_renewal = attempt,
+                Ok(Ok(false)) => {
                     tracing::error!(lease = %self.name, "leadership lost to another replica");
                     lost.cancel();
                     return;
                 }
-                Err(e) => {
+                Ok(Err(e)) => {
                     tracing::warn!(error = %crate::format_chain(&e), "renewing the leader lease failed")
                 }
+                Err(_) => tracing::warn!(lease = %self.name, "renewing the leader lease timed out"),
             }
-            if last_renewal.elapsed() >= self.duration {
-                tracing::error!(lease = %self.name, "leader lease not renewed in time");
+            if last_renewal.elapsed() >= deadline {
+                tracing::error!(lease = %self.name, deadline = ?deadline, "leader lease not renewed in time");
                 lost.cancel();
                 return;
             }
@@ -179,5 +194,47 @@ impl LeaderElection {
                 tracing::info!(lease = %self.name, "leadership released");
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// An API server that accepts every request and never answers: a half-open connection.
+    fn hanging_client() -> kube::Client {
+        let service = tower::service_fn(|_req: http::Request<kube::client::Body>| {
+            std::future::pending::<Result<http::Response<kube::client::Body>, std::io::Error>>()
+        });
+        kube::Client::new(service, "default")
+    }
+
+    /// Regression: a renewal that hung (half-open API connection) had no deadline, so the
+    /// holder kept acting past the lease's expiry while a standby took over.
+    #[tokio::test(start_paused = true)]
+    async fn a_hanging_renewal_gives_up_leadership_before_the_lease_expires() {
+        let duration = Duration::from_secs(15);
+        let election = LeaderElection::new(
+            Api::namespaced(hanging_client(), "default"),
+            "kubecrawl-operator",
+            "me",
+            duration,
+        );
+        assert_eq!(election.renew_deadline(), Duration::from_secs(10));
+        let (shutdown, lost) = (CancellationToken::new(), CancellationToken::new());
+        let started = tokio::time::Instant::now();
+        let keeper = tokio::spawn(election.keep(shutdown.clone(), lost.clone()));
+        tokio::time::timeout(duration, lost.cancelled())
+            .await
+            .expect("leadership was not given up before the lease expired");
+        let after = started.elapsed();
+        assert!(
+            after >= Duration::from_secs(10) && after < duration,
+            "{after:?}"
+        );
+        tokio::time::timeout(Duration::from_secs(1), keeper)
+            .await
+            .expect("the keeper ended")
+            .expect("the keeper did not panic");
     }
 }

@@ -75,6 +75,13 @@ pub enum Error {
         /// What is wrong.
         reason: String,
     },
+    /// This replica lost the leader Lease (another replica took it, or it could not be
+    /// renewed in time): it stopped acting and exits so that it restarts as a standby.
+    #[error("leadership of lease {lease} lost")]
+    LeadershipLost {
+        /// The Lease's name.
+        lease: String,
+    },
     /// The metrics endpoint could not be served.
     #[error("serving metrics on {addr} failed")]
     Metrics {
@@ -261,11 +268,18 @@ pub async fn run(args: args::Args, shutdown: CancellationToken) -> Result<()> {
 
     metrics.set_ready(true);
     tracing::info!("controller started");
-    controller
+    let controller = controller
         .graceful_shutdown_on(stop.clone().cancelled_owned())
         .run(reconcile::reconcile, reconcile::error_policy, ctx)
-        .for_each(|_| std::future::ready(()))
-        .await;
+        .for_each(|_| std::future::ready(()));
+    // A shutdown lets running reconciles finish; a lost leadership drops them at once
+    // (reconcile is safe to cancel at any await), so nothing is written after the loss.
+    tokio::select! {
+        () = controller => {},
+        () = lost.cancelled() => {
+            tracing::error!("leadership lost, every reconcile stopped");
+        }
+    }
     metrics.set_ready(false);
     stop.cancel();
     shutdown.cancel();
@@ -275,9 +289,9 @@ pub async fn run(args: args::Args, shutdown: CancellationToken) -> Result<()> {
         let _ = tokio::time::timeout(Duration::from_secs(5), keeper).await;
     }
     if lost.is_cancelled() {
-        return Err(Error::kube("keep leadership")(kube::Error::Service(
-            "leadership lost".into(),
-        )));
+        return Err(Error::LeadershipLost {
+            lease: args.leader_lease.clone(),
+        });
     }
     tracing::info!("operator stopped");
     Ok(())

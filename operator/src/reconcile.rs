@@ -193,6 +193,7 @@ async fn apply(job: &CrawlJob, api: &Api<CrawlJob>, ctx: &Context) -> Result<Act
     let expired = expires.is_some_and(|t| t <= now.0);
     let current = job.status.clone().unwrap_or_default();
 
+    let mut driven = Driven::default();
     let stats = if validity.is_err() {
         None
     } else if expired {
@@ -202,7 +203,8 @@ async fn apply(job: &CrawlJob, api: &Api<CrawlJob>, ctx: &Context) -> Result<Act
         }
         None
     } else {
-        Some(drive(job, &jobref, &current, ctx).await?)
+        driven = drive(job, &jobref, &current, ctx).await?;
+        Some(driven.stats.clone())
     };
 
     let finished = stats.as_ref().is_some_and(JobStats::finished);
@@ -212,6 +214,9 @@ async fn apply(job: &CrawlJob, api: &Api<CrawlJob>, ctx: &Context) -> Result<Act
         idle_for: ctx.idle_for(&key, finished),
         ready_workers: ctx.fleets.ready_workers(&job.spec.spiderid),
         stats,
+        seeds_refused: driven.seeds_refused,
+        epoch: driven.epoch,
+        frontier_lost: driven.frontier_lost.clone(),
     };
     let next = status::next(job, &observed, ctx.settings.completion_grace, &now);
     // Counters are written at most once per status interval; a new phase or condition at
@@ -233,6 +238,9 @@ async fn apply(job: &CrawlJob, api: &Api<CrawlJob>, ctx: &Context) -> Result<Act
         ctx.wrote(&key);
         if next.phase != current.phase || job.status.is_none() {
             announce(ctx, job, next.phase, validity.as_ref().err()).await;
+        }
+        if let Some(lost) = &driven.frontier_lost {
+            warn_event(ctx, job, status::FRONTIER_LOST, lost).await;
         }
     }
 
@@ -265,16 +273,59 @@ async fn apply(job: &CrawlJob, api: &Api<CrawlJob>, ctx: &Context) -> Result<Act
     })
 }
 
-/// Registers, seeds, suspends or resumes a valid, unexpired job; returns its accounting.
+/// What driving a job found.
+#[derive(Debug, Default)]
+struct Driven {
+    /// The job's accounting.
+    stats: JobStats,
+    /// Why every seed was refused, when none was admitted: the job then fails instead of
+    /// waiting forever, and is not seeded again until its spec changes.
+    seeds_refused: Option<String>,
+    /// The frontier's epoch for the job's spider.
+    epoch: Option<String>,
+    /// The frontier lost the job's state since it was seeded (its epoch changed); the job
+    /// was seeded again.
+    frontier_lost: Option<String>,
+}
+
+/// Registers, seeds, suspends or resumes a valid, unexpired job; returns what it found.
+///
+/// A job whose frontier state was lost (the epoch changed) is registered and seeded again,
+/// unless it had already succeeded: then its counts are kept from its status and nothing is
+/// crawled again.
 async fn drive(
     job: &CrawlJob,
     jobref: &JobRef,
     current: &kubecrawl_api::CrawlJobStatus,
     ctx: &Context,
-) -> Result<JobStats> {
+) -> Result<Driven> {
     let frontier = &ctx.frontier;
+    let epoch = frontier_op("epoch", frontier.epoch(&jobref.spiderid).await)?;
     let known = frontier_op("job_stats", frontier.job_stats(jobref).await)?;
     let new_generation = current.observed_generation != job.metadata.generation;
+    let lost = current
+        .frontier_epoch
+        .as_ref()
+        .filter(|before| **before != epoch)
+        .map(|before| {
+            format!(
+                "the frontier lost its state (epoch {before} became {epoch}: Redis restarted without persistence or failed over to an empty replica); pages fetched before may be fetched again"
+            )
+        });
+    if current.phase == Phase::Succeeded && !new_generation && known.is_none() {
+        if let Some(message) = &lost {
+            tracing::warn!(job = %jobref, message, "frontier state lost after the job succeeded; nothing crawled again");
+        }
+        return Ok(Driven {
+            stats: finished_stats(current),
+            epoch: Some(epoch),
+            ..Driven::default()
+        });
+    }
+    let frontier_lost = lost.map(|message| {
+        tracing::error!(job = %jobref, message, "frontier state lost, seeding the job again");
+        format!("{message}; the job was seeded again")
+    });
     if known.is_none() || new_generation {
         frontier_op(
             "register",
@@ -284,7 +335,11 @@ async fn drive(
         )?;
     }
     let seeded = known.as_ref().is_some_and(|s| s.seeded);
-    if (!seeded || new_generation) && !job.spec.suspend {
+    let mut refused = status::seeds_refused(Some(current), job.metadata.generation);
+    if frontier_lost.is_some() {
+        refused = None;
+    }
+    if (!seeded || new_generation) && !job.spec.suspend && refused.is_none() {
         let seeds: Vec<CrawlRequest> = job
             .spec
             .seeds
@@ -293,16 +348,83 @@ async fn drive(
             .collect();
         let admission = frontier_op("seed", frontier.seed(jobref, &seeds).await)?;
         tracing::info!(job = %jobref, admitted = admission.admitted, duplicates = admission.duplicates, "seeded");
+        if !seeded && admission.admitted == 0 && admission.duplicates == 0 {
+            let message = refusal_message(seeds.len(), &admission);
+            tracing::warn!(job = %jobref, message, "every seed was refused");
+            refused = Some(message);
+        }
     }
     let stats = frontier_op("job_stats", frontier.job_stats(jobref).await)?.unwrap_or_default();
-    if job.spec.suspend && !stats.suspended {
+    // `settling`: an earlier suspend or resume was interrupted; doing it again finishes it.
+    if job.spec.suspend && (!stats.suspended || stats.settling) {
         frontier_op("suspend", frontier.suspend(jobref).await)?;
-    } else if !job.spec.suspend && stats.suspended {
+    } else if !job.spec.suspend && (stats.suspended || stats.settling) {
         frontier_op("resume", frontier.resume(jobref).await)?;
     } else {
-        return Ok(stats);
+        return Ok(Driven {
+            stats,
+            seeds_refused: refused,
+            epoch: Some(epoch),
+            frontier_lost,
+        });
     }
-    Ok(frontier_op("job_stats", frontier.job_stats(jobref).await)?.unwrap_or_default())
+    let stats = frontier_op("job_stats", frontier.job_stats(jobref).await)?.unwrap_or_default();
+    Ok(Driven {
+        stats,
+        seeds_refused: refused,
+        epoch: Some(epoch),
+        frontier_lost,
+    })
+}
+
+/// The accounting of a job that succeeded, as its status recorded it.
+fn finished_stats(status: &kubecrawl_api::CrawlJobStatus) -> JobStats {
+    JobStats {
+        pages: status.pages,
+        items: status.items,
+        bytes: status.bytes,
+        errors: status.errors,
+        retries: status.retries,
+        furthest_step: status.steps,
+        status_codes: status
+            .status_codes
+            .iter()
+            .filter_map(|(code, n)| Some((code.parse().ok()?, *n)))
+            .collect(),
+        seeded: true,
+        ..JobStats::default()
+    }
+}
+
+async fn warn_event(ctx: &Context, job: &CrawlJob, reason: &str, note: &str) {
+    let event = KubeEvent {
+        type_: EventType::Warning,
+        reason: reason.to_owned(),
+        note: Some(note.to_owned()),
+        action: "Reconcile".to_owned(),
+        secondary: None,
+    };
+    if let Err(e) = ctx.recorder.publish(&event, &job.object_ref(&())).await {
+        tracing::warn!(error = %e, "publishing an event failed");
+    }
+}
+
+/// Says why `total` seeds all went nowhere, one count per reason.
+fn refusal_message(total: usize, admission: &kubecrawl_frontier::Admission) -> String {
+    let reasons: Vec<String> = [
+        (admission.blacklisted, "on the spider's domain blacklist"),
+        (admission.over_budget, "over the job's page budget"),
+        (admission.filtered, "not fetchable URLs"),
+        (admission.refused, "refused by the job's state"),
+    ]
+    .iter()
+    .filter(|(n, _)| *n > 0)
+    .map(|(n, why)| format!("{n} {why}"))
+    .collect();
+    format!(
+        "all {total} seeds were refused ({}); change the spec (or the blacklist, then the spec) to seed again",
+        reasons.join(", ")
+    )
 }
 
 async fn cleanup(job: &CrawlJob, ctx: &Context) -> Result<Action> {
@@ -322,6 +444,10 @@ async fn cleanup(job: &CrawlJob, ctx: &Context) -> Result<Action> {
 async fn announce(ctx: &Context, job: &CrawlJob, phase: Phase, invalid: Option<&String>) {
     let (type_, note) = match (phase, invalid) {
         (Phase::Failed, Some(message)) => (EventType::Warning, message.clone()),
+        (Phase::Failed, None) => (
+            EventType::Warning,
+            "every seed was refused; see the Seeded condition".to_owned(),
+        ),
         (Phase::Running, _) => (EventType::Normal, "seeded; workers are crawling".to_owned()),
         (Phase::Succeeded, _) => (EventType::Normal, "nothing left to crawl".to_owned()),
         (Phase::Expired, _) => (

@@ -13,6 +13,12 @@ pub const VALID: &str = "Valid";
 pub const SEEDED: &str = "Seeded";
 /// Condition type: the job has run out of work (or expired).
 pub const COMPLETE: &str = "Complete";
+/// Condition type: the frontier's state of this job was lost (Redis lost its data) and the
+/// job was seeded again.
+pub const FRONTIER_LOST: &str = "FrontierLost";
+/// Reason of `Seeded=False`: the frontier refused every seed (blacklisted domains, budgets),
+/// so the job can make no progress.
+pub const SEEDS_REFUSED: &str = "SeedsRefused";
 
 /// What the operator saw of a job during one reconcile.
 #[derive(Debug, Clone)]
@@ -27,6 +33,12 @@ pub struct Observed {
     pub idle_for: Option<Duration>,
     /// Ready workers of the job's fleet.
     pub ready_workers: u32,
+    /// Why every seed was refused, when none was admitted (see [`SEEDS_REFUSED`]).
+    pub seeds_refused: Option<String>,
+    /// The frontier's epoch for the job's spider, when it was read.
+    pub epoch: Option<String>,
+    /// What was lost, when the epoch changed since the job was seeded ([`FRONTIER_LOST`]).
+    pub frontier_lost: Option<String>,
 }
 
 impl Default for Observed {
@@ -37,6 +49,9 @@ impl Default for Observed {
             stats: None,
             idle_for: None,
             ready_workers: 0,
+            seeds_refused: None,
+            epoch: None,
+            frontier_lost: None,
         }
     }
 }
@@ -72,7 +87,21 @@ pub fn next(
             .collect();
     }
 
+    if observed.epoch.is_some() {
+        status.frontier_epoch.clone_from(&observed.epoch);
+    }
     let conditions = &mut status.conditions;
+    if let Some(message) = &observed.frontier_lost {
+        set_condition(
+            conditions,
+            FRONTIER_LOST,
+            true,
+            "RedisDataLost",
+            message,
+            generation,
+            now,
+        );
+    }
     match &observed.validity {
         Ok(()) => set_condition(
             conditions,
@@ -108,6 +137,18 @@ pub fn next(
             status.start_time = Some(now.clone());
         }
     }
+    let refused = observed.seeds_refused.as_deref().filter(|_| !seeded);
+    if let Some(message) = refused {
+        set_condition(
+            conditions,
+            SEEDED,
+            false,
+            SEEDS_REFUSED,
+            message,
+            generation,
+            now,
+        );
+    }
 
     let finished = observed.stats.as_ref().is_some_and(JobStats::finished);
     let was = current.phase;
@@ -117,6 +158,8 @@ pub fn next(
         Phase::Expired
     } else if job.spec.suspend {
         Phase::Suspended
+    } else if refused.is_some() {
+        Phase::Failed
     } else if finished
         && (was == Phase::Succeeded
             || observed
@@ -174,6 +217,22 @@ pub fn next(
         status.completion_time = None;
     }
     status
+}
+
+/// The message of a `Seeded=False` / [`SEEDS_REFUSED`] condition written for this generation
+/// of the spec: every seed was refused then, and seeding again is pointless until the spec
+/// changes.
+pub fn seeds_refused(status: Option<&CrawlJobStatus>, generation: Option<i64>) -> Option<String> {
+    status?
+        .conditions
+        .iter()
+        .find(|c| {
+            c.type_ == SEEDED
+                && c.status == "False"
+                && c.reason == SEEDS_REFUSED
+                && c.observed_generation == generation
+        })
+        .map(|c| c.message.clone())
 }
 
 /// Whether two statuses differ in anything worth a write (timestamps of unchanged
@@ -262,6 +321,35 @@ mod tests {
                 .iter()
                 .any(|c| c.type_ == SEEDED && c.status == "True")
         );
+    }
+
+    /// Regression: a job whose every seed was refused stayed Pending forever, kept its
+    /// workers and was seeded again every status interval.
+    #[test]
+    fn a_job_whose_seeds_were_all_refused_fails_and_says_why() {
+        let mut j = job();
+        let observed = Observed {
+            stats: Some(JobStats::default()),
+            seeds_refused: Some("all 1 seeds were refused (1 on the blacklist)".to_owned()),
+            ..Observed::default()
+        };
+        let s = next(&j, &observed, Duration::from_secs(5), &now());
+        assert_eq!(s.phase, Phase::Failed);
+        assert!(s.completion_time.is_some());
+        let c = s
+            .conditions
+            .iter()
+            .find(|c| c.type_ == SEEDED)
+            .expect("a Seeded condition");
+        assert_eq!(
+            (c.status.as_str(), c.reason.as_str()),
+            ("False", SEEDS_REFUSED)
+        );
+        assert!(c.message.contains("blacklist"), "{}", c.message);
+        // Remembered for this generation, forgotten for the next.
+        j.status = Some(s);
+        assert!(seeds_refused(j.status.as_ref(), Some(2)).is_some());
+        assert!(seeds_refused(j.status.as_ref(), Some(3)).is_none());
     }
 
     #[test]
