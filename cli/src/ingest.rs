@@ -31,10 +31,14 @@
 //!
 //! # Delivery
 //! At least once: a message's offset is committed after its answer was delivered to Kafka.
-//! When the API server, Redis or Kafka cannot be reached, the message is tried again (with a
-//! growing pause) and nothing after it is taken; so a crash or restart may handle a message
-//! twice, which feeding and the actions tolerate (a second feed finds the URL already a
-//! seed). On SIGTERM the message in hand is finished and committed, then the process exits.
+//! When the API server or Redis fails, the message is tried again with a growing pause, at
+//! most [`HANDLE_ATTEMPTS`] times, then answered with an error naming the failure; while
+//! Kafka cannot be reached, the answer waits and nothing after it is taken. So a crash or
+//! restart may handle a message twice, which feeding and the actions tolerate (a second feed
+//! finds the URL already a seed). An answer larger than [`MAX_ANSWER_BYTES`], or one Kafka
+//! refuses for good, is replaced by an error answer saying so: one message never blocks the
+//! ones after it. On SIGTERM the message in hand is finished and committed, then the process
+//! exits.
 
 use std::sync::{Arc, LazyLock};
 use std::time::Duration;
@@ -56,6 +60,13 @@ use crate::{Error, Refusal, Result};
 pub const ACTION_FIELDS: [&str; 6] = ["action", "appid", "uuid", "crawlid", "spiderid", "stats"];
 /// How long an answer may wait for Kafka's acknowledgement.
 const DELIVERY_TIMEOUT: Duration = Duration::from_secs(30);
+/// The largest answer sent: below librdkafka's default `message.max.bytes` (1,000,000) and
+/// the broker's default record limit (1 MiB), so an answer that fits here is never refused
+/// for its size.
+pub const MAX_ANSWER_BYTES: usize = 900_000;
+/// How many times a request is tried when the API server or Redis fails, before it is
+/// answered with an error.
+pub const HANDLE_ATTEMPTS: u32 = 5;
 /// The pause after a consumer error, so that a broker that is down costs no busy loop.
 const ERROR_PAUSE: Duration = Duration::from_millis(200);
 /// The first and the longest pause before a message is tried again.
@@ -445,33 +456,28 @@ pub async fn run(args: &IngestArgs, shutdown: CancellationToken) -> Result<()> {
             }
         };
         let payload = message.payload().unwrap_or_default();
-        let Some(answer) =
-            with_retries(&shutdown, "handle request", || handler.handle(payload)).await
-        else {
-            break;
-        };
-        if let Some(answer) = answer {
-            let key = answer
-                .get("uuid")
-                .and_then(Value::as_str)
-                .unwrap_or_default()
-                .to_owned();
-            let text = answer.to_string();
-            let (producer, answers, key, text) = (&producer, &answers, &key, &text);
-            let sent = with_retries(&shutdown, "send answer", move || async move {
-                producer
-                    .send(
-                        FutureRecord::to(answers).key(key).payload(text),
-                        DELIVERY_TIMEOUT,
-                    )
-                    .await
-                    .map(|_| ())
-                    .map_err(|(e, _)| Error::kafka("send answer")(e))
-            })
-            .await;
-            if sent.is_none() {
-                break;
+        let handled = match with_retries(&shutdown, "handle request", Some(HANDLE_ATTEMPTS), || {
+            handler.handle(payload)
+        })
+        .await
+        {
+            Attempts::Done(answer) => answer,
+            Attempts::GaveUp(e) => {
+                tracing::error!(error = %crate::format_chain(&e), "request failed after every attempt, answering with the error");
+                let (action, uuid) = request_header(payload);
+                Some(error_answer(
+                    action.as_deref(),
+                    uuid.as_deref(),
+                    None,
+                    &format!("could not be carried out: {}", crate::format_chain(&e)),
+                ))
             }
+            Attempts::Stopped => break,
+        };
+        if let Some(answer) = handled
+            && !send_answer(&producer, &answers, answer, &shutdown).await
+        {
+            break;
         }
         if let Err(e) = consumer.commit_message(&message, CommitMode::Sync) {
             tracing::warn!(error = %e, "committing the offset failed; the message may be handled again");
@@ -481,27 +487,127 @@ pub async fn run(args: &IngestArgs, shutdown: CancellationToken) -> Result<()> {
     Ok(())
 }
 
-/// Runs `op` until it succeeds, pausing longer after each transient failure; `None` when
-/// `shutdown` came first (the message is then left uncommitted, for the next consumer).
+/// Sends one answer, waiting while Kafka cannot be reached. An answer too large, or one
+/// Kafka refuses for good, is replaced by an error answer (once); if Kafka refuses even
+/// that, the refusal is logged and the message goes on. False when `shutdown` came first.
+async fn send_answer(
+    producer: &FutureProducer,
+    topic: &str,
+    answer: Value,
+    shutdown: &CancellationToken,
+) -> bool {
+    let mut text = fit_answer(&answer, MAX_ANSWER_BYTES);
+    let key = answer
+        .get("uuid")
+        .and_then(Value::as_str)
+        .unwrap_or_default()
+        .to_owned();
+    for last in [false, true] {
+        let sent = with_retries(shutdown, "send answer", None, || async {
+            match producer
+                .send(
+                    FutureRecord::to(topic).key(&key).payload(&text),
+                    DELIVERY_TIMEOUT,
+                )
+                .await
+            {
+                Ok(_) => Ok(Ok(())),
+                Err((e, _)) if crate::is_permanent_kafka_error(&e) => Ok(Err(e)),
+                Err((e, _)) => Err(Error::kafka("send answer")(e)),
+            }
+        })
+        .await;
+        match sent {
+            Attempts::Done(Ok(())) => return true,
+            Attempts::Done(Err(e)) if !last => {
+                tracing::error!(error = %e, "kafka refused the answer, answering with the error");
+                text =
+                    refused_answer(&answer, &format!("kafka refused the answer: {e}")).to_string();
+            }
+            Attempts::Done(Err(e)) => {
+                tracing::error!(error = %e, "kafka refused even the error answer; the request stays unanswered");
+                return true;
+            }
+            Attempts::GaveUp(_) | Attempts::Stopped => return !shutdown.is_cancelled(),
+        }
+    }
+    true
+}
+
+/// The answer as sent: itself when it fits in `limit` bytes, else an error answer with its
+/// action and uuid that says how large it was.
+pub fn fit_answer(answer: &Value, limit: usize) -> String {
+    let text = answer.to_string();
+    if text.len() <= limit {
+        return text;
+    }
+    tracing::warn!(
+        bytes = text.len(),
+        limit,
+        "answer too large, answering with an error"
+    );
+    refused_answer(
+        answer,
+        &format!(
+            "the answer is {} bytes, more than the {limit} bytes one Kafka message may carry; ask for less (a crawlid, a spiderid, or stats of one kind)",
+            text.len()
+        ),
+    )
+    .to_string()
+}
+
+/// An error answer in place of `answer`, keeping its action and uuid.
+fn refused_answer(answer: &Value, message: &str) -> Value {
+    error_answer(
+        answer.get("action").and_then(Value::as_str),
+        answer.get("uuid").and_then(Value::as_str),
+        None,
+        message,
+    )
+}
+
+/// The action (`crawl` when it has none) and uuid of a request that parsed once already.
+fn request_header(payload: &[u8]) -> (Option<String>, Option<String>) {
+    let value: Value = serde_json::from_slice(payload).unwrap_or_default();
+    let field = |name: &str| value.get(name).and_then(Value::as_str).map(str::to_owned);
+    (field("action").or(Some("crawl".to_owned())), field("uuid"))
+}
+
+/// What a retried operation came to.
+enum Attempts<T> {
+    /// It succeeded.
+    Done(T),
+    /// It failed every attempt; the last error.
+    GaveUp(Error),
+    /// `shutdown` came first (the message is then left uncommitted, for the next consumer).
+    Stopped,
+}
+
+/// Runs `op` until it succeeds, pausing longer after each failure, at most `attempts` times
+/// (`None`: until it succeeds or `shutdown`).
 async fn with_retries<T, F, Fut>(
     shutdown: &CancellationToken,
     what: &'static str,
+    attempts: Option<u32>,
     mut op: F,
-) -> Option<T>
+) -> Attempts<T>
 where
     F: FnMut() -> Fut,
     Fut: Future<Output = Result<T>>,
 {
     let mut pause = RETRY_PAUSE.0;
+    let mut attempt = 0;
     loop {
+        attempt += 1;
         match op().await {
-            Ok(v) => return Some(v),
+            Ok(v) => return Attempts::Done(v),
+            Err(e) if attempts.is_some_and(|max| attempt >= max) => return Attempts::GaveUp(e),
             Err(e) => {
-                tracing::warn!(op = what, error = %crate::format_chain(&e), retry_in = ?pause, "failed, trying again");
+                tracing::warn!(op = what, attempt, error = %crate::format_chain(&e), retry_in = ?pause, "failed, trying again");
             }
         }
         tokio::select! {
-            () = shutdown.cancelled() => return None,
+            () = shutdown.cancelled() => return Attempts::Stopped,
             () = tokio::time::sleep(pause) => {},
         }
         pause = (pause * 2).min(RETRY_PAUSE.1);
@@ -571,6 +677,34 @@ mod tests {
             (Some("u3"), Some("crawl"), "priority")
         );
         assert_eq!(rejected("[1, 2]").refusal.field, "request");
+    }
+
+    /// Regression: a `stats` answer over Kafka's message limit was retried forever and
+    /// blocked every message after it.
+    #[test]
+    fn an_answer_too_large_becomes_an_error_answer_that_fits() {
+        let big = json!({"action": "stats", "uuid": "u-1", "queue": "x".repeat(2_000)});
+        let text = fit_answer(&big, 1_000);
+        assert!(text.len() <= 1_000, "{text}");
+        let v: Value = serde_json::from_str(&text).expect("json");
+        assert_eq!(v["uuid"], "u-1");
+        assert_eq!(v["action"], "stats");
+        let message = v["error"]["message"].as_str().expect("a message");
+        assert!(message.contains("more than the 1000 bytes"), "{message}");
+        let small = json!({"action": "stats", "uuid": "u-2"});
+        assert_eq!(fit_answer(&small, 1_000), small.to_string());
+    }
+
+    #[test]
+    fn the_header_of_a_request_names_its_action_and_uuid() {
+        assert_eq!(
+            request_header(br#"{"action":"info","uuid":"a","appid":"x"}"#),
+            (Some("info".to_owned()), Some("a".to_owned()))
+        );
+        assert_eq!(
+            request_header(br#"{"url":"http://a.test/","appid":"x","uuid":"b"}"#),
+            (Some("crawl".to_owned()), Some("b".to_owned()))
+        );
     }
 
     #[test]

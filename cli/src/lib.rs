@@ -207,6 +207,27 @@ pub fn format_chain(err: &(dyn std::error::Error + 'static)) -> String {
     out
 }
 
+/// Whether Kafka refused a message for good: sending it again unchanged cannot succeed (too
+/// large, invalid, a topic that may not be written or does not exist).
+pub fn is_permanent_kafka_error(error: &rdkafka::error::KafkaError) -> bool {
+    use rdkafka::error::RDKafkaErrorCode as Code;
+    matches!(
+        error.rdkafka_error_code(),
+        Some(
+            Code::MessageSizeTooLarge
+                | Code::InvalidMessageSize
+                | Code::MessageBatchTooLarge
+                | Code::InvalidMessage
+                | Code::InvalidRecord
+                | Code::InvalidTopic
+                | Code::UnknownTopic
+                | Code::TopicAuthorizationFailed
+                | Code::ClusterAuthorizationFailed
+                | Code::PolicyViolation
+        )
+    )
+}
+
 /// The current unix time in seconds.
 pub fn now_s() -> i64 {
     k8s_openapi::jiff::Timestamp::now().as_second()
