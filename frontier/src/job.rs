@@ -35,9 +35,14 @@ pub struct JobPolicy {
     /// The User-Agent workers send for this job; `None` means the worker's default.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub useragent: Option<String>,
-    /// A Cookie header workers send with every request of this job.
+    /// A Cookie header workers send with the job's requests to [`JobPolicy::cookie_domains`]
+    /// (never with robots.txt requests).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub cookie: Option<String>,
+    /// The domains (and their subdomains) the Cookie goes to: the job's `allowedDomains`,
+    /// or, when it has none, the hosts of its seeds. Empty: the Cookie goes nowhere.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub cookie_domains: Vec<String>,
     /// Free JSON copied into every item's `attrs`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub attrs: Option<serde_json::Value>,
@@ -61,6 +66,22 @@ impl JobPolicy {
             politeness: spec.politeness.clone(),
             useragent: spec.useragent.clone(),
             cookie: spec.cookie.clone(),
+            cookie_domains: if spec.allowed_domains.is_empty() {
+                let mut hosts: Vec<String> = spec
+                    .seeds
+                    .iter()
+                    .filter_map(|s| url::Url::parse(s).ok())
+                    .filter_map(|u| u.host_str().map(str::to_ascii_lowercase))
+                    .collect();
+                hosts.sort();
+                hosts.dedup();
+                hosts
+            } else {
+                spec.allowed_domains
+                    .iter()
+                    .map(|d| d.to_ascii_lowercase())
+                    .collect()
+            },
             attrs: spec.attrs.clone(),
             follow_nofollow: spec.follow_nofollow,
         }
@@ -81,6 +102,22 @@ impl JobPolicy {
             }),
             ..Self::default()
         }
+    }
+
+    /// The Cookie to send to `host`: the job's Cookie when `host` is one of
+    /// [`JobPolicy::cookie_domains`] or a subdomain of one, else none.
+    pub fn cookie_for(&self, host: &str) -> Option<&str> {
+        let host = host.trim_end_matches('.');
+        let ours = self.cookie_domains.iter().any(|d| {
+            host.eq_ignore_ascii_case(d)
+                || host
+                    .len()
+                    .checked_sub(d.len() + 1)
+                    .and_then(|dot| host.get(dot..))
+                    .and_then(|tail| tail.strip_prefix('.'))
+                    .is_some_and(|tail| tail.eq_ignore_ascii_case(d))
+        });
+        self.cookie.as_deref().filter(|_| ours)
     }
 
     /// The least time between two dispatches to one domain for this job: the largest of the
@@ -160,6 +197,26 @@ impl JobStats {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// Regression: the job's Cookie went to every host a page linked or redirected to.
+    #[test]
+    fn the_cookie_goes_only_to_the_jobs_own_domains() {
+        let spec: CrawlJobSpec = serde_json::from_value(serde_json::json!({
+            "spiderid": "link", "appid": "a", "cookie": "session=1",
+            "seeds": ["https://Shop.example/start", "https://shop.example/b"]
+        }))
+        .expect("spec");
+        let policy = JobPolicy::from_spec(&spec);
+        assert_eq!(policy.cookie_domains, ["shop.example"]);
+        assert_eq!(policy.cookie_for("shop.example"), Some("session=1"));
+        assert_eq!(policy.cookie_for("www.SHOP.example"), Some("session=1"));
+        assert_eq!(policy.cookie_for("evilshop.example"), None);
+        assert_eq!(policy.cookie_for("tracker.test"), None);
+        let mut spec = spec;
+        spec.allowed_domains = vec!["example".to_owned()];
+        let policy = JobPolicy::from_spec(&spec);
+        assert_eq!(policy.cookie_for("other.example"), Some("session=1"));
+    }
 
     #[test]
     fn finished_needs_seeds_and_no_work() {

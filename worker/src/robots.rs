@@ -147,6 +147,21 @@ impl RobotsCache {
         }
     }
 
+    /// What the cached rules of `url`'s origin say, without fetching: `None` when the
+    /// origin's robots.txt is not cached (or was unreachable).
+    pub fn cached_allows(&self, url: &Url) -> Option<bool> {
+        let origin = url.origin().ascii_serialization();
+        let entries = self
+            .entries
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        let (rules, _) = entries.get(&origin)?.rules.get()?;
+        match **rules {
+            Rules::Unreachable => None,
+            _ => Some(rules.allowed(url)),
+        }
+    }
+
     fn cell(&self, origin: &str) -> Arc<OnceCell<(Arc<Rules>, Instant)>> {
         // The lock is held only for map bookkeeping, never across an await.
         let mut entries = self
@@ -198,8 +213,10 @@ impl RobotsCache {
         robots_url.set_path("/robots.txt");
         robots_url.set_query(None);
         robots_url.set_fragment(None);
+        // robots.txt is fetched without the job's Cookie and Referer.
         let options = RequestOptions {
             referer: None,
+            cookie: None,
             ..options.clone()
         };
         let rules = match fetcher.fetch(&robots_url, &options, |_| true).await {

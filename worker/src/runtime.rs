@@ -24,6 +24,12 @@
 //!   the request is retried (bounded, counted), never completed as denied.
 //! - A frontier error while reading a job's policy gives the lease back; it never counts the
 //!   request as done.
+//! - Redirects are followed inline only on the same host, hop by hop, each hop checked
+//!   against the job's filter and the host's robots.txt. A redirect to another host ends the
+//!   fetch: the 3xx is the page, and its target is handed to the frontier as a request at the
+//!   same depth, so that host's robots.txt, politeness and dedupe apply to it like to any
+//!   other request. The job's Cookie goes only to its own domains (see
+//!   `JobPolicy::cookie_for`), never with robots.txt.
 //! - One bad URL never stops the worker: every failure is classified (retry, error,
 //!   robots-denied, job gone), counted, logged with fields, and acknowledged or given back.
 //! - On shutdown the worker stops leasing, lets in-flight fetches finish within
@@ -429,7 +435,7 @@ impl Worker {
         };
         let options = RequestOptions {
             user_agent: job.policy.useragent.as_deref(),
-            cookie: job.policy.cookie.as_deref(),
+            cookie: url.host_str().and_then(|h| job.policy.cookie_for(h)),
             referer: lease.request.referer.as_deref(),
         };
 
@@ -462,12 +468,14 @@ impl Worker {
         // touch the host, so the slot is given back as soon as the body is read.
         let host_slot = self.host_slot(&lease.domain).await;
         let follow = |next: &Url| {
-            job.filter.as_ref().is_none_or(|f| {
-                let mut hop = lease.request.clone();
-                hop.url = next.to_string();
-                hop.depth = 0;
-                f.check(&hop).is_ok()
-            })
+            next.host_str() == url.host_str()
+                && (!obey_robots || self.robots.cached_allows(next) == Some(true))
+                && job.filter.as_ref().is_none_or(|f| {
+                    let mut hop = lease.request.clone();
+                    hop.url = next.to_string();
+                    hop.depth = 0;
+                    f.check(&hop).is_ok()
+                })
         };
         let fetched = self.fetcher.fetch(&url, &options, follow).await;
         drop(host_slot);
@@ -519,6 +527,7 @@ impl Worker {
 
         let status = page.status;
         let bytes = page.body.len() as u64;
+        let handed_over = redirect_elsewhere(&page, lease);
         let spider = self.spider.clone();
         let response_job = job.clone();
         let lease_for_parse = lease.clone();
@@ -541,7 +550,7 @@ impl Worker {
             }
         };
 
-        let mut children: Vec<CrawlRequest> = Vec::new();
+        let mut children: Vec<CrawlRequest> = handed_over.into_iter().collect();
         let mut items: Vec<PageRecord> = Vec::new();
         for output in outputs {
             match output {
@@ -741,6 +750,26 @@ impl Worker {
             .await
             .expect("the semaphore is never closed")
     }
+}
+
+/// The request a redirect not followed inline becomes (another host, or an origin whose
+/// robots.txt is not known yet): its target at the same depth, referred by this page. The
+/// frontier's filter, dedupe, robots.txt check and politeness then treat it like any request.
+fn redirect_elsewhere(page: &Fetched, lease: &Lease) -> Option<CrawlRequest> {
+    if !(300..400).contains(&page.status) {
+        return None;
+    }
+    let target = page.final_url.join(page.header("location")?).ok()?;
+    let same = target.host_str() == page.final_url.host_str()
+        && target.port_or_known_default() == page.final_url.port_or_known_default()
+        && target.scheme() == page.final_url.scheme();
+    if same || !matches!(target.scheme(), "http" | "https") {
+        return None;
+    }
+    let mut request = lease.request.child(target.to_string());
+    request.depth = lease.request.depth;
+    request.referer = Some(page.final_url.to_string());
+    Some(request)
 }
 
 fn is_retryable_status(status: u16) -> bool {

@@ -397,6 +397,15 @@ impl Site {
             }
             let (expected, landed) = self.fetch(reach, node, depth);
             pages.insert(node.url(self.port), expected);
+            // A redirect to another host is not followed: its target is a request of its own,
+            // at the same depth, checked like a link.
+            if let Some(target) = self.handoff(node)
+                && !seen.contains(&target)
+                && reach.passes(target.host(), &target.url(self.port))
+            {
+                seen.insert(target);
+                queue.push_back((target, depth));
+            }
             let Some(landed) = landed else { continue };
             if reach.max_depth.is_some_and(|max| depth >= max) {
                 continue;
@@ -416,6 +425,20 @@ impl Site {
             }
         }
         Ok(GroundTruth { pages })
+    }
+
+    /// Where the redirect chain from `node` leaves its host, if it does: the first hop to
+    /// another host, after the same-host hops a crawler follows.
+    fn handoff(&self, node: Node) -> Option<Node> {
+        let mut current = node;
+        for _ in 0..=self.config.chain_len + 1 {
+            match behaviour(&self.config, current) {
+                Behaviour::Redirect { to, .. } if to.host() != current.host() => return Some(to),
+                Behaviour::Redirect { to, .. } => current = to,
+                _ => return None,
+            }
+        }
+        None
     }
 
     /// What fetching `node` gives, and the node whose links the crawler then follows.
@@ -447,8 +470,10 @@ impl Site {
                         let e = expected(None, current, redirects, 0, Outcome::TooManyRedirects);
                         return (e, None);
                     }
-                    let hop_ok =
-                        reach.passes(to.host(), &to.url(self.port)) && self.robots_allow(reach, to);
+                    // Only same-host hops are followed inline (see `handoff`).
+                    let hop_ok = to.host() == current.host()
+                        && reach.passes(to.host(), &to.url(self.port))
+                        && self.robots_allow(reach, to);
                     if !hop_ok {
                         return (give_up(status), None);
                     }
