@@ -25,10 +25,12 @@ YAML
 OTEL_TRACES_EXPORTER=none setsid "$KC_CACHE/bin/registry" serve "$dir/config.yml" >"$dir/registry.log" 2>&1 < /dev/null &
 pid=$!
 cleanup() {
-  kill -TERM "$pid" 2>/dev/null
+  local rc=$?
+  kill -TERM "$pid" 2>/dev/null || true
   for _ in $(seq 1 50); do kill -0 "$pid" 2>/dev/null || break; sleep 0.1; done
-  kill -KILL "$pid" 2>/dev/null
+  kill -KILL "$pid" 2>/dev/null || true
   rm -rf "$dir"
+  exit "$rc"
 }
 trap cleanup EXIT
 wait_for 30 registry curl -sf "http://127.0.0.1:$port/v2/" || { cat "$dir/registry.log" >&2; die "the registry did not start"; }
@@ -42,7 +44,7 @@ while read -r name ref; do
   skopeo copy --quiet --src-tls-verify=false "docker://$ref" "oci:$dir/pulled/$name:check" \
     || die "could not pull $ref back"
   want=${ref#*@}
-  got=$(skopeo inspect --raw --src-tls-verify=false "docker://$ref" | sha256sum | cut -d' ' -f1)
+  got=$(skopeo inspect --raw --tls-verify=false "docker://$ref" | sha256sum | cut -d' ' -f1)
   [ "sha256:$got" = "$want" ] || die "$ref: the registry served a manifest with digest sha256:$got"
   label=$(skopeo inspect --config "oci:$dir/pulled/$name:check" | jq -r '.config.Labels["org.opencontainers.image.revision"]')
   [ -n "$label" ] && [ "$label" != null ] || die "$ref: no revision label after the round trip"
