@@ -676,6 +676,62 @@ mod tests {
     }
 
     #[test]
+    fn host_network_fleets_bind_their_metrics_port_and_tolerate_the_node() {
+        let yaml = "namespace: kc\ndefaults: {hostNetwork: true, metricsPort: 19090, tolerations: [{key: a, operator: Exists}]}\nfleets:\n  link: {tolerations: [{key: b, operator: Exists}]}\n  wandering: {hostNetwork: false, metricsPort: 9091}\n";
+        let config: FleetConfig = serde_yaml::from_str(yaml).expect("parses");
+        let conns = Connections {
+            redis_url: "redis://r:6379".into(),
+            redis_prefix: "kc".into(),
+            kafka_brokers: "k:9092".into(),
+            topic_prefix: "demo".into(),
+        };
+        let pod = |spider: &str| {
+            deployment(&config, &conns, spider, 1)
+                .spec
+                .template
+                .spec
+                .expect("pod")
+        };
+        let metrics = |pod: &PodSpec| {
+            let c = &pod.containers[0];
+            let addr = c
+                .env
+                .iter()
+                .flatten()
+                .find(|e| e.name == "KUBECRAWL_METRICS_ADDR")
+                .and_then(|e| e.value.clone());
+            let port = c.ports.as_ref().map(|p| p[0].container_port);
+            (addr, port)
+        };
+
+        let link = pod("link");
+        assert_eq!(link.host_network, Some(true));
+        let keys: Vec<_> = link
+            .tolerations
+            .iter()
+            .flatten()
+            .filter_map(|t| t.key.as_deref())
+            .collect();
+        assert_eq!(
+            keys,
+            ["a", "b"],
+            "a fleet's tolerations add to the defaults"
+        );
+        assert_eq!(
+            metrics(&link),
+            (Some("0.0.0.0:19090".to_owned()), Some(19090)),
+            "the worker listens where its probes and port say"
+        );
+
+        let wandering = pod("wandering");
+        assert_eq!(wandering.host_network, None);
+        assert_eq!(
+            metrics(&wandering),
+            (Some("0.0.0.0:9091".to_owned()), Some(9091))
+        );
+    }
+
+    #[test]
     fn fleet_settings_overlay_defaults() {
         let yaml = "namespace: kc\ndefaults: {image: img:1, maxReplicas: 4, env: [{name: A, value: '1'}]}\nfleets:\n  link: {maxReplicas: 8, env: [{name: A, value: '2'}]}\n  wandering: {}\n";
         let config: FleetConfig = serde_yaml::from_str(yaml).expect("parses");
