@@ -17,7 +17,9 @@ export CONTAINERD_NAMESPACE=k8s.io
 # them.
 NODE_SYSCTLS="vm.overcommit_memory vm.panic_on_oom kernel.panic kernel.panic_on_oops kernel.keys.root_maxkeys kernel.keys.root_maxbytes"
 # Paths outside $NODE_STATE that the kubelet or containerd create whatever they are told.
-NODE_HOST_PATHS="/var/lib/kubelet /var/log/containers /var/log/pods /run/containerd /var/run/netns /var/lib/cni /opt/cni /opt/containerd /opt/nri /run/nri /etc/nri /etc/kubernetes"
+# Not /run/netns or /var/lib/cni: the node keeps those under $NODE_STATE, and podman (which
+# others may run on the machine meanwhile) uses them.
+NODE_HOST_PATHS="/var/lib/kubelet /var/log/containers /var/log/pods /run/containerd /opt/cni /opt/containerd /opt/nri /run/nri /etc/nri /etc/kubernetes"
 
 # iptables_chains: "family table chain" per line, for IPv4 and IPv6.
 iptables_chains() {
