@@ -61,6 +61,11 @@ for i in $images; do
   buildah --storage-driver vfs bud --quiet --layers=false --build-arg ROOTFS=rootfs-local \
     --build-arg VERSION="$tag" --build-arg REVISION="$revision" \
     -f "$root/$dockerfile" -t "$ref" "$work/$i" >/dev/null || die "buildah could not build $ref"
+  # What the image promises, checked on what was built: the user, the labels, no shell.
+  config=$(buildah --storage-driver vfs inspect --type image --format '{{.OCIv1.Config.User}} {{index .OCIv1.Config.Labels "org.opencontainers.image.version"}} {{index .OCIv1.Config.Labels "org.opencontainers.image.revision"}} {{index .OCIv1.Config.Labels "org.opencontainers.image.source"}}' "$ref")
+  [ "$config" = "65532:65532 $tag $revision https://github.com/kubecrawl/kubecrawl" ] \
+    || die "$ref: unexpected user or labels: $config"
+  [ ! -e "$work/$i/rootfs/bin/sh" ] && [ ! -e "$work/$i/rootfs/usr/bin/sh" ] || die "$ref has a shell"
   rm -f "$out/$i.tar"
   buildah --storage-driver vfs push --quiet "$ref" "oci-archive:$out/$i.tar:$ref" \
     || die "could not write $out/$i.tar"
