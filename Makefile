@@ -8,8 +8,11 @@ KUBECRAWL_CACHE ?= $(or $(XDG_CACHE_HOME),$(HOME)/.cache)/kubecrawl
 export CARGO_TARGET_DIR ?= $(KUBECRAWL_CACHE)/target
 # The environment file env-up writes (KUBECRAWL_STATE moves it, e.g. to share one environment).
 ENV := . $(or $(KUBECRAWL_STATE),.testenv)/env &&
+# The real node's env file (make node-up; KUBECRAWL_NODE_STATE moves it).
+NODE_ENV := $(or $(KUBECRAWL_NODE_STATE),$(or $(KUBECRAWL_STATE),.testenv)/node)/env
 
-.PHONY: help env-up env-down env-status env-clean test unit lint crds bench-frontier bench-crawl
+.PHONY: help env-up env-down env-status env-clean test unit lint crds bench-frontier bench-crawl \
+	images push push-check node-up node-down node-images test-node
 
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | sed 's/:.*## /\t/' | column -t -s $$'\t'
@@ -17,7 +20,8 @@ help: ## list the targets
 env-up: ## start Redis, Kafka, etcd and the Kubernetes control plane on 127.0.0.1 (idempotent)
 	@bash tests/env/up.sh
 
-env-down: ## stop every process env-up started
+env-down: ## stop every process env-up started (and the real node, if node-up started one)
+	@bash tests/env/node-down.sh
 	@bash tests/env/down.sh
 
 env-status: ## show which test services run
@@ -36,6 +40,28 @@ unit: ## the tests that need no services
 lint: ## rustfmt and clippy, as CI runs them
 	cargo fmt --all --check
 	cargo clippy --workspace --all-targets --locked -- -D warnings
+
+images: ## build the operator, worker, cli and example-spider images with buildah (no Docker, no registry)
+	@bash docker/images.sh
+
+push: ## push the images to REGISTRY (e.g. make push REGISTRY=ghcr.io/me); prints each digest
+	@bash docker/push.sh
+
+push-check: ## push the images to a local registry on 127.0.0.1 and pull them back by digest
+	@bash tests/env/push-check.sh
+
+node-up: env-up ## join a real node (kubelet, containerd, runc) to the test control plane
+	@bash tests/env/node-up.sh
+
+node-down: ## stop the real node and undo what it changed on the machine
+	@bash tests/env/node-down.sh
+
+node-images: ## import the images from `make images` into the real node's containerd
+	@bash tests/env/node-images.sh
+
+test-node: images node-up ## the tests that need the real node: helm install on it, crawl, drain
+	bash tests/env/node-images.sh
+	$(ENV) . $(NODE_ENV) && cargo test -p kubecrawl-operator --test node --locked -- --ignored --nocapture
 
 crds: ## regenerate crds/ (and the chart's copy) from the Rust types
 	cargo run -q -p kubecrawl-api --bin crdgen > crds/crawljobs.kubecrawl.io.yaml

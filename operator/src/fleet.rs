@@ -21,7 +21,7 @@ use k8s_openapi::api::apps::v1::{
 use k8s_openapi::api::core::v1::{
     Capabilities, Container, ContainerPort, EnvVar, EnvVarSource, HTTPGetAction,
     ObjectFieldSelector, PodSecurityContext, PodSpec, PodTemplateSpec, Probe, ResourceRequirements,
-    SeccompProfile, SecretKeySelector, SecurityContext,
+    SeccompProfile, SecretKeySelector, SecurityContext, Toleration,
 };
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::LabelSelector;
 use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
@@ -41,8 +41,9 @@ pub const SPIDER_LABEL: &str = "kubecrawl.io/spiderid";
 pub const MANAGED_BY: (&str, &str) = ("app.kubernetes.io/managed-by", "kubecrawl-operator");
 const NAME_LABEL: (&str, &str) = ("app.kubernetes.io/name", "kubecrawl-worker");
 const TEMPLATE_HASH: &str = "kubecrawl.io/template-hash";
-/// The port workers serve `/metrics`, `/healthz` and `/readyz` on.
-pub const METRICS_PORT: i32 = 9090;
+/// The port workers serve `/metrics`, `/healthz` and `/readyz` on, unless a fleet names
+/// another.
+pub const METRICS_PORT: u16 = 9090;
 
 /// A reference to one key of a Secret.
 #[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize, Deserialize)]
@@ -82,6 +83,16 @@ pub struct FleetSettings {
     /// Node selector for worker pods.
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     pub node_selector: BTreeMap<String, String>,
+    /// Tolerations of worker pods (added to those set for all fleets).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub tolerations: Vec<Toleration>,
+    /// Run worker pods in the node's network namespace. Each worker then binds its metrics
+    /// port on the node, so a node runs at most one worker of the fleet per port.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub host_network: Option<bool>,
+    /// The port workers serve `/metrics`, `/healthz` and `/readyz` on (default 9090).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub metrics_port: Option<u16>,
 }
 
 impl FleetSettings {
@@ -93,6 +104,13 @@ impl FleetSettings {
         }
         let mut node_selector = self.node_selector.clone();
         node_selector.extend(over.node_selector.clone());
+        let mut tolerations = self.tolerations.clone();
+        tolerations.extend(
+            over.tolerations
+                .iter()
+                .filter(|t| !self.tolerations.contains(t))
+                .cloned(),
+        );
         FleetSettings {
             image: over.image.clone().or_else(|| self.image.clone()),
             image_pull_policy: over
@@ -111,6 +129,9 @@ impl FleetSettings {
                 .termination_grace_period_seconds
                 .or(self.termination_grace_period_seconds),
             node_selector,
+            tolerations,
+            host_network: over.host_network.or(self.host_network),
+            metrics_port: over.metrics_port.or(self.metrics_port),
         }
     }
 }
@@ -323,8 +344,10 @@ pub fn deployment(
                 .unwrap_or(&connections.redis_url),
         ),
     };
+    let metrics_port = settings.metrics_port.unwrap_or(METRICS_PORT);
     let mut env = vec![
         value("KUBECRAWL_SPIDER", spiderid),
+        value("KUBECRAWL_METRICS_ADDR", &format!("0.0.0.0:{metrics_port}")),
         redis_env,
         value("KUBECRAWL_REDIS_PREFIX", &connections.redis_prefix),
         value(
@@ -379,7 +402,7 @@ pub fn deployment(
         env: Some(env),
         ports: Some(vec![ContainerPort {
             name: Some("metrics".to_owned()),
-            container_port: METRICS_PORT,
+            container_port: i32::from(metrics_port),
             ..ContainerPort::default()
         }]),
         readiness_probe: Some(probe("/readyz", 5)),
@@ -413,6 +436,8 @@ pub fn deployment(
             termination_grace_period_seconds: Some(grace),
             node_selector: (!settings.node_selector.is_empty())
                 .then(|| settings.node_selector.clone()),
+            tolerations: (!settings.tolerations.is_empty()).then(|| settings.tolerations.clone()),
+            host_network: settings.host_network.filter(|&on| on),
             security_context: Some(PodSecurityContext {
                 run_as_non_root: Some(true),
                 run_as_user: Some(65532),
@@ -648,6 +673,62 @@ mod tests {
         assert_eq!(sc.allow_privilege_escalation, Some(false));
         assert_eq!(sc.read_only_root_filesystem, Some(true));
         assert_eq!(pod.automount_service_account_token, Some(false));
+    }
+
+    #[test]
+    fn host_network_fleets_bind_their_metrics_port_and_tolerate_the_node() {
+        let yaml = "namespace: kc\ndefaults: {hostNetwork: true, metricsPort: 19090, tolerations: [{key: a, operator: Exists}]}\nfleets:\n  link: {tolerations: [{key: b, operator: Exists}]}\n  wandering: {hostNetwork: false, metricsPort: 9091}\n";
+        let config: FleetConfig = serde_yaml::from_str(yaml).expect("parses");
+        let conns = Connections {
+            redis_url: "redis://r:6379".into(),
+            redis_prefix: "kc".into(),
+            kafka_brokers: "k:9092".into(),
+            topic_prefix: "demo".into(),
+        };
+        let pod = |spider: &str| {
+            deployment(&config, &conns, spider, 1)
+                .spec
+                .template
+                .spec
+                .expect("pod")
+        };
+        let metrics = |pod: &PodSpec| {
+            let c = &pod.containers[0];
+            let addr = c
+                .env
+                .iter()
+                .flatten()
+                .find(|e| e.name == "KUBECRAWL_METRICS_ADDR")
+                .and_then(|e| e.value.clone());
+            let port = c.ports.as_ref().map(|p| p[0].container_port);
+            (addr, port)
+        };
+
+        let link = pod("link");
+        assert_eq!(link.host_network, Some(true));
+        let keys: Vec<_> = link
+            .tolerations
+            .iter()
+            .flatten()
+            .filter_map(|t| t.key.as_deref())
+            .collect();
+        assert_eq!(
+            keys,
+            ["a", "b"],
+            "a fleet's tolerations add to the defaults"
+        );
+        assert_eq!(
+            metrics(&link),
+            (Some("0.0.0.0:19090".to_owned()), Some(19090)),
+            "the worker listens where its probes and port say"
+        );
+
+        let wandering = pod("wandering");
+        assert_eq!(wandering.host_network, None);
+        assert_eq!(
+            metrics(&wandering),
+            (Some("0.0.0.0:9091".to_owned()), Some(9091))
+        );
     }
 
     #[test]

@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Builds the Kubernetes control plane (kube-apiserver, kube-controller-manager,
-# kube-scheduler, kubectl), etcd and helm from the Go module proxy into $KC_CACHE/bin.
+# kube-scheduler, kubectl), etcd and helm from the Go module proxy into $KC_CACHE/bin; with
+# the argument `kubelet` (node-up.sh), the kubelet too, from the same Go module.
 # Each binary is built only when it is missing or its version changed.
 set -euo pipefail
 . "$(dirname "$0")/lib.sh"
@@ -13,11 +14,26 @@ stamp() { echo "$2" > "$BIN/.$1.version"; }
 
 # --- Kubernetes ------------------------------------------------------------------------
 k8s_needed=()
-for b in kube-apiserver kube-controller-manager kube-scheduler kubectl; do
+k8s_wanted=(kube-apiserver kube-controller-manager kube-scheduler kubectl)
+[ "${1:-}" = kubelet ] && k8s_wanted+=(kubelet)
+for b in "${k8s_wanted[@]}"; do
   stamp_ok "$b" "$K8S_VERSION" || k8s_needed+=("$b")
 done
 if [ ${#k8s_needed[@]} -gt 0 ]; then
   mod=$KC_CACHE/src/k8s-$K8S_VERSION
+  # Every command the module builds, whether or not this run builds it: one `go mod tidy`
+  # covers them all. A module made before a command joined the list is tidied again.
+  tools='//go:build tools
+
+package tools
+
+import (
+	_ "k8s.io/kubernetes/cmd/kube-apiserver"
+	_ "k8s.io/kubernetes/cmd/kube-controller-manager"
+	_ "k8s.io/kubernetes/cmd/kube-scheduler"
+	_ "k8s.io/kubernetes/cmd/kubectl"
+	_ "k8s.io/kubernetes/cmd/kubelet"
+)'
   if [ ! -f "$mod/.tidy" ]; then
     log "preparing the Go module for kubernetes $K8S_VERSION"
     rm -rf "$mod"; mkdir -p "$mod"
@@ -35,18 +51,9 @@ if [ ${#k8s_needed[@]} -gt 0 ]; then
       echo
       for m in $staging; do echo "replace $m => $m v0.$minor"; done
     } > "$mod/go.mod"
-    cat > "$mod/tools.go" <<'GO'
-//go:build tools
-
-package tools
-
-import (
-	_ "k8s.io/kubernetes/cmd/kube-apiserver"
-	_ "k8s.io/kubernetes/cmd/kube-controller-manager"
-	_ "k8s.io/kubernetes/cmd/kube-scheduler"
-	_ "k8s.io/kubernetes/cmd/kubectl"
-)
-GO
+  fi
+  if [ ! -f "$mod/.tidy" ] || [ "$(cat "$mod/tools.go" 2>/dev/null)" != "$tools" ]; then
+    printf '%s\n' "$tools" > "$mod/tools.go"
     (cd "$mod" && go mod tidy -e >/dev/null) || die "go mod tidy failed for kubernetes"
     touch "$mod/.tidy"
   fi

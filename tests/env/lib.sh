@@ -12,6 +12,10 @@ ETCD_VERSION=v3.7.0
 HELM_VERSION=v4.3.1
 KAFKA_VERSION=4.2.0
 LOG4J_VERSION=2.25.2
+# The real node (build-node.sh): containerd from the Go module proxy, our own pause image.
+CONTAINERD_VERSION=v2.4.2
+REGISTRY_VERSION=v3.1.2
+PAUSE_VERSION=1
 
 # Fixed loopback ports, chosen away from the usual defaults so that a developer's own
 # services on 6379/9092/6443/2379 are never touched.

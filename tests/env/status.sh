@@ -14,4 +14,16 @@ for name in redis kafka etcd kube-apiserver kube-controller-manager kube-schedul
     rc=1
   fi
 done
+# The real node is optional (make node-up): shown only when it was started.
+. "$(dirname "$0")/node-lib.sh"
+for name in containerd kubelet; do
+  f=$NODE_STATE/pids/$name.pid
+  [ -f "$f" ] || continue
+  if pid_alive "$f"; then
+    printf '%-24s running  pid %s (node %s)\n' "$name" "$(cat "$f")" "$NODE_NAME"
+  else
+    printf '%-24s stopped  (node %s)\n' "$name" "$NODE_NAME"
+    rc=1
+  fi
+done
 exit $rc

@@ -1,0 +1,476 @@
+//! The chart as deployed, on the real node of `make node-up`: a kubelet v1.37.2 with
+//! containerd and runc, running the images of `make images` (imported into containerd, never
+//! pulled). Nothing is played by the test: the images' binaries, the chart's probes and
+//! security contexts, the projected ServiceAccount token, the mounted fleet ConfigMap and
+//! SIGTERM on Pod deletion are the real kubelet's and runtime's.
+//!
+//! Pods run on the node's network (hostNetwork), so that they reach the test Redis, Kafka
+//! and API server on 127.0.0.1 and traffic never leaves the machine; the node's taint keeps
+//! every other Pod of the shared cluster away from it.
+//!
+//! Run by `make test-node` (the tests are `#[ignore]`d in a plain `cargo test`, which has no
+//! node).
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::net::TcpListener;
+use std::process::Command;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use futures::StreamExt;
+use k8s_openapi::api::core::v1::Pod;
+use kube::api::{Api, ListParams};
+use kube::runtime::watcher::{self, Event};
+use kubecrawl_api::{CrawlJob, PageRecord, Phase};
+use kubecrawl_e2e::site::{SiteConfig, TestSite};
+use kubecrawl_e2e::{TestEnv, TestNamespace, ensure_crd, kubectl_ok, repo_path};
+
+/// The real node's name and taint, from `make node-up`'s env file.
+struct Node {
+    name: String,
+    taint: String,
+}
+
+impl Node {
+    fn get() -> Self {
+        let var = |name: &str| {
+            std::env::var(name).unwrap_or_else(|_| {
+                panic!("{name} is not set: run these tests with `make test-node`")
+            })
+        };
+        Self {
+            name: var("KUBECRAWL_NODE"),
+            taint: var("KUBECRAWL_NODE_TAINT"),
+        }
+    }
+}
+
+/// How a container ended, as the kubelet reported it.
+#[derive(Debug, Clone, PartialEq)]
+struct Ended {
+    exit_code: i32,
+    reason: Option<String>,
+}
+
+/// Every Pod of a namespace as last seen, and how each of its containers ended: a Pod's
+/// final status is only visible between the kubelet's last status write and its deletion.
+#[derive(Default)]
+struct PodLog {
+    last: BTreeMap<String, Pod>,
+    ended: BTreeMap<String, Ended>,
+}
+
+fn watch_pods(api: Api<Pod>) -> (Arc<Mutex<PodLog>>, tokio::task::JoinHandle<()>) {
+    let log = Arc::new(Mutex::new(PodLog::default()));
+    let seen = Arc::clone(&log);
+    let task = tokio::spawn(async move {
+        let mut events = watcher::watcher(api, watcher::Config::default()).boxed();
+        while let Some(event) = events.next().await {
+            let (Ok(Event::Apply(pod)) | Ok(Event::InitApply(pod))) = event else {
+                continue;
+            };
+            let name = pod.metadata.name.clone().unwrap_or_default();
+            let mut log = seen.lock().expect("pod log lock");
+            for status in pod
+                .status
+                .iter()
+                .flat_map(|s| s.container_statuses.iter().flatten())
+            {
+                if let Some(t) = status.state.as_ref().and_then(|s| s.terminated.as_ref()) {
+                    log.ended.insert(
+                        name.clone(),
+                        Ended {
+                            exit_code: t.exit_code,
+                            reason: t.reason.clone(),
+                        },
+                    );
+                }
+            }
+            log.last.insert(name, pod);
+        }
+    });
+    (log, task)
+}
+
+/// A port nothing listens on now (the Pods bind it on the node's network).
+fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .expect("a free port")
+        .port()
+}
+
+/// Drops the operator's finalizer from the namespace's CrawlJobs when the test ends, pass or
+/// fail: the operator is gone by then, and the namespace could not be deleted otherwise.
+struct ReleaseFinalizers<'a>(&'a str);
+
+impl Drop for ReleaseFinalizers<'_> {
+    fn drop(&mut self) {
+        let ns = self.0;
+        let Ok(jobs) = kubectl_ok(&["get", "crawljobs", "-n", ns, "-o", "name"], None) else {
+            return;
+        };
+        for job in jobs.lines() {
+            let _ = kubectl_ok(
+                &[
+                    "patch",
+                    "-n",
+                    ns,
+                    job,
+                    "--type",
+                    "merge",
+                    "-p",
+                    r#"{"metadata":{"finalizers":null}}"#,
+                ],
+                None,
+            );
+        }
+    }
+}
+
+fn helm_ok(args: &[&str]) -> String {
+    let (ok, text) = kubecrawl_e2e::helm(args).expect("helm runs");
+    assert!(ok, "helm {} failed:\n{text}", args.join(" "));
+    text
+}
+
+/// Every page record of `crawlid` on `topic`, read with kcat from the beginning to the end.
+fn firehose(brokers: &str, topic: &str, crawlid: &str) -> Vec<PageRecord> {
+    let out = Command::new("kcat")
+        .args([
+            "-b",
+            brokers,
+            "-C",
+            "-t",
+            topic,
+            "-o",
+            "beginning",
+            "-e",
+            "-q",
+        ])
+        .args(["-f", "%s\n"])
+        .output()
+        .expect("kcat runs");
+    assert!(
+        out.status.success(),
+        "kcat: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .filter(|l| !l.trim().is_empty())
+        .map(|l| serde_json::from_str::<PageRecord>(l).expect("a page record"))
+        .filter(|r| r.crawlid == crawlid)
+        .collect()
+}
+
+fn pod_ready(pod: &Pod) -> bool {
+    pod.status
+        .as_ref()
+        .and_then(|s| s.conditions.as_ref())
+        .is_some_and(|cs| cs.iter().any(|c| c.type_ == "Ready" && c.status == "True"))
+}
+
+/// The Pods last seen with the label `app.kubernetes.io/name=<name>`.
+fn pods_named(log: &Mutex<PodLog>, name: &str) -> Vec<Pod> {
+    log.lock()
+        .expect("pod log lock")
+        .last
+        .values()
+        .filter(|p| {
+            p.metadata
+                .labels
+                .as_ref()
+                .and_then(|l| l.get("app.kubernetes.io/name"))
+                .is_some_and(|n| n == name)
+        })
+        .cloned()
+        .collect()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "needs the real node and images: run by `make test-node`"]
+async fn the_chart_runs_on_a_real_node_and_a_deleted_worker_drains_losing_nothing() {
+    kubecrawl_e2e::install_tls_provider();
+    let node = Node::get();
+    ensure_crd().expect("CRD applies");
+    let env = TestEnv::get();
+    let client = env.kube_client().await.expect("client");
+    let ns = TestNamespace::create("e2e-node").expect("namespace");
+    let _finalizers = ReleaseFinalizers(&ns.name);
+    let release = ns.name.clone();
+    let pods: Api<Pod> = Api::namespaced(client.clone(), &ns.name);
+    let (log, watch) = watch_pods(pods.clone());
+
+    let site = TestSite::start(SiteConfig::default()).await.expect("site");
+    let truth = site.reachable(&site.reach()).expect("ground truth");
+    let resolve: Vec<String> = site
+        .hosts()
+        .iter()
+        .map(|(h, a)| format!("{h}={}", a.ip()))
+        .collect();
+
+    // The operator reaches the API server the way a Pod does, through its ServiceAccount
+    // token and the cluster CA the kubelet projects; only the address is the loopback one,
+    // as no Service proxy runs here.
+    let server: url::Url = {
+        let kubeconfig: serde_yaml::Value = serde_yaml::from_str(
+            &std::fs::read_to_string(&env.kubeconfig).expect("admin kubeconfig"),
+        )
+        .expect("yaml");
+        kubeconfig["clusters"][0]["cluster"]["server"]
+            .as_str()
+            .expect("server")
+            .parse()
+            .expect("server URL")
+    };
+    let operator_env = serde_json::json!([
+        {"name": "KUBERNETES_SERVICE_HOST", "value": server.host_str().expect("host")},
+        {"name": "KUBERNETES_SERVICE_PORT", "value": server.port().expect("port").to_string()},
+    ]);
+    let worker_env = serde_json::json!([
+        {"name": "KUBECRAWL_RESOLVE", "value": resolve.join(",")},
+        {"name": "KUBECRAWL_LEASE_DURATION", "value": "15s"},
+    ]);
+    let on_node = serde_json::json!({"kubernetes.io/hostname": node.name}).to_string();
+    let tolerate =
+        serde_json::json!([{"key": node.taint, "operator": "Exists", "effect": "NoSchedule"}])
+            .to_string();
+    let prefix = format!("kc-{}", ns.name);
+    let sets = format!(
+        "redis.url={},redis.prefix={prefix},kafka.brokers={},kafka.topicPrefix={prefix},\
+         operator.watchNamespace={},operator.statusInterval=1s,operator.completionGrace=3s,\
+         operator.logFormat=plain,operator.hostNetwork=true,metrics.port={},\
+         operator.image.pullPolicy=Never,workers.image.pullPolicy=Never,\
+         workers.hostNetwork=true,workers.metricsPort={},workers.allowPrivateNetworks=true,\
+         workers.terminationGracePeriodSeconds=30",
+        env.redis_url,
+        env.kafka_brokers,
+        ns.name,
+        free_port(),
+        free_port(),
+    );
+    let chart = repo_path("charts/kubecrawl");
+    let install_started = std::time::Instant::now();
+    let install = helm_ok(&[
+        "install",
+        &release,
+        chart.to_str().expect("utf-8"),
+        "-n",
+        &ns.name,
+        "--set",
+        &sets,
+        "--set-json",
+        &format!("operator.nodeSelector={on_node}"),
+        "--set-json",
+        &format!("operator.tolerations={tolerate}"),
+        "--set-json",
+        &format!("operator.env={operator_env}"),
+        "--set-json",
+        &format!("workers.nodeSelector={on_node}"),
+        "--set-json",
+        &format!("workers.tolerations={tolerate}"),
+        "--set-json",
+        &format!("workers.env={worker_env}"),
+        // Returns when the operator's Deployment is available: its Pod Ready by its probes.
+        "--wait",
+        "--timeout",
+        "180s",
+    ]);
+    assert!(install.contains("STATUS: deployed"), "{install}");
+    println!(
+        "helm install --wait: operator Ready in {:?}",
+        install_started.elapsed()
+    );
+
+    let operator = pods
+        .list(&ListParams::default().labels("app.kubernetes.io/component=operator"))
+        .await
+        .expect("list")
+        .items;
+    assert_eq!(operator.len(), 1, "one operator Pod");
+    let op = &operator[0];
+    assert_eq!(
+        op.spec.as_ref().and_then(|s| s.node_name.as_deref()),
+        Some(node.name.as_str())
+    );
+    assert!(pod_ready(op), "operator Ready: {:#?}", op.status);
+    let status = &op
+        .status
+        .as_ref()
+        .expect("status")
+        .container_statuses
+        .as_ref()
+        .expect("containers")[0];
+    assert!(status.state.as_ref().is_some_and(|s| s.running.is_some()));
+    assert_eq!(status.restart_count, 0, "the operator never restarted");
+    assert!(
+        status.image_id.starts_with("sha256:") || status.image_id.contains("@sha256:"),
+        "the runtime ran a real image: {}",
+        status.image_id
+    );
+
+    // A CrawlJob, applied as a user would.
+    let job = format!(
+        "apiVersion: kubecrawl.io/v1alpha1\nkind: CrawlJob\nmetadata: {{name: node-link, namespace: {}}}\n\
+         spec: {{spiderid: link, appid: testapp, crawlid: node1, seeds: ['{}'], maxdepth: 1000, \
+         allowedDomains: [site.test], workers: 1, politeness: {{delayMillis: 80}}}}\n",
+        ns.name,
+        site.root()
+    );
+    kubectl_ok(&["apply", "-f", "-"], Some(&job)).expect("kubectl apply");
+    let jobs: Api<CrawlJob> = Api::namespaced(client.clone(), &ns.name);
+
+    // Mid-crawl, the worker Pod is deleted: the real kubelet sends SIGTERM, the worker drains
+    // and exits 0; its replacement finishes the crawl.
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(120);
+    let victim = loop {
+        let ready: Vec<Pod> = pods_named(&log, "kubecrawl-worker")
+            .into_iter()
+            .filter(pod_ready)
+            .collect();
+        let pages = jobs
+            .get("node-link")
+            .await
+            .expect("get")
+            .status
+            .map_or(0, |s| s.pages);
+        if let (Some(pod), true) = (ready.first(), pages >= 30) {
+            println!(
+                "deleting worker Pod {:?} at {pages} pages",
+                pod.metadata.name
+            );
+            break pod.metadata.name.clone().expect("name");
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "no Ready worker crawling (pages {pages}): {:#?}",
+            pods_named(&log, "kubecrawl-worker")
+                .iter()
+                .map(|p| &p.status)
+                .collect::<Vec<_>>()
+        );
+        tokio::time::sleep(Duration::from_millis(300)).await;
+    };
+    kubectl_ok(
+        &[
+            "delete",
+            "pod",
+            &victim,
+            "-n",
+            &ns.name,
+            "--wait=true",
+            "--timeout=60s",
+        ],
+        None,
+    )
+    .expect("kubectl delete pod");
+    let ended = log
+        .lock()
+        .expect("pod log lock")
+        .ended
+        .get(&victim)
+        .cloned();
+    assert_eq!(
+        ended.as_ref().map(|e| e.exit_code),
+        Some(0),
+        "the deleted worker drained and exited 0 on the kubelet's SIGTERM: {ended:?}"
+    );
+    println!("the deleted worker ended: {ended:?}");
+
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(180);
+    let done = loop {
+        let job = jobs.get("node-link").await.expect("get");
+        if job
+            .status
+            .as_ref()
+            .is_some_and(|s| s.phase == Phase::Succeeded)
+        {
+            break job;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "no success: {:#?}",
+            job.status
+        );
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    };
+    assert_eq!(done.status.expect("status").pages, truth.len() as u64);
+
+    // Nothing lost: every reachable page is in Kafka (at least once).
+    let records = firehose(
+        &env.kafka_brokers,
+        &format!("{prefix}.crawled_firehose"),
+        "node1",
+    );
+    let got: BTreeSet<String> = records.iter().map(|r| r.url.clone()).collect();
+    let want = truth.urls();
+    assert_eq!(
+        got.difference(&want).collect::<Vec<_>>(),
+        Vec::<&String>::new(),
+        "pages outside the ground truth"
+    );
+    assert_eq!(
+        want.difference(&got).collect::<Vec<_>>(),
+        Vec::<&String>::new(),
+        "pages lost"
+    );
+
+    // Uninstall: the kubelet stops the operator with SIGTERM, and it exits 0.
+    let op_name = op.metadata.name.clone().expect("name");
+    let uninstall = helm_ok(&[
+        "uninstall",
+        &release,
+        "-n",
+        &ns.name,
+        "--wait",
+        "--timeout",
+        "60s",
+    ]);
+    assert!(uninstall.contains("uninstalled"), "{uninstall}");
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(60);
+    let ended = loop {
+        let gone = pods.get_opt(&op_name).await.expect("get").is_none();
+        let ended = log
+            .lock()
+            .expect("pod log lock")
+            .ended
+            .get(&op_name)
+            .cloned();
+        if gone || ended.is_some() {
+            break ended;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "the operator Pod stays"
+        );
+        tokio::time::sleep(Duration::from_millis(300)).await;
+    };
+    assert_eq!(
+        ended.as_ref().map(|e| e.exit_code),
+        Some(0),
+        "the operator exited 0 on SIGTERM: {ended:?}"
+    );
+    println!(
+        "the operator ended: {ended:?}; {} page records for {} pages",
+        records.len(),
+        want.len()
+    );
+
+    // The fleet the operator left behind (not part of the release) goes with the namespace.
+    kubectl_ok(
+        &[
+            "delete",
+            "deployment",
+            "--all",
+            "-n",
+            &ns.name,
+            "--wait=true",
+            "--timeout=60s",
+        ],
+        None,
+    )
+    .expect("delete worker deployments");
+    watch.abort();
+    site.shutdown().await;
+}
