@@ -701,3 +701,165 @@ async fn a_standby_replica_takes_over_when_the_leader_stops() {
     let _ = tokio::time::timeout(Duration::from_secs(30), standby.wait()).await;
     cluster.shutdown().await.expect("clean shutdown");
 }
+
+/// Regression: a job whose every seed was refused (here: its domain is blacklisted) stayed
+/// Pending forever, kept its workers and was seeded again every status interval.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_job_whose_seeds_are_all_refused_fails_and_says_why() {
+    let _turn = TURN.lock().await;
+    let cluster = Cluster::start("e2e-refused", operator_bin(), ClusterConfig::default())
+        .await
+        .expect("cluster");
+    let maps: Api<k8s_openapi::api::core::v1::ConfigMap> =
+        Api::namespaced(cluster.client.clone(), &cluster.ns.name);
+    let cm = serde_json::json!({
+        "apiVersion": "v1", "kind": "ConfigMap",
+        "metadata": {"name": "kubecrawl-throttle"},
+        "data": {"throttle.yaml": "blacklist:\n  - site.test\n"},
+    });
+    maps.patch(
+        "kubecrawl-throttle",
+        &PatchParams::apply("kubecrawl-test").force(),
+        &Patch::Apply(&cm),
+    )
+    .await
+    .expect("the ConfigMap is written");
+    let frontier = cluster.frontier().await.expect("frontier");
+    let started = Instant::now();
+    while !frontier
+        .domain_rules("link")
+        .await
+        .expect("rules")
+        .blacklist
+        .contains("site.test")
+    {
+        assert!(
+            started.elapsed() < Duration::from_secs(30),
+            "the blacklist never reached the frontier\n{}",
+            cluster.operator_logs()
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    cluster
+        .create_job("refused", link_spec(&cluster.site.root(), "refused", 1, 0))
+        .await
+        .expect("created");
+    let job = cluster
+        .wait_job("refused", Duration::from_secs(30), |j| {
+            phase(j) == Phase::Failed
+        })
+        .await
+        .expect("the job failed instead of waiting forever");
+    let status = job.status.expect("status");
+    let seeded = status
+        .conditions
+        .iter()
+        .find(|c| c.type_ == "Seeded")
+        .expect("a Seeded condition");
+    assert_eq!(
+        (seeded.status.as_str(), seeded.reason.as_str()),
+        ("False", "SeedsRefused")
+    );
+    assert!(
+        seeded
+            .message
+            .contains("1 on the spider's domain blacklist"),
+        "{}",
+        seeded.message
+    );
+    // No workers for it, and it is not seeded again.
+    let replicas = cluster
+        .fleet_replicas("link")
+        .await
+        .expect("get deployment");
+    assert!(matches!(replicas, None | Some(0)), "{replicas:?}");
+    let stats = frontier
+        .job_stats(&cluster.job_ref("link", "refused"))
+        .await
+        .expect("stats")
+        .expect("registered");
+    let refused_once = stats.blacklisted;
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    let stats = frontier
+        .job_stats(&cluster.job_ref("link", "refused"))
+        .await
+        .expect("stats")
+        .expect("registered");
+    assert_eq!(stats.blacklisted, refused_once, "the job was seeded again");
+    cluster.shutdown().await.expect("clean shutdown");
+}
+
+/// Redis losing its data mid-crawl (a restart without persistence, simulated by deleting
+/// every key of this test's frontier) is detected by the frontier's epoch: the job gets the
+/// FrontierLost condition, is seeded again, and still ends with every page.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_frontier_that_lost_its_data_is_detected_and_the_job_reseeded() {
+    let _turn = TURN.lock().await;
+    let cluster = Cluster::start("e2e-lost", operator_bin(), ClusterConfig::default())
+        .await
+        .expect("cluster");
+    let truth = cluster
+        .site
+        .reachable(&cluster.site.reach())
+        .expect("ground truth");
+    cluster
+        .create_job("lost", link_spec(&cluster.site.root(), "lost", 1, 20))
+        .await
+        .expect("created");
+    let before = with_pages(&cluster, "lost", 20, "mid-crawl").await;
+    let epoch = before
+        .status
+        .and_then(|s| s.frontier_epoch)
+        .expect("the status records the frontier's epoch");
+
+    let url = std::env::var("REDIS_URL").expect("REDIS_URL");
+    let client = redis::Client::open(url.as_str()).expect("a redis url");
+    let mut conn = client
+        .get_multiplexed_async_connection()
+        .await
+        .expect("connects");
+    let keys: Vec<String> = redis::cmd("KEYS")
+        .arg(format!("{}:*", cluster.redis_prefix))
+        .query_async(&mut conn)
+        .await
+        .expect("lists this test's keys");
+    assert!(!keys.is_empty());
+    let _: () = redis::cmd("DEL")
+        .arg(&keys)
+        .query_async(&mut conn)
+        .await
+        .expect("deletes them");
+
+    let job = cluster
+        .wait_job("lost", Duration::from_secs(30), |j| {
+            j.status.as_ref().is_some_and(|s| {
+                s.conditions
+                    .iter()
+                    .any(|c| c.type_ == "FrontierLost" && c.status == "True")
+            })
+        })
+        .await
+        .expect("the loss was detected");
+    let status = job.status.expect("status");
+    assert_ne!(status.frontier_epoch.as_deref(), Some(epoch.as_str()));
+    let done = succeeded(&cluster, "lost", 180, "the reseeded job finished").await;
+    assert_eq!(
+        done.status.expect("status").pages,
+        truth.len() as u64,
+        "every page, counted in the new frontier"
+    );
+    let events = kubectl_ok(
+        &[
+            "get",
+            "events",
+            "-n",
+            &cluster.ns.name,
+            "--field-selector",
+            "reason=FrontierLost",
+        ],
+        None,
+    )
+    .expect("kubectl get events");
+    assert!(events.contains("lost"), "no FrontierLost event: {events}");
+    cluster.shutdown().await.expect("clean shutdown");
+}
