@@ -12,6 +12,8 @@
 pub mod cluster;
 /// A fake kubelet that runs real local processes for the Pods bound to a fake Node.
 pub mod kubelet;
+/// A TCP proxy that drops, stalls and resets connections on demand, for the chaos suite.
+pub mod proxy;
 /// The synthetic web site crawler tests run against (see its module documentation).
 pub mod site;
 
