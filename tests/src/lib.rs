@@ -8,6 +8,8 @@
 //! This library holds what the tests share: reading the environment ([`TestEnv`]) and running
 //! the kubectl that `make env-up` built ([`kubectl`]).
 
+/// The chaos suite: a crawl on services of its own while faults are injected (see its docs).
+pub mod chaos;
 /// A whole kubecrawl installation per test: operator, fake kubelet, site.
 pub mod cluster;
 /// A fake kubelet that runs real local processes for the Pods bound to a fake Node.
