@@ -556,7 +556,8 @@ async fn crawl(
         .map(|c| c.operators.exits.clone())
         .unwrap_or_default();
     let figures = json!({
-        "seed": config.seed,
+        // A string: JSON readers that parse numbers as doubles (jq) would round it.
+        "seed": config.seed.to_string(),
         "passed": failures.is_empty(),
         "ground_truth": ground,
         "pages": stats.pages,
@@ -576,6 +577,7 @@ async fn crawl(
         "errors": stats.errors,
         "progress_read_errors": read_errors,
         "operator_exits": operator_exits.len(),
+        "worker_warnings": check::worker_warnings(&rig.dir),
         "timeline": records.iter().map(|r| json!({
             "fault": r.planned.kind.name(),
             "at_s": round1(r.at_s),

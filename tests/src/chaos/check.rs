@@ -131,3 +131,48 @@ pub(crate) fn sightings(
     }
     found
 }
+
+/// Warnings and errors the workers logged, counted by message (`worker-*.log` in `dir`,
+/// JSON lines): how the faults looked from inside (acknowledgements that failed, policies
+/// that could not be read, publishes given back).
+pub(crate) fn worker_warnings(dir: &Path) -> BTreeMap<String, u64> {
+    let mut counts = BTreeMap::new();
+    let Ok(entries) = std::fs::read_dir(dir) else {
+        return counts;
+    };
+    for path in entries.filter_map(|e| e.ok().map(|e| e.path())) {
+        let is_worker_log = path
+            .file_name()
+            .and_then(|f| f.to_str())
+            .is_some_and(|f| f.starts_with("worker-") && f.ends_with(".log"));
+        let Some(text) = is_worker_log
+            .then(|| std::fs::read_to_string(&path).ok())
+            .flatten()
+        else {
+            continue;
+        };
+        for line in text.lines() {
+            let Ok(v) = serde_json::from_str::<serde_json::Value>(line) else {
+                continue;
+            };
+            if !matches!(v["level"].as_str(), Some("WARN" | "ERROR")) {
+                continue;
+            }
+            let message = v["fields"]["message"]
+                .as_str()
+                .or_else(|| v["message"].as_str())
+                .unwrap_or("?");
+            // librdkafka's messages carry addresses and states: keep their kind only, so
+            // the keys stay few.
+            let key = match message.strip_prefix("librdkafka: ") {
+                Some(rest) => format!(
+                    "librdkafka: {}",
+                    rest.split_whitespace().next().unwrap_or("?")
+                ),
+                None => message.to_owned(),
+            };
+            *counts.entry(key).or_default() += 1;
+        }
+    }
+    counts
+}
