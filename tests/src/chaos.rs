@@ -112,7 +112,8 @@ impl ChaosConfig {
         }
     }
 
-    /// Faults that need the operator but the run has none.
+    /// Refuses a configuration that cannot run: no workers, a control-plane fault without
+    /// the operator, a missing binary.
     fn check(&self) -> Result<()> {
         if self.workers == 0 || self.concurrency == 0 {
             bail!("a chaos run needs workers with some concurrency");

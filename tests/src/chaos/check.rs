@@ -176,3 +176,73 @@ pub(crate) fn worker_warnings(dir: &Path) -> BTreeMap<String, u64> {
     }
     counts
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A directory of its own under the system's temporary directory, removed at the end.
+    struct Scratch(std::path::PathBuf);
+
+    impl Scratch {
+        fn new(name: &str) -> Self {
+            let dir = std::env::temp_dir().join(format!(
+                "kubecrawl-chaos-check-{name}-{}",
+                std::process::id()
+            ));
+            std::fs::create_dir_all(&dir).expect("creates a scratch directory");
+            Self(dir)
+        }
+    }
+
+    impl Drop for Scratch {
+        fn drop(&mut self) {
+            let _ = std::fs::remove_dir_all(&self.0);
+        }
+    }
+
+    const LOG: &str = r#"{"timestamp":"2026-12-05T06:37:17.027642Z","level":"WARN","message":"reading the job's policy failed","span":{"url":"http://site.test:1/p/1"}}
+{"timestamp":"2026-12-05T06:37:18.000000Z","level":"INFO","message":"fetched","span":{"url":"http://site.test:1/p/12"}}
+{"timestamp":"2026-12-05T06:37:19.000000Z","level":"ERROR","message":"librdkafka: FAIL [thrd:127.0.0.1:4/1]: connect failed"}
+{"timestamp":"2026-12-05T06:37:20.000000Z","level":"ERROR","message":"librdkafka: FAIL [thrd:127.0.0.1:5/1]: reset"}
+not json at all
+"#;
+
+    #[test]
+    fn sightings_match_whole_urls_and_read_their_timestamps() {
+        let scratch = Scratch::new("sightings");
+        std::fs::write(scratch.0.join("worker-0.log"), LOG).expect("writes a log");
+        std::fs::write(scratch.0.join("notes.txt"), LOG).expect("writes a non-log");
+        let wanted: BTreeSet<String> = ["http://site.test:1/p/1".to_owned()].into();
+        let found = sightings(&scratch.0, &wanted, 4);
+        let seen = &found["http://site.test:1/p/1"];
+        assert_eq!(
+            seen.len(),
+            1,
+            "/p/12 is not /p/1, and .txt files are not logs: {seen:?}"
+        );
+        assert_eq!(seen[0].file, "worker-0.log");
+        assert!(seen[0].line.contains("policy failed"));
+        assert_eq!(
+            seen[0].timestamp,
+            Some(humantime::parse_rfc3339("2026-12-05T06:37:17.027642Z").expect("a time"))
+        );
+    }
+
+    #[test]
+    fn warnings_are_counted_by_message_with_librdkafka_folded_by_kind() {
+        let scratch = Scratch::new("warnings");
+        std::fs::write(scratch.0.join("worker-0.log"), LOG).expect("writes a log");
+        std::fs::write(scratch.0.join("worker-1.log"), LOG).expect("writes a log");
+        std::fs::write(scratch.0.join("operator-1.log"), LOG).expect("writes a log");
+        let counts = worker_warnings(&scratch.0);
+        assert_eq!(
+            counts,
+            BTreeMap::from([
+                ("librdkafka: FAIL".to_owned(), 4),
+                ("reading the job's policy failed".to_owned(), 2),
+            ]),
+            "info lines, non-JSON lines and other components' logs are left out"
+        );
+    }
+}
