@@ -167,6 +167,8 @@ struct FaultRecord {
     resume_s: Option<f64>,
     /// What happened, in a few words.
     note: String,
+    /// A broken guarantee the fault revealed, with its evidence.
+    finding: Option<String>,
 }
 
 /// The result of a run: the figures (the JSON the suite prints last) and what failed.
@@ -537,6 +539,15 @@ async fn crawl(
             "{duplicates} duplicate records, more than the {bound} requests that could be in flight at the faults"
         ));
     }
+    for r in &records {
+        if let Some(finding) = &r.finding {
+            failures.push(format!(
+                "{} at {:.1} s: {finding}",
+                r.planned.kind.name(),
+                r.at_s
+            ));
+        }
+    }
     if let Some(workers) = &rig.workers
         && !workers.unexpected_exits.is_empty()
     {
@@ -627,7 +638,6 @@ async fn start_control(
     let fleet_config = rig.dir.join("fleets.yaml");
     std::fs::write(&fleet_config, serde_yaml::to_string(&fleet)?)?;
     let operator_env: Vec<(String, String)> = [
-        ("KUBECONFIG", apiserver.kubeconfig().display().to_string()),
         ("KUBECRAWL_REDIS_URL", rig.redis.url()),
         ("KUBECRAWL_REDIS_PREFIX", name.to_owned()),
         ("KUBECRAWL_KAFKA_BROKERS", rig.kafka.brokers()),
@@ -643,23 +653,25 @@ async fn start_control(
     .into_iter()
     .map(|(k, v)| (k.to_owned(), v))
     .collect();
+    let kubeconfig = std::fs::read_to_string(apiserver.kubeconfig())?;
     let mut operators = Operators::new(
         &config.bin_dir.join("kubecrawl-operator"),
         operator_env,
         &rig.dir,
+        (apiserver.addr(), &kubeconfig),
         Api::namespaced(client.clone(), &ns.name),
         LEADER_LEASE,
     );
-    let first = operators.spawn()?;
+    let first = operators.spawn().await?;
     let started = Instant::now();
     while operators.leader().await?.as_deref() != Some(first.as_str()) {
-        operators.supervise()?;
+        operators.supervise().await?;
         if started.elapsed() > Duration::from_secs(60) {
             bail!("the first operator never led\n{}", operators.log_tails());
         }
         tokio::time::sleep(POLL).await;
     }
-    operators.spawn()?;
+    operators.spawn().await?;
     let jobs: Api<CrawlJob> = Api::namespaced(client, &ns.name);
     let job: CrawlJob = serde_json::from_value(json!({
         "apiVersion": "kubecrawl.io/v1alpha1",
@@ -718,7 +730,7 @@ async fn wait_until(
         if progress(shared).0.is_some_and(|s| done(&s)) {
             return Ok(());
         }
-        supervise(rig)?;
+        supervise(rig).await?;
         if started.elapsed() > config.deadline {
             bail!(
                 "timed out after {:?} waiting for {what}; last stats {:?}",
@@ -730,12 +742,12 @@ async fn wait_until(
     }
 }
 
-fn supervise(rig: &mut Rig) -> Result<()> {
+async fn supervise(rig: &mut Rig) -> Result<()> {
     if let Some(workers) = &mut rig.workers {
         workers.supervise()?;
     }
     if let Some(control) = &mut rig.control {
-        control.operators.supervise()?;
+        control.operators.supervise().await?;
     }
     Ok(())
 }
@@ -780,6 +792,7 @@ async fn inject(
     let at = SystemTime::now();
     let at_s = started.elapsed().as_secs_f64();
     let t0 = Instant::now();
+    let mut finding = None;
     let note = match planned.kind {
         FaultKind::WorkerKill => {
             let workers = rig.workers.as_mut().context("no workers")?;
@@ -823,7 +836,7 @@ async fn inject(
                         killed.elapsed().as_secs_f64()
                     );
                 }
-                control.operators.supervise()?;
+                control.operators.supervise().await?;
                 if killed.elapsed() > RESUME_DEADLINE {
                     bail!(
                         "no standby took over from {leader} in {RESUME_DEADLINE:?}\n{}",
@@ -832,6 +845,12 @@ async fn inject(
                 }
                 tokio::time::sleep(POLL).await;
             }
+        }
+        FaultKind::OperatorStall => {
+            let control = rig.control.as_mut().context("no operator")?;
+            let (note, found) = stall_leader(&mut control.operators).await?;
+            finding = found;
+            note
         }
         kind => {
             let (redis, mode) = kind.network().context("a network fault")?;
@@ -886,7 +905,81 @@ async fn inject(
         took_s,
         resume_s,
         note,
+        finding,
     })
+}
+
+/// How long the leader's connections to the API server stay silent: longer than the
+/// operator's 15 s leader Lease, so the standby takes over during the stall.
+const LEADER_STALL: Duration = Duration::from_secs(25);
+
+/// Stalls the leader's connections to the API server for [`LEADER_STALL`], then checks from
+/// the logs that it stopped acting (logged losing its leadership) no later than the standby
+/// took over. Returns a note and, when it did not, the finding.
+async fn stall_leader(operators: &mut Operators) -> Result<(String, Option<String>)> {
+    let leader = operators.leader().await?.context("no operator leads")?;
+    operators.set_mode(&leader, Mode::Stall)?;
+    let stalled = Instant::now();
+    let mut successor = None;
+    while stalled.elapsed() < LEADER_STALL {
+        if successor.is_none()
+            && let Some(now) = operators.leader().await?
+            && now != leader
+        {
+            successor = Some((now, stalled.elapsed()));
+        }
+        tokio::time::sleep(POLL).await;
+    }
+    // Only the stalled replica's proxy is touched; it may have been replaced meanwhile.
+    let _ = operators.set_mode(&leader, Mode::Pass);
+    // Let it see the API server again, and say what it does.
+    tokio::time::sleep(Duration::from_secs(5)).await;
+    operators.supervise().await?;
+    let Some((successor, after)) = successor else {
+        return Ok((
+            format!("stalled leader {leader} for {LEADER_STALL:?}; nobody took over"),
+            Some(format!(
+                "the standby did not take over from {leader}, stalled for {LEADER_STALL:?} (the Lease is 15 s)"
+            )),
+        ));
+    };
+    let first = |identity: &str, messages: &[&str]| {
+        operators.log(identity).lines().find_map(|line| {
+            let v: serde_json::Value = serde_json::from_str(line).ok()?;
+            let message = v["message"]
+                .as_str()
+                .or_else(|| v["fields"]["message"].as_str())?;
+            messages
+                .contains(&message)
+                .then(|| v["timestamp"].as_str().map(str::to_owned))
+                .flatten()
+        })
+    };
+    let took_over = first(&successor, &["became leader"]);
+    let stepped_down = first(
+        &leader,
+        &[
+            "leader lease not renewed in time",
+            "leadership lost to another replica",
+        ],
+    );
+    let note = format!(
+        "stalled leader {leader} for {:.0} s; {successor} took over after {:.1} s; {leader} stepped down at {}, {successor} led from {}",
+        LEADER_STALL.as_secs_f64(),
+        after.as_secs_f64(),
+        stepped_down.as_deref().unwrap_or("never"),
+        took_over.as_deref().unwrap_or("?"),
+    );
+    // RFC 3339 timestamps of one clock and format compare as strings.
+    let finding = match (&stepped_down, &took_over) {
+        (Some(down), Some(up)) if down <= up => None,
+        _ => Some(format!(
+            "two leaders at once: {successor} became leader at {} while the stalled {leader} had not stopped acting (it stepped down at {})",
+            took_over.as_deref().unwrap_or("?"),
+            stepped_down.as_deref().unwrap_or("never")
+        )),
+    };
+    Ok((note, finding))
 }
 
 /// Seconds until the job's page count rises (or the job is finished).
@@ -898,7 +991,7 @@ async fn resume_pages(rig: &mut Rig, shared: &Shared) -> Result<Option<f64>> {
         if stats.is_some_and(|s| s.pages > from || s.finished()) {
             return Ok(Some(healed.elapsed().as_secs_f64()));
         }
-        supervise(rig)?;
+        supervise(rig).await?;
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
     Ok(None)
@@ -920,7 +1013,7 @@ async fn resume_status(rig: &mut Rig) -> Result<Option<f64>> {
         if now != from || phase == Phase::Succeeded {
             return Ok(Some(healed.elapsed().as_secs_f64()));
         }
-        supervise(rig)?;
+        supervise(rig).await?;
         tokio::time::sleep(POLL).await;
     }
     Ok(None)

@@ -22,8 +22,9 @@ struct Args {
     #[arg(long, env = "KUBECRAWL_CHAOS_SEED")]
     seed: Option<u64>,
     /// Faults to inject, `kind=count,…` (kinds: worker_kill, redis_restart, kafka_kill,
-    /// apiserver_restart, operator_kill, redis_drop, redis_stall, redis_reset, kafka_drop,
-    /// kafka_stall, kafka_reset). Default: 20 worker kills and one of every other kind.
+    /// apiserver_restart, operator_kill, operator_stall, redis_drop, redis_stall,
+    /// redis_reset, kafka_drop, kafka_stall, kafka_reset). Default: 20 worker kills and one
+    /// of every other kind.
     #[arg(long, env = "KUBECRAWL_CHAOS_FAULTS")]
     faults: Option<String>,
     /// Main pages of the site (other.test and far.test add 1,000 each).

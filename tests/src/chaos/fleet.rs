@@ -2,6 +2,7 @@
 //! replicas. Like a kubelet, it restarts any of them that exits, and keeps a note of the
 //! exits it did not cause.
 
+use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 
 use anyhow::{Context, Result};
@@ -10,6 +11,7 @@ use kube::api::Api;
 use tokio::process::Command;
 
 use super::process::Proc;
+use crate::proxy::{FaultProxy, Mode};
 
 /// The worker processes (`kubecrawl-worker run`), each started again when it dies.
 #[derive(Debug)]
@@ -98,27 +100,41 @@ impl Workers {
     }
 }
 
+/// One operator replica: its identity, its process, and the fault proxy between it and the
+/// API server (each replica has its own, so one can be cut off alone).
+#[derive(Debug)]
+struct Replica {
+    identity: String,
+    proc: Proc,
+    proxy: FaultProxy,
+}
+
 /// The operator replicas (`kubecrawl-operator`), two at a time: a leader and a standby.
 #[derive(Debug)]
 pub(crate) struct Operators {
     bin: PathBuf,
     env: Vec<(String, String)>,
     dir: PathBuf,
+    apiserver: SocketAddr,
+    kubeconfig: String,
     leases: Api<Lease>,
     lease_name: String,
-    procs: Vec<(String, Proc)>,
+    replicas: Vec<Replica>,
     starts: u32,
     /// Exits nobody asked for (a replica that lost its leadership exits non-zero).
     pub(crate) exits: Vec<String>,
 }
 
 impl Operators {
-    /// Prepares replicas of `bin` with `env`, logging to `dir/operator-<n>.log`; `leases`
-    /// reads the leader Lease `lease_name`. Starts none.
+    /// Prepares replicas of `bin` with `env`, logging to `dir/operator-<n>.log`, each talking
+    /// to the API server at `apiserver` through a proxy of its own, with `kubeconfig` (whose
+    /// `server:` line is pointed at that proxy); `leases` reads the leader Lease
+    /// `lease_name`. Starts none.
     pub(crate) fn new(
         bin: &Path,
         env: Vec<(String, String)>,
         dir: &Path,
+        apiserver: (SocketAddr, &str),
         leases: Api<Lease>,
         lease_name: &str,
     ) -> Self {
@@ -126,27 +142,55 @@ impl Operators {
             bin: bin.to_owned(),
             env,
             dir: dir.to_owned(),
+            apiserver: apiserver.0,
+            kubeconfig: apiserver.1.to_owned(),
             leases,
             lease_name: lease_name.to_owned(),
-            procs: Vec::new(),
+            replicas: Vec::new(),
             starts: 0,
             exits: Vec::new(),
         }
     }
 
     /// Starts one more replica; returns its identity.
-    pub(crate) fn spawn(&mut self) -> Result<String> {
+    pub(crate) async fn spawn(&mut self) -> Result<String> {
         self.starts += 1;
         let identity = format!("operator-{}", self.starts);
+        let proxy = FaultProxy::start(self.apiserver).await?;
+        let server = regex::Regex::new(r"server: https://127\.0\.0\.1:[0-9]+")?;
+        let kubeconfig = self.dir.join(format!("{identity}.kubeconfig"));
+        std::fs::write(
+            &kubeconfig,
+            server
+                .replace(
+                    &self.kubeconfig,
+                    format!("server: https://{}", proxy.addr()).as_str(),
+                )
+                .as_ref(),
+        )?;
         let proc = Proc::spawn(
             &identity,
             Command::new(&self.bin)
                 .envs(self.env.iter().map(|(k, v)| (k, v)))
+                .env("KUBECONFIG", &kubeconfig)
                 .env("KUBECRAWL_IDENTITY", &identity),
-            &self.dir.join(format!("{identity}.log")),
+            &self.log_path(&identity),
         )?;
-        self.procs.push((identity.clone(), proc));
+        self.replicas.push(Replica {
+            identity: identity.clone(),
+            proc,
+            proxy,
+        });
         Ok(identity)
+    }
+
+    fn log_path(&self, identity: &str) -> PathBuf {
+        self.dir.join(format!("{identity}.log"))
+    }
+
+    /// What replica `identity` logged so far.
+    pub(crate) fn log(&self, identity: &str) -> String {
+        std::fs::read_to_string(self.log_path(identity)).unwrap_or_default()
     }
 
     /// The identity holding the leader Lease, as the shared API server says.
@@ -161,47 +205,59 @@ impl Operators {
             .filter(|h| !h.is_empty()))
     }
 
+    /// Sets the mode of the proxy between replica `identity` and the API server.
+    pub(crate) fn set_mode(&self, identity: &str, mode: Mode) -> Result<()> {
+        self.replicas
+            .iter()
+            .find(|r| r.identity == identity)
+            .with_context(|| format!("no running replica is {identity}"))?
+            .proxy
+            .set_mode(mode);
+        Ok(())
+    }
+
     /// `kill -9` of the replica named `identity`, and a new replica in its place.
     pub(crate) async fn kill(&mut self, identity: &str) -> Result<String> {
         let at = self
-            .procs
+            .replicas
             .iter()
-            .position(|(id, _)| id == identity)
+            .position(|r| r.identity == identity)
             .with_context(|| format!("no running replica is {identity}"))?;
-        let (_, mut proc) = self.procs.remove(at);
-        proc.kill9().await?;
-        self.spawn()
+        let mut replica = self.replicas.remove(at);
+        replica.proc.kill9().await?;
+        self.spawn().await
     }
 
     /// Replaces every replica that exited, noting it.
-    pub(crate) fn supervise(&mut self) -> Result<()> {
+    pub(crate) async fn supervise(&mut self) -> Result<()> {
         let mut exited = Vec::new();
-        for (i, (identity, proc)) in self.procs.iter_mut().enumerate() {
-            if let Some(status) = proc.exited()? {
-                self.exits.push(format!("{identity} exited with {status}"));
+        for (i, replica) in self.replicas.iter_mut().enumerate() {
+            if let Some(status) = replica.proc.exited()? {
+                self.exits
+                    .push(format!("{} exited with {status}", replica.identity));
                 exited.push(i);
             }
         }
         for i in exited.into_iter().rev() {
-            self.procs.remove(i);
-            self.spawn()?;
+            self.replicas.remove(i);
+            self.spawn().await?;
         }
         Ok(())
     }
 
     /// Stops every replica (SIGTERM).
     pub(crate) async fn stop(&mut self) -> Result<()> {
-        for (_, proc) in &mut self.procs {
-            proc.stop().await?;
+        for replica in &mut self.replicas {
+            replica.proc.stop().await?;
         }
         Ok(())
     }
 
     /// The ends of every replica's log, for a failure message.
     pub(crate) fn log_tails(&self) -> String {
-        self.procs
+        self.replicas
             .iter()
-            .map(|(_, p)| p.log_tail(20))
+            .map(|r| r.proc.log_tail(20))
             .collect::<Vec<_>>()
             .join("\n")
     }

@@ -23,6 +23,9 @@ pub enum FaultKind {
     /// `kill -9` of the leading operator; the standby takes over, the killed one comes back
     /// as the new standby.
     OperatorKill,
+    /// The leading operator's connections to the API server silent (half-open) for longer
+    /// than the leader Lease: it must stop acting before the standby takes over.
+    OperatorStall,
     /// Every worker connection to Redis cut (reset) and new ones refused for a while.
     RedisDrop,
     /// Every worker connection to Redis silent (half-open) for a while.
@@ -39,12 +42,13 @@ pub enum FaultKind {
 
 impl FaultKind {
     /// Every kind, in the order the report lists them.
-    pub const ALL: [FaultKind; 11] = [
+    pub const ALL: [FaultKind; 12] = [
         FaultKind::WorkerKill,
         FaultKind::RedisRestart,
         FaultKind::KafkaKill,
         FaultKind::ApiServerRestart,
         FaultKind::OperatorKill,
+        FaultKind::OperatorStall,
         FaultKind::RedisDrop,
         FaultKind::RedisStall,
         FaultKind::RedisReset,
@@ -61,6 +65,7 @@ impl FaultKind {
             FaultKind::KafkaKill => "kafka_kill",
             FaultKind::ApiServerRestart => "apiserver_restart",
             FaultKind::OperatorKill => "operator_kill",
+            FaultKind::OperatorStall => "operator_stall",
             FaultKind::RedisDrop => "redis_drop",
             FaultKind::RedisStall => "redis_stall",
             FaultKind::RedisReset => "redis_reset",
@@ -88,7 +93,10 @@ impl FaultKind {
 
     /// Whether the fault needs the operator (and its API server) to be running.
     pub fn needs_operator(self) -> bool {
-        matches!(self, FaultKind::ApiServerRestart | FaultKind::OperatorKill)
+        matches!(
+            self,
+            FaultKind::ApiServerRestart | FaultKind::OperatorKill | FaultKind::OperatorStall
+        )
     }
 
     /// For a network fault: which proxy (true: Redis's) and which mode.
@@ -109,7 +117,7 @@ impl FaultKind {
     pub(crate) fn workers_hit(self, workers: usize) -> usize {
         match self {
             FaultKind::WorkerKill => 1,
-            FaultKind::ApiServerRestart | FaultKind::OperatorKill => 0,
+            FaultKind::ApiServerRestart | FaultKind::OperatorKill | FaultKind::OperatorStall => 0,
             _ => workers,
         }
     }

@@ -280,6 +280,11 @@ impl ApiServer {
         )
     }
 
+    /// Where it listens.
+    pub fn addr(&self) -> std::net::SocketAddr {
+        std::net::SocketAddr::from(([127, 0, 0, 1], self.port))
+    }
+
     /// A kubeconfig that talks to this API server.
     pub fn kubeconfig(&self) -> &Path {
         &self.kubeconfig
