@@ -12,7 +12,7 @@ ENV := . $(or $(KUBECRAWL_STATE),.testenv)/env &&
 NODE_ENV := $(or $(KUBECRAWL_NODE_STATE),$(or $(KUBECRAWL_STATE),.testenv)/node)/env
 
 .PHONY: help env-up env-down env-status env-clean test unit lint crds bench-frontier bench-crawl \
-	images push push-check node-up node-down node-images test-node
+	images push push-check node-up node-down node-images test-node chaos chaos-hot
 
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | sed 's/:.*## /\t/' | column -t -s $$'\t'
@@ -72,3 +72,13 @@ bench-frontier: env-up ## frontier throughput and memory against the real Redis;
 
 bench-crawl: env-up ## crawl a 20,000-page local site standalone and on Redis + Kafka; last line is JSON
 	$(ENV) bash tests/bench/crawl.sh
+
+chaos: env-up ## crawl 20,000 pages through worker, Redis, Kafka, API-server, operator and network faults; last line is JSON (CHAOS_SEED=n replays; CHAOS_ARGS="--help")
+	cargo build --locked -p kubecrawl-worker -p kubecrawl-operator -p kubecrawl-e2e --bins
+	$(ENV) "$(CARGO_TARGET_DIR)/debug/chaos" $(if $(CHAOS_SEED),--seed $(CHAOS_SEED)) $(CHAOS_ARGS)
+
+chaos-hot: env-up ## the chaos suite without politeness (up to ~140 requests in flight) and without the operator: Redis, Kafka and kill faults bite harder
+	cargo build --locked -p kubecrawl-worker -p kubecrawl-e2e --bins
+	$(ENV) "$(CARGO_TARGET_DIR)/debug/chaos" --no-operator --delay 0ms \
+	  --faults worker_kill=6,redis_restart=2,redis_reset=3,redis_drop=2,redis_stall=2,kafka_kill=1,kafka_drop=1,kafka_stall=1,kafka_reset=1 \
+	  $(if $(CHAOS_SEED),--seed $(CHAOS_SEED)) $(CHAOS_ARGS)

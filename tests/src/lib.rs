@@ -8,10 +8,14 @@
 //! This library holds what the tests share: reading the environment ([`TestEnv`]) and running
 //! the kubectl that `make env-up` built ([`kubectl`]).
 
+/// The chaos suite: a crawl on services of its own while faults are injected (see its docs).
+pub mod chaos;
 /// A whole kubecrawl installation per test: operator, fake kubelet, site.
 pub mod cluster;
 /// A fake kubelet that runs real local processes for the Pods bound to a fake Node.
 pub mod kubelet;
+/// A TCP proxy that drops, stalls and resets connections on demand, for the chaos suite.
+pub mod proxy;
 /// The synthetic web site crawler tests run against (see its module documentation).
 pub mod site;
 
