@@ -106,6 +106,14 @@ pub enum Error {
         #[source]
         source: rdkafka::error::KafkaError,
     },
+    /// Redis or Kafka did not accept the settings at start-up (wrong CA, wrong password,
+    /// plaintext on a TLS port, unreachable).
+    #[error("start-up connection check failed")]
+    Connect {
+        /// Which endpoint and why.
+        #[source]
+        source: kubecrawl_connect::Error,
+    },
     /// A frontier read failed.
     #[error("frontier {op} failed")]
     Frontier {

@@ -64,6 +64,14 @@ pub enum Error {
         #[source]
         source: Box<kubecrawl_frontier::Error>,
     },
+    /// Redis did not accept the operator at start-up (wrong CA, wrong password, plaintext on
+    /// a TLS port, unreachable).
+    #[error("start-up connection check failed")]
+    Connect {
+        /// Which endpoint and why.
+        #[source]
+        source: kubecrawl_connect::Error,
+    },
     /// Adding or removing the finalizer, or the reconcile inside it, failed.
     #[error("finalizer")]
     Finalizer(#[source] Box<kube::runtime::finalizer::Error<Error>>),
@@ -134,9 +142,12 @@ pub async fn run(args: args::Args, shutdown: CancellationToken) -> Result<()> {
         None => fleet::FleetConfig::default(),
     };
     let frontier: Arc<dyn Frontier> = Arc::new(
-        RedisFrontier::connect(
-            &args.redis_url,
-            &args.redis_prefix,
+        RedisFrontier::connect_client(
+            args.redis
+                .client()
+                .await
+                .map_err(|source| Error::Connect { source })?,
+            &args.redis.redis_prefix,
             FrontierConfig::default(),
         )
         .await
@@ -194,8 +205,8 @@ pub async fn run(args: args::Args, shutdown: CancellationToken) -> Result<()> {
     tokio::spawn(deployment_watch);
 
     let connections = fleet::Connections {
-        redis_url: args.redis_url.clone(),
-        redis_prefix: args.redis_prefix.clone(),
+        redis_url: args.redis.redis_url.clone(),
+        redis_prefix: args.redis.redis_prefix.clone(),
         kafka_brokers: args.kafka_brokers.clone(),
         topic_prefix: args.topic_prefix.clone(),
     };

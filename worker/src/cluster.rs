@@ -23,10 +23,20 @@ use crate::{Error, Result, fetcher, kafka_sink, robots_cache, spider};
 pub async fn run(args: RunArgs, registry: &Registry, shutdown: CancellationToken) -> Result<()> {
     let spider = spider(registry, &args.spider)?;
     let config = FrontierConfig::default();
-    let frontier = RedisFrontier::connect(&args.redis_url, &args.redis_prefix, config.clone())
+    let client = args
+        .redis
+        .client()
+        .await
+        .map_err(|source| Error::Connect { source })?;
+    let frontier = RedisFrontier::connect_client(client, &args.redis.redis_prefix, config.clone())
         .await
         .map_err(Error::frontier("connect"))?;
-    let sink = kafka_sink(&args.kafka_brokers, &args.kafka)?;
+    let sink = kafka_sink(
+        &args.kafka.kafka_brokers,
+        &args.kafka.security,
+        &args.output,
+    )
+    .await?;
 
     let metrics = Metrics::new();
     let listener = tokio::net::TcpListener::bind(args.metrics_addr)

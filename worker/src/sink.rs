@@ -38,6 +38,13 @@ pub enum Error {
         #[source]
         source: rdkafka::error::KafkaError,
     },
+    /// The Kafka TLS or authentication settings are not usable.
+    #[error("the kafka settings are not usable")]
+    Settings {
+        /// What is wrong with them.
+        #[source]
+        source: kubecrawl_connect::Error,
+    },
     /// Writing the output file failed.
     #[error("writing {path} failed")]
     Write {
