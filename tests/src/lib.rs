@@ -14,6 +14,7 @@ pub mod cluster;
 pub mod kubelet;
 /// The synthetic web site crawler tests run against (see its module documentation).
 pub mod site;
+pub mod startup;
 
 use std::path::PathBuf;
 use std::process::{Command, Output, Stdio};
