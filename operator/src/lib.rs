@@ -141,12 +141,14 @@ pub async fn run(args: args::Args, shutdown: CancellationToken) -> Result<()> {
         Some(path) => fleet::FleetConfig::load(path)?,
         None => fleet::FleetConfig::default(),
     };
+    let redis_client = args
+        .redis
+        .client()
+        .await
+        .map_err(|source| Error::Connect { source })?;
     let frontier: Arc<dyn Frontier> = Arc::new(
         RedisFrontier::connect_client(
-            args.redis
-                .client()
-                .await
-                .map_err(|source| Error::Connect { source })?,
+            redis_client.clone(),
             &args.redis.redis_prefix,
             FrontierConfig::default(),
         )
@@ -166,6 +168,7 @@ pub async fn run(args: args::Args, shutdown: CancellationToken) -> Result<()> {
         metrics.clone(),
         shutdown.clone(),
     ));
+    tokio::spawn(probe_redis(redis_client, metrics.clone(), shutdown.clone()));
 
     let identity = args.identity.clone().unwrap_or_else(default_identity);
     let lost = CancellationToken::new();
@@ -321,4 +324,24 @@ fn default_identity() -> String {
         .filter(|h| !h.is_empty())
         .unwrap_or_else(|| "operator".to_owned());
     format!("{host}-{}", std::process::id())
+}
+
+/// Keeps `/readyz` false while Redis does not answer a PING (every 5 s, 3 s allowed each), on a
+/// connection of its own. Ends at `shutdown`.
+async fn probe_redis(
+    client: redis::Client,
+    metrics: metrics::Metrics,
+    shutdown: CancellationToken,
+) {
+    loop {
+        let result = kubecrawl_connect::redis::check(&client, Duration::from_secs(3)).await;
+        if let Err(e) = &result {
+            tracing::warn!(error = %format_chain(e), "redis probe failed");
+        }
+        metrics.set_reachable(result.is_ok());
+        tokio::select! {
+            () = shutdown.cancelled() => return,
+            () = tokio::time::sleep(Duration::from_secs(5)) => {}
+        }
+    }
 }

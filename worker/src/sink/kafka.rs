@@ -81,6 +81,21 @@ impl KafkaSink {
         })
     }
 
+    /// Whether a broker returns the cluster's metadata within `timeout`, on the producer's
+    /// own connections (for `/readyz`; Kafka being away does not stop the worker, whose
+    /// publishes wait and retry).
+    pub async fn reachable(&self, timeout: Duration) -> bool {
+        let producer = self.producer.clone();
+        tokio::task::spawn_blocking(move || {
+            producer
+                .client()
+                .fetch_metadata(None, timeout)
+                .is_ok_and(|m| !m.brokers().is_empty())
+        })
+        .await
+        .unwrap_or(false)
+    }
+
     async fn send(&self, topic: &str, record: &PageRecord) -> Result<(), Error> {
         let payload = serde_json::to_vec(record).map_err(|source| Error::Encode {
             url: record.url.clone(),
