@@ -25,11 +25,16 @@ pub const STATS_KINDS: [&str; 4] = ["all", "crawler", "spider", "queue"];
 /// Connects to the frontier for reading statistics.
 ///
 /// # Errors
-/// [`Error::Frontier`] when Redis cannot be reached.
+/// [`Error::Connect`] when Redis refuses the settings or cannot be reached.
 pub async fn connect_frontier(redis: &RedisArgs) -> Result<Arc<dyn Frontier>> {
-    let frontier = RedisFrontier::connect(
-        &redis.redis_url,
-        &redis.redis_prefix,
+    let client = redis
+        .connection
+        .client()
+        .await
+        .map_err(|source| Error::Connect { source })?;
+    let frontier = RedisFrontier::connect_client(
+        client,
+        &redis.connection.redis_prefix,
         FrontierConfig::default(),
     )
     .await

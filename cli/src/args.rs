@@ -34,7 +34,7 @@ pub enum Command {
     Expire(JobArgs),
     /// Serve Scrapy Cluster's Kafka API: consume crawl and action requests from
     /// `<prefix>.incoming`, answer on `<prefix>.outbound_firehose`, until SIGTERM.
-    Ingest(IngestArgs),
+    Ingest(Box<IngestArgs>),
 }
 
 /// Log format.
@@ -71,31 +71,24 @@ pub struct KubeArgs {
     pub namespace: Option<String>,
 }
 
-/// How to reach Kafka.
+/// How to reach Kafka, and the topics' prefix.
 #[derive(Debug, Clone, Args)]
 pub struct KafkaArgs {
-    /// Kafka brokers, `host:port,...`.
-    #[arg(long, env = "KUBECRAWL_KAFKA_BROKERS")]
-    pub kafka_brokers: String,
+    /// Brokers, TLS and authentication.
+    #[command(flatten)]
+    pub connection: kubecrawl_connect::kafka::KafkaArgs,
     /// Topic prefix (Scrapy Cluster's `demo`): `<prefix>.crawled_firehose`,
     /// `<prefix>.incoming`, `<prefix>.outbound_firehose`.
     #[arg(long, env = "KUBECRAWL_TOPIC_PREFIX", default_value = "kubecrawl")]
     pub topic_prefix: String,
-    /// An extra librdkafka property, `key=value` (security.protocol, sasl.*, ssl.*);
-    /// repeatable.
-    #[arg(long = "kafka-property", env = "KUBECRAWL_KAFKA_PROPERTIES", value_delimiter = ',', value_parser = parse_property)]
-    pub kafka_properties: Vec<(String, String)>,
 }
 
-/// How to reach the Redis frontier.
+/// How to reach the Redis frontier, and which spiders the stats dump lists.
 #[derive(Debug, Clone, Args)]
 pub struct RedisArgs {
-    /// The Redis frontier, `redis://[user:password@]host:port[/db]`.
-    #[arg(long, env = "KUBECRAWL_REDIS_URL")]
-    pub redis_url: String,
-    /// The Redis key prefix shared by the operator and the workers.
-    #[arg(long, env = "KUBECRAWL_REDIS_PREFIX", default_value = "kubecrawl")]
-    pub redis_prefix: String,
+    /// URL, key prefix, TLS and authentication.
+    #[command(flatten)]
+    pub connection: kubecrawl_connect::redis::RedisArgs,
     /// Spiders always listed in the stats dump, besides those with live workers.
     #[arg(
         long = "spider",
@@ -187,13 +180,6 @@ pub struct IngestArgs {
     pub kube: KubeArgs,
 }
 
-fn parse_property(s: &str) -> Result<(String, String), String> {
-    let (k, v) = s
-        .split_once('=')
-        .ok_or_else(|| format!("{s:?} is not key=value"))?;
-    Ok((k.trim().to_owned(), v.trim().to_owned()))
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -219,14 +205,5 @@ mod tests {
         };
         assert!(args.request.contains("abc123"));
         assert_eq!(args.kube.namespace.as_deref(), Some("crawls"));
-    }
-
-    #[test]
-    fn properties_are_key_equals_value() {
-        assert_eq!(
-            parse_property("security.protocol=SSL").expect("ok"),
-            ("security.protocol".to_owned(), "SSL".to_owned())
-        );
-        assert!(parse_property("nope").is_err());
     }
 }

@@ -26,14 +26,24 @@ pub fn firehose(prefix: &str) -> String {
     format!("{prefix}.crawled_firehose")
 }
 
-/// A client configuration with the brokers and the extra properties.
-pub fn client_config(kafka: &KafkaArgs) -> ClientConfig {
-    let mut config = ClientConfig::new();
-    config.set("bootstrap.servers", &kafka.kafka_brokers);
-    for (k, v) in &kafka.kafka_properties {
-        config.set(k, v);
-    }
-    config
+/// The client configuration of the Kafka flags (brokers, TLS, SASL, extra properties),
+/// once the brokers have accepted it: a wrong CA or password ends the command here.
+///
+/// # Errors
+/// [`Error::Connect`] naming the brokers and the cause.
+pub async fn client_config(kafka: &KafkaArgs) -> Result<ClientConfig> {
+    let config = kafka
+        .connection
+        .client_config()
+        .map_err(|source| Error::Connect { source })?;
+    kubecrawl_connect::kafka::check(
+        &config,
+        &kafka.connection.kafka_brokers,
+        kafka.connection.security.kafka_connect_timeout,
+    )
+    .await
+    .map_err(|source| Error::Connect { source })?;
+    Ok(config)
 }
 
 /// The text printed for one record.
@@ -63,7 +73,8 @@ pub fn render(payload: &[u8], body: bool, compact: bool) -> String {
 /// Prints records to `out` until `--max` records or `shutdown`.
 ///
 /// # Errors
-/// [`Error::Kafka`] for an unusable configuration, [`Error::Stdout`] when `out` fails.
+/// [`Error::Connect`] when the brokers refuse the settings, [`Error::Kafka`] for an unusable
+/// configuration, [`Error::Stdout`] when `out` fails.
 pub async fn run(args: &DumpArgs, out: &mut impl Write, shutdown: CancellationToken) -> Result<()> {
     let topic = args
         .topic
@@ -75,6 +86,7 @@ pub async fn run(args: &DumpArgs, out: &mut impl Write, shutdown: CancellationTo
         k8s_openapi::jiff::Timestamp::now().as_nanosecond()
     );
     let consumer: StreamConsumer = client_config(&args.kafka)
+        .await?
         .set("group.id", &group)
         .set("enable.auto.commit", "false")
         .set("enable.auto.offset.store", "false")

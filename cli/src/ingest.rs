@@ -421,7 +421,9 @@ pub async fn run(args: &IngestArgs, shutdown: CancellationToken) -> Result<()> {
     let handler = Handler::new(jobs, frontier, args.redis.spiders.clone());
     let topic = incoming(&args.kafka.topic_prefix);
     let answers = outbound(&args.kafka.topic_prefix);
-    let consumer: StreamConsumer = crate::dump::client_config(&args.kafka)
+    let kafka = crate::dump::client_config(&args.kafka).await?;
+    let consumer: StreamConsumer = kafka
+        .clone()
         .set("group.id", &args.group)
         .set("enable.auto.commit", "false")
         .set("auto.offset.reset", "earliest")
@@ -431,7 +433,8 @@ pub async fn run(args: &IngestArgs, shutdown: CancellationToken) -> Result<()> {
     consumer
         .subscribe(&[&topic])
         .map_err(Error::kafka("subscribe"))?;
-    let producer: FutureProducer = crate::dump::client_config(&args.kafka)
+    let producer: FutureProducer = kafka
+        .clone()
         .set("enable.idempotence", "true")
         .set("acks", "all")
         .set(
@@ -512,7 +515,7 @@ async fn send_answer(
                 .await
             {
                 Ok(_) => Ok(Ok(())),
-                Err((e, _)) if crate::is_permanent_kafka_error(&e) => Ok(Err(e)),
+                Err((e, _)) if kubecrawl_connect::kafka::is_permanent_refusal(&e) => Ok(Err(e)),
                 Err((e, _)) => Err(Error::kafka("send answer")(e)),
             }
         })

@@ -106,6 +106,14 @@ pub enum Error {
         #[source]
         source: rdkafka::error::KafkaError,
     },
+    /// Redis or Kafka did not accept the settings at start-up (wrong CA, wrong password,
+    /// plaintext on a TLS port, unreachable).
+    #[error("start-up connection check failed")]
+    Connect {
+        /// Which endpoint and why.
+        #[source]
+        source: kubecrawl_connect::Error,
+    },
     /// A frontier read failed.
     #[error("frontier {op} failed")]
     Frontier {
@@ -205,27 +213,6 @@ pub fn format_chain(err: &(dyn std::error::Error + 'static)) -> String {
         source = e.source();
     }
     out
-}
-
-/// Whether Kafka refused a message for good: sending it again unchanged cannot succeed (too
-/// large, invalid, a topic that may not be written or does not exist).
-pub fn is_permanent_kafka_error(error: &rdkafka::error::KafkaError) -> bool {
-    use rdkafka::error::RDKafkaErrorCode as Code;
-    matches!(
-        error.rdkafka_error_code(),
-        Some(
-            Code::MessageSizeTooLarge
-                | Code::InvalidMessageSize
-                | Code::MessageBatchTooLarge
-                | Code::InvalidMessage
-                | Code::InvalidRecord
-                | Code::InvalidTopic
-                | Code::UnknownTopic
-                | Code::TopicAuthorizationFailed
-                | Code::ClusterAuthorizationFailed
-                | Code::PolicyViolation
-        )
-    )
 }
 
 /// The current unix time in seconds.

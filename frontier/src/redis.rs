@@ -121,8 +121,22 @@ impl RedisFrontier {
     /// [`Error::InvalidName`] for a prefix with braces, [`Error::Connect`] when Redis cannot
     /// be reached.
     pub async fn connect(url: &str, prefix: &str, config: FrontierConfig) -> Result<Self> {
-        check_name("prefix", prefix)?;
         let client = redis::Client::open(url).map_err(|source| Error::Connect { source })?;
+        Self::connect_client(client, prefix, config).await
+    }
+
+    /// Connects with a client built elsewhere (with TLS and credentials, as the binaries'
+    /// `kubecrawl_connect::redis` flags build it) and uses keys under `prefix`.
+    ///
+    /// # Errors
+    /// [`Error::InvalidName`] for a prefix with braces, [`Error::Connect`] when Redis cannot
+    /// be reached.
+    pub async fn connect_client(
+        client: redis::Client,
+        prefix: &str,
+        config: FrontierConfig,
+    ) -> Result<Self> {
+        check_name("prefix", prefix)?;
         let conn = ConnectionManager::new(client)
             .await
             .map_err(|source| Error::Connect { source })?;

@@ -11,12 +11,9 @@ use clap::{Parser, ValueEnum};
 #[derive(Debug, Clone, Parser)]
 #[command(name = "kubecrawl-operator", version, about)]
 pub struct Args {
-    /// The Redis frontier shared with the workers, `redis://[user:password@]host:port[/db]`.
-    #[arg(long, env = "KUBECRAWL_REDIS_URL")]
-    pub redis_url: String,
-    /// The Redis key prefix shared with the workers.
-    #[arg(long, env = "KUBECRAWL_REDIS_PREFIX", default_value = "kubecrawl")]
-    pub redis_prefix: String,
+    /// The Redis frontier shared with the workers.
+    #[command(flatten)]
+    pub redis: kubecrawl_connect::redis::RedisArgs,
     /// Kafka brokers the workers publish to.
     #[arg(long, env = "KUBECRAWL_KAFKA_BROKERS")]
     pub kafka_brokers: String,

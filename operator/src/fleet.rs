@@ -21,7 +21,7 @@ use k8s_openapi::api::apps::v1::{
 use k8s_openapi::api::core::v1::{
     Capabilities, Container, ContainerPort, EnvVar, EnvVarSource, HTTPGetAction,
     ObjectFieldSelector, PodSecurityContext, PodSpec, PodTemplateSpec, Probe, ResourceRequirements,
-    SeccompProfile, SecretKeySelector, SecurityContext, Toleration,
+    SeccompProfile, SecretKeySelector, SecurityContext, Toleration, Volume, VolumeMount,
 };
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::LabelSelector;
 use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
@@ -93,6 +93,13 @@ pub struct FleetSettings {
     /// The port workers serve `/metrics`, `/healthz` and `/readyz` on (default 9090).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub metrics_port: Option<u16>,
+    /// Volumes of the worker pods: how the chart gives workers the Secrets their TLS and
+    /// authentication settings name (CA, client certificate and key, passwords) as files.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub volumes: Vec<Volume>,
+    /// Where the worker container mounts `volumes`.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub volume_mounts: Vec<VolumeMount>,
 }
 
 impl FleetSettings {
@@ -111,6 +118,16 @@ impl FleetSettings {
                 .filter(|t| !self.tolerations.contains(t))
                 .cloned(),
         );
+        let mut volumes = self.volumes.clone();
+        for v in &over.volumes {
+            volumes.retain(|x| x.name != v.name);
+            volumes.push(v.clone());
+        }
+        let mut volume_mounts = self.volume_mounts.clone();
+        for m in &over.volume_mounts {
+            volume_mounts.retain(|x| x.mount_path != m.mount_path);
+            volume_mounts.push(m.clone());
+        }
         FleetSettings {
             image: over.image.clone().or_else(|| self.image.clone()),
             image_pull_policy: over
@@ -132,6 +149,8 @@ impl FleetSettings {
             tolerations,
             host_network: over.host_network.or(self.host_network),
             metrics_port: over.metrics_port.or(self.metrics_port),
+            volumes,
+            volume_mounts,
         }
     }
 }
@@ -408,6 +427,7 @@ pub fn deployment(
         readiness_probe: Some(probe("/readyz", 5)),
         liveness_probe: Some(probe("/healthz", 10)),
         resources: settings.resources.clone(),
+        volume_mounts: (!settings.volume_mounts.is_empty()).then(|| settings.volume_mounts.clone()),
         security_context: Some(SecurityContext {
             allow_privilege_escalation: Some(false),
             read_only_root_filesystem: Some(true),
@@ -438,6 +458,7 @@ pub fn deployment(
                 .then(|| settings.node_selector.clone()),
             tolerations: (!settings.tolerations.is_empty()).then(|| settings.tolerations.clone()),
             host_network: settings.host_network.filter(|&on| on),
+            volumes: (!settings.volumes.is_empty()).then(|| settings.volumes.clone()),
             security_context: Some(PodSecurityContext {
                 run_as_non_root: Some(true),
                 run_as_user: Some(65532),
@@ -729,6 +750,34 @@ mod tests {
             metrics(&wandering),
             (Some("0.0.0.0:9091".to_owned()), Some(9091))
         );
+    }
+
+    #[test]
+    fn secrets_reach_the_workers_as_mounted_files() {
+        let yaml = "defaults:\n  env: [{name: KUBECRAWL_REDIS_CA_FILE, value: /var/run/secrets/kubecrawl/redis-ca/ca.crt}]\n  volumes: [{name: redis-ca, secret: {secretName: my-ca, items: [{key: ca.crt, path: ca.crt}]}}]\n  volumeMounts: [{name: redis-ca, mountPath: /var/run/secrets/kubecrawl/redis-ca, readOnly: true}]\n";
+        let config: FleetConfig = serde_yaml::from_str(yaml).expect("parses");
+        let conns = Connections {
+            redis_url: "rediss://r:6379".into(),
+            redis_prefix: "kc".into(),
+            kafka_brokers: "k:9093".into(),
+            topic_prefix: "demo".into(),
+        };
+        let pod = deployment(&config, &conns, "link", 1)
+            .spec
+            .template
+            .spec
+            .expect("a pod spec");
+        let volume = &pod.volumes.as_ref().expect("volumes")[0];
+        assert_eq!(
+            volume
+                .secret
+                .as_ref()
+                .and_then(|s| s.secret_name.as_deref()),
+            Some("my-ca")
+        );
+        let mount = &pod.containers[0].volume_mounts.as_ref().expect("mounts")[0];
+        assert_eq!(mount.name, "redis-ca");
+        assert_eq!(mount.read_only, Some(true));
     }
 
     #[test]

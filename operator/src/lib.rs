@@ -64,6 +64,14 @@ pub enum Error {
         #[source]
         source: Box<kubecrawl_frontier::Error>,
     },
+    /// Redis did not accept the operator at start-up (wrong CA, wrong password, plaintext on
+    /// a TLS port, unreachable).
+    #[error("start-up connection check failed")]
+    Connect {
+        /// Which endpoint and why.
+        #[source]
+        source: kubecrawl_connect::Error,
+    },
     /// Adding or removing the finalizer, or the reconcile inside it, failed.
     #[error("finalizer")]
     Finalizer(#[source] Box<kube::runtime::finalizer::Error<Error>>),
@@ -140,10 +148,15 @@ pub async fn run(args: args::Args, shutdown: CancellationToken) -> Result<()> {
         Some(path) => fleet::FleetConfig::load(path)?,
         None => fleet::FleetConfig::default(),
     };
+    let redis_client = args
+        .redis
+        .client()
+        .await
+        .map_err(|source| Error::Connect { source })?;
     let frontier: Arc<dyn Frontier> = Arc::new(
-        RedisFrontier::connect(
-            &args.redis_url,
-            &args.redis_prefix,
+        RedisFrontier::connect_client(
+            redis_client.clone(),
+            &args.redis.redis_prefix,
             FrontierConfig::default(),
         )
         .await
@@ -162,6 +175,7 @@ pub async fn run(args: args::Args, shutdown: CancellationToken) -> Result<()> {
         metrics.clone(),
         shutdown.clone(),
     ));
+    tokio::spawn(probe_redis(redis_client, metrics.clone(), shutdown.clone()));
 
     let identity = args.identity.clone().unwrap_or_else(default_identity);
     let lost = CancellationToken::new();
@@ -201,8 +215,8 @@ pub async fn run(args: args::Args, shutdown: CancellationToken) -> Result<()> {
     tokio::spawn(deployment_watch);
 
     let connections = fleet::Connections {
-        redis_url: args.redis_url.clone(),
-        redis_prefix: args.redis_prefix.clone(),
+        redis_url: args.redis.redis_url.clone(),
+        redis_prefix: args.redis.redis_prefix.clone(),
         kafka_brokers: args.kafka_brokers.clone(),
         topic_prefix: args.topic_prefix.clone(),
     };
@@ -324,4 +338,24 @@ fn default_identity() -> String {
         .filter(|h| !h.is_empty())
         .unwrap_or_else(|| "operator".to_owned());
     format!("{host}-{}", std::process::id())
+}
+
+/// Keeps `/readyz` false while Redis does not answer a PING (every 5 s, 3 s allowed each), on a
+/// connection of its own. Ends at `shutdown`.
+async fn probe_redis(
+    client: redis::Client,
+    metrics: metrics::Metrics,
+    shutdown: CancellationToken,
+) {
+    loop {
+        let result = kubecrawl_connect::redis::check(&client, Duration::from_secs(3)).await;
+        if let Err(e) = &result {
+            tracing::warn!(error = %format_chain(e), "redis probe failed");
+        }
+        metrics.set_reachable(result.is_ok());
+        tokio::select! {
+            () = shutdown.cancelled() => return,
+            () = tokio::time::sleep(Duration::from_secs(5)) => {}
+        }
+    }
 }

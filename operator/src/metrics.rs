@@ -26,6 +26,8 @@ struct Inner {
     reconcile_seconds: Histogram,
     status_writes: Counter,
     ready: AtomicBool,
+    /// Whether Redis answered the last probe.
+    reachable: AtomicBool,
 }
 
 /// The operator's metrics. Cheap to clone.
@@ -75,6 +77,7 @@ impl Metrics {
                 reconcile_seconds,
                 status_writes,
                 ready: AtomicBool::new(false),
+                reachable: AtomicBool::new(true),
             }),
         }
     }
@@ -102,6 +105,16 @@ impl Metrics {
     /// Marks the operator ready (leader and controller running) or not.
     pub fn set_ready(&self, ready: bool) {
         self.inner.ready.store(ready, Ordering::Relaxed);
+    }
+
+    /// Records whether Redis answered its last probe.
+    pub fn set_reachable(&self, reachable: bool) {
+        self.inner.reachable.store(reachable, Ordering::Relaxed);
+    }
+
+    /// What `/readyz` says: leading, and Redis answers.
+    pub fn is_ready(&self) -> bool {
+        self.inner.ready.load(Ordering::Relaxed) && self.inner.reachable.load(Ordering::Relaxed)
     }
 
     /// The metrics in Prometheus text format.
@@ -133,8 +146,10 @@ pub async fn serve_on(
         .route(
             "/readyz",
             get(move || {
-                std::future::ready(if ready.inner.ready.load(Ordering::Relaxed) {
+                std::future::ready(if ready.is_ready() {
                     (StatusCode::OK, "ready")
+                } else if ready.inner.ready.load(Ordering::Relaxed) {
+                    (StatusCode::SERVICE_UNAVAILABLE, "redis unreachable")
                 } else {
                     (StatusCode::SERVICE_UNAVAILABLE, "standby")
                 })

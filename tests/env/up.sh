@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Brings up the real services kubecrawl's tests use, all on 127.0.0.1:
 #   Redis (Debian's redis-server), Apache Kafka (KRaft, one node, jars from Maven Central),
+#   a TLS Redis and a SASL_SSL / mTLS Kafka node with a CA made at test time (tls.sh),
 #   etcd, kube-apiserver, kube-controller-manager and kube-scheduler (built from the Go module proxy).
 # Installs what is missing, reuses what is cached, records every pid it starts under
 # $KC_STATE/pids, and is idempotent: services already running are left as they are.
@@ -99,6 +100,12 @@ PROPS
   start kafka java -Xms256m -Xmx512m "$jlog" -cp "$KAFKA_LIB/*" kafka.Kafka "$kdir/server.properties"
 fi
 
+# --- TLS Redis and SASL_SSL Kafka (tls.sh) --------------------------------------------------
+. "$(dirname "$0")/tls.sh"
+tls_pki
+start_redis_tls
+start_kafka_tls
+
 # --- PKI for the API server --------------------------------------------------------------
 PKI=$KC_STATE/pki
 if [ ! -f "$PKI/admin.ext" ]; then
@@ -180,6 +187,7 @@ else
 fi
 
 wait_for 90 kafka kafka_ready || die "kafka did not become ready (see $LOGS/kafka.log)"
+wait_for 90 kafka-tls kafka_tls_ready || die "kafka-tls did not become ready (see $LOGS/kafka-tls.log)"
 
 cat > "$KC_STATE/env" <<ENV
 # Written by 'make env-up'. Source it: . .testenv/env
@@ -187,5 +195,6 @@ export REDIS_URL=redis://127.0.0.1:$REDIS_PORT
 export KAFKA_BROKERS=127.0.0.1:$KAFKA_PORT
 export KUBECONFIG=$KUBECONFIG_FILE
 export PATH=$BIN:\$PATH
+$(tls_env)
 ENV
 log "environment up in $((SECONDS - total_start)) s; source $KC_STATE/env"

@@ -18,6 +18,7 @@ pub mod kubelet;
 pub mod proxy;
 /// The synthetic web site crawler tests run against (see its module documentation).
 pub mod site;
+pub mod startup;
 
 use std::path::PathBuf;
 use std::process::{Command, Output, Stdio};

@@ -12,6 +12,12 @@ fn chart() -> String {
 }
 
 const REQUIRED: &str = "redis.url=redis://redis.example:6379,kafka.brokers=kafka.example:9092";
+/// Redis over TLS with an ACL user, Kafka over SASL_SSL, every secret from a Secret, the ingest on.
+const TLS: &str = "redis.url=rediss://redis.example:6380,redis.username=crawler,\
+redis.passwordSecret.name=redis-auth,redis.tls.caSecret.name=services-ca,\
+redis.tls.clientSecret=redis-client,kafka.brokers=kafka.example:9093,\
+kafka.securityProtocol=sasl_ssl,kafka.sasl.username=crawler,\
+kafka.sasl.passwordSecret.name=kafka-auth,kafka.tls.caSecret.name=services-ca,ingest.enabled=true";
 
 #[test]
 fn the_chart_crd_is_the_generated_crd() {
@@ -29,7 +35,7 @@ fn the_chart_crd_is_the_generated_crd() {
 
 #[test]
 fn helm_lint_is_clean() {
-    for set in [REQUIRED, "dev.enabled=true"] {
+    for set in [REQUIRED, "dev.enabled=true", TLS] {
         let (ok, out) = helm(&["lint", &chart(), "--strict", "--set", set]);
         assert!(
             ok && out.contains("0 chart(s) failed"),
@@ -67,6 +73,7 @@ fn rendered_manifests_are_accepted_by_the_api_server() {
     for set in [
         REQUIRED,
         "dev.enabled=true,metrics.serviceMonitor.enabled=false",
+        TLS,
     ] {
         let (ok, rendered) = helm(&["template", "kc", &chart(), "-n", &ns.name, "--set", set]);
         assert!(ok, "helm template --set {set}:\n{rendered}");
@@ -88,6 +95,116 @@ fn rendered_manifests_are_accepted_by_the_api_server() {
         ] {
             assert!(stdout.contains(kind), "{kind} missing from:\n{stdout}");
         }
+    }
+}
+
+/// TLS and authentication: every secret is a file mounted from an existing Secret, in the
+/// operator, the ingest and (through the fleet configuration) the workers; none can be given
+/// as a plain value.
+#[test]
+fn secrets_come_from_secrets_as_mounted_files() {
+    let (ok, rendered) = helm(&["template", "kc", &chart(), "--set", TLS]);
+    assert!(ok, "{rendered}");
+    let docs: Vec<serde_yaml::Value> = rendered
+        .split("\n---")
+        .filter_map(|d| serde_yaml::from_str(d).ok())
+        .filter(|d: &serde_yaml::Value| !d.is_null())
+        .collect();
+    let kind = |k: &str, name: &str| {
+        docs.iter()
+            .find(|d| d["kind"] == k && d["metadata"]["name"] == name)
+            .unwrap_or_else(|| panic!("{k} {name} is rendered"))
+            .clone()
+    };
+    let names = |list: &serde_yaml::Value, field: &str| -> Vec<String> {
+        list.as_sequence()
+            .into_iter()
+            .flatten()
+            .filter_map(|v| v[field].as_str().map(str::to_owned))
+            .collect()
+    };
+    for (deployment, wants) in [
+        (
+            "kc-kubecrawl-operator",
+            vec!["redis-password", "redis-ca", "redis-client"],
+        ),
+        (
+            "kc-kubecrawl-ingest",
+            vec![
+                "redis-password",
+                "redis-ca",
+                "redis-client",
+                "kafka-password",
+                "kafka-ca",
+            ],
+        ),
+    ] {
+        let pod = &kind("Deployment", deployment)["spec"]["template"]["spec"];
+        let volumes = names(&pod["volumes"], "name");
+        let mounts = names(&pod["containers"][0]["volumeMounts"], "name");
+        for want in wants {
+            assert!(
+                volumes.iter().any(|v| v == want),
+                "{deployment}: volume {want} in {volumes:?}"
+            );
+            assert!(
+                mounts.iter().any(|m| m == want),
+                "{deployment}: mount {want} in {mounts:?}"
+            );
+        }
+        let env = names(&pod["containers"][0]["env"], "name");
+        assert!(
+            env.iter().any(|e| e == "KUBECRAWL_REDIS_PASSWORD_FILE"),
+            "{env:?}"
+        );
+        assert!(
+            !env.iter().any(|e| e.ends_with("_PASSWORD")),
+            "no password in env: {env:?}"
+        );
+    }
+    let fleets = kind("ConfigMap", "kc-kubecrawl-fleets");
+    let fleets: serde_yaml::Value =
+        serde_yaml::from_str(fleets["data"]["fleets.yaml"].as_str().expect("fleets.yaml"))
+            .expect("fleets.yaml is YAML");
+    let defaults = &fleets["defaults"];
+    let secrets = names(&defaults["volumes"], "name");
+    assert_eq!(
+        secrets,
+        [
+            "redis-password",
+            "redis-ca",
+            "redis-client",
+            "kafka-password",
+            "kafka-ca"
+        ],
+        "the workers get every secret as a volume"
+    );
+    assert_eq!(
+        names(&defaults["volumeMounts"], "name").len(),
+        secrets.len()
+    );
+    let env = names(&defaults["env"], "name");
+    for want in [
+        "KUBECRAWL_KAFKA_PASSWORD_FILE",
+        "KUBECRAWL_KAFKA_CA_FILE",
+        "KUBECRAWL_REDIS_CERT_FILE",
+    ] {
+        assert!(
+            env.iter().any(|e| e == want),
+            "workers' env has {want}: {env:?}"
+        );
+    }
+    for plain in ["redis.password=x", "kafka.sasl.password=x"] {
+        let (ok, out) = helm(&[
+            "template",
+            "kc",
+            &chart(),
+            "--set",
+            REQUIRED,
+            "--set",
+            plain,
+        ]);
+        assert!(!ok, "a plain password value ({plain}) is refused:\n{out}");
     }
 }
 

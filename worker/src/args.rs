@@ -6,6 +6,8 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use clap::{Args, Parser, Subcommand, ValueEnum};
+use kubecrawl_connect::kafka::{KafkaArgs, KafkaSecurity};
+use kubecrawl_connect::redis::{RedisArgs, RedisSecurity};
 
 /// kubecrawl's crawler worker: a standalone crawl on this machine, or one worker of a fleet.
 #[derive(Debug, Parser)]
@@ -102,19 +104,16 @@ pub struct FetchArgs {
     pub per_host_concurrency: usize,
 }
 
-/// Where page records go when they go to Kafka.
+/// Where page records go when they go to Kafka (how Kafka is reached is
+/// [`KafkaArgs`] / [`KafkaSecurity`]).
 #[derive(Debug, Clone, Args)]
-pub struct KafkaArgs {
+pub struct KafkaOutputArgs {
     /// Topic prefix: records go to `<prefix>.crawled_firehose`.
     #[arg(long, env = "KUBECRAWL_TOPIC_PREFIX", default_value = "kubecrawl")]
     pub topic_prefix: String,
     /// Also write each record to `<prefix>.crawled_<appid>`.
     #[arg(long, env = "KUBECRAWL_PER_APPID_TOPICS")]
     pub per_appid_topics: bool,
-    /// An extra librdkafka property, `key=value` (security.protocol, sasl.*, ssl.*);
-    /// repeatable.
-    #[arg(long = "kafka-property", env = "KUBECRAWL_KAFKA_PROPERTIES", value_delimiter = ',', value_parser = parse_property)]
-    pub properties: Vec<(String, String)>,
     /// How long a record may wait for Kafka's acknowledgement.
     #[arg(long, env = "KUBECRAWL_KAFKA_DELIVERY_TIMEOUT", default_value = "60s", value_parser = humantime::parse_duration)]
     pub delivery_timeout: Duration,
@@ -164,18 +163,24 @@ pub struct CrawlArgs {
     #[arg(short = 'o', long, default_value = "-")]
     pub output: PathBuf,
     /// Use the Redis frontier at this URL instead of the in-memory one (other workers can then
-    /// join the crawl with `kubecrawl-worker run`).
+    /// join the crawl with `kubecrawl-worker run`); `rediss://` for TLS.
     #[arg(long)]
     pub redis: Option<String>,
     /// The Redis key prefix, with --redis.
     #[arg(long, default_value = "kubecrawl")]
     pub redis_prefix: String,
+    /// Redis TLS and authentication, with --redis.
+    #[command(flatten)]
+    pub redis_security: RedisSecurity,
     /// Publish to Kafka at these brokers instead of writing JSON lines.
     #[arg(long)]
     pub kafka: Option<String>,
+    /// Kafka TLS and authentication, with --kafka.
+    #[command(flatten)]
+    pub kafka_security: KafkaSecurity,
     /// Kafka output settings, with --kafka.
     #[command(flatten)]
-    pub kafka_args: KafkaArgs,
+    pub kafka_args: KafkaOutputArgs,
     /// Fetching.
     #[command(flatten)]
     pub fetch: FetchArgs,
@@ -190,18 +195,15 @@ pub struct RunArgs {
     /// The spider fleet this worker serves.
     #[arg(long, env = "KUBECRAWL_SPIDER")]
     pub spider: String,
-    /// The Redis frontier, `redis://[user:password@]host:port[/db]`.
-    #[arg(long, env = "KUBECRAWL_REDIS_URL")]
-    pub redis_url: String,
-    /// The Redis key prefix shared by the operator and the workers.
-    #[arg(long, env = "KUBECRAWL_REDIS_PREFIX", default_value = "kubecrawl")]
-    pub redis_prefix: String,
-    /// Kafka brokers, `host:port,...`.
-    #[arg(long, env = "KUBECRAWL_KAFKA_BROKERS")]
-    pub kafka_brokers: String,
-    /// Kafka output settings.
+    /// The Redis frontier.
+    #[command(flatten)]
+    pub redis: RedisArgs,
+    /// Kafka.
     #[command(flatten)]
     pub kafka: KafkaArgs,
+    /// Kafka output settings.
+    #[command(flatten)]
+    pub output: KafkaOutputArgs,
     /// Fetching.
     #[command(flatten)]
     pub fetch: FetchArgs,
@@ -236,13 +238,6 @@ fn parse_resolve(s: &str) -> Result<(String, SocketAddr), String> {
         return Err(format!("{s:?} has no host name"));
     }
     Ok((host.to_ascii_lowercase(), SocketAddr::new(ip, 0)))
-}
-
-fn parse_property(s: &str) -> Result<(String, String), String> {
-    let (k, v) = s
-        .split_once('=')
-        .ok_or_else(|| format!("{s:?} is not key=value"))?;
-    Ok((k.trim().to_owned(), v.trim().to_owned()))
 }
 
 #[cfg(test)]

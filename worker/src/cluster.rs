@@ -5,6 +5,7 @@
 //! it drains (see [`crate::runtime`]) and exits 0.
 
 use std::sync::Arc;
+use std::time::Duration;
 
 use kubecrawl_frontier::{FrontierConfig, RedisFrontier};
 use tokio_util::sync::CancellationToken;
@@ -12,6 +13,7 @@ use tokio_util::sync::CancellationToken;
 use crate::args::RunArgs;
 use crate::metrics::{self, Metrics};
 use crate::runtime::{Worker, WorkerConfig, default_worker_name};
+use crate::sink::kafka::KafkaSink;
 use crate::spider::Registry;
 use crate::{Error, Result, fetcher, kafka_sink, robots_cache, spider};
 
@@ -23,10 +25,23 @@ use crate::{Error, Result, fetcher, kafka_sink, robots_cache, spider};
 pub async fn run(args: RunArgs, registry: &Registry, shutdown: CancellationToken) -> Result<()> {
     let spider = spider(registry, &args.spider)?;
     let config = FrontierConfig::default();
-    let frontier = RedisFrontier::connect(&args.redis_url, &args.redis_prefix, config.clone())
+    let client = args
+        .redis
+        .client()
+        .await
+        .map_err(|source| Error::Connect { source })?;
+    let probe_client = client.clone();
+    let frontier = RedisFrontier::connect_client(client, &args.redis.redis_prefix, config.clone())
         .await
         .map_err(Error::frontier("connect"))?;
-    let sink = kafka_sink(&args.kafka_brokers, &args.kafka)?;
+    let sink = Arc::new(
+        kafka_sink(
+            &args.kafka.kafka_brokers,
+            &args.kafka.security,
+            &args.output,
+        )
+        .await?,
+    );
 
     let metrics = Metrics::new();
     let listener = tokio::net::TcpListener::bind(args.metrics_addr)
@@ -40,13 +55,19 @@ pub async fn run(args: RunArgs, registry: &Registry, shutdown: CancellationToken
         metrics.clone(),
         shutdown.clone(),
     ));
+    let probe = tokio::spawn(probe_dependencies(
+        probe_client,
+        sink.clone(),
+        metrics.clone(),
+        shutdown.clone(),
+    ));
 
     let worker = Arc::new(Worker::new(
         Arc::new(frontier),
         fetcher(&args.fetch)?,
         robots_cache(&args.fetch),
         spider,
-        Arc::new(sink),
+        sink,
         metrics,
         WorkerConfig {
             spiderid: args.spider.clone(),
@@ -70,6 +91,8 @@ pub async fn run(args: RunArgs, registry: &Registry, shutdown: CancellationToken
         "worker stopped"
     );
     shutdown.cancel();
+    // The probe only ever waits on timers and short probes; it ends with the token.
+    let _ = probe.await;
     match server.await {
         Ok(Ok(())) => Ok(()),
         Ok(Err(source)) => Err(Error::Metrics {
@@ -82,4 +105,38 @@ pub async fn run(args: RunArgs, registry: &Registry, shutdown: CancellationToken
 
 fn worker_name(args: &RunArgs) -> String {
     args.worker_name.clone().unwrap_or_else(default_worker_name)
+}
+
+/// How often Redis and Kafka are probed for `/readyz`.
+const PROBE_INTERVAL: Duration = Duration::from_secs(5);
+/// How long one probe may take before its dependency counts as unreachable.
+const PROBE_TIMEOUT: Duration = Duration::from_secs(3);
+
+/// Keeps `/readyz` false while Redis or Kafka does not answer: every [`PROBE_INTERVAL`], a
+/// PING on a connection of its own and a metadata request on the producer's connections.
+/// (The lease loop also marks the worker unready when a lease fails; this also covers Kafka,
+/// and an idle Redis connection.) Ends at `shutdown`.
+async fn probe_dependencies(
+    redis: redis::Client,
+    kafka: Arc<KafkaSink>,
+    metrics: Metrics,
+    shutdown: CancellationToken,
+) {
+    loop {
+        let (redis_ok, kafka_ok) = tokio::join!(
+            kubecrawl_connect::redis::check(&redis, PROBE_TIMEOUT),
+            kafka.reachable(PROBE_TIMEOUT),
+        );
+        if let Err(e) = &redis_ok {
+            tracing::warn!(error = %crate::runtime::format_chain(e), "redis probe failed");
+        }
+        if !kafka_ok {
+            tracing::warn!("kafka probe failed");
+        }
+        metrics.set_reachable(redis_ok.is_ok() && kafka_ok);
+        tokio::select! {
+            () = shutdown.cancelled() => return,
+            () = tokio::time::sleep(PROBE_INTERVAL) => {}
+        }
+    }
 }

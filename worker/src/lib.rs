@@ -68,6 +68,14 @@ pub enum Error {
         #[source]
         source: Box<kubecrawl_frontier::Error>,
     },
+    /// Redis or Kafka did not accept this worker at start-up (wrong CA, wrong password,
+    /// plaintext on a TLS port, unreachable).
+    #[error("start-up connection check failed")]
+    Connect {
+        /// Which endpoint and why.
+        #[source]
+        source: kubecrawl_connect::Error,
+    },
     /// The output could not be set up or written.
     #[error("page output failed")]
     Sink {
@@ -131,13 +139,25 @@ fn spider(registry: &spider::Registry, name: &str) -> Result<std::sync::Arc<dyn 
     })
 }
 
-/// The Kafka sink for `brokers` with the output flags `args`.
-fn kafka_sink(brokers: &str, args: &args::KafkaArgs) -> Result<sink::kafka::KafkaSink> {
+/// The Kafka sink for `brokers` with the security settings `security` and the output flags
+/// `args`, once the brokers accepted those settings (a wrong CA or password ends the worker
+/// here, at start-up).
+async fn kafka_sink(
+    brokers: &str,
+    security: &kubecrawl_connect::kafka::KafkaSecurity,
+    args: &args::KafkaOutputArgs,
+) -> Result<sink::kafka::KafkaSink> {
+    let client = security
+        .client_config(brokers)
+        .map_err(|source| Error::Connect { source })?;
+    kubecrawl_connect::kafka::check(&client, brokers, security.kafka_connect_timeout)
+        .await
+        .map_err(|source| Error::Connect { source })?;
     sink::kafka::KafkaSink::new(sink::kafka::KafkaConfig {
         brokers: brokers.to_owned(),
         topic_prefix: args.topic_prefix.clone(),
         per_appid_topics: args.per_appid_topics,
-        properties: args.properties.clone(),
+        security: security.clone(),
         delivery_timeout: args.delivery_timeout,
     })
     .map_err(|source| Error::Sink { source })

@@ -39,6 +39,8 @@ struct Inner {
     fetch_seconds: Family<SpiderLabels, Histogram, fn() -> Histogram>,
     body_bytes: Family<SpiderLabels, Counter>,
     ready: AtomicBool,
+    /// Whether Redis and Kafka answered the last dependency probe.
+    reachable: AtomicBool,
     outcomes: Mutex<BTreeMap<&'static str, u64>>,
 }
 
@@ -88,6 +90,7 @@ impl Metrics {
                 fetch_seconds,
                 body_bytes,
                 ready: AtomicBool::new(false),
+                reachable: AtomicBool::new(true),
                 outcomes: Mutex::new(BTreeMap::new()),
             }),
         }
@@ -140,9 +143,15 @@ impl Metrics {
         self.inner.ready.store(ready, Ordering::Relaxed);
     }
 
-    /// Whether the last lease call succeeded.
+    /// Records whether the worker's dependencies (Redis, Kafka) answered their last probe.
+    pub fn set_reachable(&self, reachable: bool) {
+        self.inner.reachable.store(reachable, Ordering::Relaxed);
+    }
+
+    /// Whether the last lease call succeeded and the dependencies answered their last probe:
+    /// what `/readyz` says.
     pub fn is_ready(&self) -> bool {
-        self.inner.ready.load(Ordering::Relaxed)
+        self.inner.ready.load(Ordering::Relaxed) && self.inner.reachable.load(Ordering::Relaxed)
     }
 
     /// The metrics in Prometheus text format.
@@ -176,7 +185,10 @@ pub async fn serve_on(
                 std::future::ready(if ready.is_ready() {
                     (StatusCode::OK, "ready")
                 } else {
-                    (StatusCode::SERVICE_UNAVAILABLE, "frontier not reachable")
+                    (
+                        StatusCode::SERVICE_UNAVAILABLE,
+                        "redis or kafka not reachable",
+                    )
                 })
             }),
         );

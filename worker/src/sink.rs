@@ -38,6 +38,13 @@ pub enum Error {
         #[source]
         source: rdkafka::error::KafkaError,
     },
+    /// The Kafka TLS or authentication settings are not usable.
+    #[error("the kafka settings are not usable")]
+    Settings {
+        /// What is wrong with them.
+        #[source]
+        source: kubecrawl_connect::Error,
+    },
     /// Writing the output file failed.
     #[error("writing {path} failed")]
     Write {
@@ -64,24 +71,9 @@ impl Error {
     /// writable, invalid name), or the record cannot be encoded. A broker that is down or
     /// slow is not permanent: the record is tried again.
     pub fn is_permanent(&self) -> bool {
-        use rdkafka::error::RDKafkaErrorCode as Code;
         match self {
             Self::Encode { .. } => true,
-            Self::Kafka { source, .. } => matches!(
-                source.rdkafka_error_code(),
-                Some(
-                    Code::MessageSizeTooLarge
-                        | Code::InvalidMessageSize
-                        | Code::MessageBatchTooLarge
-                        | Code::InvalidMessage
-                        | Code::InvalidRecord
-                        | Code::InvalidTopic
-                        | Code::UnknownTopic
-                        | Code::TopicAuthorizationFailed
-                        | Code::ClusterAuthorizationFailed
-                        | Code::PolicyViolation
-                )
-            ),
+            Self::Kafka { source, .. } => kubecrawl_connect::kafka::is_permanent_refusal(source),
             Self::Flush { .. } | Self::Producer { .. } | Self::Write { .. } => false,
         }
     }

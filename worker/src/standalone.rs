@@ -117,9 +117,16 @@ pub async fn crawl(
     let config = FrontierConfig::default();
     let frontier: Arc<dyn Frontier> = match &args.redis {
         Some(url) => Arc::new(
-            RedisFrontier::connect(url, &args.redis_prefix, config.clone())
-                .await
-                .map_err(Error::frontier("connect"))?,
+            RedisFrontier::connect_client(
+                args.redis_security
+                    .client(url)
+                    .await
+                    .map_err(|source| Error::Connect { source })?,
+                &args.redis_prefix,
+                config.clone(),
+            )
+            .await
+            .map_err(Error::frontier("connect"))?,
         ),
         None => Arc::new(MemoryFrontier::new(config.clone())),
     };
@@ -153,7 +160,9 @@ pub async fn crawl(
         .map_err(Error::frontier("seed"))?;
 
     let sink: Arc<dyn Sink> = match &args.kafka {
-        Some(brokers) => Arc::new(kafka_sink(brokers, &args.kafka_args)?),
+        Some(brokers) => {
+            Arc::new(kafka_sink(brokers, &args.kafka_security, &args.kafka_args).await?)
+        }
         None => Arc::new(
             JsonLines::create(&args.output.to_string_lossy())
                 .map_err(|source| Error::Sink { source })?,

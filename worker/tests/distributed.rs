@@ -9,6 +9,8 @@
 //!
 //! Each test uses its own Redis key prefix and Kafka topic prefix and deletes both at the end.
 //! Needs `REDIS_URL` and `KAFKA_BROKERS` (`make test`, or `. .testenv/env`); fails without them.
+//! The TLS test needs the TLS Redis and the SASL_SSL Kafka of `make env-up` (`REDIS_TLS_URL`,
+//! `KAFKA_SASL_BROKERS` and their credentials).
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::os::unix::process::ExitStatusExt;
@@ -17,6 +19,7 @@ use std::process::{ExitStatus, Stdio};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use kubecrawl_api::{CrawlRequest, JobRef, PageRecord, Politeness};
+use kubecrawl_connect::redis::RedisSecurity;
 use kubecrawl_e2e::site::{GroundTruth, SiteConfig, TestSite};
 use kubecrawl_frontier::{Frontier, FrontierConfig, JobPolicy, JobStats, RedisFrontier};
 use nix::sys::signal::{Signal, kill};
@@ -43,22 +46,93 @@ const CONSUME_DEADLINE: Duration = Duration::from_secs(120);
 struct Services {
     redis_url: String,
     kafka_brokers: String,
+    /// TLS and authentication for the test's own Redis connections.
+    redis_security: RedisSecurity,
+    /// librdkafka properties for the test's own Kafka clients (TLS, SASL).
+    kafka_properties: Vec<(String, String)>,
+    /// What a worker is given besides the URLs (TLS and credential settings).
+    worker_env: Vec<(String, String)>,
+}
+
+fn var(name: &str) -> String {
+    std::env::var(name).unwrap_or_else(|_| {
+        panic!(
+            "{name} is not set: these tests need the real Redis and Kafka; run them with \
+             `make test` (or `make env-up` and `. .testenv/env`)"
+        )
+    })
 }
 
 impl Services {
     fn get() -> Self {
-        let var = |name: &str| {
-            std::env::var(name).unwrap_or_else(|_| {
-                panic!(
-                    "{name} is not set: these tests need the real Redis and Kafka; run them with \
-                     `make test` (or `make env-up` and `. .testenv/env`)"
-                )
-            })
-        };
         Self {
             redis_url: var("REDIS_URL"),
             kafka_brokers: var("KAFKA_BROKERS"),
+            redis_security: RedisSecurity::default(),
+            kafka_properties: Vec::new(),
+            worker_env: Vec::new(),
         }
+    }
+
+    /// The TLS Redis (ACL user, password from a file) and the SASL_SSL Kafka (SCRAM-SHA-512)
+    /// of `make env-up`, verified against the CA it made.
+    fn tls() -> Self {
+        let ca = var("TLS_CA_FILE");
+        let redis_password_file = var("REDIS_TLS_PASSWORD_FILE");
+        let kafka_password = std::fs::read_to_string(var("KAFKA_SASL_PASSWORD_FILE"))
+            .expect("reads the kafka password");
+        let kafka_password = kafka_password.trim().to_owned();
+        let redis_security = RedisSecurity {
+            redis_ca_file: Some(ca.clone().into()),
+            redis_username: Some(var("REDIS_TLS_USERNAME")),
+            redis_password_file: Some(redis_password_file.clone().into()),
+            ..RedisSecurity::default()
+        };
+        let kafka_properties = vec![
+            ("security.protocol".to_owned(), "sasl_ssl".to_owned()),
+            ("sasl.mechanisms".to_owned(), "SCRAM-SHA-512".to_owned()),
+            ("sasl.username".to_owned(), var("KAFKA_SASL_USERNAME")),
+            ("sasl.password".to_owned(), kafka_password.clone()),
+            ("ssl.ca.location".to_owned(), ca.clone()),
+        ];
+        let worker_env = [
+            ("KUBECRAWL_REDIS_CA_FILE", ca.clone()),
+            ("KUBECRAWL_REDIS_USERNAME", var("REDIS_TLS_USERNAME")),
+            ("KUBECRAWL_REDIS_PASSWORD_FILE", redis_password_file),
+            ("KUBECRAWL_KAFKA_SECURITY_PROTOCOL", "SASL_SSL".to_owned()),
+            ("KUBECRAWL_KAFKA_SASL_MECHANISM", "SCRAM-SHA-512".to_owned()),
+            ("KUBECRAWL_KAFKA_USERNAME", var("KAFKA_SASL_USERNAME")),
+            // From the environment, as a chart's secretKeyRef gives it.
+            ("KUBECRAWL_KAFKA_PASSWORD", kafka_password),
+            ("KUBECRAWL_KAFKA_CA_FILE", ca),
+        ]
+        .into_iter()
+        .map(|(k, v)| (k.to_owned(), v))
+        .collect();
+        Self {
+            redis_url: var("REDIS_TLS_URL"),
+            kafka_brokers: var("KAFKA_SASL_BROKERS"),
+            redis_security,
+            kafka_properties,
+            worker_env,
+        }
+    }
+
+    /// A client configuration for the test's own Kafka clients.
+    fn kafka_config(&self) -> ClientConfig {
+        let mut config = ClientConfig::new();
+        config.set("bootstrap.servers", &self.kafka_brokers);
+        for (k, v) in &self.kafka_properties {
+            config.set(k, v);
+        }
+        config
+    }
+
+    async fn redis_client(&self) -> redis::Client {
+        self.redis_security
+            .client(&self.redis_url)
+            .await
+            .expect("connects to the test's redis")
     }
 }
 
@@ -84,16 +158,23 @@ impl Crawl {
     /// Starts a site of `pages` main pages and registers a job that crawls all of it
     /// (site.test only, robots.txt obeyed) with `delay` between two fetches, fleet-wide.
     async fn new(name: &str, pages: usize, delay: Duration) -> Self {
-        let services = Services::get();
+        Self::with_services(Services::get(), name, pages, delay).await
+    }
+
+    /// As [`Crawl::new`], on the given services.
+    async fn with_services(services: Services, name: &str, pages: usize, delay: Duration) -> Self {
         let site = TestSite::start(SiteConfig::default().with_pages(pages))
             .await
             .expect("site starts");
         let truth = site.reachable(&site.reach()).expect("ground truth");
         let prefix = unique(name);
-        let frontier =
-            RedisFrontier::connect(&services.redis_url, &prefix, FrontierConfig::default())
-                .await
-                .expect("connects to REDIS_URL");
+        let frontier = RedisFrontier::connect_client(
+            services.redis_client().await,
+            &prefix,
+            FrontierConfig::default(),
+        )
+        .await
+        .expect("connects to REDIS_URL");
         let job = JobRef {
             spiderid: SPIDER.to_owned(),
             appid: "e2e".to_owned(),
@@ -167,6 +248,7 @@ impl Crawl {
             .env("KUBECRAWL_USER_AGENT", user_agent(name))
             .env("KUBECRAWL_LOG_FORMAT", "json")
             .env("KUBECRAWL_LOG", "info")
+            .envs(self.services.worker_env.iter().cloned())
             .envs(env.iter().copied())
             .stdin(Stdio::null())
             .stdout(Stdio::null())
@@ -243,8 +325,8 @@ impl Crawl {
 
     /// Every record of `topic`, from the beginning.
     async fn records_of(&self, topic: String) -> Vec<PageRecord> {
-        let brokers = self.services.kafka_brokers.clone();
-        let read = tokio::task::spawn_blocking(move || read_topic(&brokers, &topic));
+        let config = self.services.kafka_config();
+        let read = tokio::task::spawn_blocking(move || read_topic(config, &topic));
         tokio::time::timeout(CONSUME_DEADLINE, read)
             .await
             .expect("reading the topic back hung")
@@ -261,7 +343,7 @@ impl Crawl {
                 .expect("purges the job"),
             "the job was registered"
         );
-        let client = redis::Client::open(self.services.redis_url.as_str()).expect("a redis url");
+        let client = self.services.redis_client().await;
         let mut conn = client
             .get_multiplexed_async_connection()
             .await
@@ -289,8 +371,9 @@ impl Crawl {
             }
             cursor = next;
         }
-        let admin: AdminClient<DefaultClientContext> = ClientConfig::new()
-            .set("bootstrap.servers", &self.services.kafka_brokers)
+        let admin: AdminClient<DefaultClientContext> = self
+            .services
+            .kafka_config()
             .create()
             .expect("kafka admin client");
         let dead_letters = format!("{}.crawled_deadletter", self.prefix);
@@ -318,9 +401,8 @@ fn user_agent(worker: &str) -> String {
 
 /// Reads every partition of `topic` from its beginning up to its end as it is now (the
 /// producers have stopped).
-fn read_topic(brokers: &str, topic: &str) -> Vec<PageRecord> {
-    let consumer: BaseConsumer = ClientConfig::new()
-        .set("bootstrap.servers", brokers)
+fn read_topic(mut config: ClientConfig, topic: &str) -> Vec<PageRecord> {
+    let consumer: BaseConsumer = config
         .set("group.id", format!("{topic}-reader"))
         .set("enable.auto.commit", "false")
         .set("auto.offset.reset", "earliest")
@@ -700,5 +782,36 @@ async fn a_record_kafka_never_accepts_is_dead_lettered_not_looped() {
         published.len(),
         dead_urls.len(),
         stats.errors
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_worker_crawls_through_tls_redis_and_sasl_ssl_kafka() {
+    let started = Instant::now();
+    // Redis over TLS with an ACL user whose password comes from a file; Kafka over SASL_SSL
+    // with SCRAM-SHA-512 and the password from the environment; both verified against the
+    // CA `make env-up` made.
+    let crawl = Crawl::with_services(Services::tls(), "tls", 200, Duration::from_millis(1)).await;
+    let mut workers = vec![crawl.spawn_worker("tls", "5m")];
+    crawl.wait_for_workers(1, &mut workers).await;
+    crawl.seed().await;
+    let stats = crawl.wait_finished(&mut workers).await;
+    workers[0].signal(Signal::SIGTERM);
+    let status = workers[0].wait().await;
+    assert!(
+        status.success(),
+        "exited with {status} after SIGTERM\n{}",
+        workers[0].log_text()
+    );
+    let records = crawl.records().await;
+    crawl.clean_up().await;
+
+    let duplicates = assert_every_page_once_or_more(&records, &crawl.truth);
+    assert_eq!(stats.pages, crawl.truth.len() as u64, "{stats:?}");
+    assert_eq!(duplicates, 0, "no failure, no duplicate");
+    println!(
+        "tls: {} pages through rediss:// and sasl_ssl in {:.1} s",
+        crawl.truth.len(),
+        started.elapsed().as_secs_f64()
     );
 }

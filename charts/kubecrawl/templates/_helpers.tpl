@@ -68,3 +68,108 @@ seccompProfile:
 {{- end -}}
 {{- join "," $pairs -}}
 {{- end -}}
+
+{{/*
+TLS and authentication for Redis and Kafka. Every secret comes from an existing Secret and
+reaches the pod as a file under /var/run/secrets/kubecrawl/<volume>/; the env only names the
+files. Three parts per service, used together: *Env (container env items), *Volumes (pod
+volumes), *Mounts (container volumeMounts). Each renders nothing when nothing is set.
+*/}}
+{{- define "kubecrawl.secretDir" -}}
+/var/run/secrets/kubecrawl/{{ . }}
+{{- end -}}
+
+{{- define "kubecrawl.redisEnv" -}}
+{{- with .Values.redis.username }}
+- name: KUBECRAWL_REDIS_USERNAME
+  value: {{ . | quote }}
+{{- end }}
+{{- if .Values.redis.passwordSecret.name }}
+- name: KUBECRAWL_REDIS_PASSWORD_FILE
+  value: {{ include "kubecrawl.secretDir" "redis-password" }}/password
+{{- end }}
+{{- if .Values.redis.tls.caSecret.name }}
+- name: KUBECRAWL_REDIS_CA_FILE
+  value: {{ include "kubecrawl.secretDir" "redis-ca" }}/ca.crt
+{{- end }}
+{{- if .Values.redis.tls.clientSecret }}
+- name: KUBECRAWL_REDIS_CERT_FILE
+  value: {{ include "kubecrawl.secretDir" "redis-client" }}/tls.crt
+- name: KUBECRAWL_REDIS_KEY_FILE
+  value: {{ include "kubecrawl.secretDir" "redis-client" }}/tls.key
+{{- end }}
+{{- end -}}
+
+{{- define "kubecrawl.kafkaEnv" -}}
+- name: KUBECRAWL_KAFKA_SECURITY_PROTOCOL
+  value: {{ .Values.kafka.securityProtocol | quote }}
+{{- if hasPrefix "sasl" .Values.kafka.securityProtocol }}
+- name: KUBECRAWL_KAFKA_SASL_MECHANISM
+  value: {{ .Values.kafka.sasl.mechanism | quote }}
+- name: KUBECRAWL_KAFKA_USERNAME
+  value: {{ .Values.kafka.sasl.username | quote }}
+{{- end }}
+{{- if .Values.kafka.sasl.passwordSecret.name }}
+- name: KUBECRAWL_KAFKA_PASSWORD_FILE
+  value: {{ include "kubecrawl.secretDir" "kafka-password" }}/password
+{{- end }}
+{{- if .Values.kafka.tls.caSecret.name }}
+- name: KUBECRAWL_KAFKA_CA_FILE
+  value: {{ include "kubecrawl.secretDir" "kafka-ca" }}/ca.crt
+{{- end }}
+{{- if .Values.kafka.tls.clientSecret }}
+- name: KUBECRAWL_KAFKA_CERT_FILE
+  value: {{ include "kubecrawl.secretDir" "kafka-client" }}/tls.crt
+- name: KUBECRAWL_KAFKA_KEY_FILE
+  value: {{ include "kubecrawl.secretDir" "kafka-client" }}/tls.key
+{{- end }}
+{{- end -}}
+
+{{/* The volumes of one service: "kubecrawl.secretVolumes" (dict "v" .Values.redis "svc" "redis" "password" .Values.redis.passwordSecret). */}}
+{{- define "kubecrawl.secretVolumes" -}}
+{{- $v := .v -}}
+{{- $password := .password -}}
+{{- if $password.name }}
+- name: {{ .svc }}-password
+  secret:
+    secretName: {{ $password.name }}
+    items: [{key: {{ $password.key | quote }}, path: password}]
+{{- end }}
+{{- if $v.tls.caSecret.name }}
+- name: {{ .svc }}-ca
+  secret:
+    secretName: {{ $v.tls.caSecret.name }}
+    items: [{key: {{ $v.tls.caSecret.key | quote }}, path: ca.crt}]
+{{- end }}
+{{- with $v.tls.clientSecret }}
+- name: {{ $.svc }}-client
+  secret:
+    secretName: {{ . }}
+    items: [{key: tls.crt, path: tls.crt}, {key: tls.key, path: tls.key}]
+{{- end }}
+{{- end -}}
+
+{{- define "kubecrawl.secretMounts" -}}
+{{- $v := .v -}}
+{{- $password := .password -}}
+{{- range $name, $on := dict "password" $password.name "ca" $v.tls.caSecret.name "client" $v.tls.clientSecret }}
+{{- if $on }}
+- name: {{ $.svc }}-{{ $name }}
+  mountPath: {{ include "kubecrawl.secretDir" (printf "%s-%s" $.svc $name) }}
+  readOnly: true
+{{- end }}
+{{- end }}
+{{- end -}}
+
+{{- define "kubecrawl.redisVolumes" -}}
+{{- include "kubecrawl.secretVolumes" (dict "v" .Values.redis "svc" "redis" "password" .Values.redis.passwordSecret) -}}
+{{- end -}}
+{{- define "kubecrawl.redisMounts" -}}
+{{- include "kubecrawl.secretMounts" (dict "v" .Values.redis "svc" "redis" "password" .Values.redis.passwordSecret) -}}
+{{- end -}}
+{{- define "kubecrawl.kafkaVolumes" -}}
+{{- include "kubecrawl.secretVolumes" (dict "v" .Values.kafka "svc" "kafka" "password" .Values.kafka.sasl.passwordSecret) -}}
+{{- end -}}
+{{- define "kubecrawl.kafkaMounts" -}}
+{{- include "kubecrawl.secretMounts" (dict "v" .Values.kafka "svc" "kafka" "password" .Values.kafka.sasl.passwordSecret) -}}
+{{- end -}}

@@ -11,7 +11,6 @@ use std::time::Duration;
 
 use async_trait::async_trait;
 use kubecrawl_api::PageRecord;
-use rdkafka::ClientConfig;
 use rdkafka::error::{KafkaError, RDKafkaErrorCode};
 use rdkafka::producer::{FutureProducer, FutureRecord, Producer};
 
@@ -26,8 +25,8 @@ pub struct KafkaConfig {
     pub topic_prefix: String,
     /// Also write each record to `<prefix>.crawled_<appid>`.
     pub per_appid_topics: bool,
-    /// Extra librdkafka properties (security, SASL, TLS), `key=value`.
-    pub properties: Vec<(String, String)>,
+    /// TLS, SASL and extra librdkafka properties.
+    pub security: kubecrawl_connect::kafka::KafkaSecurity,
     /// How long a record may wait for its acknowledgement.
     pub delivery_timeout: Duration,
 }
@@ -52,11 +51,16 @@ impl KafkaSink {
     /// Creates the producer. Nothing is sent until the first record.
     ///
     /// # Errors
-    /// [`Error::Producer`] for an invalid configuration.
+    /// [`Error::Settings`] for unusable security settings, [`Error::Producer`] for an invalid
+    /// configuration.
     pub fn new(config: KafkaConfig) -> Result<Self, Error> {
-        let mut client = ClientConfig::new();
+        let mut client = config
+            .security
+            .client_config(&config.brokers)
+            .map_err(|source| Error::Settings { source })?;
+        // The security settings' extra properties win, as they did before.
+        let extra: Vec<(String, String)> = config.security.kafka_properties.clone();
         client
-            .set("bootstrap.servers", &config.brokers)
             .set("enable.idempotence", "true")
             .set("acks", "all")
             .set("compression.type", "lz4")
@@ -66,7 +70,7 @@ impl KafkaSink {
                 "message.timeout.ms",
                 config.delivery_timeout.as_millis().to_string(),
             );
-        for (k, v) in &config.properties {
+        for (k, v) in &extra {
             client.set(k, v);
         }
         let producer = client
@@ -80,6 +84,21 @@ impl KafkaSink {
             firehose,
             dead_letters,
         })
+    }
+
+    /// Whether a broker returns the cluster's metadata within `timeout`, on the producer's
+    /// own connections (for `/readyz`; Kafka being away does not stop the worker, whose
+    /// publishes wait and retry).
+    pub async fn reachable(&self, timeout: Duration) -> bool {
+        let producer = self.producer.clone();
+        tokio::task::spawn_blocking(move || {
+            producer
+                .client()
+                .fetch_metadata(None, timeout)
+                .is_ok_and(|m| !m.brokers().is_empty())
+        })
+        .await
+        .unwrap_or(false)
     }
 
     async fn send(&self, topic: &str, record: &PageRecord) -> Result<(), Error> {
