@@ -419,6 +419,28 @@ impl ProducerContext for Probe {
     fn delivery(&self, _: &DeliveryResult<'_>, (): Self::DeliveryOpaque) {}
 }
 
+/// Whether Kafka refused a message for good: sending it again unchanged cannot succeed (too
+/// large, invalid, a topic that may not be written or does not exist). A broker that is down,
+/// slow or moving leadership is not a refusal: the same message may go through later.
+pub fn is_permanent_refusal(error: &rdkafka::error::KafkaError) -> bool {
+    use rdkafka::error::RDKafkaErrorCode as Code;
+    matches!(
+        error.rdkafka_error_code(),
+        Some(
+            Code::MessageSizeTooLarge
+                | Code::InvalidMessageSize
+                | Code::MessageBatchTooLarge
+                | Code::InvalidMessage
+                | Code::InvalidRecord
+                | Code::InvalidTopic
+                | Code::UnknownTopic
+                | Code::TopicAuthorizationFailed
+                | Code::ClusterAuthorizationFailed
+                | Code::PolicyViolation
+        )
+    )
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -492,26 +514,4 @@ mod tests {
         );
         assert!(parse_property("nope").is_err());
     }
-}
-
-/// Whether Kafka refused a message for good: sending it again unchanged cannot succeed (too
-/// large, invalid, a topic that may not be written or does not exist). A broker that is down,
-/// slow or moving leadership is not a refusal: the same message may go through later.
-pub fn is_permanent_refusal(error: &rdkafka::error::KafkaError) -> bool {
-    use rdkafka::error::RDKafkaErrorCode as Code;
-    matches!(
-        error.rdkafka_error_code(),
-        Some(
-            Code::MessageSizeTooLarge
-                | Code::InvalidMessageSize
-                | Code::MessageBatchTooLarge
-                | Code::InvalidMessage
-                | Code::InvalidRecord
-                | Code::InvalidTopic
-                | Code::UnknownTopic
-                | Code::TopicAuthorizationFailed
-                | Code::ClusterAuthorizationFailed
-                | Code::PolicyViolation
-        )
-    )
 }

@@ -74,7 +74,10 @@ impl Error {
         match self {
             Self::Encode { .. } => true,
             Self::Kafka { source, .. } => kubecrawl_connect::kafka::is_permanent_refusal(source),
-            Self::Flush { .. } | Self::Producer { .. } | Self::Write { .. } => false,
+            Self::Flush { .. }
+            | Self::Producer { .. }
+            | Self::Settings { .. }
+            | Self::Write { .. } => false,
         }
     }
 
@@ -88,6 +91,7 @@ impl Error {
             },
             Self::Flush { .. } => "kafka_flush".to_owned(),
             Self::Producer { .. } => "kafka_producer".to_owned(),
+            Self::Settings { .. } => "kafka_settings".to_owned(),
             Self::Write { .. } => "write".to_owned(),
         }
     }

@@ -171,6 +171,89 @@ impl Sink for Collect {
     }
 }
 
+/// A worker of the in-memory frontier for `site`, stopping when `job` is finished.
+fn worker_for(
+    site: &TestSite,
+    frontier: Arc<dyn Frontier>,
+    sink: Arc<Collect>,
+    job: &JobRef,
+    lease_duration: Duration,
+) -> Arc<Worker> {
+    let fetcher = Fetcher::new(FetchConfig {
+        allow_private_networks: true,
+        resolve: site
+            .hosts()
+            .iter()
+            .map(|(host, addr)| ((*host).to_owned(), *addr))
+            .collect(),
+        ..FetchConfig::default()
+    })
+    .expect("client");
+    Arc::new(Worker::new(
+        frontier,
+        fetcher,
+        RobotsCache::new("kubecrawl", 100),
+        Registry::builtin().get("link").expect("the link spider"),
+        sink,
+        Metrics::new(),
+        WorkerConfig {
+            idle_poll: Duration::from_millis(50),
+            lease_duration,
+            stop_when_finished: Some(job.clone()),
+            ..WorkerConfig::default()
+        },
+    ))
+}
+
+/// Regression: leases were never extended, so a page slower than the lease was reclaimed
+/// while its worker still fetched it, and fetched (and published) twice.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_page_slower_than_its_lease_is_fetched_once() {
+    let site = TestSite::start(
+        SiteConfig::default()
+            .with_traps(true)
+            .with_slow_delay(Duration::from_secs(3)),
+    )
+    .await
+    .expect("site starts");
+    let frontier = Arc::new(MemoryFrontier::new(FrontierConfig::default()));
+    let job = JobRef {
+        spiderid: "link".to_owned(),
+        appid: "faults".to_owned(),
+        crawlid: "slow".to_owned(),
+    };
+    let policy = JobPolicy {
+        maxdepth: 0,
+        ..JobPolicy::unlimited()
+    };
+    frontier.register(&job, &policy).await.expect("registers");
+    let slow = site.url("site.test", kubecrawl_e2e::site::traps::SLOW);
+    frontier
+        .seed(&job, &[CrawlRequest::seed(slow.clone(), 1)])
+        .await
+        .expect("seeds");
+    let sink = Arc::new(Collect::default());
+    // A lease of 900 ms, extended every 300 ms, against a page that takes 3 s.
+    let worker = worker_for(
+        &site,
+        frontier.clone(),
+        sink.clone(),
+        &job,
+        Duration::from_millis(900),
+    );
+    tokio::time::timeout(DEADLINE, worker.run(CancellationToken::new()))
+        .await
+        .expect("the crawl hung");
+    assert_eq!(
+        site.hits(kubecrawl_e2e::site::traps::SLOW),
+        1,
+        "the slow page was fetched again while its first fetch was running"
+    );
+    let records = sink.0.lock().expect("lock").clone();
+    assert_eq!(records.len(), 1, "published once");
+    assert_eq!(records[0].url, slow);
+}
+
 /// Regression: an error while reading the job's policy (a Redis blip) completed the lease as
 /// `job_gone`, so the page was lost — here, the seed, and with it the whole crawl.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -199,30 +282,14 @@ async fn a_frontier_blip_while_reading_the_policy_loses_no_page() {
         .seed(&job, &[CrawlRequest::seed(site.root(), 1)])
         .await
         .expect("seeds");
-    let fetcher = Fetcher::new(FetchConfig {
-        allow_private_networks: true,
-        resolve: site
-            .hosts()
-            .iter()
-            .map(|(host, addr)| ((*host).to_owned(), *addr))
-            .collect(),
-        ..FetchConfig::default()
-    })
-    .expect("client");
     let sink = Arc::new(Collect::default());
-    let worker = Arc::new(Worker::new(
+    let worker = worker_for(
+        &site,
         frontier.clone(),
-        fetcher,
-        RobotsCache::new("kubecrawl", 100),
-        Registry::builtin().get("link").expect("the link spider"),
         sink.clone(),
-        Metrics::new(),
-        WorkerConfig {
-            idle_poll: Duration::from_millis(50),
-            stop_when_finished: Some(job.clone()),
-            ..WorkerConfig::default()
-        },
-    ));
+        &job,
+        WorkerConfig::default().lease_duration,
+    );
     tokio::time::timeout(DEADLINE, worker.clone().run(CancellationToken::new()))
         .await
         .expect("the crawl hung");
