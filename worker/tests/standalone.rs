@@ -141,6 +141,55 @@ async fn a_robots_txt_outage_delays_the_crawl_and_loses_nothing() {
     );
 }
 
+/// Regression: a redirect to another host was followed inline, without that host's
+/// robots.txt and without charging its politeness. Now the 3xx is the page and its target is
+/// a request of its own (same depth), which the frontier schedules like any other: the other
+/// host's robots.txt is fetched before the target.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_redirect_to_another_host_becomes_a_request_of_its_own() {
+    use kubecrawl_e2e::site::{MAIN_HOST, OTHER_HOST, traps};
+    let site = TestSite::start(SiteConfig::default().with_traps(true).with_pages(20))
+        .await
+        .expect("site starts");
+    let seed = site.url(MAIN_HOST, traps::OFFSITE);
+    let (_, records) = run(
+        &site,
+        "offsite",
+        &seed,
+        &[
+            "--maxdepth",
+            "0",
+            "--allowed-domain",
+            MAIN_HOST,
+            "--allowed-domain",
+            OTHER_HOST,
+        ],
+    )
+    .await;
+    let redirect = records
+        .iter()
+        .find(|r| r.url == seed)
+        .expect("a record of the redirect");
+    assert_eq!(redirect.status_code, 302, "{redirect:?}");
+    assert_eq!(redirect.response_url, seed, "not followed inline");
+    let landing_url = site.url(OTHER_HOST, "/o/landing");
+    let landing = records
+        .iter()
+        .find(|r| r.url == landing_url)
+        .expect("the target was crawled as a request of its own");
+    assert_eq!((landing.status_code, landing.depth), (200, 0));
+    let log = site.request_log();
+    let at = |target: &str| {
+        log.iter()
+            .position(|h| h.host == OTHER_HOST && h.target == target)
+            .unwrap_or_else(|| panic!("{target} was never requested on {OTHER_HOST}"))
+    };
+    assert!(
+        at("/robots.txt") < at("/o/landing"),
+        "the target host's robots.txt comes first"
+    );
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn maxdepth_is_respected() {
     let site = TestSite::start(SiteConfig::default())
