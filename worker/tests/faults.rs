@@ -171,6 +171,26 @@ impl Sink for Collect {
     }
 }
 
+/// Registers job `crawlid` of the link spider with `policy` and seeds it with `seed`.
+async fn seeded_job(
+    frontier: &dyn Frontier,
+    crawlid: &str,
+    policy: &JobPolicy,
+    seed: &str,
+) -> JobRef {
+    let job = JobRef {
+        spiderid: "link".to_owned(),
+        appid: "faults".to_owned(),
+        crawlid: crawlid.to_owned(),
+    };
+    frontier.register(&job, policy).await.expect("registers");
+    frontier
+        .seed(&job, &[CrawlRequest::seed(seed, 1)])
+        .await
+        .expect("seeds");
+    job
+}
+
 /// A worker of the in-memory frontier for `site`, stopping when `job` is finished.
 fn worker_for(
     site: &TestSite,
@@ -217,21 +237,12 @@ async fn a_page_slower_than_its_lease_is_fetched_once() {
     .await
     .expect("site starts");
     let frontier = Arc::new(MemoryFrontier::new(FrontierConfig::default()));
-    let job = JobRef {
-        spiderid: "link".to_owned(),
-        appid: "faults".to_owned(),
-        crawlid: "slow".to_owned(),
-    };
     let policy = JobPolicy {
         maxdepth: 0,
         ..JobPolicy::unlimited()
     };
-    frontier.register(&job, &policy).await.expect("registers");
     let slow = site.url("site.test", kubecrawl_e2e::site::traps::SLOW);
-    frontier
-        .seed(&job, &[CrawlRequest::seed(slow.clone(), 1)])
-        .await
-        .expect("seeds");
+    let job = seeded_job(frontier.as_ref(), "slow", &policy, &slow).await;
     let sink = Arc::new(Collect::default());
     // A lease of 900 ms, extended every 300 ms, against a page that takes 3 s.
     let worker = worker_for(
@@ -266,22 +277,13 @@ async fn a_frontier_blip_while_reading_the_policy_loses_no_page() {
         inner: MemoryFrontier::new(FrontierConfig::default()),
         failures: AtomicU32::new(3),
     });
-    let job = JobRef {
-        spiderid: "link".to_owned(),
-        appid: "faults".to_owned(),
-        crawlid: "blip".to_owned(),
-    };
     let policy = JobPolicy {
         maxdepth: 1000,
         allowed_domains: vec!["site.test".to_owned()],
         deny_extensions: None,
         ..JobPolicy::unlimited()
     };
-    frontier.register(&job, &policy).await.expect("registers");
-    frontier
-        .seed(&job, &[CrawlRequest::seed(site.root(), 1)])
-        .await
-        .expect("seeds");
+    let job = seeded_job(frontier.as_ref(), "blip", &policy, &site.root()).await;
     let sink = Arc::new(Collect::default());
     let worker = worker_for(
         &site,
