@@ -169,7 +169,7 @@ impl LinkFilter {
 }
 
 /// True when `host` is `domain` or one of its subdomains.
-fn domain_within(host: &str, domain: &str) -> bool {
+pub(crate) fn domain_within(host: &str, domain: &str) -> bool {
     host == domain
         || (host.len() > domain.len()
             && host.ends_with(domain)

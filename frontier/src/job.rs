@@ -107,16 +107,11 @@ impl JobPolicy {
     /// The Cookie to send to `host`: the job's Cookie when `host` is one of
     /// [`JobPolicy::cookie_domains`] or a subdomain of one, else none.
     pub fn cookie_for(&self, host: &str) -> Option<&str> {
-        let host = host.trim_end_matches('.');
-        let ours = self.cookie_domains.iter().any(|d| {
-            host.eq_ignore_ascii_case(d)
-                || host
-                    .len()
-                    .checked_sub(d.len() + 1)
-                    .and_then(|dot| host.get(dot..))
-                    .and_then(|tail| tail.strip_prefix('.'))
-                    .is_some_and(|tail| tail.eq_ignore_ascii_case(d))
-        });
+        let host = host.trim_end_matches('.').to_ascii_lowercase();
+        let ours = self
+            .cookie_domains
+            .iter()
+            .any(|d| crate::filter::domain_within(&host, d));
         self.cookie.as_deref().filter(|_| ours)
     }
 
