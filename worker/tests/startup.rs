@@ -1,8 +1,9 @@
 //! `kubecrawl-worker run` and its dependencies. With a wrong CA, a wrong password or a
 //! plaintext client on a TLS port, against the TLS Redis and the SASL_SSL Kafka of
 //! `make env-up`, it must exit non-zero within seconds, naming the endpoint and the cause;
-//! once running, `/readyz` is false while a dependency does not answer.
+//! once running, `/readyz` is false while a dependency (Redis or Kafka) does not answer.
 
+use kubecrawl_e2e::chaos::services::Kafka;
 use kubecrawl_e2e::startup::{expect_startup_failure, kafka_cases, redis_cases};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -74,6 +75,52 @@ async fn readyz_is_false_while_redis_is_unreachable() {
     worker.kill().await.expect("stops the worker");
     redis.kill().expect("stops the test's redis");
     let _ = redis.wait();
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+/// The same for Kafka: a broker of this test's own (tests/env/kafka-node.sh, as the chaos
+/// suite runs it) is killed while the worker runs; `/readyz` turns false within a probe
+/// interval and true again once the restarted broker answers.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn readyz_is_false_while_kafka_is_unreachable() {
+    let metrics_port = free_port();
+    let dir = std::env::temp_dir().join(format!("kc-readyz-kafka-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).expect("a temp dir");
+    let listener = free_port();
+    let mut kafka = Kafka::start(&dir, listener, listener)
+        .await
+        .expect("starts the test's own broker");
+    let redis = std::env::var("REDIS_URL").expect("REDIS_URL (make env-up)");
+    let mut worker = tokio::process::Command::new(env!("CARGO_BIN_EXE_kubecrawl-worker"))
+        .arg("run")
+        .env_clear()
+        .env("KUBECRAWL_SPIDER", "link")
+        .env("KUBECRAWL_REDIS_URL", redis)
+        .env(
+            "KUBECRAWL_REDIS_PREFIX",
+            format!("kc-readyz-kafka-{}", std::process::id()),
+        )
+        .env("KUBECRAWL_KAFKA_BROKERS", kafka.brokers())
+        .env(
+            "KUBECRAWL_METRICS_ADDR",
+            format!("127.0.0.1:{metrics_port}"),
+        )
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .kill_on_drop(true)
+        .spawn()
+        .expect("starts the worker");
+    let readyz = format!("http://127.0.0.1:{metrics_port}/readyz");
+    wait_for_status(&readyz, 200).await;
+    kafka.kill9().await.expect("kills the test's broker");
+    wait_for_status(&readyz, 503).await;
+    kafka
+        .start_again()
+        .await
+        .expect("restarts the test's broker");
+    wait_for_status(&readyz, 200).await;
+    worker.kill().await.expect("stops the worker");
+    kafka.stop().await.expect("stops the test's broker");
     let _ = std::fs::remove_dir_all(&dir);
 }
 
