@@ -84,16 +84,9 @@ start_kafka_tls() {
   fi
   local kdir=$KC_STATE/kafka-tls pw
   pw=$(cat "$TLS/kafka-password")
-  mkdir -p "$kdir/data"
-  (
-    umask 077
-    cat > "$kdir/server.properties" <<PROPS
-process.roles=broker,controller
-node.id=1
-controller.quorum.bootstrap.servers=127.0.0.1:$KAFKA_TLS_CONTROLLER_PORT
+  kafka_config "$kdir" "$KAFKA_TLS_CONTROLLER_PORT" 4 info <<PROPS
 listeners=INTERNAL://127.0.0.1:$KAFKA_TLS_INTERNAL_PORT,SASL_SSL://127.0.0.1:$KAFKA_SASL_PORT,SSL://127.0.0.1:$KAFKA_MTLS_PORT,CONTROLLER://127.0.0.1:$KAFKA_TLS_CONTROLLER_PORT
 advertised.listeners=INTERNAL://127.0.0.1:$KAFKA_TLS_INTERNAL_PORT,SASL_SSL://127.0.0.1:$KAFKA_SASL_PORT,SSL://127.0.0.1:$KAFKA_MTLS_PORT
-controller.listener.names=CONTROLLER
 inter.broker.listener.name=INTERNAL
 listener.security.protocol.map=CONTROLLER:PLAINTEXT,INTERNAL:PLAINTEXT,SASL_SSL:SASL_SSL,SSL:SSL
 sasl.enabled.mechanisms=SCRAM-SHA-512,SCRAM-SHA-256,PLAIN
@@ -105,40 +98,13 @@ ssl.keystore.location=$TLS/kafka-keystore.pem
 ssl.truststore.type=PEM
 ssl.truststore.location=$TLS/ca.crt
 listener.name.ssl.ssl.client.auth=required
-log.dirs=$kdir/data
-num.partitions=4
-offsets.topic.replication.factor=1
-transaction.state.log.replication.factor=1
-transaction.state.log.min.isr=1
-share.coordinator.state.topic.replication.factor=1
-share.coordinator.state.topic.min.isr=1
-group.initial.rebalance.delay.ms=0
-auto.create.topics.enable=true
 PROPS
-  )
-  cat > "$kdir/log4j2.properties" <<'PROPS'
-status = warn
-appender.err.type = Console
-appender.err.name = STDERR
-appender.err.target = SYSTEM_ERR
-appender.err.layout.type = PatternLayout
-appender.err.layout.pattern = [%d] %p %m (%c)%n
-rootLogger.level = warn
-rootLogger.appenderRef.err.ref = STDERR
-logger.kafka.name = kafka
-logger.kafka.level = info
-PROPS
-  local jlog="-Dlog4j2.configurationFile=$kdir/log4j2.properties"
-  if [ ! -f "$kdir/data/meta.properties" ]; then
-    local uuid
-    uuid=$(java "$jlog" -cp "$KAFKA_LIB/*" kafka.tools.StorageTool random-uuid 2>/dev/null | tail -1)
-    java "$jlog" -cp "$KAFKA_LIB/*" kafka.tools.StorageTool format --standalone -t "$uuid" \
-      -c "$kdir/server.properties" \
-      --add-scram "SCRAM-SHA-512=[name=kubecrawl,password=$pw]" \
-      --add-scram "SCRAM-SHA-256=[name=kubecrawl,password=$pw]" \
-      >"$LOGS/kafka-tls-format.log" 2>&1 || die "kafka-tls storage format failed (see $LOGS/kafka-tls-format.log)"
-  fi
-  start kafka-tls java -Xms256m -Xmx512m "$jlog" -cp "$KAFKA_LIB/*" kafka.Kafka "$kdir/server.properties"
+  kafka_format "$kdir" \
+    --add-scram "SCRAM-SHA-512=[name=kubecrawl,password=$pw]" \
+    --add-scram "SCRAM-SHA-256=[name=kubecrawl,password=$pw]" \
+    2>"$LOGS/kafka-tls-format.log" || die "kafka-tls storage format failed (see $LOGS/kafka-tls-format.log)"
+  kafka_command "$kdir"
+  start kafka-tls "${KAFKA_CMD[@]}"
 }
 
 # The lines up.sh adds to $KC_STATE/env. No KUBECRAWL_ names: the binaries would read them.

@@ -8,6 +8,7 @@
 # Writes $KC_STATE/env, a file of shell export lines for tests and people.
 set -euo pipefail
 . "$(dirname "$0")/lib.sh"
+. "$(dirname "$0")/kafka-lib.sh"
 
 PIDS=$KC_STATE/pids
 LOGS=$KC_STATE/logs
@@ -53,51 +54,20 @@ else
 fi
 
 # --- Kafka -----------------------------------------------------------------------------
-KAFKA_LIB=$KC_CACHE/kafka-$KAFKA_VERSION/lib
 kafka_ready() { kcat -b "127.0.0.1:$KAFKA_PORT" -L -m 2 -J | grep -q '"brokers":\[{'; }
 if pid_alive "$PIDS/kafka.pid"; then
   log "kafka already running"
 else
   kdir=$KC_STATE/kafka
-  mkdir -p "$kdir/data"
-  cat > "$kdir/server.properties" <<PROPS
-process.roles=broker,controller
-node.id=1
-controller.quorum.bootstrap.servers=127.0.0.1:$KAFKA_CONTROLLER_PORT
+  kafka_config "$kdir" "$KAFKA_CONTROLLER_PORT" 4 info <<PROPS
 listeners=PLAINTEXT://127.0.0.1:$KAFKA_PORT,CONTROLLER://127.0.0.1:$KAFKA_CONTROLLER_PORT
 advertised.listeners=PLAINTEXT://127.0.0.1:$KAFKA_PORT
-controller.listener.names=CONTROLLER
 inter.broker.listener.name=PLAINTEXT
 listener.security.protocol.map=CONTROLLER:PLAINTEXT,PLAINTEXT:PLAINTEXT
-log.dirs=$kdir/data
-num.partitions=4
-offsets.topic.replication.factor=1
-transaction.state.log.replication.factor=1
-transaction.state.log.min.isr=1
-share.coordinator.state.topic.replication.factor=1
-share.coordinator.state.topic.min.isr=1
-group.initial.rebalance.delay.ms=0
-auto.create.topics.enable=true
 PROPS
-  cat > "$kdir/log4j2.properties" <<'PROPS'
-status = warn
-appender.err.type = Console
-appender.err.name = STDERR
-appender.err.target = SYSTEM_ERR
-appender.err.layout.type = PatternLayout
-appender.err.layout.pattern = [%d] %p %m (%c)%n
-rootLogger.level = warn
-rootLogger.appenderRef.err.ref = STDERR
-logger.kafka.name = kafka
-logger.kafka.level = info
-PROPS
-  jlog="-Dlog4j2.configurationFile=$kdir/log4j2.properties"
-  if [ ! -f "$kdir/data/meta.properties" ]; then
-    uuid=$(java "$jlog" -cp "$KAFKA_LIB/*" kafka.tools.StorageTool random-uuid 2>/dev/null | tail -1)
-    java "$jlog" -cp "$KAFKA_LIB/*" kafka.tools.StorageTool format --standalone -t "$uuid" \
-      -c "$kdir/server.properties" >"$LOGS/kafka-format.log" 2>&1 || die "kafka storage format failed (see $LOGS/kafka-format.log)"
-  fi
-  start kafka java -Xms256m -Xmx512m "$jlog" -cp "$KAFKA_LIB/*" kafka.Kafka "$kdir/server.properties"
+  kafka_format "$kdir" 2>"$LOGS/kafka-format.log" || die "kafka storage format failed (see $LOGS/kafka-format.log)"
+  kafka_command "$kdir"
+  start kafka "${KAFKA_CMD[@]}"
 fi
 
 # --- TLS Redis and SASL_SSL Kafka (tls.sh) --------------------------------------------------
