@@ -9,9 +9,6 @@ set -euo pipefail
 BIN=$KC_CACHE/bin
 mkdir -p "$BIN" "$KC_CACHE/src"
 
-stamp_ok() { [ -x "$BIN/$1" ] && [ "$(cat "$BIN/.$1.version" 2>/dev/null)" = "$2" ]; }
-stamp() { echo "$2" > "$BIN/.$1.version"; }
-
 # --- Kubernetes ------------------------------------------------------------------------
 k8s_needed=()
 k8s_wanted=(kube-apiserver kube-controller-manager kube-scheduler kubectl)

@@ -10,9 +10,6 @@ set -euo pipefail
 BIN=$KC_CACHE/bin
 mkdir -p "$BIN" "$KC_CACHE/src"
 
-stamp_ok() { [ -x "$BIN/$1" ] && [ "$(cat "$BIN/.$1.version" 2>/dev/null)" = "$2" ]; }
-stamp() { echo "$2" > "$BIN/.$1.version"; }
-
 # --- containerd ------------------------------------------------------------------------
 # btrfs, devmapper and zfs snapshotters need cgo or tools the node never uses: overlayfs
 # and native are enough.

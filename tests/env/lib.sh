@@ -57,3 +57,8 @@ wait_for() {
   done
   log "$what ready"
 }
+
+# stamp_ok NAME VERSION: true when $KC_CACHE/bin/NAME was built at VERSION (build-*.sh).
+stamp_ok() { [ -x "$KC_CACHE/bin/$1" ] && [ "$(cat "$KC_CACHE/bin/.$1.version" 2>/dev/null)" = "$2" ]; }
+# stamp NAME VERSION: records that $KC_CACHE/bin/NAME was built at VERSION.
+stamp() { echo "$2" > "$KC_CACHE/bin/.$1.version"; }
