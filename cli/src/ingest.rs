@@ -11,23 +11,29 @@
 //!   `{"action": "crawl", "uuid", "server_time", "appid", "crawlid", "spiderid",
 //!   "namespace", "name", "result": "created" | "seed added" | "already seeded"}`.
 //! - An action request, `{"action": "info" | "stop" | "expire" | "stats", "appid", "uuid",
-//!   "crawlid"?, "spiderid"?, "stats"?}`. `appid` and `uuid` are required. Without a
-//!   `crawlid`, info, stop and expire apply to every crawl of the app (and spider, if
-//!   given), as in Scrapy Cluster. Answers ([`crate::actions`]) carry `action` and `uuid`:
+//!   "crawlid"?, "spiderid"?, "stats"?}`. `appid` and `uuid` are required; stop and expire
+//!   also need a `crawlid` (as in Scrapy Cluster: one request never ends every crawl of an
+//!   app). Without a `crawlid`, info reports every crawl of the app (and spider, if given).
+//!   Answers ([`crate::actions`]) carry `action` and `uuid`:
 //!   - info: the crawl's `phase`, `total_pending`, `in_flight`, `pages`, `items`, `bytes`,
 //!     `errors`, `retries`, `steps`, `status_codes`, `seeds`, `expires`, … or, without a
 //!     crawlid, `total_crawlids`, `total_pending` and `crawlids` (crawlid → the same);
 //!   - stop: `total_purged`, `crawljobs` (the names deleted), `result: "stopped"`;
 //!   - expire: `total_expired`, `expires`, `crawljobs`, `result: "expired"`;
-//!   - stats (`stats`: `all` (default), `crawler`, `spider` or `queue`): `crawler` (the
-//!     Crawler Stats Dump) and `queue` (the backlog per spider and domain).
+//!   - stats (`stats`: `all` (default), `crawler`, `spider` or `queue`), kubecrawl's own
+//!     form: `crawler` (the Crawler Stats Dump) and `queue` (the backlog per spider and
+//!     domain).
+//! - A stats request in Scrapy Cluster's form, without `action`: `{"appid", "uuid",
+//!   "stats"?}`, answered in Scrapy Cluster's shapes ([`crate::stats`]).
 //!
 //! # Errors are answered
 //! A message that is not JSON, not an object, or not a valid request, and a request that
 //! cannot be carried out (the API server refuses the CrawlJob, no such crawl) is answered
-//! with `{"action": <its action, "crawl", or null>, "uuid": <its uuid, or null>,
-//! "server_time", "error": {"field": <the field at fault, or null>, "message": …}}` — never
-//! dropped silently. The uuid of a message that is not even JSON is looked for in its text.
+//! with `{"action": <its action, or "crawl">, "uuid": <its uuid>, "server_time", "error":
+//! {"field": <the field at fault, or null>, "message": …}}` — never dropped silently.
+//! `action` and `uuid` are left out when the message had none (Scrapy Cluster's REST service
+//! takes every message with a `uuid` key for an answer). The uuid of a message that is not
+//! even JSON is looked for in its text.
 //!
 //! # Delivery
 //! At least once: a message's offset is committed after its answer was delivered to Kafka.
@@ -54,6 +60,7 @@ use crate::actions::{self, STATS_KINDS};
 use crate::args::IngestArgs;
 use crate::jobs::{Jobs, Selector};
 use crate::request::{self, CrawlRequest, Fields};
+use crate::stats::{self, StatsRequest};
 use crate::{Error, Refusal, Result};
 
 /// The fields an action request may have.
@@ -127,6 +134,8 @@ pub enum Incoming {
     Crawl(Box<CrawlRequest>),
     /// An action request.
     Action(Action),
+    /// A stats request in Scrapy Cluster's form (no `action`).
+    Stats(StatsRequest),
 }
 
 /// A message that is not a valid request, with what could be learnt of it for the answer.
@@ -193,6 +202,17 @@ pub fn parse(payload: &[u8], now_s: i64) -> Result<Incoming, Box<Rejected>> {
                 })
             });
     }
+    if stats::is_stats_request(&object) {
+        return stats::parse(&object)
+            .map(Incoming::Stats)
+            .map_err(|refusal| {
+                Box::new(Rejected {
+                    uuid,
+                    action: None,
+                    refusal,
+                })
+            });
+    }
     request::parse(&object, now_s)
         .map(|r| Incoming::Crawl(Box::new(r)))
         .map_err(|refusal| {
@@ -236,6 +256,13 @@ fn parse_action(object: &Map<String, Value>) -> Result<Action, Refusal> {
         .string("uuid", 1, 256)?
         .ok_or_else(|| Refusal::new("uuid", "is required".to_owned()))?;
     let crawlid = fields.name("crawlid", 128, id_char)?;
+    if crawlid.is_none() && matches!(kind, ActionKind::Stop | ActionKind::Expire) {
+        // Scrapy Cluster refuses these too: one request must never end every crawl of an app.
+        return Err(Refusal::new(
+            "crawlid",
+            format!("is required: {name} acts on one crawl, named by its crawlid and appid"),
+        ));
+    }
     let spiderid = fields.string("spiderid", 1, 40)?;
     let stats = fields
         .string("stats", 1, 32)?
@@ -267,19 +294,25 @@ fn parse_action(object: &Map<String, Value>) -> Result<Action, Refusal> {
     })
 }
 
-/// The answer to a message that could not be carried out.
+/// The answer to a message that could not be carried out. `action` and `uuid` are left out
+/// when the message had none: Scrapy Cluster's REST service takes any message with a `uuid`
+/// key for the answer to one of its requests.
 pub fn error_answer(
     action: Option<&str>,
     uuid: Option<&str>,
     field: Option<&str>,
     message: &str,
 ) -> Value {
-    json!({
-        "action": action,
-        "uuid": uuid,
-        "server_time": crate::now_s(),
-        "error": {"field": field, "message": message},
-    })
+    let mut answer = Map::new();
+    if let Some(action) = action {
+        answer.insert("action".into(), json!(action));
+    }
+    if let Some(uuid) = uuid {
+        answer.insert("uuid".into(), json!(uuid));
+    }
+    answer.insert("server_time".into(), json!(crate::now_s()));
+    answer.insert("error".into(), json!({"field": field, "message": message}));
+    Value::Object(answer)
 }
 
 fn with_header(action: &str, uuid: &str, mut body: Map<String, Value>) -> Value {
@@ -359,6 +392,12 @@ impl Handler {
                     .map(|body| Some(with_header(a.kind.as_str(), &a.uuid, body)));
                 (a.kind.as_str(), Some(a.uuid.as_str()), result)
             }
+            Incoming::Stats(request) => {
+                let result = stats::answer(self.frontier.as_ref(), &self.spiders, request)
+                    .await
+                    .map(|body| Some(Value::Object(body)));
+                ("stats", Some(request.uuid.as_str()), result)
+            }
         };
         match result {
             Ok(answer) => Ok(answer),
@@ -393,13 +432,8 @@ impl Handler {
             }
             ActionKind::Info => Ok(actions::app_info(&appid, &self.jobs.find(selector).await?)),
             ActionKind::Stop | ActionKind::Expire => {
-                let found = match selector.crawlid {
-                    Some(_) => vec![self.jobs.find_one(selector).await?],
-                    None => self.jobs.find(selector).await?,
-                };
-                if found.is_empty() {
-                    return Err(self.jobs.not_found(selector));
-                }
+                // parse_action refused these without a crawlid: exactly one crawl.
+                let found = vec![self.jobs.find_one(selector).await?];
                 if action.kind == ActionKind::Stop {
                     actions::stop(&self.jobs, &found).await
                 } else {

@@ -28,6 +28,7 @@ pub mod dump;
 pub mod ingest;
 pub mod jobs;
 pub mod request;
+pub mod stats;
 
 /// A request refused before it reached the API server, naming the field at fault.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]

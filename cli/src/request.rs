@@ -158,8 +158,10 @@ pub fn parse(object: &Map<String, Value>, now_s: i64) -> Result<CrawlRequest, Re
             ));
         }
     };
+    // 0 means no limit, as in Scrapy Cluster (whose scheduler skips a falsy limit).
     let domain_max_pages = fields
-        .integer("domain_max_pages", 1, i64::MAX)?
+        .integer("domain_max_pages", 0, i64::MAX)?
+        .filter(|&n| n > 0)
         .map(i64::unsigned_abs);
     let uuid = fields.string("uuid", 1, 256)?;
     let spec = CrawlJobSpec {
@@ -445,6 +447,14 @@ mod tests {
         );
         assert_eq!(s.expires.as_ref().map(|t| t.0.as_second()), Some(NOW + 60));
         assert_eq!(s.domain_max_pages, Some(10));
+        let unlimited = parse(
+            json!({"url": "http://a.test/", "appid": "a", "crawlid": "c", "domain_max_pages": 0})
+                .as_object()
+                .expect("an object"),
+            NOW,
+        )
+        .expect("0 is Scrapy Cluster's no limit");
+        assert_eq!(unlimited.spec.domain_max_pages, None);
         assert_eq!(s.attrs, Some(json!({"k": [1]})));
         assert_eq!(r.uuid.as_deref(), Some("u-1"));
     }
@@ -470,7 +480,7 @@ mod tests {
             (json!({"expires": NOW - 1}), "expires"),
             (json!({"expires": "soon"}), "expires"),
             (json!({"attrs": [1]}), "attrs"),
-            (json!({"domain_max_pages": 0}), "domain_max_pages"),
+            (json!({"domain_max_pages": -1}), "domain_max_pages"),
         ];
         for (extra, field) in cases {
             let r = refused(with(extra.clone()));

@@ -159,6 +159,27 @@ async fn the_walkthrough_feed_dump_and_stats() {
         );
     }
     assert_eq!(stats["queue"]["total_backlog"], 0, "{stats:#}");
+
+    // The same in Scrapy Cluster's own form, without action, answered in its shapes.
+    send(&json!({"appid": "testapp", "uuid": "sc-stats-10", "stats": "crawler"}).to_string()).await;
+    let sc = answer(&answers, "sc-stats-10").await;
+    assert_eq!(sc.get("action"), None, "{sc:#}");
+    assert_eq!(sc["stats"], "crawler", "{sc:#}");
+    assert_eq!(
+        sc["spiders"]["wandering"]["200"]["lifetime"], pages_now,
+        "{sc:#}"
+    );
+    assert_eq!(sc["queues"]["total_backlog"], 0, "{sc:#}");
+    assert!(sc["machines"]["count"].is_u64(), "{sc:#}");
+
+    // stop without a crawlid is refused (as Scrapy Cluster does), and nothing is deleted.
+    send(&json!({"action": "stop", "appid": "testapp", "spiderid": "wandering", "uuid": "stop-all-11"}).to_string()).await;
+    let refused = answer(&answers, "stop-all-11").await;
+    assert_eq!(refused["error"]["field"], "crawlid", "{refused:#}");
+    assert!(
+        job_of(&cluster, &crawlid).await.is_some(),
+        "the crawl is still there"
+    );
     assert_eq!(
         stats["queue"]["wandering"]["spider_backlog"], 0,
         "{stats:#}"

@@ -159,6 +159,7 @@ async fn kafka_sink(
         per_appid_topics: args.per_appid_topics,
         security: security.clone(),
         delivery_timeout: args.delivery_timeout,
+        compression: args.compression.clone(),
     })
     .map_err(|source| Error::Sink { source })
 }

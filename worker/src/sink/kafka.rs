@@ -1,8 +1,9 @@
 //! Kafka output: `<prefix>.crawled_firehose`, and `<prefix>.crawled_<appid>` when enabled.
 //!
 //! The producer is idempotent (no duplicates from its own retries, order kept per
-//! partition), waits for all in-sync replicas, and compresses with lz4. Records are keyed by
-//! URL, so one page's records land in one partition. A record Kafka refuses as too large is
+//! partition), waits for all in-sync replicas, and compresses as configured (gzip by
+//! default, which every client reads). Records are keyed by URL, so one page's records land
+//! in one partition. A record Kafka refuses as too large is
 //! published again without its body and flagged `body_truncated`, never dropped. A record
 //! that can never be published (see [`Error::is_permanent`]) ends, after its retries, as a
 //! dead-letter record on `<prefix>.crawled_deadletter`.
@@ -29,6 +30,8 @@ pub struct KafkaConfig {
     pub security: kubecrawl_connect::kafka::KafkaSecurity,
     /// How long a record may wait for its acknowledgement.
     pub delivery_timeout: Duration,
+    /// librdkafka's `compression.type` (`gzip`, `lz4`, …).
+    pub compression: String,
 }
 
 /// Publishes page records to Kafka.
@@ -63,7 +66,7 @@ impl KafkaSink {
         client
             .set("enable.idempotence", "true")
             .set("acks", "all")
-            .set("compression.type", "lz4")
+            .set("compression.type", &config.compression)
             .set("linger.ms", "5")
             .set("message.max.bytes", "16777216")
             .set(
