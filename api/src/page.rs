@@ -9,12 +9,12 @@
 //!   "appid": "testapp", "crawlid": "test123456", "spiderid": "link",
 //!   "url": "http://example.org/", "response_url": "https://example.org/",
 //!   "status_code": 200, "status_msg": "OK",
-//!   "response_headers": {"content-type": ["text/html; charset=utf-8"]},
-//!   "request_headers": {"user-agent": ["kubecrawl/0.1"]},
+//!   "response_headers": {"Content-Type": ["text/html; charset=utf-8"]},
+//!   "request_headers": {"User-Agent": ["kubecrawl/0.1"]},
 //!   "body": "<html>…</html>", "body_encoding": "text", "body_truncated": false,
 //!   "encoding": "utf-8", "content_type": "text/html",
 //!   "links": [{"url": "https://example.org/about", "text": "About"}],
-//!   "attrs": {"step": 0}, "timestamp": "2026-11-26T10:00:00Z",
+//!   "attrs": {"step": 0}, "timestamp": "2026-11-26T10:00:00.042000",
 //!   "depth": 0, "fetch_time_ms": 42, "redirect_chain": ["http://example.org/"]
 //! }
 //! ```
@@ -23,7 +23,8 @@ use std::collections::BTreeMap;
 
 use serde::{Deserialize, Serialize};
 
-/// Headers as name → every value sent under that name, in order. Names are lowercase.
+/// Headers as name → every value sent under that name, in order. In a [`PageRecord`] the
+/// names are title-cased as Scrapy Cluster's records have them (`Content-Type`).
 pub type Headers = BTreeMap<String, Vec<String>>;
 
 /// How `body` is written in the record.
@@ -83,10 +84,16 @@ pub struct PageRecord {
     /// Links extracted from the page.
     #[serde(default)]
     pub links: Vec<Link>,
-    /// The job's attrs plus what the spider added (the wandering spider's `step`).
-    #[serde(default)]
+    /// The job's attrs plus what the spider added (the wandering spider's `step`); `null` on
+    /// the wire when there are none, as in Scrapy Cluster.
+    #[serde(
+        default,
+        serialize_with = "attrs_or_null",
+        deserialize_with = "null_as_no_attrs"
+    )]
     pub attrs: serde_json::Map<String, serde_json::Value>,
-    /// When the response arrived, RFC 3339 in UTC.
+    /// When the response arrived, in UTC with microseconds and no offset, as Scrapy
+    /// Cluster writes it (`2026-11-26T10:00:00.042000`).
     pub timestamp: String,
     /// The charset the body was decoded with, e.g. `utf-8`, `windows-1252`.
     pub encoding: String,
@@ -108,6 +115,23 @@ pub struct PageRecord {
     /// record carries no body and no links (new in kubecrawl).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub error: Option<String>,
+}
+
+fn attrs_or_null<S: serde::Serializer>(
+    attrs: &serde_json::Map<String, serde_json::Value>,
+    serializer: S,
+) -> Result<S::Ok, S::Error> {
+    if attrs.is_empty() {
+        serializer.serialize_none()
+    } else {
+        attrs.serialize(serializer)
+    }
+}
+
+fn null_as_no_attrs<'de, D: serde::Deserializer<'de>>(
+    deserializer: D,
+) -> Result<serde_json::Map<String, serde_json::Value>, D::Error> {
+    Ok(Option::deserialize(deserializer)?.unwrap_or_default())
 }
 
 #[cfg(test)]
@@ -163,6 +187,16 @@ mod tests {
                 "missing Scrapy Cluster field {field}"
             );
         }
+    }
+
+    #[test]
+    fn no_attrs_are_null_on_the_wire_as_in_scrapy_cluster() {
+        let mut record: PageRecord = serde_json::from_str(doc_example()).expect("parses");
+        record.attrs.clear();
+        let value = serde_json::to_value(&record).expect("serializes");
+        assert_eq!(value["attrs"], serde_json::Value::Null);
+        let back: PageRecord = serde_json::from_value(value).expect("null attrs parse");
+        assert!(back.attrs.is_empty());
     }
 
     #[test]

@@ -478,6 +478,13 @@ pub async fn run(args: &IngestArgs, shutdown: CancellationToken) -> Result<()> {
         .create()
         .map_err(Error::kafka("create producer"))?;
     tracing::info!(topic, answers, namespace = %handler.jobs.namespace(), group = %args.group, "ingest started");
+    let announcer_stop = shutdown.child_token();
+    let announcer = tokio::spawn(crate::expired::run(
+        handler.jobs.clone(),
+        producer.clone(),
+        answers.clone(),
+        announcer_stop.clone(),
+    ));
     loop {
         let message = tokio::select! {
             () = shutdown.cancelled() => break,
@@ -521,13 +528,17 @@ pub async fn run(args: &IngestArgs, shutdown: CancellationToken) -> Result<()> {
         }
     }
     tracing::info!("ingest stopping");
+    announcer_stop.cancel();
+    if let Err(e) = announcer.await {
+        tracing::warn!(error = %e, "the expiry announcer ended abnormally");
+    }
     Ok(())
 }
 
 /// Sends one answer, waiting while Kafka cannot be reached. An answer too large, or one
 /// Kafka refuses for good, is replaced by an error answer (once); if Kafka refuses even
 /// that, the refusal is logged and the message goes on. False when `shutdown` came first.
-async fn send_answer(
+pub(crate) async fn send_answer(
     producer: &FutureProducer,
     topic: &str,
     answer: Value,

@@ -386,6 +386,23 @@ impl Jobs {
             .map_err(Error::kube("expire crawljob"))?;
         Ok(())
     }
+
+    /// Sets an annotation on a CrawlJob.
+    ///
+    /// # Errors
+    /// [`Error::Kube`].
+    pub async fn annotate(&self, job: &CrawlJob, key: &str, value: &str) -> Result<()> {
+        let patch = json!({"metadata": {"annotations": {key: value}}});
+        self.api
+            .patch(
+                &job.name_any(),
+                &PatchParams::default(),
+                &Patch::Merge(&patch),
+            )
+            .await
+            .map_err(Error::kube("annotate crawljob"))?;
+        Ok(())
+    }
 }
 
 /// The name a fed job gets, and the name it gets when that one is taken by another crawl.

@@ -25,6 +25,7 @@ use tokio_util::sync::CancellationToken;
 pub mod actions;
 pub mod args;
 pub mod dump;
+pub mod expired;
 pub mod ingest;
 pub mod jobs;
 pub mod request;

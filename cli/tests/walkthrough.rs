@@ -20,13 +20,14 @@ use std::time::{Duration, Instant};
 
 use kubecrawl_api::Phase;
 use kubecrawl_e2e::TestNamespace;
+use kubecrawl_e2e::scrapy_cluster::{check_raw_response_item, read_topic};
 use kubecrawl_frontier::Frontier;
 use rdkafka::producer::{FutureProducer, FutureRecord};
 use serde_json::{Value, json};
 
 use support::{
-    TURN, answer, consumer, eventually, install, job_of, kafka, kubecrawl_json, kubecrawl_ok,
-    phase, teardown, unique,
+    TURN, answer, answer_where, consumer, eventually, install, job_of, kafka, kubecrawl_json,
+    kubecrawl_ok, phase, teardown, unique,
 };
 
 /// The Crawler Stats Dump's windows.
@@ -159,27 +160,6 @@ async fn the_walkthrough_feed_dump_and_stats() {
         );
     }
     assert_eq!(stats["queue"]["total_backlog"], 0, "{stats:#}");
-
-    // The same in Scrapy Cluster's own form, without action, answered in its shapes.
-    send(&json!({"appid": "testapp", "uuid": "sc-stats-10", "stats": "crawler"}).to_string()).await;
-    let sc = answer(&answers, "sc-stats-10").await;
-    assert_eq!(sc.get("action"), None, "{sc:#}");
-    assert_eq!(sc["stats"], "crawler", "{sc:#}");
-    assert_eq!(
-        sc["spiders"]["wandering"]["200"]["lifetime"], pages_now,
-        "{sc:#}"
-    );
-    assert_eq!(sc["queues"]["total_backlog"], 0, "{sc:#}");
-    assert!(sc["machines"]["count"].is_u64(), "{sc:#}");
-
-    // stop without a crawlid is refused (as Scrapy Cluster does), and nothing is deleted.
-    send(&json!({"action": "stop", "appid": "testapp", "spiderid": "wandering", "uuid": "stop-all-11"}).to_string()).await;
-    let refused = answer(&answers, "stop-all-11").await;
-    assert_eq!(refused["error"]["field"], "crawlid", "{refused:#}");
-    assert!(
-        job_of(&cluster, &crawlid).await.is_some(),
-        "the crawl is still there"
-    );
     assert_eq!(
         stats["queue"]["wandering"]["spider_backlog"], 0,
         "{stats:#}"
@@ -447,6 +427,57 @@ async fn the_same_crawl_over_kafka_with_actions_and_errors_answered() {
     );
     assert_eq!(stats["queue"]["total_backlog"], 0, "{stats:#}");
 
+    // The same in Scrapy Cluster's own form, without action, answered in its shapes.
+    send(&json!({"appid": "testapp", "uuid": "sc-stats-10", "stats": "crawler"}).to_string()).await;
+    let sc = answer(&answers, "sc-stats-10").await;
+    assert_eq!(sc.get("action"), None, "{sc:#}");
+    assert_eq!(sc["stats"], "crawler", "{sc:#}");
+    assert_eq!(
+        sc["spiders"]["wandering"]["200"]["lifetime"], pages_now,
+        "{sc:#}"
+    );
+    assert_eq!(sc["queues"]["total_backlog"], 0, "{sc:#}");
+    assert!(sc["machines"]["count"].is_u64(), "{sc:#}");
+
+    // stop without a crawlid is refused (as Scrapy Cluster does), and nothing is deleted.
+    send(&json!({"action": "stop", "appid": "testapp", "spiderid": "wandering", "uuid": "stop-all-11"}).to_string()).await;
+    let refused = answer(&answers, "stop-all-11").await;
+    assert_eq!(refused["error"]["field"], "crawlid", "{refused:#}");
+    assert!(
+        job_of(&cluster, &crawlid).await.is_some(),
+        "the crawl is still there"
+    );
+
+    // A message without a uuid is answered without one (not `"uuid": null`).
+    send("[]").await;
+
+    // Scrapy Cluster's own client (kafka-python with its stock codecs only) reads every page
+    // record and every answer, and each record is a RawResponseItem as it documents them.
+    let brokers = std::env::var("KAFKA_BROKERS").expect("KAFKA_BROKERS (make env-up)");
+    let firehose = format!("{}.crawled_firehose", cluster.topic_prefix);
+    let count = usize::try_from(pages_now).expect("a count");
+    let records = read_topic(&brokers, &firehose, count)
+        .await
+        .expect("Scrapy Cluster's client reads the firehose");
+    for record in &records {
+        check_raw_response_item(record).expect("a RawResponseItem");
+        assert_eq!(record["crawlid"], json!(crawlid));
+    }
+    let outbound = format!("{}.outbound_firehose", cluster.topic_prefix);
+    let answered = read_topic(&brokers, &outbound, 0)
+        .await
+        .expect("Scrapy Cluster's client reads the answers");
+    assert!(
+        answered
+            .iter()
+            .any(|a| a["uuid"] == "sc-stats-10" && a["spiders"].is_object()),
+        "{answered:#?}"
+    );
+    assert!(
+        answered.iter().all(|a| a.get("uuid") != Some(&Value::Null)),
+        "an answer says \"uuid\": null, which Scrapy Cluster's REST service takes for a poll result"
+    );
+
     // expire: the job's expires is now; the operator purges it and marks it Expired.
     send(
         &json!({"action": "expire", "appid": "testapp", "crawlid": crawlid, "uuid": "expire-9"})
@@ -466,6 +497,18 @@ async fn the_same_crawl_over_kafka_with_actions_and_errors_answered() {
         },
     )
     .await;
+
+    // Scrapy Cluster's expired notification follows, once the operator has purged it.
+    let notified = answer_where(&answers, |v| {
+        v["action"] == "expired" && v["crawlid"] == json!(crawlid)
+    })
+    .await;
+    assert_eq!(
+        (notified["appid"].as_str(), notified["spiderid"].as_str()),
+        (Some("testapp"), Some("wandering")),
+        "{notified:#}"
+    );
+    assert!(notified["total_expired"].is_u64(), "{notified:#}");
 
     // stop: the CrawlJob goes, and with it (through the operator's finalizer) its frontier state.
     send(&json!({"action": "stop", "appid": "testapp", "crawlid": crawlid, "spiderid": "wandering", "uuid": "stop-7"}).to_string()).await;

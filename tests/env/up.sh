@@ -33,6 +33,7 @@ fi
 command -v go >/dev/null || die "Go is needed to build the Kubernetes test binaries"
 
 bash "$(dirname "$0")/build-kafka.sh"
+bash "$(dirname "$0")/build-python.sh"
 bash "$(dirname "$0")/build-k8s.sh"
 BIN=$KC_CACHE/bin
 
@@ -165,6 +166,7 @@ export REDIS_URL=redis://127.0.0.1:$REDIS_PORT
 export KAFKA_BROKERS=127.0.0.1:$KAFKA_PORT
 export KUBECONFIG=$KUBECONFIG_FILE
 export PATH=$BIN:\$PATH
+export SCRAPY_CLUSTER_PYTHON=$KC_CACHE/python-kafka-$KAFKA_PYTHON_VERSION/bin/python
 $(tls_env)
 ENV
 log "environment up in $((SECONDS - total_start)) s; source $KC_STATE/env"

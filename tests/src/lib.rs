@@ -16,6 +16,8 @@ pub mod cluster;
 pub mod kubelet;
 /// A TCP proxy that drops, stalls and resets connections on demand, for the chaos suite.
 pub mod proxy;
+/// Scrapy Cluster's client and record shapes, for the wire-format tests.
+pub mod scrapy_cluster;
 /// The synthetic web site crawler tests run against (see its module documentation).
 pub mod site;
 pub mod startup;

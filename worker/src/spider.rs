@@ -127,14 +127,14 @@ impl Response {
             response_url: self.url.to_string(),
             status_code: self.status,
             status_msg: self.status_msg.clone(),
-            response_headers: self.headers.clone(),
-            request_headers: self.request_headers.clone(),
+            response_headers: title_case(&self.headers),
+            request_headers: title_case(&self.request_headers),
             body,
             body_encoding,
             body_truncated: self.truncated,
             links: self.links.clone(),
             attrs: self.attrs.clone(),
-            timestamp: humantime::format_rfc3339_millis(self.timestamp).to_string(),
+            timestamp: scrapy_timestamp(self.timestamp),
             encoding: self.encoding.clone().unwrap_or_default(),
             content_type: self.content_type.clone(),
             depth: self.request.depth,
@@ -181,6 +181,40 @@ impl Registry {
     pub fn names(&self) -> Vec<&str> {
         self.spiders.iter().map(|s| s.name()).collect()
     }
+}
+
+/// Header names as Scrapy Cluster's records have them: Scrapy title-cases every name
+/// (`content-type` → `Content-Type`, `x-xss-protection` → `X-Xss-Protection`).
+fn title_case(headers: &Headers) -> Headers {
+    headers
+        .iter()
+        .map(|(name, values)| {
+            let mut titled = String::with_capacity(name.len());
+            let mut start = true;
+            for c in name.chars() {
+                if c.is_ascii_alphabetic() {
+                    titled.push(if start {
+                        c.to_ascii_uppercase()
+                    } else {
+                        c.to_ascii_lowercase()
+                    });
+                    start = false;
+                } else {
+                    titled.push(c);
+                    start = true;
+                }
+            }
+            (titled, values.clone())
+        })
+        .collect()
+}
+
+/// A time as Scrapy Cluster's records write it (Python's `datetime.utcnow().isoformat()`):
+/// UTC, microseconds, no offset, e.g. `2026-11-26T10:00:00.123456`.
+fn scrapy_timestamp(time: SystemTime) -> String {
+    let mut text = humantime::format_rfc3339_micros(time).to_string();
+    text.pop(); // the trailing `Z`
+    text
 }
 
 #[cfg(test)]
@@ -233,6 +267,18 @@ pub(crate) mod fixtures {
 mod tests {
     use super::fixtures::response;
     use super::*;
+
+    #[test]
+    fn record_headers_and_timestamp_are_written_as_scrapy_cluster_writes_them() {
+        let mut headers = Headers::new();
+        headers.insert("content-type".into(), vec!["text/html".into()]);
+        headers.insert("x-b3-traceid".into(), vec!["1".into()]);
+        headers.insert("etag".into(), vec!["\"a\"".into()]);
+        let titled: Vec<String> = title_case(&headers).into_keys().collect();
+        assert_eq!(titled, ["Content-Type", "Etag", "X-B3-Traceid"]);
+        let t = SystemTime::UNIX_EPOCH + Duration::from_micros(1_764_151_200_042_000);
+        assert_eq!(scrapy_timestamp(t), "2025-11-26T10:00:00.042000");
+    }
 
     #[test]
     fn follow_passes_meta_and_context_through() {

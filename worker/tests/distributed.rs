@@ -525,7 +525,7 @@ fn by_worker(records: &[PageRecord]) -> BTreeMap<String, usize> {
     for r in records {
         let ua = r
             .request_headers
-            .get("user-agent")
+            .get("User-Agent")
             .and_then(|v| v.first())
             .cloned()
             .unwrap_or_default();

@@ -297,6 +297,14 @@ pub(crate) fn consumer(topic: &str) -> StreamConsumer {
 
 /// Reads `consumer` until a JSON record whose `uuid` is `uuid` arrives.
 pub(crate) async fn answer(consumer: &StreamConsumer, uuid: &str) -> Value {
+    answer_where(consumer, |v| v["uuid"] == uuid).await
+}
+
+/// The next message of `consumer` that `wanted` accepts, within a minute.
+pub(crate) async fn answer_where(
+    consumer: &StreamConsumer,
+    wanted: impl Fn(&Value) -> bool,
+) -> Value {
     tokio::time::timeout(Duration::from_secs(60), async {
         loop {
             let Ok(m) = consumer.recv().await else {
@@ -305,13 +313,13 @@ pub(crate) async fn answer(consumer: &StreamConsumer, uuid: &str) -> Value {
             let Some(Ok(value)) = m.payload().map(serde_json::from_slice::<Value>) else {
                 continue;
             };
-            if value["uuid"] == uuid {
+            if wanted(&value) {
                 return value;
             }
         }
     })
     .await
-    .unwrap_or_else(|_| panic!("no answer with uuid {uuid} within a minute"))
+    .unwrap_or_else(|_| panic!("no such answer within a minute"))
 }
 
 /// The phase of a job.

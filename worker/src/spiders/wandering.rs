@@ -37,6 +37,8 @@ impl Spider for WanderingSpider {
         let step = Self::step(response);
         let mut item = response.item();
         item.attrs.insert(STEP_KEY.to_owned(), step.into());
+        // The record's depth is the page's hops from the seed: its step.
+        item.depth = step;
         let mut out = vec![Output::Item(Box::new(item))];
         let links: Vec<_> = response.followable_links().collect();
         if !links.is_empty() {
@@ -70,6 +72,7 @@ mod tests {
             panic!("item first")
         };
         assert_eq!(item.attrs[STEP_KEY], 4);
+        assert_eq!(item.depth, 4, "the record's depth is the step");
         let Output::Request(next) = &out[1] else {
             panic!("then a request")
         };
