@@ -28,7 +28,7 @@ pub struct LogArgs {
         global = true
     )]
     pub log_format: LogFormat,
-    /// Log filter in `tracing` syntax, e.g. `info` or `info,kubecrawl_worker=debug`.
+    /// Log filter in `tracing` syntax, e.g. `info` or `debug,kube=info`.
     #[arg(long, env = "KUBECRAWL_LOG", default_value = "info", global = true)]
     pub log: String,
 }
