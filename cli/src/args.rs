@@ -1,19 +1,24 @@
 //! Command-line arguments of `kubecrawl`. Every flag also reads a `KUBECRAWL_…` environment
 //! variable, which is how the chart configures `kubecrawl ingest`.
 
-use clap::{Args, Parser, Subcommand, ValueEnum};
+use clap::{Args, Parser, Subcommand};
 
 /// Drive kubecrawl the Scrapy Cluster way: feed crawl requests, dump the firehose, read the
 /// Crawler Stats Dump, and serve Scrapy Cluster's Kafka API.
 #[derive(Debug, Parser)]
-#[command(name = "kubecrawl", version, about)]
+#[command(
+    name = "kubecrawl",
+    version,
+    about,
+    mut_arg("log", |a| a.default_value("warn"))
+)]
 pub struct Cli {
     /// What to do.
     #[command(subcommand)]
     pub command: Command,
-    /// Logging.
+    /// Logging (logs go to stderr, results to stdout); `--log` defaults to `warn`.
     #[command(flatten)]
-    pub log: LogArgs,
+    pub log: kubecrawl_process::log::LogArgs,
 }
 
 /// The commands.
@@ -37,32 +42,6 @@ pub enum Command {
     Ingest(Box<IngestArgs>),
 }
 
-/// Log format.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
-pub enum LogFormat {
-    /// Human-readable lines.
-    Plain,
-    /// One JSON object per line.
-    Json,
-}
-
-/// Logging flags (logs go to stderr; results to stdout).
-#[derive(Debug, Args)]
-pub struct LogArgs {
-    /// Log format.
-    #[arg(
-        long,
-        env = "KUBECRAWL_LOG_FORMAT",
-        value_enum,
-        default_value = "plain",
-        global = true
-    )]
-    pub log_format: LogFormat,
-    /// Log filter in `tracing` syntax, e.g. `info` or `kubecrawl_cli=debug`.
-    #[arg(long, env = "KUBECRAWL_LOG", default_value = "warn", global = true)]
-    pub log: String,
-}
-
 /// Where CrawlJobs live.
 #[derive(Debug, Clone, Args)]
 pub struct KubeArgs {
@@ -76,7 +55,7 @@ pub struct KubeArgs {
 pub struct KafkaArgs {
     /// Brokers, TLS and authentication.
     #[command(flatten)]
-    pub connection: kubecrawl_connect::kafka::KafkaArgs,
+    pub connection: kubecrawl_process::connect::kafka::KafkaArgs,
     /// Topic prefix (Scrapy Cluster's `demo`): `<prefix>.crawled_firehose`,
     /// `<prefix>.incoming`, `<prefix>.outbound_firehose`.
     #[arg(long, env = "KUBECRAWL_TOPIC_PREFIX", default_value = "kubecrawl")]
@@ -88,7 +67,7 @@ pub struct KafkaArgs {
 pub struct RedisArgs {
     /// URL, key prefix, TLS and authentication.
     #[command(flatten)]
-    pub connection: kubecrawl_connect::redis::RedisArgs,
+    pub connection: kubecrawl_process::connect::redis::RedisArgs,
     /// Spiders always listed in the stats dump, besides those with live workers.
     #[arg(
         long = "spider",
@@ -200,6 +179,8 @@ mod tests {
             "crawls",
         ])
         .expect("parses");
+        // Quieter than the daemons: a command's results should not drown in logs.
+        assert_eq!(cli.log.log, "warn");
         let Command::Feed(args) = cli.command else {
             panic!("feed")
         };

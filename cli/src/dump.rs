@@ -36,7 +36,7 @@ pub async fn client_config(kafka: &KafkaArgs) -> Result<ClientConfig> {
         .connection
         .client_config()
         .map_err(|source| Error::Connect { source })?;
-    kubecrawl_connect::kafka::check(
+    kubecrawl_process::connect::kafka::check(
         &config,
         &kafka.connection.kafka_brokers,
         kafka.connection.security.kafka_connect_timeout,

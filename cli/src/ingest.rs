@@ -50,6 +50,8 @@ use std::sync::{Arc, LazyLock};
 use std::time::Duration;
 
 use kubecrawl_frontier::Frontier;
+use kubecrawl_process::connect::kafka::is_permanent_refusal;
+use kubecrawl_process::format_chain;
 use rdkafka::consumer::{CommitMode, Consumer, StreamConsumer};
 use rdkafka::message::Message;
 use rdkafka::producer::{FutureProducer, FutureRecord};
@@ -405,7 +407,7 @@ impl Handler {
             Err(e) => {
                 let message = match &e {
                     Error::Refused(r) => r.message.clone(),
-                    other => crate::format_chain(other),
+                    other => format_chain(other),
                 };
                 tracing::info!(action, uuid = ?uuid, error = %message, "request not carried out");
                 Ok(Some(error_answer(Some(action), uuid, e.field(), &message)))
@@ -507,13 +509,13 @@ pub async fn run(args: &IngestArgs, shutdown: CancellationToken) -> Result<()> {
         {
             Attempts::Done(answer) => answer,
             Attempts::GaveUp(e) => {
-                tracing::error!(error = %crate::format_chain(&e), "request failed after every attempt, answering with the error");
+                tracing::error!(error = %format_chain(&e), "request failed after every attempt, answering with the error");
                 let (action, uuid) = request_header(payload);
                 Some(error_answer(
                     action.as_deref(),
                     uuid.as_deref(),
                     None,
-                    &format!("could not be carried out: {}", crate::format_chain(&e)),
+                    &format!("could not be carried out: {}", format_chain(&e)),
                 ))
             }
             Attempts::Stopped => break,
@@ -560,7 +562,7 @@ pub(crate) async fn send_answer(
                 .await
             {
                 Ok(_) => Ok(Ok(())),
-                Err((e, _)) if kubecrawl_connect::kafka::is_permanent_refusal(&e) => Ok(Err(e)),
+                Err((e, _)) if is_permanent_refusal(&e) => Ok(Err(e)),
                 Err((e, _)) => Err(Error::kafka("send answer")(e)),
             }
         })
@@ -651,7 +653,7 @@ where
             Ok(v) => return Attempts::Done(v),
             Err(e) if attempts.is_some_and(|max| attempt >= max) => return Attempts::GaveUp(e),
             Err(e) => {
-                tracing::warn!(op = what, attempt, error = %crate::format_chain(&e), retry_in = ?pause, "failed, trying again");
+                tracing::warn!(op = what, attempt, error = %format_chain(&e), retry_in = ?pause, "failed, trying again");
             }
         }
         tokio::select! {

@@ -482,7 +482,7 @@ mod tests {
         let err = parse_feed("[1]").expect_err("refused");
         assert_eq!(err.field(), Some("request"));
         let err = parse_feed("{oops").expect_err("refused");
-        assert!(crate::format_chain(&err).contains("not valid JSON"));
+        assert!(kubecrawl_process::format_chain(&err).contains("not valid JSON"));
     }
 
     #[test]

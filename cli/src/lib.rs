@@ -114,7 +114,7 @@ pub enum Error {
     Connect {
         /// Which endpoint and why.
         #[source]
-        source: kubecrawl_connect::Error,
+        source: kubecrawl_process::connect::Error,
     },
     /// A frontier read failed.
     #[error("frontier {op} failed")]
@@ -203,18 +203,6 @@ impl From<Refusal> for Error {
     fn from(r: Refusal) -> Self {
         Self::Refused(r)
     }
-}
-
-/// An error and its sources, `: `-separated, for one message.
-pub fn format_chain(err: &(dyn std::error::Error + 'static)) -> String {
-    let mut out = err.to_string();
-    let mut source = err.source();
-    while let Some(e) = source {
-        out.push_str(": ");
-        out.push_str(&e.to_string());
-        source = e.source();
-    }
-    out
 }
 
 /// The current unix time in seconds.

@@ -1,49 +1,15 @@
-//! `kubecrawl`: parses the command line, starts logging, runs the command; on failure prints
-//! the error chain once and exits non-zero.
+//! `kubecrawl`: parses the command line and runs the command ([`kubecrawl_process::main`]
+//! starts logging and the shutdown signal; on failure it prints the error chain once and
+//! exits non-zero).
 
 use std::process::ExitCode;
 
-use anyhow::Context;
 use clap::Parser;
-use kubecrawl_cli::args::{Cli, LogFormat};
-use tokio_util::sync::CancellationToken;
-use tracing_subscriber::EnvFilter;
+use kubecrawl_cli::args::Cli;
 
-#[tokio::main]
-async fn main() -> ExitCode {
-    match run().await {
-        Ok(()) => ExitCode::SUCCESS,
-        Err(e) => {
-            eprintln!("kubecrawl: {e:#}");
-            ExitCode::FAILURE
-        }
-    }
-}
-
-async fn run() -> anyhow::Result<()> {
+fn main() -> ExitCode {
     let cli = Cli::parse();
-    let filter = EnvFilter::try_new(&cli.log.log).context("--log is not a valid tracing filter")?;
-    let builder = tracing_subscriber::fmt()
-        .with_env_filter(filter)
-        .with_writer(std::io::stderr)
-        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()));
-    match cli.log.log_format {
-        LogFormat::Plain => builder.init(),
-        LogFormat::Json => builder.json().flatten_event(true).init(),
-    }
-    let shutdown = CancellationToken::new();
-    tokio::spawn(signal(shutdown.clone()));
-    kubecrawl_cli::run(cli.command, shutdown)
-        .await
-        .map_err(|e| anyhow::anyhow!(kubecrawl_cli::format_chain(&e)))
-}
-
-async fn signal(token: CancellationToken) {
-    let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()).ok();
-    tokio::select! {
-        _ = tokio::signal::ctrl_c() => {},
-        Some(()) = async { match term.as_mut() { Some(t) => t.recv().await, None => std::future::pending().await } } => {},
-    }
-    tracing::info!("shutdown requested");
-    token.cancel();
+    kubecrawl_process::main(&cli.log, |shutdown| {
+        kubecrawl_cli::run(cli.command, shutdown)
+    })
 }

@@ -126,7 +126,7 @@ impl RedisFrontier {
     }
 
     /// Connects with a client built elsewhere (with TLS and credentials, as the binaries'
-    /// `kubecrawl_connect::redis` flags build it) and uses keys under `prefix`.
+    /// `kubecrawl_process::connect::redis` flags build it) and uses keys under `prefix`.
     ///
     /// # Errors
     /// [`Error::InvalidName`] for a prefix with braces, [`Error::Connect`] when Redis cannot

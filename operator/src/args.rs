@@ -5,7 +5,7 @@ use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::time::Duration;
 
-use clap::{Parser, ValueEnum};
+use clap::Parser;
 
 /// The kubecrawl operator: reconciles CrawlJobs into seeds, worker Deployments and status.
 #[derive(Debug, Clone, Parser)]
@@ -13,7 +13,7 @@ use clap::{Parser, ValueEnum};
 pub struct Args {
     /// The Redis frontier shared with the workers.
     #[command(flatten)]
-    pub redis: kubecrawl_connect::redis::RedisArgs,
+    pub redis: kubecrawl_process::connect::redis::RedisArgs,
     /// Kafka brokers the workers publish to.
     #[arg(long, env = "KUBECRAWL_KAFKA_BROKERS")]
     pub kafka_brokers: String,
@@ -64,26 +64,9 @@ pub struct Args {
     /// This replica's identity in the Lease; defaults to `<hostname>-<pid>`.
     #[arg(long, env = "KUBECRAWL_IDENTITY")]
     pub identity: Option<String>,
-    /// Log format.
-    #[arg(
-        long,
-        env = "KUBECRAWL_LOG_FORMAT",
-        value_enum,
-        default_value = "plain"
-    )]
-    pub log_format: LogFormat,
-    /// Log filter in `tracing` syntax.
-    #[arg(long, env = "KUBECRAWL_LOG", default_value = "info")]
-    pub log: String,
-}
-
-/// Log format.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
-pub enum LogFormat {
-    /// Human-readable lines.
-    Plain,
-    /// One JSON object per line.
-    Json,
+    /// Logging.
+    #[command(flatten)]
+    pub log: kubecrawl_process::log::LogArgs,
 }
 
 #[cfg(test)]

@@ -97,7 +97,7 @@ impl LeaderElection {
                     return;
                 }
                 Ok(Err(e)) => {
-                    tracing::warn!(error = %crate::format_chain(&e), "renewing the leader lease failed")
+                    tracing::warn!(error = %kubecrawl_process::format_chain(&e), "renewing the leader lease failed")
                 }
                 Err(_) => tracing::warn!(lease = %self.name, "renewing the leader lease timed out"),
             }

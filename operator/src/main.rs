@@ -1,36 +1,14 @@
-//! `kubecrawl-operator`: parses the command line, starts logging, runs the operator.
+//! `kubecrawl-operator`: parses the command line and runs the operator
+//! ([`kubecrawl_process::main`] starts logging and the shutdown signal, and prints a fatal
+//! error).
 
-use anyhow::Context;
+use std::process::ExitCode;
+
 use clap::Parser;
-use kubecrawl_operator::args::{Args, LogFormat};
-use tokio_util::sync::CancellationToken;
-use tracing_subscriber::EnvFilter;
+use kubecrawl_operator::args::Args;
 
-#[tokio::main]
-async fn main() -> anyhow::Result<()> {
+fn main() -> ExitCode {
     let args = Args::parse();
-    let filter = EnvFilter::try_new(&args.log).context("--log is not a valid tracing filter")?;
-    let builder = tracing_subscriber::fmt()
-        .with_env_filter(filter)
-        .with_writer(std::io::stderr)
-        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()));
-    match args.log_format {
-        LogFormat::Plain => builder.init(),
-        LogFormat::Json => builder.json().flatten_event(true).init(),
-    }
-    let shutdown = CancellationToken::new();
-    tokio::spawn(signal(shutdown.clone()));
-    kubecrawl_operator::run(args, shutdown)
-        .await
-        .map_err(|e| anyhow::anyhow!(kubecrawl_operator::format_chain(&e)))
-}
-
-async fn signal(token: CancellationToken) {
-    let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()).ok();
-    tokio::select! {
-        _ = tokio::signal::ctrl_c() => {},
-        Some(()) = async { match term.as_mut() { Some(t) => t.recv().await, None => std::future::pending().await } } => {},
-    }
-    tracing::info!("shutdown requested");
-    token.cancel();
+    let log = args.log.clone();
+    kubecrawl_process::main(&log, |shutdown| kubecrawl_operator::run(args, shutdown))
 }

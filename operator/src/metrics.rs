@@ -1,19 +1,16 @@
-//! The operator's Prometheus metrics and health endpoints (`/metrics`, `/healthz`,
-//! `/readyz`). Labels are bounded (outcome), never a job name.
+//! The operator's Prometheus metrics and readiness, served by the admin server
+//! ([`kubecrawl_process::admin`]: `/metrics`, `/healthz`, `/readyz`). Labels are bounded
+//! (outcome), never a job name.
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
-use axum::Router;
-use axum::http::StatusCode;
-use axum::routing::get;
 use prometheus_client::encoding::EncodeLabelSet;
 use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::family::Family;
 use prometheus_client::metrics::histogram::{Histogram, exponential_buckets};
 use prometheus_client::registry::Registry;
-use tokio_util::sync::CancellationToken;
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct OutcomeLabels {
@@ -119,43 +116,24 @@ impl Metrics {
 
     /// The metrics in Prometheus text format.
     pub fn encode(&self) -> String {
-        let mut out = String::new();
-        // Writing into a String cannot fail.
-        let _ = prometheus_client::encoding::text::encode(&mut out, &self.inner.registry);
-        out
+        kubecrawl_process::admin::encode(&self.inner.registry)
     }
 }
 
-/// Serves `/metrics`, `/healthz` and `/readyz` on a bound listener until `shutdown`. A
-/// standby replica is alive but not ready.
-///
-/// # Errors
-/// When serving fails.
-pub async fn serve_on(
-    listener: tokio::net::TcpListener,
-    metrics: Metrics,
-    shutdown: CancellationToken,
-) -> std::io::Result<()> {
-    let ready = metrics.clone();
-    let app = Router::new()
-        .route(
-            "/metrics",
-            get(move || std::future::ready(metrics.encode())),
-        )
-        .route("/healthz", get(|| std::future::ready("ok")))
-        .route(
-            "/readyz",
-            get(move || {
-                std::future::ready(if ready.is_ready() {
-                    (StatusCode::OK, "ready")
-                } else if ready.inner.ready.load(Ordering::Relaxed) {
-                    (StatusCode::SERVICE_UNAVAILABLE, "redis unreachable")
-                } else {
-                    (StatusCode::SERVICE_UNAVAILABLE, "standby")
-                })
-            }),
-        );
-    axum::serve(listener, app)
-        .with_graceful_shutdown(shutdown.cancelled_owned())
-        .await
+/// What the admin server shows: this registry, and ready only while leading with Redis
+/// answering. A standby replica is alive but not ready.
+impl kubecrawl_process::admin::Health for Metrics {
+    fn registry(&self) -> &Registry {
+        &self.inner.registry
+    }
+
+    fn readiness(&self) -> Result<(), &'static str> {
+        if self.is_ready() {
+            Ok(())
+        } else if self.inner.ready.load(Ordering::Relaxed) {
+            Err("redis unreachable")
+        } else {
+            Err("standby")
+        }
+    }
 }

@@ -178,7 +178,7 @@ pub async fn reconcile(job: Arc<CrawlJob>, ctx: Arc<Context>) -> Result<Action> 
 
 /// What the controller does after a failed reconcile: log, count, retry in a few seconds.
 pub fn error_policy(job: Arc<CrawlJob>, error: &Error, ctx: Arc<Context>) -> Action {
-    tracing::warn!(job = %job.name_any(), namespace = ?job.namespace(), error = %crate::format_chain(error), "reconcile failed");
+    tracing::warn!(job = %job.name_any(), namespace = ?job.namespace(), error = %kubecrawl_process::format_chain(error), "reconcile failed");
     let _ = ctx;
     Action::requeue(Duration::from_secs(5))
 }

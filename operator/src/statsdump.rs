@@ -30,7 +30,9 @@ pub async fn run(
                 let json = serde_json::to_string(&dump).unwrap_or_default();
                 tracing::info!(dump = %json, "crawler stats dump");
             }
-            Err(e) => tracing::warn!(error = %crate::format_chain(&e), "crawler stats dump failed"),
+            Err(e) => {
+                tracing::warn!(error = %kubecrawl_process::format_chain(&e), "crawler stats dump failed")
+            }
         }
     }
 }

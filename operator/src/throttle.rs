@@ -47,6 +47,7 @@ use kube::runtime::events::{Event, EventType, Recorder, Reporter};
 use kube::runtime::{WatchStreamExt, watcher};
 use kube::{Client, Resource, ResourceExt};
 use kubecrawl_frontier::{DomainRules, Frontier};
+use kubecrawl_process::format_chain;
 use serde::Deserialize;
 use tokio_util::sync::CancellationToken;
 
@@ -209,7 +210,7 @@ pub async fn run(
             }
             event = events.next() => match event {
                 Some(Ok(event)) => applier.observe(event).await,
-                Some(Err(e)) => tracing::warn!(error = %crate::format_chain(&e), "watching domain rules failed"),
+                Some(Err(e)) => tracing::warn!(error = %format_chain(&e), "watching domain rules failed"),
                 None => return,
             },
         }
@@ -302,7 +303,7 @@ impl Applier {
         match self.frontier.workers().await {
             Ok(live) => spiders.extend(live.per_spider.into_keys()),
             Err(e) => {
-                tracing::warn!(error = %crate::format_chain(&e), "listing live spiders failed")
+                tracing::warn!(error = %format_chain(&e), "listing live spiders failed")
             }
         }
         let mut holding = 0;
@@ -310,7 +311,7 @@ impl Applier {
             let current = match self.frontier.domain_rules(&spider).await {
                 Ok(current) => current,
                 Err(e) => {
-                    tracing::warn!(spider, error = %crate::format_chain(&e), "reading domain rules failed");
+                    tracing::warn!(spider, error = %format_chain(&e), "reading domain rules failed");
                     continue;
                 }
             };
@@ -329,7 +330,7 @@ impl Applier {
                     );
                 }
                 Err(e) => {
-                    tracing::warn!(spider, error = %crate::format_chain(&e), "applying domain rules failed");
+                    tracing::warn!(spider, error = %format_chain(&e), "applying domain rules failed");
                 }
             }
         }

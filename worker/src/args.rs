@@ -5,9 +5,9 @@ use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::time::Duration;
 
-use clap::{Args, Parser, Subcommand, ValueEnum};
-use kubecrawl_connect::kafka::{KafkaArgs, KafkaSecurity};
-use kubecrawl_connect::redis::{RedisArgs, RedisSecurity};
+use clap::{Args, Parser, Subcommand};
+use kubecrawl_process::connect::kafka::{KafkaArgs, KafkaSecurity};
+use kubecrawl_process::connect::redis::{RedisArgs, RedisSecurity};
 
 /// kubecrawl's crawler worker: a standalone crawl on this machine, or one worker of a fleet.
 #[derive(Debug, Parser)]
@@ -18,7 +18,7 @@ pub struct Cli {
     pub command: Command,
     /// Logging.
     #[command(flatten)]
-    pub log: LogArgs,
+    pub log: kubecrawl_process::log::LogArgs,
 }
 
 /// The worker's commands.
@@ -31,32 +31,6 @@ pub enum Command {
     /// Run as one worker of a spider fleet: lease from the Redis frontier, publish to Kafka,
     /// never exit when idle. This is what the operator's Deployment runs.
     Run(RunArgs),
-}
-
-/// Log format.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
-pub enum LogFormat {
-    /// Human-readable lines.
-    Plain,
-    /// One JSON object per line.
-    Json,
-}
-
-/// Logging flags.
-#[derive(Debug, Args)]
-pub struct LogArgs {
-    /// Log format.
-    #[arg(
-        long,
-        env = "KUBECRAWL_LOG_FORMAT",
-        value_enum,
-        default_value = "plain",
-        global = true
-    )]
-    pub log_format: LogFormat,
-    /// Log filter in `tracing` syntax, e.g. `info` or `kubecrawl_worker=debug`.
-    #[arg(long, env = "KUBECRAWL_LOG", default_value = "info", global = true)]
-    pub log: String,
 }
 
 /// How pages are fetched.

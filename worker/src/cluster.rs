@@ -8,10 +8,11 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use kubecrawl_frontier::{FrontierConfig, RedisFrontier};
+use kubecrawl_process::admin::AdminServer;
 use tokio_util::sync::CancellationToken;
 
 use crate::args::RunArgs;
-use crate::metrics::{self, Metrics};
+use crate::metrics::Metrics;
 use crate::runtime::{Worker, WorkerConfig, default_worker_name};
 use crate::sink::kafka::KafkaSink;
 use crate::spider::Registry;
@@ -44,17 +45,10 @@ pub async fn run(args: RunArgs, registry: &Registry, shutdown: CancellationToken
     );
 
     let metrics = Metrics::new();
-    let listener = tokio::net::TcpListener::bind(args.metrics_addr)
+    let admin = AdminServer::bind(args.metrics_addr)
         .await
-        .map_err(|source| Error::Metrics {
-            addr: args.metrics_addr,
-            source,
-        })?;
-    let server = tokio::spawn(metrics::serve_on(
-        listener,
-        metrics.clone(),
-        shutdown.clone(),
-    ));
+        .map_err(|source| Error::Admin { source })?;
+    let server = tokio::spawn(admin.serve(metrics.clone(), shutdown.clone()));
     let probe = tokio::spawn(probe_dependencies(
         probe_client,
         sink.clone(),
@@ -95,10 +89,7 @@ pub async fn run(args: RunArgs, registry: &Registry, shutdown: CancellationToken
     let _ = probe.await;
     match server.await {
         Ok(Ok(())) => Ok(()),
-        Ok(Err(source)) => Err(Error::Metrics {
-            addr: args.metrics_addr,
-            source,
-        }),
+        Ok(Err(source)) => Err(Error::Admin { source }),
         Err(_) => Ok(()),
     }
 }
@@ -124,11 +115,11 @@ async fn probe_dependencies(
 ) {
     loop {
         let (redis_ok, kafka_ok) = tokio::join!(
-            kubecrawl_connect::redis::check(&redis, PROBE_TIMEOUT),
+            kubecrawl_process::connect::redis::check(&redis, PROBE_TIMEOUT),
             kafka.reachable(PROBE_TIMEOUT),
         );
         if let Err(e) = &redis_ok {
-            tracing::warn!(error = %crate::runtime::format_chain(e), "redis probe failed");
+            tracing::warn!(error = %kubecrawl_process::format_chain(e), "redis probe failed");
         }
         if !kafka_ok {
             tracing::warn!("kafka probe failed");

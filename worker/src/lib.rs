@@ -19,13 +19,13 @@
 //!   [`charset`]: decoding bodies; [`extract`]: links from HTML.
 //! - [`sink`]: where records go — [`sink::kafka`] or [`sink::jsonl`].
 //! - [`metrics`]: Prometheus metrics and health endpoints.
-//! - [`args`]: the command line; [`telemetry`]: logging.
+//! - [`args`]: the command line (logging, the shutdown signal and the admin server are
+//!   [`kubecrawl_process`]'s).
 
 use std::process::ExitCode;
 use std::sync::Arc;
 
 use clap::Parser;
-use tokio_util::sync::CancellationToken;
 
 pub mod args;
 pub mod charset;
@@ -40,7 +40,6 @@ pub mod sink;
 pub mod spider;
 pub mod spiders;
 pub mod standalone;
-pub mod telemetry;
 
 /// Everything that stops a worker from starting or running.
 #[derive(Debug, thiserror::Error)]
@@ -74,7 +73,7 @@ pub enum Error {
     Connect {
         /// Which endpoint and why.
         #[source]
-        source: kubecrawl_connect::Error,
+        source: kubecrawl_process::connect::Error,
     },
     /// The output could not be set up or written.
     #[error("page output failed")]
@@ -90,14 +89,12 @@ pub enum Error {
         #[source]
         source: reqwest::Error,
     },
-    /// The metrics endpoint could not be served.
-    #[error("serving metrics on {addr} failed")]
-    Metrics {
-        /// The address.
-        addr: std::net::SocketAddr,
-        /// The I/O error.
+    /// The admin server (metrics, health) could not start, or failed.
+    #[error("the admin server failed")]
+    Admin {
+        /// Which address and why.
         #[source]
-        source: std::io::Error,
+        source: kubecrawl_process::Error,
     },
 }
 
@@ -144,13 +141,13 @@ fn spider(registry: &spider::Registry, name: &str) -> Result<std::sync::Arc<dyn 
 /// here, at start-up).
 async fn kafka_sink(
     brokers: &str,
-    security: &kubecrawl_connect::kafka::KafkaSecurity,
+    security: &kubecrawl_process::connect::kafka::KafkaSecurity,
     args: &args::KafkaOutputArgs,
 ) -> Result<sink::kafka::KafkaSink> {
     let client = security
         .client_config(brokers)
         .map_err(|source| Error::Connect { source })?;
-    kubecrawl_connect::kafka::check(&client, brokers, security.kafka_connect_timeout)
+    kubecrawl_process::connect::kafka::check(&client, brokers, security.kafka_connect_timeout)
         .await
         .map_err(|source| Error::Connect { source })?;
     sink::kafka::KafkaSink::new(sink::kafka::KafkaConfig {
@@ -171,40 +168,20 @@ fn robots_cache(args: &args::FetchArgs) -> robots::RobotsCache {
 }
 
 /// The whole `kubecrawl-worker` program for a given set of spiders: parses the command line,
-/// starts logging, runs until done or until SIGTERM/SIGINT, and returns the exit code. A
-/// custom worker binary is `fn main() -> ExitCode { kubecrawl_worker::main(registry) }`.
+/// starts logging, runs until done or until SIGTERM/SIGINT, and returns the exit code
+/// ([`kubecrawl_process::main`]). A custom worker binary is
+/// `fn main() -> ExitCode { kubecrawl_worker::main(registry) }`.
 pub fn main(registry: spider::Registry) -> ExitCode {
     let cli = args::Cli::parse();
-    telemetry::init(cli.log.log_format, &cli.log.log);
-    let runtime = match tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .build()
-    {
-        Ok(rt) => rt,
-        Err(e) => {
-            eprintln!("error: starting the async runtime failed: {e}");
-            return ExitCode::FAILURE;
-        }
-    };
-    runtime.block_on(async move {
-        let shutdown = CancellationToken::new();
-        tokio::spawn(telemetry::shutdown_on_signal(shutdown.clone()));
+    kubecrawl_process::main(&cli.log, |shutdown| async move {
         let registry = Arc::new(registry);
-        let result =
-            match cli.command {
-                args::Command::Crawl(args) => standalone::crawl(args, &registry, shutdown)
-                    .await
-                    .map(|summary| {
-                        eprintln!("{summary}");
-                    }),
-                args::Command::Run(args) => cluster::run(args, &registry, shutdown).await,
-            };
-        match result {
-            Ok(()) => ExitCode::SUCCESS,
-            Err(e) => {
-                eprintln!("error: {}", runtime::format_chain(&e));
-                ExitCode::FAILURE
+        match cli.command {
+            args::Command::Crawl(args) => {
+                let summary = standalone::crawl(args, &registry, shutdown).await?;
+                eprintln!("{summary}");
+                Ok(())
             }
+            args::Command::Run(args) => cluster::run(args, &registry, shutdown).await,
         }
     })
 }

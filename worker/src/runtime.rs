@@ -45,6 +45,7 @@ use kubecrawl_frontier::filter::LinkFilter;
 use kubecrawl_frontier::{
     Completion, DomainHint, Frontier, JobPolicy, Lease, Outcome, RetryOutcome, RetryRequest,
 };
+use kubecrawl_process::format_chain;
 use tokio::sync::Semaphore;
 use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
@@ -816,16 +817,4 @@ async fn pause(duration: Duration, shutdown: &CancellationToken) {
         () = tokio::time::sleep(duration) => {},
         () = shutdown.cancelled() => {},
     }
-}
-
-/// An error and its sources, `: `-separated, for one log field.
-pub fn format_chain(err: &(dyn std::error::Error + 'static)) -> String {
-    let mut out = err.to_string();
-    let mut source = err.source();
-    while let Some(e) = source {
-        out.push_str(": ");
-        out.push_str(&e.to_string());
-        source = e.source();
-    }
-    out
 }

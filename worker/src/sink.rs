@@ -43,7 +43,7 @@ pub enum Error {
     Settings {
         /// What is wrong with them.
         #[source]
-        source: kubecrawl_connect::Error,
+        source: kubecrawl_process::connect::Error,
     },
     /// Writing the output file failed.
     #[error("writing {path} failed")]
@@ -73,7 +73,9 @@ impl Error {
     pub fn is_permanent(&self) -> bool {
         match self {
             Self::Encode { .. } => true,
-            Self::Kafka { source, .. } => kubecrawl_connect::kafka::is_permanent_refusal(source),
+            Self::Kafka { source, .. } => {
+                kubecrawl_process::connect::kafka::is_permanent_refusal(source)
+            }
             Self::Flush { .. }
             | Self::Producer { .. }
             | Self::Settings { .. }

@@ -19,9 +19,9 @@ use std::process::{ExitStatus, Stdio};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use kubecrawl_api::{CrawlRequest, JobRef, PageRecord, Politeness};
-use kubecrawl_connect::redis::RedisSecurity;
 use kubecrawl_e2e::site::{GroundTruth, SiteConfig, TestSite};
 use kubecrawl_frontier::{Frontier, FrontierConfig, JobPolicy, JobStats, RedisFrontier};
+use kubecrawl_process::connect::redis::RedisSecurity;
 use nix::sys::signal::{Signal, kill};
 use nix::unistd::Pid;
 use rdkafka::ClientConfig;

@@ -27,7 +27,7 @@ pub struct KafkaConfig {
     /// Also write each record to `<prefix>.crawled_<appid>`.
     pub per_appid_topics: bool,
     /// TLS, SASL and extra librdkafka properties.
-    pub security: kubecrawl_connect::kafka::KafkaSecurity,
+    pub security: kubecrawl_process::connect::kafka::KafkaSecurity,
     /// How long a record may wait for its acknowledgement.
     pub delivery_timeout: Duration,
     /// librdkafka's `compression.type` (`gzip`, `lz4`, …).

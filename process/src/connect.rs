@@ -1,9 +1,9 @@
-//! kubecrawl-connect: how every kubecrawl process (operator, worker, `kubecrawl`) reaches
-//! Redis and Kafka. One set of flags for each service, written once and flattened into every
-//! binary that connects, with TLS and authentication:
+//! How every kubecrawl process (operator, worker, `kubecrawl`) reaches Redis and Kafka. One
+//! set of flags for each service, written once and flattened into every binary that
+//! connects, with TLS and authentication:
 //!
 //! - [`redis`]: `--redis-url` (`redis://` or `rediss://`), the CA that verifies the server,
-//!   a client certificate for mutual TLS, an ACL user and password. [`redis::RedisTls::client`]
+//!   a client certificate for mutual TLS, an ACL user and password. [`redis::RedisArgs::client`]
 //!   builds a [`::redis::Client`] and proves it works ([`redis::check`]) before anything else
 //!   starts.
 //! - [`kafka`]: `--kafka-brokers`, the security protocol (`plaintext`, `ssl`, `sasl_plaintext`,
@@ -13,7 +13,7 @@
 //! - [`secret`]: passwords read from an environment variable or a file (a mounted Secret),
 //!   never printed.
 //!
-//! What this crate is not: it owns no Redis key and no topic. The frontier owns the keys, the
+//! What this module is not: it owns no Redis key and no topic. The frontier owns the keys, the
 //! worker and the cli own their topics.
 //!
 //! # Start-up contract
@@ -110,7 +110,7 @@ pub enum Error {
     },
 }
 
-/// This crate's result type.
+/// The result type of connecting.
 pub type Result<T, E = Error> = std::result::Result<T, E>;
 
 /// Reads a file named by a flag, with the flag's name in the error.

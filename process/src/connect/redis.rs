@@ -13,8 +13,8 @@ use std::time::Duration;
 
 use redis::{ConnectionAddr, IntoConnectionInfo};
 
-use crate::secret::{self, Secret};
-use crate::{Error, Result, read};
+use super::secret::{self, Secret};
+use super::{Error, Result, read};
 
 /// How to reach the Redis frontier: its URL and key prefix, with TLS and authentication.
 #[derive(Debug, Clone, clap::Args)]
@@ -81,7 +81,7 @@ impl Default for RedisSecurity {
             redis_username: Default::default(),
             redis_password: Default::default(),
             redis_password_file: Default::default(),
-            redis_connect_timeout: crate::DEFAULT_CONNECT_TIMEOUT,
+            redis_connect_timeout: super::DEFAULT_CONNECT_TIMEOUT,
         }
     }
 }
@@ -281,7 +281,7 @@ mod tests {
             #[command(flatten)]
             redis: RedisSecurity,
             #[command(flatten)]
-            kafka: crate::kafka::KafkaSecurity,
+            kafka: crate::connect::kafka::KafkaSecurity,
         }
         let cli = Cli::try_parse_from(["x"]).expect("no flags parse");
         assert_eq!(
@@ -290,7 +290,7 @@ mod tests {
         );
         assert_eq!(
             cli.kafka.kafka_connect_timeout,
-            crate::kafka::KafkaSecurity::default().kafka_connect_timeout
+            crate::connect::kafka::KafkaSecurity::default().kafka_connect_timeout
         );
     }
 

@@ -20,8 +20,8 @@ use rdkafka::error::KafkaError;
 use rdkafka::producer::{BaseProducer, DeliveryResult, Producer, ProducerContext};
 use rdkafka::types::RDKafkaErrorCode;
 
-use crate::secret::{self, Secret};
-use crate::{Error, Result, read};
+use super::secret::{self, Secret};
+use super::{Error, Result, read};
 
 /// How to reach Kafka: the brokers, with TLS and authentication.
 #[derive(Debug, Clone, clap::Args)]
@@ -185,7 +185,7 @@ impl Default for KafkaSecurity {
             kafka_cert_file: Default::default(),
             kafka_key_file: Default::default(),
             kafka_properties: Default::default(),
-            kafka_connect_timeout: crate::DEFAULT_CONNECT_TIMEOUT,
+            kafka_connect_timeout: super::DEFAULT_CONNECT_TIMEOUT,
         }
     }
 }

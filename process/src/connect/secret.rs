@@ -16,9 +16,9 @@ impl Secret {
     /// `echo` and `kubectl create secret --from-file` leave one.
     ///
     /// # Errors
-    /// [`crate::Error::ReadFile`] naming `what` and the file.
-    pub fn from_file(what: &'static str, path: &Path) -> crate::Result<Self> {
-        let bytes = crate::read(what, path)?;
+    /// [`super::Error::ReadFile`] naming `what` and the file.
+    pub fn from_file(what: &'static str, path: &Path) -> super::Result<Self> {
+        let bytes = super::read(what, path)?;
         let text = String::from_utf8_lossy(&bytes);
         let text = text
             .strip_suffix('\n')
@@ -47,7 +47,7 @@ pub(crate) fn resolve(
     what: &'static str,
     direct: Option<&Secret>,
     file: Option<&Path>,
-) -> crate::Result<Option<Secret>> {
+) -> super::Result<Option<Secret>> {
     match (direct, file) {
         (Some(secret), _) => Ok(Some(secret.clone())),
         (None, Some(path)) => Secret::from_file(what, path).map(Some),
@@ -74,7 +74,10 @@ mod tests {
         let secret = Secret::from_file("a password", &path).expect("read");
         assert_eq!(secret.expose(), "p a ss");
         let missing = Secret::from_file("a password", &dir.join("nope"));
-        assert!(matches!(missing, Err(crate::Error::ReadFile { .. })));
+        assert!(matches!(
+            missing,
+            Err(crate::connect::Error::ReadFile { .. })
+        ));
         std::fs::remove_dir_all(&dir).expect("cleanup");
     }
 }

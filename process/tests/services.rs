@@ -5,8 +5,10 @@
 
 use std::path::PathBuf;
 
-use kubecrawl_connect::kafka::{KafkaArgs, KafkaSecurity, SaslMechanism, SecurityProtocol};
-use kubecrawl_connect::redis::RedisSecurity;
+use kubecrawl_process::connect::kafka::{
+    KafkaArgs, KafkaSecurity, SaslMechanism, SecurityProtocol,
+};
+use kubecrawl_process::connect::redis::RedisSecurity;
 
 fn var(name: &str) -> String {
     std::env::var(name).unwrap_or_else(|_| {
