@@ -58,7 +58,7 @@ pub async fn run(jobs: Jobs, producer: FutureProducer, topic: String, shutdown: 
         let found = match jobs.find(&Selector::default()).await {
             Ok(found) => found,
             Err(e) => {
-                tracing::warn!(error = %crate::format_chain(&e), "listing crawljobs for expiry notifications failed");
+                tracing::warn!(error = %kubecrawl_process::format_chain(&e), "listing crawljobs for expiry notifications failed");
                 continue;
             }
         };
@@ -70,7 +70,7 @@ pub async fn run(jobs: Jobs, producer: FutureProducer, topic: String, shutdown: 
                 Ok(()) => tracing::info!(name = %job.name_any(), "expiry announced"),
                 Err(e) => tracing::warn!(
                     name = %job.name_any(),
-                    error = %crate::format_chain(&e),
+                    error = %kubecrawl_process::format_chain(&e),
                     "annotating an announced expiry failed; it may be announced again"
                 ),
             }
