@@ -4,8 +4,8 @@ as one line of JSON.
 
     read_topic.py BROKERS TOPIC COUNT [IDLE_SECONDS]
 
-Reads from the beginning until COUNT messages were read, or until no message came for
-IDLE_SECONDS (default 20); exits 0 when COUNT were read, 1 otherwise. A batch compressed with
+Reads from the beginning until COUNT messages were read (0: every message), or until no
+message came for IDLE_SECONDS (default 20); exits 0 when COUNT were read, 1 otherwise. A batch compressed with
 a codec the stock kafka-python cannot decode (lz4, snappy, zstd need extra packages) makes
 kafka-python raise, and this script exit non-zero with its error: the point of the test.
 """
@@ -44,7 +44,7 @@ def main():
     for message in consumer:
         print(json.dumps(json.loads(message.value.decode("utf-8"))), flush=True)
         seen += 1
-        if seen >= count:
+        if count and seen >= count:
             break
     consumer.close()
     if seen < count:
