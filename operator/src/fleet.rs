@@ -28,19 +28,20 @@ use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
 use kube::api::{Api, ObjectMeta, Patch, PatchParams};
 use kube::runtime::reflector::{ObjectRef, Store};
 use kube::{Client, ResourceExt};
+use kubecrawl_api::contract::{self, env};
 use kubecrawl_api::{CrawlJob, Phase};
 use serde::{Deserialize, Serialize};
 
 use crate::{Error, Result};
 
 /// The field manager of every write the operator makes.
-pub const MANAGER: &str = "kubecrawl-operator";
+pub const MANAGER: &str = contract::OPERATOR;
 /// Label naming a worker Deployment's spider.
-pub const SPIDER_LABEL: &str = "kubecrawl.io/spiderid";
+pub const SPIDER_LABEL: &str = contract::label::SPIDERID;
 /// Label marking what the operator manages.
-pub const MANAGED_BY: (&str, &str) = ("app.kubernetes.io/managed-by", "kubecrawl-operator");
-const NAME_LABEL: (&str, &str) = ("app.kubernetes.io/name", "kubecrawl-worker");
-const TEMPLATE_HASH: &str = "kubecrawl.io/template-hash";
+pub const MANAGED_BY: (&str, &str) = (contract::label::MANAGED_BY, contract::OPERATOR);
+const NAME_LABEL: (&str, &str) = (contract::label::NAME, contract::WORKER);
+const TEMPLATE_HASH: &str = contract::annotation::TEMPLATE_HASH;
 /// The port workers serve `/metrics`, `/healthz` and `/readyz` on, unless a fleet names
 /// another.
 pub const METRICS_PORT: u16 = 9090;
@@ -271,7 +272,7 @@ pub struct Connections {
 
 /// The name of a fleet's Deployment.
 pub fn deployment_name(spiderid: &str) -> String {
-    format!("kubecrawl-worker-{spiderid}")
+    contract::worker_deployment(spiderid)
 }
 
 /// Whether a job counts toward its fleet's replicas.
@@ -333,8 +334,8 @@ pub fn deployment(
     let mut meta_labels = labels.clone();
     meta_labels.insert(MANAGED_BY.0.to_owned(), MANAGED_BY.1.to_owned());
     meta_labels.insert(
-        "app.kubernetes.io/component".to_owned(),
-        "worker".to_owned(),
+        contract::label::COMPONENT.to_owned(),
+        contract::WORKER_COMPONENT.to_owned(),
     );
 
     let value = |name: &str, value: &str| EnvVar {
@@ -344,7 +345,7 @@ pub fn deployment(
     };
     let redis_env = match &config.redis_url_secret {
         Some(secret) => EnvVar {
-            name: "KUBECRAWL_REDIS_URL".to_owned(),
+            name: env::REDIS_URL.to_owned(),
             value: None,
             value_from: Some(EnvVarSource {
                 secret_key_ref: Some(SecretKeySelector {
@@ -356,7 +357,7 @@ pub fn deployment(
             }),
         },
         None => value(
-            "KUBECRAWL_REDIS_URL",
+            env::REDIS_URL,
             config
                 .redis_url
                 .as_deref()
@@ -365,21 +366,21 @@ pub fn deployment(
     };
     let metrics_port = settings.metrics_port.unwrap_or(METRICS_PORT);
     let mut env = vec![
-        value("KUBECRAWL_SPIDER", spiderid),
-        value("KUBECRAWL_METRICS_ADDR", &format!("0.0.0.0:{metrics_port}")),
+        value(env::SPIDER, spiderid),
+        value(env::METRICS_ADDR, &format!("0.0.0.0:{metrics_port}")),
         redis_env,
-        value("KUBECRAWL_REDIS_PREFIX", &connections.redis_prefix),
+        value(env::REDIS_PREFIX, &connections.redis_prefix),
         value(
-            "KUBECRAWL_KAFKA_BROKERS",
+            env::KAFKA_BROKERS,
             config
                 .kafka_brokers
                 .as_deref()
                 .unwrap_or(&connections.kafka_brokers),
         ),
-        value("KUBECRAWL_TOPIC_PREFIX", &connections.topic_prefix),
-        value("KUBECRAWL_LOG_FORMAT", "json"),
+        value(env::TOPIC_PREFIX, &connections.topic_prefix),
+        value(env::LOG_FORMAT, "json"),
         EnvVar {
-            name: "KUBECRAWL_WORKER_NAME".to_owned(),
+            name: env::WORKER_NAME.to_owned(),
             value: None,
             value_from: Some(EnvVarSource {
                 field_ref: Some(ObjectFieldSelector {
@@ -416,7 +417,7 @@ pub fn deployment(
                 .unwrap_or_else(|| DEFAULT_IMAGE.to_owned()),
         ),
         image_pull_policy: settings.image_pull_policy.clone(),
-        command: Some(vec!["kubecrawl-worker".to_owned()]),
+        command: Some(vec![contract::WORKER.to_owned()]),
         args: Some(args),
         env: Some(env),
         ports: Some(vec![ContainerPort {
@@ -685,11 +686,8 @@ mod tests {
             .flatten()
             .map(|e| (e.name.as_str(), e.value.clone()))
             .collect();
-        assert_eq!(env["KUBECRAWL_SPIDER"].as_deref(), Some("link"));
-        assert_eq!(
-            env["KUBECRAWL_REDIS_URL"].as_deref(),
-            Some("redis://r:6379")
-        );
+        assert_eq!(env[env::SPIDER].as_deref(), Some("link"));
+        assert_eq!(env[env::REDIS_URL].as_deref(), Some("redis://r:6379"));
         let sc = c.security_context.as_ref().expect("security context");
         assert_eq!(sc.allow_privilege_escalation, Some(false));
         assert_eq!(sc.read_only_root_filesystem, Some(true));
@@ -719,7 +717,7 @@ mod tests {
                 .env
                 .iter()
                 .flatten()
-                .find(|e| e.name == "KUBECRAWL_METRICS_ADDR")
+                .find(|e| e.name == env::METRICS_ADDR)
                 .and_then(|e| e.value.clone());
             let port = c.ports.as_ref().map(|p| p[0].container_port);
             (addr, port)
