@@ -11,8 +11,7 @@
 //! replicas or pod template differ from what the API server has (a hash of the template is
 //! kept in an annotation), so steady state costs no writes.
 
-use std::collections::{BTreeMap, BTreeSet, hash_map::DefaultHasher};
-use std::hash::{Hash, Hasher};
+use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;
 
 use k8s_openapi::api::apps::v1::{
@@ -502,12 +501,25 @@ pub fn deployment(
     }
 }
 
+/// The hash kept in a Deployment's [`TEMPLATE_HASH`] annotation: FNV-1a (64 bits) over the
+/// template's JSON, whose field order is fixed by its type.
+///
+/// # Guarantees
+/// The same template gives the same hash in every build of the operator, whatever the Rust
+/// release: a hash that changed with the toolchain would re-apply every fleet's Deployment
+/// on upgrade.
 fn template_hash(template: &PodTemplateSpec) -> String {
-    let mut hasher = DefaultHasher::new();
-    serde_json::to_string(template)
-        .unwrap_or_default()
-        .hash(&mut hasher);
-    format!("{:016x}", hasher.finish())
+    let json = serde_json::to_vec(template).unwrap_or_default();
+    format!("{:016x}", fnv1a64(&json))
+}
+
+/// FNV-1a, 64 bits (<http://www.isthe.com/chongo/tech/comp/fnv/>): specified, so stable.
+fn fnv1a64(bytes: &[u8]) -> u64 {
+    const OFFSET_BASIS: u64 = 0xcbf2_9ce4_8422_2325;
+    const PRIME: u64 = 0x0000_0100_0000_01b3;
+    bytes.iter().fold(OFFSET_BASIS, |hash, &byte| {
+        (hash ^ u64::from(byte)).wrapping_mul(PRIME)
+    })
 }
 
 /// Keeps the fleets' Deployments at their desired replicas.
@@ -776,6 +788,66 @@ mod tests {
         let mount = &pod.containers[0].volume_mounts.as_ref().expect("mounts")[0];
         assert_eq!(mount.name, "redis-ca");
         assert_eq!(mount.read_only, Some(true));
+    }
+
+    #[test]
+    fn fnv1a64_matches_the_reference_vectors() {
+        assert_eq!(fnv1a64(b""), 0xcbf2_9ce4_8422_2325);
+        assert_eq!(fnv1a64(b"a"), 0xaf63_dc4c_8601_ec8c);
+        assert_eq!(fnv1a64(b"foobar"), 0x8594_4171_f739_67e8);
+    }
+
+    fn fixed_template() -> PodTemplateSpec {
+        PodTemplateSpec {
+            metadata: Some(ObjectMeta {
+                labels: Some([(SPIDER_LABEL.to_owned(), "link".to_owned())].into()),
+                ..ObjectMeta::default()
+            }),
+            spec: Some(PodSpec {
+                containers: vec![Container {
+                    name: "worker".to_owned(),
+                    image: Some("kubecrawl/worker:1".to_owned()),
+                    ..Container::default()
+                }],
+                ..PodSpec::default()
+            }),
+        }
+    }
+
+    /// A hash that changes re-applies every fleet's Deployment: this literal changes only
+    /// on purpose. (Regression: the hash came from the standard library's `DefaultHasher`,
+    /// whose output may change with the Rust release.)
+    #[test]
+    fn the_template_hash_is_pinned() {
+        assert_eq!(template_hash(&fixed_template()), "227eaeef0f29074b");
+    }
+
+    #[test]
+    fn a_changed_template_changes_the_hash() {
+        let mut changed = fixed_template();
+        if let Some(pod) = changed.spec.as_mut() {
+            pod.containers[0].image = Some("kubecrawl/worker:2".to_owned());
+        }
+        assert_ne!(template_hash(&changed), template_hash(&fixed_template()));
+    }
+
+    /// The Deployment a fixed configuration gives, pinned through its template hash: a change
+    /// of the builder shows here (and re-applies every fleet on upgrade).
+    #[test]
+    fn the_built_template_is_pinned() {
+        let yaml = "namespace: kc\ndefaults: {image: 'kubecrawl/worker:1', env: [{name: KUBECRAWL_CONCURRENCY, value: '8'}], args: ['--lease-batch', '4'], metricsPort: 9191, tolerations: [{key: a, operator: Exists}], nodeSelector: {disk: ssd}, volumes: [{name: redis-ca, secret: {secretName: my-ca}}], volumeMounts: [{name: redis-ca, mountPath: /ca, readOnly: true}]}\nredisUrlSecret: {name: redis, key: url}\n";
+        let config: FleetConfig = serde_yaml::from_str(yaml).expect("parses");
+        let conns = Connections {
+            redis_url: "redis://r:6379".into(),
+            redis_prefix: "kc".into(),
+            kafka_brokers: "k:9092".into(),
+            topic_prefix: "demo".into(),
+        };
+        let d = deployment(&config, &conns, "link", 2);
+        assert_eq!(
+            d.annotations().get(TEMPLATE_HASH).map(String::as_str),
+            Some("0f35187bd6fadbd2")
+        );
     }
 
     #[test]
