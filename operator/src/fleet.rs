@@ -324,180 +324,256 @@ pub fn deployment(
     spiderid: &str,
     replicas: u32,
 ) -> Deployment {
-    let settings = config.settings(spiderid);
-    let labels: BTreeMap<String, String> = [
-        (NAME_LABEL.0.to_owned(), NAME_LABEL.1.to_owned()),
-        (SPIDER_LABEL.to_owned(), spiderid.to_owned()),
-    ]
-    .into();
-    let mut meta_labels = labels.clone();
-    meta_labels.insert(MANAGED_BY.0.to_owned(), MANAGED_BY.1.to_owned());
-    meta_labels.insert(
-        contract::label::COMPONENT.to_owned(),
-        contract::WORKER_COMPONENT.to_owned(),
-    );
-
-    let value = |name: &str, value: &str| EnvVar {
-        name: name.to_owned(),
-        value: Some(value.to_owned()),
-        value_from: None,
+    let worker = WorkerPod {
+        config,
+        connections,
+        settings: config.settings(spiderid),
+        spiderid,
     };
-    let redis_env = match &config.redis_url_secret {
-        Some(secret) => EnvVar {
-            name: env::REDIS_URL.to_owned(),
-            value: None,
-            value_from: Some(EnvVarSource {
-                secret_key_ref: Some(SecretKeySelector {
-                    name: secret.name.clone(),
-                    key: secret.key.clone(),
-                    optional: Some(false),
-                }),
-                ..EnvVarSource::default()
-            }),
-        },
-        None => value(
-            env::REDIS_URL,
-            config
-                .redis_url
-                .as_deref()
-                .unwrap_or(&connections.redis_url),
-        ),
-    };
-    let metrics_port = settings.metrics_port.unwrap_or(METRICS_PORT);
-    let mut env = vec![
-        value(env::SPIDER, spiderid),
-        value(env::METRICS_ADDR, &format!("0.0.0.0:{metrics_port}")),
-        redis_env,
-        value(env::REDIS_PREFIX, &connections.redis_prefix),
-        value(
-            env::KAFKA_BROKERS,
-            config
-                .kafka_brokers
-                .as_deref()
-                .unwrap_or(&connections.kafka_brokers),
-        ),
-        value(env::TOPIC_PREFIX, &connections.topic_prefix),
-        value(env::LOG_FORMAT, "json"),
-        EnvVar {
-            name: env::WORKER_NAME.to_owned(),
-            value: None,
-            value_from: Some(EnvVarSource {
-                field_ref: Some(ObjectFieldSelector {
-                    field_path: "metadata.name".to_owned(),
-                    api_version: None,
-                }),
-                ..EnvVarSource::default()
-            }),
-        },
-    ];
-    for extra in &settings.env {
-        env.retain(|e| e.name != extra.name);
-        env.push(extra.clone());
-    }
-    let mut args = vec!["run".to_owned()];
-    args.extend(settings.args.iter().cloned());
-    let probe = |path: &str, period: i32| Probe {
-        http_get: Some(HTTPGetAction {
-            path: Some(path.to_owned()),
-            port: IntOrString::String("metrics".to_owned()),
-            ..HTTPGetAction::default()
-        }),
-        period_seconds: Some(period),
-        failure_threshold: Some(3),
-        ..Probe::default()
-    };
-    let grace = settings.termination_grace_period_seconds.unwrap_or(30);
-    let container = Container {
-        name: "worker".to_owned(),
-        image: Some(
-            settings
-                .image
-                .clone()
-                .unwrap_or_else(|| DEFAULT_IMAGE.to_owned()),
-        ),
-        image_pull_policy: settings.image_pull_policy.clone(),
-        command: Some(vec![contract::WORKER.to_owned()]),
-        args: Some(args),
-        env: Some(env),
-        ports: Some(vec![ContainerPort {
-            name: Some("metrics".to_owned()),
-            container_port: i32::from(metrics_port),
-            ..ContainerPort::default()
-        }]),
-        readiness_probe: Some(probe("/readyz", 5)),
-        liveness_probe: Some(probe("/healthz", 10)),
-        resources: settings.resources.clone(),
-        volume_mounts: (!settings.volume_mounts.is_empty()).then(|| settings.volume_mounts.clone()),
-        security_context: Some(SecurityContext {
-            allow_privilege_escalation: Some(false),
-            read_only_root_filesystem: Some(true),
-            run_as_non_root: Some(true),
-            capabilities: Some(Capabilities {
-                drop: Some(vec!["ALL".to_owned()]),
-                add: None,
-            }),
-            seccomp_profile: Some(SeccompProfile {
-                type_: "RuntimeDefault".to_owned(),
-                localhost_profile: None,
-            }),
-            ..SecurityContext::default()
-        }),
-        ..Container::default()
-    };
-    let template = PodTemplateSpec {
-        metadata: Some(ObjectMeta {
-            labels: Some(labels.clone()),
-            ..ObjectMeta::default()
-        }),
-        spec: Some(PodSpec {
-            containers: vec![container],
-            automount_service_account_token: Some(false),
-            enable_service_links: Some(false),
-            termination_grace_period_seconds: Some(grace),
-            node_selector: (!settings.node_selector.is_empty())
-                .then(|| settings.node_selector.clone()),
-            tolerations: (!settings.tolerations.is_empty()).then(|| settings.tolerations.clone()),
-            host_network: settings.host_network.filter(|&on| on),
-            volumes: (!settings.volumes.is_empty()).then(|| settings.volumes.clone()),
-            security_context: Some(PodSecurityContext {
-                run_as_non_root: Some(true),
-                run_as_user: Some(65532),
-                run_as_group: Some(65532),
-                seccomp_profile: Some(SeccompProfile {
-                    type_: "RuntimeDefault".to_owned(),
-                    localhost_profile: None,
-                }),
-                ..PodSecurityContext::default()
-            }),
-            ..PodSpec::default()
-        }),
-    };
+    let template = worker.template();
     let hash = template_hash(&template);
     Deployment {
         metadata: ObjectMeta {
             name: Some(deployment_name(spiderid)),
             namespace: Some(config.namespace.clone()),
-            labels: Some(meta_labels),
+            labels: Some(object_labels(spiderid)),
             annotations: Some([(TEMPLATE_HASH.to_owned(), hash)].into()),
             ..ObjectMeta::default()
         },
         spec: DeploymentSpec {
             replicas: Some(i32::try_from(replicas).unwrap_or(i32::MAX)),
             selector: LabelSelector {
-                match_labels: Some(labels),
+                match_labels: Some(selector_labels(spiderid)),
                 match_expressions: None,
             },
             template,
-            strategy: Some(DeploymentStrategy {
-                type_: Some("RollingUpdate".to_owned()),
-                rolling_update: Some(RollingUpdateDeployment {
-                    max_surge: Some(IntOrString::String("25%".to_owned())),
-                    max_unavailable: Some(IntOrString::String("25%".to_owned())),
-                }),
-            }),
+            strategy: Some(rolling_update()),
             ..DeploymentSpec::default()
         },
         status: None,
+    }
+}
+
+/// The labels that select a fleet's pods (on the pods and in the Deployment's selector).
+fn selector_labels(spiderid: &str) -> BTreeMap<String, String> {
+    [
+        (NAME_LABEL.0.to_owned(), NAME_LABEL.1.to_owned()),
+        (SPIDER_LABEL.to_owned(), spiderid.to_owned()),
+    ]
+    .into()
+}
+
+/// The labels of the Deployment itself: its pods' and what marks it as the operator's.
+fn object_labels(spiderid: &str) -> BTreeMap<String, String> {
+    let mut labels = selector_labels(spiderid);
+    labels.insert(MANAGED_BY.0.to_owned(), MANAGED_BY.1.to_owned());
+    labels.insert(
+        contract::label::COMPONENT.to_owned(),
+        contract::WORKER_COMPONENT.to_owned(),
+    );
+    labels
+}
+
+fn rolling_update() -> DeploymentStrategy {
+    DeploymentStrategy {
+        type_: Some("RollingUpdate".to_owned()),
+        rolling_update: Some(RollingUpdateDeployment {
+            max_surge: Some(IntOrString::String("25%".to_owned())),
+            max_unavailable: Some(IntOrString::String("25%".to_owned())),
+        }),
+    }
+}
+
+/// What one fleet's worker pods are built from.
+struct WorkerPod<'a> {
+    config: &'a FleetConfig,
+    connections: &'a Connections,
+    /// The fleet's effective settings (defaults overlaid with its own).
+    settings: FleetSettings,
+    spiderid: &'a str,
+}
+
+impl WorkerPod<'_> {
+    fn template(&self) -> PodTemplateSpec {
+        let settings = &self.settings;
+        PodTemplateSpec {
+            metadata: Some(ObjectMeta {
+                labels: Some(selector_labels(self.spiderid)),
+                ..ObjectMeta::default()
+            }),
+            spec: Some(PodSpec {
+                containers: vec![self.container()],
+                automount_service_account_token: Some(false),
+                enable_service_links: Some(false),
+                termination_grace_period_seconds: Some(
+                    settings.termination_grace_period_seconds.unwrap_or(30),
+                ),
+                node_selector: (!settings.node_selector.is_empty())
+                    .then(|| settings.node_selector.clone()),
+                tolerations: (!settings.tolerations.is_empty())
+                    .then(|| settings.tolerations.clone()),
+                host_network: settings.host_network.filter(|&on| on),
+                volumes: (!settings.volumes.is_empty()).then(|| settings.volumes.clone()),
+                security_context: Some(pod_security_context()),
+                ..PodSpec::default()
+            }),
+        }
+    }
+
+    fn metrics_port(&self) -> u16 {
+        self.settings.metrics_port.unwrap_or(METRICS_PORT)
+    }
+
+    fn container(&self) -> Container {
+        let settings = &self.settings;
+        let mut args = vec!["run".to_owned()];
+        args.extend(settings.args.iter().cloned());
+        Container {
+            name: "worker".to_owned(),
+            image: Some(
+                settings
+                    .image
+                    .clone()
+                    .unwrap_or_else(|| DEFAULT_IMAGE.to_owned()),
+            ),
+            image_pull_policy: settings.image_pull_policy.clone(),
+            command: Some(vec![contract::WORKER.to_owned()]),
+            args: Some(args),
+            env: Some(self.env()),
+            ports: Some(vec![ContainerPort {
+                name: Some("metrics".to_owned()),
+                container_port: i32::from(self.metrics_port()),
+                ..ContainerPort::default()
+            }]),
+            readiness_probe: Some(probe("/readyz", 5)),
+            liveness_probe: Some(probe("/healthz", 10)),
+            resources: settings.resources.clone(),
+            volume_mounts: (!settings.volume_mounts.is_empty())
+                .then(|| settings.volume_mounts.clone()),
+            security_context: Some(container_security_context()),
+            ..Container::default()
+        }
+    }
+
+    /// The worker's environment: what the operator knows, then the fleet's own `env`, which
+    /// wins over it.
+    fn env(&self) -> Vec<EnvVar> {
+        let config = self.config;
+        let connections = self.connections;
+        let kafka_brokers = config
+            .kafka_brokers
+            .as_deref()
+            .unwrap_or(&connections.kafka_brokers);
+        let mut env = vec![
+            plain_env(env::SPIDER, self.spiderid),
+            plain_env(
+                env::METRICS_ADDR,
+                &format!("0.0.0.0:{}", self.metrics_port()),
+            ),
+            self.redis_url_env(),
+            plain_env(env::REDIS_PREFIX, &connections.redis_prefix),
+            plain_env(env::KAFKA_BROKERS, kafka_brokers),
+            plain_env(env::TOPIC_PREFIX, &connections.topic_prefix),
+            plain_env(env::LOG_FORMAT, "json"),
+            EnvVar {
+                name: env::WORKER_NAME.to_owned(),
+                value: None,
+                value_from: Some(EnvVarSource {
+                    field_ref: Some(ObjectFieldSelector {
+                        field_path: "metadata.name".to_owned(),
+                        api_version: None,
+                    }),
+                    ..EnvVarSource::default()
+                }),
+            },
+        ];
+        for extra in &self.settings.env {
+            env.retain(|e| e.name != extra.name);
+            env.push(extra.clone());
+        }
+        env
+    }
+
+    /// The Redis URL from the configured Secret, else the configured URL, else the
+    /// operator's own.
+    fn redis_url_env(&self) -> EnvVar {
+        match &self.config.redis_url_secret {
+            Some(secret) => EnvVar {
+                name: env::REDIS_URL.to_owned(),
+                value: None,
+                value_from: Some(EnvVarSource {
+                    secret_key_ref: Some(SecretKeySelector {
+                        name: secret.name.clone(),
+                        key: secret.key.clone(),
+                        optional: Some(false),
+                    }),
+                    ..EnvVarSource::default()
+                }),
+            },
+            None => plain_env(
+                env::REDIS_URL,
+                self.config
+                    .redis_url
+                    .as_deref()
+                    .unwrap_or(&self.connections.redis_url),
+            ),
+        }
+    }
+}
+
+fn plain_env(name: &str, value: &str) -> EnvVar {
+    EnvVar {
+        name: name.to_owned(),
+        value: Some(value.to_owned()),
+        value_from: None,
+    }
+}
+
+/// An HTTP probe of the worker's metrics port.
+fn probe(path: &str, period_seconds: i32) -> Probe {
+    Probe {
+        http_get: Some(HTTPGetAction {
+            path: Some(path.to_owned()),
+            port: IntOrString::String("metrics".to_owned()),
+            ..HTTPGetAction::default()
+        }),
+        period_seconds: Some(period_seconds),
+        failure_threshold: Some(3),
+        ..Probe::default()
+    }
+}
+
+/// The restricted Pod Security Standard, for the pod.
+fn pod_security_context() -> PodSecurityContext {
+    PodSecurityContext {
+        run_as_non_root: Some(true),
+        run_as_user: Some(65532),
+        run_as_group: Some(65532),
+        seccomp_profile: Some(runtime_default_seccomp()),
+        ..PodSecurityContext::default()
+    }
+}
+
+/// The restricted Pod Security Standard, for the container: no privilege escalation, no
+/// capabilities, a read-only root filesystem.
+fn container_security_context() -> SecurityContext {
+    SecurityContext {
+        allow_privilege_escalation: Some(false),
+        read_only_root_filesystem: Some(true),
+        run_as_non_root: Some(true),
+        capabilities: Some(Capabilities {
+            drop: Some(vec!["ALL".to_owned()]),
+            add: None,
+        }),
+        seccomp_profile: Some(runtime_default_seccomp()),
+        ..SecurityContext::default()
+    }
+}
+
+fn runtime_default_seccomp() -> SeccompProfile {
+    SeccompProfile {
+        type_: "RuntimeDefault".to_owned(),
+        localhost_profile: None,
     }
 }
 
