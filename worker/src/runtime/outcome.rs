@@ -90,10 +90,9 @@ impl std::fmt::Display for LeaseOutcome {
 mod tests {
     use super::*;
 
-    /// The labels dashboards and alerts select on: changing one breaks them silently.
-    #[test]
-    fn labels_are_stable() {
-        let labels = [
+    /// Every outcome with its label.
+    fn every_outcome() -> Vec<(LeaseOutcome, &'static str)> {
+        vec![
             (LeaseOutcome::Ok, "ok"),
             (LeaseOutcome::Retry, "retry"),
             (LeaseOutcome::PageTimeout, "page_timeout"),
@@ -131,10 +130,27 @@ mod tests {
             (LeaseOutcome::Stale, "stale"),
             (LeaseOutcome::GaveUp, "gave_up"),
             (LeaseOutcome::AckFailed, "ack_failed"),
-        ];
-        for (outcome, label) in labels {
+        ]
+    }
+
+    /// The labels dashboards and alerts select on: changing one breaks them silently.
+    #[test]
+    fn labels_are_stable() {
+        for (outcome, label) in every_outcome() {
             assert_eq!(outcome.as_str(), label);
             assert_eq!(outcome.to_string(), label);
+        }
+    }
+
+    #[test]
+    fn every_label_is_documented_for_operators() {
+        let path = concat!(env!("CARGO_MANIFEST_DIR"), "/../docs/operations.md");
+        let docs = std::fs::read_to_string(path).expect("docs/operations.md is readable");
+        for (_, label) in every_outcome() {
+            assert!(
+                docs.contains(&format!("`{label}`")),
+                "docs/operations.md does not explain the outcome `{label}`"
+            );
         }
     }
 }
