@@ -6,7 +6,6 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use clap::{Args, Parser, Subcommand, ValueEnum};
-use kubecrawl_api::contract::env;
 use kubecrawl_connect::kafka::{KafkaArgs, KafkaSecurity};
 use kubecrawl_connect::redis::{RedisArgs, RedisSecurity};
 
@@ -78,7 +77,7 @@ pub struct FetchArgs {
     pub max_redirects: usize,
     /// Allow fetching private, loopback and link-local addresses (refused by default so that
     /// a crawler in a cluster cannot reach the cluster's own network).
-    #[arg(long, env = env::ALLOW_PRIVATE_NETWORKS)]
+    #[arg(long, env = kubecrawl_api::contract::env::ALLOW_PRIVATE_NETWORKS)]
     pub allow_private_networks: bool,
     /// The User-Agent sent when a job sets none.
     #[arg(long, env = "KUBECRAWL_USER_AGENT")]
@@ -98,7 +97,7 @@ pub struct FetchArgs {
     #[arg(long = "resolve", env = "KUBECRAWL_RESOLVE", value_delimiter = ',', value_parser = parse_resolve)]
     pub resolve: Vec<(String, SocketAddr)>,
     /// The most fetches in flight at once.
-    #[arg(long, env = env::CONCURRENCY, default_value_t = 64)]
+    #[arg(long, env = kubecrawl_api::contract::env::CONCURRENCY, default_value_t = 64)]
     pub concurrency: usize,
     /// The most fetches in flight to one host at once.
     #[arg(long, env = "KUBECRAWL_PER_HOST_CONCURRENCY", default_value_t = 16)]
@@ -110,10 +109,10 @@ pub struct FetchArgs {
 #[derive(Debug, Clone, Args)]
 pub struct KafkaOutputArgs {
     /// Topic prefix: records go to `<prefix>.crawled_firehose`.
-    #[arg(long, env = env::TOPIC_PREFIX, default_value = "kubecrawl")]
+    #[arg(long, env = kubecrawl_api::contract::env::TOPIC_PREFIX, default_value = "kubecrawl")]
     pub topic_prefix: String,
     /// Also write each record to `<prefix>.crawled_<appid>`.
-    #[arg(long, env = env::PER_APPID_TOPICS)]
+    #[arg(long, env = kubecrawl_api::contract::env::PER_APPID_TOPICS)]
     pub per_appid_topics: bool,
     /// How long a record may wait for Kafka's acknowledgement.
     #[arg(long, env = "KUBECRAWL_KAFKA_DELIVERY_TIMEOUT", default_value = "60s", value_parser = humantime::parse_duration)]
@@ -194,7 +193,7 @@ pub struct CrawlArgs {
 #[derive(Debug, Clone, Args)]
 pub struct RunArgs {
     /// The spider fleet this worker serves.
-    #[arg(long, env = env::SPIDER)]
+    #[arg(long, env = kubecrawl_api::contract::env::SPIDER)]
     pub spider: String,
     /// The Redis frontier.
     #[command(flatten)]
@@ -209,10 +208,10 @@ pub struct RunArgs {
     #[command(flatten)]
     pub fetch: FetchArgs,
     /// Where /metrics, /healthz and /readyz are served.
-    #[arg(long, env = env::METRICS_ADDR, default_value = "0.0.0.0:9090")]
+    #[arg(long, env = kubecrawl_api::contract::env::METRICS_ADDR, default_value = "0.0.0.0:9090")]
     pub metrics_addr: SocketAddr,
     /// This worker's name in heartbeats; defaults to `<hostname>-<pid>`.
-    #[arg(long, env = env::WORKER_NAME)]
+    #[arg(long, env = kubecrawl_api::contract::env::WORKER_NAME)]
     pub worker_name: Option<String>,
     /// The most requests asked for in one lease call.
     #[arg(long, env = "KUBECRAWL_LEASE_BATCH", default_value_t = 32)]
@@ -264,7 +263,7 @@ mod tests {
             .filter_map(|a| a.get_env())
             .map(|e| e.to_string_lossy().into_owned())
             .collect();
-        for name in env::WORKER {
+        for name in kubecrawl_api::contract::env::WORKER {
             assert!(
                 read.iter().any(|r| r == name),
                 "`kubecrawl-worker run` does not read {name}: {read:?}"

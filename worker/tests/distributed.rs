@@ -18,7 +18,8 @@ use std::path::PathBuf;
 use std::process::{ExitStatus, Stdio};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
-use kubecrawl_api::{CrawlRequest, JobRef, PageRecord, Politeness, contract};
+use kubecrawl_api::contract;
+use kubecrawl_api::{CrawlRequest, JobRef, PageRecord, Politeness};
 use kubecrawl_connect::redis::RedisSecurity;
 use kubecrawl_e2e::site::{GroundTruth, SiteConfig, TestSite};
 use kubecrawl_frontier::{Frontier, FrontierConfig, JobPolicy, JobStats, RedisFrontier};
