@@ -21,7 +21,7 @@ use futures::StreamExt;
 use k8s_openapi::api::core::v1::Pod;
 use kube::api::{Api, ListParams};
 use kube::runtime::watcher::{self, Event};
-use kubecrawl_api::{CrawlJob, PageRecord, Phase, contract};
+use kubecrawl_api::{CrawlJob, PageRecord, Phase};
 use kubecrawl_e2e::site::{SiteConfig, TestSite};
 use kubecrawl_e2e::{TestEnv, TestNamespace, ensure_crd, kubectl_ok, repo_path};
 
@@ -181,7 +181,7 @@ fn pods_named(log: &Mutex<PodLog>, name: &str) -> Vec<Pod> {
             p.metadata
                 .labels
                 .as_ref()
-                .and_then(|l| l.get(contract::label::NAME))
+                .and_then(|l| l.get("app.kubernetes.io/name"))
                 .is_some_and(|n| n == name)
         })
         .cloned()
@@ -325,7 +325,7 @@ async fn the_chart_runs_on_a_real_node_and_a_deleted_worker_drains_losing_nothin
     // and exits 0; its replacement finishes the crawl.
     let deadline = tokio::time::Instant::now() + Duration::from_secs(120);
     let victim = loop {
-        let ready: Vec<Pod> = pods_named(&log, contract::WORKER)
+        let ready: Vec<Pod> = pods_named(&log, "kubecrawl-worker")
             .into_iter()
             .filter(pod_ready)
             .collect();
@@ -345,7 +345,7 @@ async fn the_chart_runs_on_a_real_node_and_a_deleted_worker_drains_losing_nothin
         assert!(
             tokio::time::Instant::now() < deadline,
             "no Ready worker crawling (pages {pages}): {:#?}",
-            pods_named(&log, contract::WORKER)
+            pods_named(&log, "kubecrawl-worker")
                 .iter()
                 .map(|p| &p.status)
                 .collect::<Vec<_>>()
@@ -400,7 +400,7 @@ async fn the_chart_runs_on_a_real_node_and_a_deleted_worker_drains_losing_nothin
     // Nothing lost: every reachable page is in Kafka (at least once).
     let records = firehose(
         &env.kafka_brokers,
-        &contract::topic::firehose(&prefix),
+        &format!("{prefix}.crawled_firehose"),
         "node1",
     );
     let got: BTreeSet<String> = records.iter().map(|r| r.url.clone()).collect();

@@ -12,7 +12,7 @@ use std::time::Duration;
 use anyhow::{Context, Result, bail};
 use k8s_openapi::api::apps::v1::Deployment;
 use kube::api::{Api, PostParams};
-use kubecrawl_api::{CrawlJob, JobRef, contract};
+use kubecrawl_api::{CrawlJob, JobRef};
 use tokio::process::{Child, Command};
 
 use crate::kubelet::{CommandMap, FakeKubelet, KubeletConfig, Signal};
@@ -296,7 +296,7 @@ impl Cluster {
     pub async fn fleet_replicas(&self, spider: &str) -> Result<Option<i32>> {
         Ok(self
             .deployments()
-            .get_opt(&contract::worker_deployment(spider))
+            .get_opt(&kubecrawl_api::contract::worker_deployment(spider))
             .await?
             .and_then(|d| d.spec.replicas))
     }

@@ -1,7 +1,6 @@
 //! The Helm chart: lint-clean, its CRD is the generated one, and what it renders is accepted
 //! by the real API server (`kubectl apply --dry-run=server`), in its default and dev modes.
 
-use kubecrawl_api::contract;
 use kubecrawl_e2e::{TestNamespace, ensure_crd, kubectl, repo_path};
 
 fn helm(args: &[&str]) -> (bool, String) {
@@ -214,6 +213,7 @@ fn secrets_come_from_secrets_as_mounted_files() {
 /// name the chart misspells would be silently ignored by every worker.
 #[test]
 fn the_workers_env_names_are_the_workers_contract() {
+    use kubecrawl_api::contract::env;
     let every_option = format!(
         "{TLS},kafka.tls.clientSecret=kafka-client,workers.allowPrivateNetworks=true,\
 kafka.properties.linger\\.ms=5"
@@ -235,17 +235,17 @@ kafka.properties.linger\\.ms=5"
         .filter_map(|e| e["name"].as_str())
         .collect();
     for must in [
-        contract::env::CONCURRENCY,
-        contract::env::ALLOW_PRIVATE_NETWORKS,
-        contract::env::KAFKA_PROPERTIES,
-        contract::env::KAFKA_CERT_FILE,
-        contract::env::REDIS_PASSWORD_FILE,
+        env::CONCURRENCY,
+        env::ALLOW_PRIVATE_NETWORKS,
+        env::KAFKA_PROPERTIES,
+        env::KAFKA_CERT_FILE,
+        env::REDIS_PASSWORD_FILE,
     ] {
         assert!(names.contains(&must), "{must} rendered: {names:?}");
     }
     for name in &names {
         assert!(
-            contract::env::WORKER.contains(name),
+            env::WORKER.contains(name),
             "the chart sets {name} for the workers, which no worker reads"
         );
     }

@@ -18,7 +18,6 @@ use std::path::PathBuf;
 use std::process::{ExitStatus, Stdio};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
-use kubecrawl_api::contract;
 use kubecrawl_api::{CrawlRequest, JobRef, PageRecord, Politeness};
 use kubecrawl_connect::redis::RedisSecurity;
 use kubecrawl_e2e::site::{GroundTruth, SiteConfig, TestSite};
@@ -208,7 +207,7 @@ impl Crawl {
     }
 
     fn topic(&self) -> String {
-        contract::topic::firehose(&self.prefix)
+        format!("{}.crawled_firehose", self.prefix)
     }
 
     /// Starts `kubecrawl-worker run` configured as the operator's Deployment configures it.
@@ -235,19 +234,19 @@ impl Crawl {
             .arg("run")
             // Only what a Deployment sets: nothing leaks in from the developer's shell.
             .env_clear()
-            .env(contract::env::SPIDER, SPIDER)
-            .env(contract::env::REDIS_URL, &self.services.redis_url)
-            .env(contract::env::REDIS_PREFIX, &self.prefix)
-            .env(contract::env::KAFKA_BROKERS, &self.services.kafka_brokers)
-            .env(contract::env::TOPIC_PREFIX, &self.prefix)
-            .env(contract::env::METRICS_ADDR, "127.0.0.1:0")
-            .env(contract::env::ALLOW_PRIVATE_NETWORKS, "true")
+            .env("KUBECRAWL_SPIDER", SPIDER)
+            .env("KUBECRAWL_REDIS_URL", &self.services.redis_url)
+            .env("KUBECRAWL_REDIS_PREFIX", &self.prefix)
+            .env("KUBECRAWL_KAFKA_BROKERS", &self.services.kafka_brokers)
+            .env("KUBECRAWL_TOPIC_PREFIX", &self.prefix)
+            .env("KUBECRAWL_METRICS_ADDR", "127.0.0.1:0")
+            .env("KUBECRAWL_ALLOW_PRIVATE_NETWORKS", "true")
             .env("KUBECRAWL_RESOLVE", resolve.join(","))
             .env("KUBECRAWL_LEASE_DURATION", lease_duration)
-            .env(contract::env::WORKER_NAME, name)
+            .env("KUBECRAWL_WORKER_NAME", name)
             // Tells the records (and the site's log) of each worker apart.
             .env("KUBECRAWL_USER_AGENT", user_agent(name))
-            .env(contract::env::LOG_FORMAT, "json")
+            .env("KUBECRAWL_LOG_FORMAT", "json")
             .env("KUBECRAWL_LOG", "info")
             .envs(self.services.worker_env.iter().cloned())
             .envs(env.iter().copied())
@@ -377,7 +376,7 @@ impl Crawl {
             .kafka_config()
             .create()
             .expect("kafka admin client");
-        let dead_letters = contract::topic::dead_letter(&self.prefix);
+        let dead_letters = format!("{}.crawled_deadletter", self.prefix);
         let deleted = admin
             .delete_topics(
                 &[&self.topic(), &dead_letters],
@@ -727,7 +726,7 @@ async fn a_record_kafka_never_accepts_is_dead_lettered_not_looped() {
     assert!(status.success(), "exit {status}\n{}", workers[0].log_text());
     let published = crawl.records().await;
     let dead = crawl
-        .records_of(contract::topic::dead_letter(&crawl.prefix))
+        .records_of(format!("{}.crawled_deadletter", crawl.prefix))
         .await;
     let log = crawl.site.request_log();
     crawl.clean_up().await;
