@@ -8,6 +8,8 @@
 //! - [`crawljob`]: the `CrawlJob` custom resource (`crawljobs.kubecrawl.io/v1alpha1`), its spec
 //!   (Scrapy Cluster's crawl request in Kubernetes camelCase), its status and the validation the
 //!   API server enforces. The `crdgen` binary prints its CustomResourceDefinition.
+//! - [`contract`]: the names processes agree on — the worker's environment variables, Kafka
+//!   topics, the worker Deployment's name, label and annotation keys.
 //! - [`request`]: the request record the frontier queues and hands to workers.
 //! - [`page`]: the page record a worker publishes to Kafka for every response, a superset of
 //!   Scrapy Cluster's `RawResponseItem`.
@@ -15,6 +17,7 @@
 //! What this crate is not: it does not decide policy (the frontier does) or talk to the API
 //! server (the operator does); it only says what the data looks like.
 
+pub mod contract;
 pub mod crawljob;
 pub mod page;
 pub mod request;

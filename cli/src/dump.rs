@@ -9,6 +9,7 @@
 use std::io::Write;
 use std::time::Duration;
 
+use kubecrawl_api::contract::topic;
 use rdkafka::ClientConfig;
 use rdkafka::consumer::{Consumer, StreamConsumer};
 use rdkafka::message::Message;
@@ -20,11 +21,6 @@ use crate::{Error, Result};
 
 /// How often a missing topic is looked for again.
 const METADATA_REFRESH: Duration = Duration::from_secs(2);
-
-/// The firehose topic of a prefix.
-pub fn firehose(prefix: &str) -> String {
-    format!("{prefix}.crawled_firehose")
-}
 
 /// The client configuration of the Kafka flags (brokers, TLS, SASL, extra properties),
 /// once the brokers have accepted it: a wrong CA or password ends the command here.
@@ -79,7 +75,7 @@ pub async fn run(args: &DumpArgs, out: &mut impl Write, shutdown: CancellationTo
     let topic = args
         .topic
         .clone()
-        .unwrap_or_else(|| firehose(&args.kafka.topic_prefix));
+        .unwrap_or_else(|| topic::firehose(&args.kafka.topic_prefix));
     let group = format!(
         "kubecrawl-dump-{}-{}",
         std::process::id(),

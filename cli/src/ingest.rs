@@ -49,6 +49,7 @@
 use std::sync::{Arc, LazyLock};
 use std::time::Duration;
 
+use kubecrawl_api::contract;
 use kubecrawl_frontier::Frontier;
 use kubecrawl_process::connect::kafka::is_permanent_refusal;
 use kubecrawl_process::format_chain;
@@ -80,16 +81,6 @@ pub const HANDLE_ATTEMPTS: u32 = 5;
 const ERROR_PAUSE: Duration = Duration::from_millis(200);
 /// The first and the longest pause before a message is tried again.
 const RETRY_PAUSE: (Duration, Duration) = (Duration::from_millis(500), Duration::from_secs(30));
-
-/// The topic requests come in on.
-pub fn incoming(prefix: &str) -> String {
-    format!("{prefix}.incoming")
-}
-
-/// The topic answers go out on.
-pub fn outbound(prefix: &str) -> String {
-    format!("{prefix}.outbound_firehose")
-}
 
 /// An action.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -455,8 +446,8 @@ pub async fn run(args: &IngestArgs, shutdown: CancellationToken) -> Result<()> {
     let jobs = Jobs::connect(args.kube.namespace.as_deref()).await?;
     let frontier = actions::connect_frontier(&args.redis).await?;
     let handler = Handler::new(jobs, frontier, args.redis.spiders.clone());
-    let topic = incoming(&args.kafka.topic_prefix);
-    let answers = outbound(&args.kafka.topic_prefix);
+    let topic = contract::topic::incoming(&args.kafka.topic_prefix);
+    let answers = contract::topic::outbound(&args.kafka.topic_prefix);
     let kafka = crate::dump::client_config(&args.kafka).await?;
     let consumer: StreamConsumer = kafka
         .clone()

@@ -16,7 +16,7 @@ use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
 use kube::api::{Api, DeleteParams, ListParams, Patch, PatchParams, PostParams};
 use kube::{Client, ResourceExt};
 use kubecrawl_api::crawljob::MAX_SEEDS;
-use kubecrawl_api::{CrawlJob, Phase};
+use kubecrawl_api::{CrawlJob, Phase, contract};
 use serde_json::{Value, json};
 
 use crate::request::{self, CrawlRequest};
@@ -231,8 +231,8 @@ impl Jobs {
         job.metadata.namespace = Some(self.namespace.clone());
         job.metadata.labels = Some(
             [(
-                "app.kubernetes.io/created-by".to_owned(),
-                "kubecrawl-cli".to_owned(),
+                contract::label::CREATED_BY.to_owned(),
+                contract::CLI.to_owned(),
             )]
             .into(),
         );

@@ -11,8 +11,7 @@
 //! replicas or pod template differ from what the API server has (a hash of the template is
 //! kept in an annotation), so steady state costs no writes.
 
-use std::collections::{BTreeMap, BTreeSet, hash_map::DefaultHasher};
-use std::hash::{Hash, Hasher};
+use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;
 
 use k8s_openapi::api::apps::v1::{
@@ -28,19 +27,20 @@ use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
 use kube::api::{Api, ObjectMeta, Patch, PatchParams};
 use kube::runtime::reflector::{ObjectRef, Store};
 use kube::{Client, ResourceExt};
+use kubecrawl_api::contract::{self, env};
 use kubecrawl_api::{CrawlJob, Phase};
 use serde::{Deserialize, Serialize};
 
 use crate::{Error, Result};
 
 /// The field manager of every write the operator makes.
-pub const MANAGER: &str = "kubecrawl-operator";
+pub const MANAGER: &str = contract::OPERATOR;
 /// Label naming a worker Deployment's spider.
-pub const SPIDER_LABEL: &str = "kubecrawl.io/spiderid";
+pub const SPIDER_LABEL: &str = contract::label::SPIDERID;
 /// Label marking what the operator manages.
-pub const MANAGED_BY: (&str, &str) = ("app.kubernetes.io/managed-by", "kubecrawl-operator");
-const NAME_LABEL: (&str, &str) = ("app.kubernetes.io/name", "kubecrawl-worker");
-const TEMPLATE_HASH: &str = "kubecrawl.io/template-hash";
+pub const MANAGED_BY: (&str, &str) = (contract::label::MANAGED_BY, contract::OPERATOR);
+const NAME_LABEL: (&str, &str) = (contract::label::NAME, contract::WORKER);
+const TEMPLATE_HASH: &str = contract::annotation::TEMPLATE_HASH;
 /// The port workers serve `/metrics`, `/healthz` and `/readyz` on, unless a fleet names
 /// another.
 pub const METRICS_PORT: u16 = 9090;
@@ -271,7 +271,7 @@ pub struct Connections {
 
 /// The name of a fleet's Deployment.
 pub fn deployment_name(spiderid: &str) -> String {
-    format!("kubecrawl-worker-{spiderid}")
+    contract::worker_deployment(spiderid)
 }
 
 /// Whether a job counts toward its fleet's replicas.
@@ -324,189 +324,278 @@ pub fn deployment(
     spiderid: &str,
     replicas: u32,
 ) -> Deployment {
-    let settings = config.settings(spiderid);
-    let labels: BTreeMap<String, String> = [
-        (NAME_LABEL.0.to_owned(), NAME_LABEL.1.to_owned()),
-        (SPIDER_LABEL.to_owned(), spiderid.to_owned()),
-    ]
-    .into();
-    let mut meta_labels = labels.clone();
-    meta_labels.insert(MANAGED_BY.0.to_owned(), MANAGED_BY.1.to_owned());
-    meta_labels.insert(
-        "app.kubernetes.io/component".to_owned(),
-        "worker".to_owned(),
-    );
-
-    let value = |name: &str, value: &str| EnvVar {
-        name: name.to_owned(),
-        value: Some(value.to_owned()),
-        value_from: None,
+    let worker = WorkerPod {
+        config,
+        connections,
+        settings: config.settings(spiderid),
+        spiderid,
     };
-    let redis_env = match &config.redis_url_secret {
-        Some(secret) => EnvVar {
-            name: "KUBECRAWL_REDIS_URL".to_owned(),
-            value: None,
-            value_from: Some(EnvVarSource {
-                secret_key_ref: Some(SecretKeySelector {
-                    name: secret.name.clone(),
-                    key: secret.key.clone(),
-                    optional: Some(false),
-                }),
-                ..EnvVarSource::default()
-            }),
-        },
-        None => value(
-            "KUBECRAWL_REDIS_URL",
-            config
-                .redis_url
-                .as_deref()
-                .unwrap_or(&connections.redis_url),
-        ),
-    };
-    let metrics_port = settings.metrics_port.unwrap_or(METRICS_PORT);
-    let mut env = vec![
-        value("KUBECRAWL_SPIDER", spiderid),
-        value("KUBECRAWL_METRICS_ADDR", &format!("0.0.0.0:{metrics_port}")),
-        redis_env,
-        value("KUBECRAWL_REDIS_PREFIX", &connections.redis_prefix),
-        value(
-            "KUBECRAWL_KAFKA_BROKERS",
-            config
-                .kafka_brokers
-                .as_deref()
-                .unwrap_or(&connections.kafka_brokers),
-        ),
-        value("KUBECRAWL_TOPIC_PREFIX", &connections.topic_prefix),
-        value("KUBECRAWL_LOG_FORMAT", "json"),
-        EnvVar {
-            name: "KUBECRAWL_WORKER_NAME".to_owned(),
-            value: None,
-            value_from: Some(EnvVarSource {
-                field_ref: Some(ObjectFieldSelector {
-                    field_path: "metadata.name".to_owned(),
-                    api_version: None,
-                }),
-                ..EnvVarSource::default()
-            }),
-        },
-    ];
-    for extra in &settings.env {
-        env.retain(|e| e.name != extra.name);
-        env.push(extra.clone());
-    }
-    let mut args = vec!["run".to_owned()];
-    args.extend(settings.args.iter().cloned());
-    let probe = |path: &str, period: i32| Probe {
-        http_get: Some(HTTPGetAction {
-            path: Some(path.to_owned()),
-            port: IntOrString::String("metrics".to_owned()),
-            ..HTTPGetAction::default()
-        }),
-        period_seconds: Some(period),
-        failure_threshold: Some(3),
-        ..Probe::default()
-    };
-    let grace = settings.termination_grace_period_seconds.unwrap_or(30);
-    let container = Container {
-        name: "worker".to_owned(),
-        image: Some(
-            settings
-                .image
-                .clone()
-                .unwrap_or_else(|| DEFAULT_IMAGE.to_owned()),
-        ),
-        image_pull_policy: settings.image_pull_policy.clone(),
-        command: Some(vec!["kubecrawl-worker".to_owned()]),
-        args: Some(args),
-        env: Some(env),
-        ports: Some(vec![ContainerPort {
-            name: Some("metrics".to_owned()),
-            container_port: i32::from(metrics_port),
-            ..ContainerPort::default()
-        }]),
-        readiness_probe: Some(probe("/readyz", 5)),
-        liveness_probe: Some(probe("/healthz", 10)),
-        resources: settings.resources.clone(),
-        volume_mounts: (!settings.volume_mounts.is_empty()).then(|| settings.volume_mounts.clone()),
-        security_context: Some(SecurityContext {
-            allow_privilege_escalation: Some(false),
-            read_only_root_filesystem: Some(true),
-            run_as_non_root: Some(true),
-            capabilities: Some(Capabilities {
-                drop: Some(vec!["ALL".to_owned()]),
-                add: None,
-            }),
-            seccomp_profile: Some(SeccompProfile {
-                type_: "RuntimeDefault".to_owned(),
-                localhost_profile: None,
-            }),
-            ..SecurityContext::default()
-        }),
-        ..Container::default()
-    };
-    let template = PodTemplateSpec {
-        metadata: Some(ObjectMeta {
-            labels: Some(labels.clone()),
-            ..ObjectMeta::default()
-        }),
-        spec: Some(PodSpec {
-            containers: vec![container],
-            automount_service_account_token: Some(false),
-            enable_service_links: Some(false),
-            termination_grace_period_seconds: Some(grace),
-            node_selector: (!settings.node_selector.is_empty())
-                .then(|| settings.node_selector.clone()),
-            tolerations: (!settings.tolerations.is_empty()).then(|| settings.tolerations.clone()),
-            host_network: settings.host_network.filter(|&on| on),
-            volumes: (!settings.volumes.is_empty()).then(|| settings.volumes.clone()),
-            security_context: Some(PodSecurityContext {
-                run_as_non_root: Some(true),
-                run_as_user: Some(65532),
-                run_as_group: Some(65532),
-                seccomp_profile: Some(SeccompProfile {
-                    type_: "RuntimeDefault".to_owned(),
-                    localhost_profile: None,
-                }),
-                ..PodSecurityContext::default()
-            }),
-            ..PodSpec::default()
-        }),
-    };
+    let template = worker.template();
     let hash = template_hash(&template);
     Deployment {
         metadata: ObjectMeta {
             name: Some(deployment_name(spiderid)),
             namespace: Some(config.namespace.clone()),
-            labels: Some(meta_labels),
+            labels: Some(object_labels(spiderid)),
             annotations: Some([(TEMPLATE_HASH.to_owned(), hash)].into()),
             ..ObjectMeta::default()
         },
         spec: DeploymentSpec {
             replicas: Some(i32::try_from(replicas).unwrap_or(i32::MAX)),
             selector: LabelSelector {
-                match_labels: Some(labels),
+                match_labels: Some(selector_labels(spiderid)),
                 match_expressions: None,
             },
             template,
-            strategy: Some(DeploymentStrategy {
-                type_: Some("RollingUpdate".to_owned()),
-                rolling_update: Some(RollingUpdateDeployment {
-                    max_surge: Some(IntOrString::String("25%".to_owned())),
-                    max_unavailable: Some(IntOrString::String("25%".to_owned())),
-                }),
-            }),
+            strategy: Some(rolling_update()),
             ..DeploymentSpec::default()
         },
         status: None,
     }
 }
 
+/// The labels that select a fleet's pods (on the pods and in the Deployment's selector).
+fn selector_labels(spiderid: &str) -> BTreeMap<String, String> {
+    [
+        (NAME_LABEL.0.to_owned(), NAME_LABEL.1.to_owned()),
+        (SPIDER_LABEL.to_owned(), spiderid.to_owned()),
+    ]
+    .into()
+}
+
+/// The labels of the Deployment itself: its pods' and what marks it as the operator's.
+fn object_labels(spiderid: &str) -> BTreeMap<String, String> {
+    let mut labels = selector_labels(spiderid);
+    labels.insert(MANAGED_BY.0.to_owned(), MANAGED_BY.1.to_owned());
+    labels.insert(
+        contract::label::COMPONENT.to_owned(),
+        contract::WORKER_COMPONENT.to_owned(),
+    );
+    labels
+}
+
+fn rolling_update() -> DeploymentStrategy {
+    DeploymentStrategy {
+        type_: Some("RollingUpdate".to_owned()),
+        rolling_update: Some(RollingUpdateDeployment {
+            max_surge: Some(IntOrString::String("25%".to_owned())),
+            max_unavailable: Some(IntOrString::String("25%".to_owned())),
+        }),
+    }
+}
+
+/// What one fleet's worker pods are built from.
+struct WorkerPod<'a> {
+    config: &'a FleetConfig,
+    connections: &'a Connections,
+    /// The fleet's effective settings (defaults overlaid with its own).
+    settings: FleetSettings,
+    spiderid: &'a str,
+}
+
+impl WorkerPod<'_> {
+    fn template(&self) -> PodTemplateSpec {
+        let settings = &self.settings;
+        PodTemplateSpec {
+            metadata: Some(ObjectMeta {
+                labels: Some(selector_labels(self.spiderid)),
+                ..ObjectMeta::default()
+            }),
+            spec: Some(PodSpec {
+                containers: vec![self.container()],
+                automount_service_account_token: Some(false),
+                enable_service_links: Some(false),
+                termination_grace_period_seconds: Some(
+                    settings.termination_grace_period_seconds.unwrap_or(30),
+                ),
+                node_selector: (!settings.node_selector.is_empty())
+                    .then(|| settings.node_selector.clone()),
+                tolerations: (!settings.tolerations.is_empty())
+                    .then(|| settings.tolerations.clone()),
+                host_network: settings.host_network.filter(|&on| on),
+                volumes: (!settings.volumes.is_empty()).then(|| settings.volumes.clone()),
+                security_context: Some(pod_security_context()),
+                ..PodSpec::default()
+            }),
+        }
+    }
+
+    fn metrics_port(&self) -> u16 {
+        self.settings.metrics_port.unwrap_or(METRICS_PORT)
+    }
+
+    fn container(&self) -> Container {
+        let settings = &self.settings;
+        let mut args = vec!["run".to_owned()];
+        args.extend(settings.args.iter().cloned());
+        Container {
+            name: "worker".to_owned(),
+            image: Some(
+                settings
+                    .image
+                    .clone()
+                    .unwrap_or_else(|| DEFAULT_IMAGE.to_owned()),
+            ),
+            image_pull_policy: settings.image_pull_policy.clone(),
+            command: Some(vec![contract::WORKER.to_owned()]),
+            args: Some(args),
+            env: Some(self.env()),
+            ports: Some(vec![ContainerPort {
+                name: Some("metrics".to_owned()),
+                container_port: i32::from(self.metrics_port()),
+                ..ContainerPort::default()
+            }]),
+            readiness_probe: Some(probe("/readyz", 5)),
+            liveness_probe: Some(probe("/healthz", 10)),
+            resources: settings.resources.clone(),
+            volume_mounts: (!settings.volume_mounts.is_empty())
+                .then(|| settings.volume_mounts.clone()),
+            security_context: Some(container_security_context()),
+            ..Container::default()
+        }
+    }
+
+    /// The worker's environment: what the operator knows, then the fleet's own `env`, which
+    /// wins over it.
+    fn env(&self) -> Vec<EnvVar> {
+        let config = self.config;
+        let connections = self.connections;
+        let kafka_brokers = config
+            .kafka_brokers
+            .as_deref()
+            .unwrap_or(&connections.kafka_brokers);
+        let mut env = vec![
+            plain_env(env::SPIDER, self.spiderid),
+            plain_env(
+                env::METRICS_ADDR,
+                &format!("0.0.0.0:{}", self.metrics_port()),
+            ),
+            self.redis_url_env(),
+            plain_env(env::REDIS_PREFIX, &connections.redis_prefix),
+            plain_env(env::KAFKA_BROKERS, kafka_brokers),
+            plain_env(env::TOPIC_PREFIX, &connections.topic_prefix),
+            plain_env(env::LOG_FORMAT, "json"),
+            EnvVar {
+                name: env::WORKER_NAME.to_owned(),
+                value: None,
+                value_from: Some(EnvVarSource {
+                    field_ref: Some(ObjectFieldSelector {
+                        field_path: "metadata.name".to_owned(),
+                        api_version: None,
+                    }),
+                    ..EnvVarSource::default()
+                }),
+            },
+        ];
+        for extra in &self.settings.env {
+            env.retain(|e| e.name != extra.name);
+            env.push(extra.clone());
+        }
+        env
+    }
+
+    /// The Redis URL from the configured Secret, else the configured URL, else the
+    /// operator's own.
+    fn redis_url_env(&self) -> EnvVar {
+        match &self.config.redis_url_secret {
+            Some(secret) => EnvVar {
+                name: env::REDIS_URL.to_owned(),
+                value: None,
+                value_from: Some(EnvVarSource {
+                    secret_key_ref: Some(SecretKeySelector {
+                        name: secret.name.clone(),
+                        key: secret.key.clone(),
+                        optional: Some(false),
+                    }),
+                    ..EnvVarSource::default()
+                }),
+            },
+            None => plain_env(
+                env::REDIS_URL,
+                self.config
+                    .redis_url
+                    .as_deref()
+                    .unwrap_or(&self.connections.redis_url),
+            ),
+        }
+    }
+}
+
+fn plain_env(name: &str, value: &str) -> EnvVar {
+    EnvVar {
+        name: name.to_owned(),
+        value: Some(value.to_owned()),
+        value_from: None,
+    }
+}
+
+/// An HTTP probe of the worker's metrics port.
+fn probe(path: &str, period_seconds: i32) -> Probe {
+    Probe {
+        http_get: Some(HTTPGetAction {
+            path: Some(path.to_owned()),
+            port: IntOrString::String("metrics".to_owned()),
+            ..HTTPGetAction::default()
+        }),
+        period_seconds: Some(period_seconds),
+        failure_threshold: Some(3),
+        ..Probe::default()
+    }
+}
+
+/// The restricted Pod Security Standard, for the pod.
+fn pod_security_context() -> PodSecurityContext {
+    PodSecurityContext {
+        run_as_non_root: Some(true),
+        run_as_user: Some(65532),
+        run_as_group: Some(65532),
+        seccomp_profile: Some(runtime_default_seccomp()),
+        ..PodSecurityContext::default()
+    }
+}
+
+/// The restricted Pod Security Standard, for the container: no privilege escalation, no
+/// capabilities, a read-only root filesystem.
+fn container_security_context() -> SecurityContext {
+    SecurityContext {
+        allow_privilege_escalation: Some(false),
+        read_only_root_filesystem: Some(true),
+        run_as_non_root: Some(true),
+        capabilities: Some(Capabilities {
+            drop: Some(vec!["ALL".to_owned()]),
+            add: None,
+        }),
+        seccomp_profile: Some(runtime_default_seccomp()),
+        ..SecurityContext::default()
+    }
+}
+
+fn runtime_default_seccomp() -> SeccompProfile {
+    SeccompProfile {
+        type_: "RuntimeDefault".to_owned(),
+        localhost_profile: None,
+    }
+}
+
+/// The hash kept in a Deployment's [`TEMPLATE_HASH`] annotation: FNV-1a (64 bits) over the
+/// template's JSON, whose field order is fixed by its type.
+///
+/// # Guarantees
+/// The same template gives the same hash in every build of the operator, whatever the Rust
+/// release: a hash that changed with the toolchain would re-apply every fleet's Deployment
+/// on upgrade.
 fn template_hash(template: &PodTemplateSpec) -> String {
-    let mut hasher = DefaultHasher::new();
-    serde_json::to_string(template)
-        .unwrap_or_default()
-        .hash(&mut hasher);
-    format!("{:016x}", hasher.finish())
+    let json = serde_json::to_vec(template).unwrap_or_default();
+    format!("{:016x}", fnv1a64(&json))
+}
+
+/// FNV-1a, 64 bits (<http://www.isthe.com/chongo/tech/comp/fnv/>): specified, so stable.
+fn fnv1a64(bytes: &[u8]) -> u64 {
+    const OFFSET_BASIS: u64 = 0xcbf2_9ce4_8422_2325;
+    const PRIME: u64 = 0x0000_0100_0000_01b3;
+    bytes.iter().fold(OFFSET_BASIS, |hash, &byte| {
+        (hash ^ u64::from(byte)).wrapping_mul(PRIME)
+    })
 }
 
 /// Keeps the fleets' Deployments at their desired replicas.
@@ -685,11 +774,8 @@ mod tests {
             .flatten()
             .map(|e| (e.name.as_str(), e.value.clone()))
             .collect();
-        assert_eq!(env["KUBECRAWL_SPIDER"].as_deref(), Some("link"));
-        assert_eq!(
-            env["KUBECRAWL_REDIS_URL"].as_deref(),
-            Some("redis://r:6379")
-        );
+        assert_eq!(env[env::SPIDER].as_deref(), Some("link"));
+        assert_eq!(env[env::REDIS_URL].as_deref(), Some("redis://r:6379"));
         let sc = c.security_context.as_ref().expect("security context");
         assert_eq!(sc.allow_privilege_escalation, Some(false));
         assert_eq!(sc.read_only_root_filesystem, Some(true));
@@ -719,7 +805,7 @@ mod tests {
                 .env
                 .iter()
                 .flatten()
-                .find(|e| e.name == "KUBECRAWL_METRICS_ADDR")
+                .find(|e| e.name == env::METRICS_ADDR)
                 .and_then(|e| e.value.clone());
             let port = c.ports.as_ref().map(|p| p[0].container_port);
             (addr, port)
@@ -778,6 +864,66 @@ mod tests {
         let mount = &pod.containers[0].volume_mounts.as_ref().expect("mounts")[0];
         assert_eq!(mount.name, "redis-ca");
         assert_eq!(mount.read_only, Some(true));
+    }
+
+    #[test]
+    fn fnv1a64_matches_the_reference_vectors() {
+        assert_eq!(fnv1a64(b""), 0xcbf2_9ce4_8422_2325);
+        assert_eq!(fnv1a64(b"a"), 0xaf63_dc4c_8601_ec8c);
+        assert_eq!(fnv1a64(b"foobar"), 0x8594_4171_f739_67e8);
+    }
+
+    fn fixed_template() -> PodTemplateSpec {
+        PodTemplateSpec {
+            metadata: Some(ObjectMeta {
+                labels: Some([(SPIDER_LABEL.to_owned(), "link".to_owned())].into()),
+                ..ObjectMeta::default()
+            }),
+            spec: Some(PodSpec {
+                containers: vec![Container {
+                    name: "worker".to_owned(),
+                    image: Some("kubecrawl/worker:1".to_owned()),
+                    ..Container::default()
+                }],
+                ..PodSpec::default()
+            }),
+        }
+    }
+
+    /// A hash that changes re-applies every fleet's Deployment: this literal changes only
+    /// on purpose. (Regression: the hash came from the standard library's `DefaultHasher`,
+    /// whose output may change with the Rust release.)
+    #[test]
+    fn the_template_hash_is_pinned() {
+        assert_eq!(template_hash(&fixed_template()), "227eaeef0f29074b");
+    }
+
+    #[test]
+    fn a_changed_template_changes_the_hash() {
+        let mut changed = fixed_template();
+        if let Some(pod) = changed.spec.as_mut() {
+            pod.containers[0].image = Some("kubecrawl/worker:2".to_owned());
+        }
+        assert_ne!(template_hash(&changed), template_hash(&fixed_template()));
+    }
+
+    /// The Deployment a fixed configuration gives, pinned through its template hash: a change
+    /// of the builder shows here (and re-applies every fleet on upgrade).
+    #[test]
+    fn the_built_template_is_pinned() {
+        let yaml = "namespace: kc\ndefaults: {image: 'kubecrawl/worker:1', env: [{name: KUBECRAWL_CONCURRENCY, value: '8'}], args: ['--lease-batch', '4'], metricsPort: 9191, tolerations: [{key: a, operator: Exists}], nodeSelector: {disk: ssd}, volumes: [{name: redis-ca, secret: {secretName: my-ca}}], volumeMounts: [{name: redis-ca, mountPath: /ca, readOnly: true}]}\nredisUrlSecret: {name: redis, key: url}\n";
+        let config: FleetConfig = serde_yaml::from_str(yaml).expect("parses");
+        let conns = Connections {
+            redis_url: "redis://r:6379".into(),
+            redis_prefix: "kc".into(),
+            kafka_brokers: "k:9092".into(),
+            topic_prefix: "demo".into(),
+        };
+        let d = deployment(&config, &conns, "link", 2);
+        assert_eq!(
+            d.annotations().get(TEMPLATE_HASH).map(String::as_str),
+            Some("0f35187bd6fadbd2")
+        );
     }
 
     #[test]

@@ -56,6 +56,18 @@ impl Default for Observed {
     }
 }
 
+impl Observed {
+    /// Whether the frontier reports the job's seeds as handed over.
+    fn seeded(&self) -> bool {
+        self.stats.as_ref().is_some_and(|s| s.seeded)
+    }
+
+    /// Why every seed was refused, unless the job was seeded after all.
+    fn refused(&self) -> Option<&str> {
+        self.seeds_refused.as_deref().filter(|_| !self.seeded())
+    }
+}
+
 /// The status a job should have, given its current status and what was observed.
 ///
 /// `completion_grace`: how long a seeded job must be out of work before it is Succeeded.
@@ -66,147 +78,28 @@ pub fn next(
     now: &Time,
 ) -> CrawlJobStatus {
     let current = job.status.clone().unwrap_or_default();
-    let generation = job.metadata.generation;
     let mut status = current.clone();
-    status.observed_generation = generation;
+    status.observed_generation = job.metadata.generation;
     status.ready_workers = observed.ready_workers;
-
     if let Some(stats) = &observed.stats {
-        status.pages = stats.pages;
-        status.items = stats.items;
-        status.bytes = stats.bytes;
-        status.errors = stats.errors;
-        status.retries = stats.retries;
-        status.queued = stats.queued;
-        status.in_flight = stats.in_flight;
-        status.steps = stats.furthest_step;
-        status.status_codes = stats
-            .status_codes
-            .iter()
-            .map(|(code, n)| (code.to_string(), *n))
-            .collect();
+        copy_counts(&mut status, stats);
     }
-
     if observed.epoch.is_some() {
         status.frontier_epoch.clone_from(&observed.epoch);
     }
-    let conditions = &mut status.conditions;
-    if let Some(message) = &observed.frontier_lost {
-        set_condition(
-            conditions,
-            FRONTIER_LOST,
-            true,
-            "RedisDataLost",
-            message,
-            generation,
-            now,
-        );
+    if observed.seeded() && status.start_time.is_none() {
+        status.start_time = Some(now.clone());
     }
-    match &observed.validity {
-        Ok(()) => set_condition(
-            conditions,
-            VALID,
-            true,
-            "Accepted",
-            "the spec passed the operator's checks",
-            generation,
-            now,
-        ),
-        Err(message) => set_condition(
-            conditions,
-            VALID,
-            false,
-            "InvalidSpec",
-            message,
-            generation,
-            now,
-        ),
-    }
-    let seeded = observed.stats.as_ref().is_some_and(|s| s.seeded);
-    if seeded {
-        set_condition(
-            conditions,
-            SEEDED,
-            true,
-            "Seeded",
-            "the seeds were handed to the frontier",
-            generation,
-            now,
-        );
-        if status.start_time.is_none() {
-            status.start_time = Some(now.clone());
-        }
-    }
-    let refused = observed.seeds_refused.as_deref().filter(|_| !seeded);
-    if let Some(message) = refused {
-        set_condition(
-            conditions,
-            SEEDED,
-            false,
-            SEEDS_REFUSED,
-            message,
-            generation,
-            now,
-        );
-    }
+    status.phase = phase(job, observed, current.phase, completion_grace);
 
-    let finished = observed.stats.as_ref().is_some_and(JobStats::finished);
-    let was = current.phase;
-    status.phase = if observed.validity.is_err() {
-        Phase::Failed
-    } else if observed.expired {
-        Phase::Expired
-    } else if job.spec.suspend {
-        Phase::Suspended
-    } else if refused.is_some() {
-        Phase::Failed
-    } else if finished
-        && (was == Phase::Succeeded
-            || observed
-                .idle_for
-                .is_some_and(|idle| idle >= completion_grace))
-    {
-        Phase::Succeeded
-    } else if seeded {
-        Phase::Running
-    } else {
-        Phase::Pending
+    let mut conditions = Conditions {
+        list: &mut status.conditions,
+        generation: job.metadata.generation,
+        now,
     };
+    conditions.observed(observed);
+    conditions.completion(status.phase);
 
-    match status.phase {
-        Phase::Succeeded => set_condition(
-            conditions,
-            COMPLETE,
-            true,
-            "OutOfWork",
-            "nothing queued or in flight",
-            generation,
-            now,
-        ),
-        Phase::Expired => set_condition(
-            conditions,
-            COMPLETE,
-            true,
-            "Expired",
-            "the job's expires time passed",
-            generation,
-            now,
-        ),
-        Phase::Failed => {}
-        _ => {
-            if conditions.iter().any(|c| c.type_ == COMPLETE) {
-                set_condition(
-                    conditions,
-                    COMPLETE,
-                    false,
-                    "Working",
-                    "the job has work",
-                    generation,
-                    now,
-                );
-            }
-        }
-    }
     let terminal = matches!(
         status.phase,
         Phase::Succeeded | Phase::Expired | Phase::Failed
@@ -217,6 +110,114 @@ pub fn next(
         status.completion_time = None;
     }
     status
+}
+
+/// The frontier's accounting, as the status shows it.
+fn copy_counts(status: &mut CrawlJobStatus, stats: &JobStats) {
+    status.pages = stats.pages;
+    status.items = stats.items;
+    status.bytes = stats.bytes;
+    status.errors = stats.errors;
+    status.retries = stats.retries;
+    status.queued = stats.queued;
+    status.in_flight = stats.in_flight;
+    status.steps = stats.furthest_step;
+    status.status_codes = stats
+        .status_codes
+        .iter()
+        .map(|(code, n)| (code.to_string(), *n))
+        .collect();
+}
+
+/// The phase, first match wins: invalid, expired, suspended, seeds refused, out of work
+/// (for `completion_grace`, or already Succeeded), seeded, else pending.
+fn phase(job: &CrawlJob, observed: &Observed, was: Phase, completion_grace: Duration) -> Phase {
+    let finished = observed.stats.as_ref().is_some_and(JobStats::finished);
+    if observed.validity.is_err() {
+        Phase::Failed
+    } else if observed.expired {
+        Phase::Expired
+    } else if job.spec.suspend {
+        Phase::Suspended
+    } else if observed.refused().is_some() {
+        Phase::Failed
+    } else if finished
+        && (was == Phase::Succeeded
+            || observed
+                .idle_for
+                .is_some_and(|idle| idle >= completion_grace))
+    {
+        Phase::Succeeded
+    } else if observed.seeded() {
+        Phase::Running
+    } else {
+        Phase::Pending
+    }
+}
+
+/// The conditions of one status being computed, set for one generation at one time.
+struct Conditions<'a> {
+    list: &'a mut Vec<Condition>,
+    generation: Option<i64>,
+    now: &'a Time,
+}
+
+impl Conditions<'_> {
+    fn set(&mut self, type_: &str, status: bool, reason: &str, message: &str) {
+        set_condition(
+            self.list,
+            type_,
+            status,
+            reason,
+            message,
+            self.generation,
+            self.now,
+        );
+    }
+
+    /// [`FRONTIER_LOST`], [`VALID`] and [`SEEDED`], from what was observed.
+    fn observed(&mut self, observed: &Observed) {
+        if let Some(message) = &observed.frontier_lost {
+            self.set(FRONTIER_LOST, true, "RedisDataLost", message);
+        }
+        match &observed.validity {
+            Ok(()) => self.set(
+                VALID,
+                true,
+                "Accepted",
+                "the spec passed the operator's checks",
+            ),
+            Err(message) => self.set(VALID, false, "InvalidSpec", message),
+        }
+        if observed.seeded() {
+            self.set(
+                SEEDED,
+                true,
+                "Seeded",
+                "the seeds were handed to the frontier",
+            );
+        }
+        if let Some(message) = observed.refused() {
+            self.set(SEEDED, false, SEEDS_REFUSED, message);
+        }
+    }
+
+    /// [`COMPLETE`], from the phase: set when the job is done, reset to False once it has
+    /// work again, left alone when it failed.
+    fn completion(&mut self, phase: Phase) {
+        match phase {
+            Phase::Succeeded => {
+                self.set(COMPLETE, true, "OutOfWork", "nothing queued or in flight");
+            }
+            Phase::Expired => self.set(COMPLETE, true, "Expired", "the job's expires time passed"),
+            Phase::Failed => {}
+            _ => {
+                if self.list.iter().any(|c| c.type_ == COMPLETE) {
+                    self.set(COMPLETE, false, "Working", "the job has work");
+                }
+            }
+        }
+    }
 }
 
 /// The message of a `Seeded=False` / [`SEEDS_REFUSED`] condition written for this generation

@@ -296,7 +296,7 @@ impl Cluster {
     pub async fn fleet_replicas(&self, spider: &str) -> Result<Option<i32>> {
         Ok(self
             .deployments()
-            .get_opt(&format!("kubecrawl-worker-{spider}"))
+            .get_opt(&kubecrawl_api::contract::worker_deployment(spider))
             .await?
             .and_then(|d| d.spec.replicas))
     }

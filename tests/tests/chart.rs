@@ -208,6 +208,49 @@ fn secrets_come_from_secrets_as_mounted_files() {
     }
 }
 
+/// The workers' environment in the fleet configuration names only variables a worker reads
+/// (`kubecrawl_api::contract::env`, which the worker's own tests check against its flags): a
+/// name the chart misspells would be silently ignored by every worker.
+#[test]
+fn the_workers_env_names_are_the_workers_contract() {
+    use kubecrawl_api::contract::env;
+    let every_option = format!(
+        "{TLS},kafka.tls.clientSecret=kafka-client,workers.allowPrivateNetworks=true,\
+kafka.properties.linger\\.ms=5"
+    );
+    let (ok, rendered) = helm(&["template", "kc", &chart(), "--set", &every_option]);
+    assert!(ok, "{rendered}");
+    let fleets = rendered
+        .split("\n---")
+        .filter_map(|d| serde_yaml::from_str::<serde_yaml::Value>(d).ok())
+        .find(|d| d["kind"] == "ConfigMap" && d["metadata"]["name"] == "kc-kubecrawl-fleets")
+        .expect("the fleets ConfigMap is rendered");
+    let fleets: serde_yaml::Value =
+        serde_yaml::from_str(fleets["data"]["fleets.yaml"].as_str().expect("fleets.yaml"))
+            .expect("fleets.yaml is YAML");
+    let names: Vec<&str> = fleets["defaults"]["env"]
+        .as_sequence()
+        .expect("the workers' env")
+        .iter()
+        .filter_map(|e| e["name"].as_str())
+        .collect();
+    for must in [
+        env::CONCURRENCY,
+        env::ALLOW_PRIVATE_NETWORKS,
+        env::KAFKA_PROPERTIES,
+        env::KAFKA_CERT_FILE,
+        env::REDIS_PASSWORD_FILE,
+    ] {
+        assert!(names.contains(&must), "{must} rendered: {names:?}");
+    }
+    for name in &names {
+        assert!(
+            env::WORKER.contains(name),
+            "the chart sets {name} for the workers, which no worker reads"
+        );
+    }
+}
+
 /// The restricted Pod Security Standard, checked by the API server's own admission: the
 /// namespace enforces it, and the chart's Pods (operator, dev Redis and Kafka) are accepted.
 #[test]

@@ -51,7 +51,7 @@ pub struct FetchArgs {
     pub max_redirects: usize,
     /// Allow fetching private, loopback and link-local addresses (refused by default so that
     /// a crawler in a cluster cannot reach the cluster's own network).
-    #[arg(long, env = "KUBECRAWL_ALLOW_PRIVATE_NETWORKS")]
+    #[arg(long, env = kubecrawl_api::contract::env::ALLOW_PRIVATE_NETWORKS)]
     pub allow_private_networks: bool,
     /// The User-Agent sent when a job sets none.
     #[arg(long, env = "KUBECRAWL_USER_AGENT")]
@@ -71,7 +71,7 @@ pub struct FetchArgs {
     #[arg(long = "resolve", env = "KUBECRAWL_RESOLVE", value_delimiter = ',', value_parser = parse_resolve)]
     pub resolve: Vec<(String, SocketAddr)>,
     /// The most fetches in flight at once.
-    #[arg(long, env = "KUBECRAWL_CONCURRENCY", default_value_t = 64)]
+    #[arg(long, env = kubecrawl_api::contract::env::CONCURRENCY, default_value_t = 64)]
     pub concurrency: usize,
     /// The most fetches in flight to one host at once.
     #[arg(long, env = "KUBECRAWL_PER_HOST_CONCURRENCY", default_value_t = 16)]
@@ -83,10 +83,10 @@ pub struct FetchArgs {
 #[derive(Debug, Clone, Args)]
 pub struct KafkaOutputArgs {
     /// Topic prefix: records go to `<prefix>.crawled_firehose`.
-    #[arg(long, env = "KUBECRAWL_TOPIC_PREFIX", default_value = "kubecrawl")]
+    #[arg(long, env = kubecrawl_api::contract::env::TOPIC_PREFIX, default_value = "kubecrawl")]
     pub topic_prefix: String,
     /// Also write each record to `<prefix>.crawled_<appid>`.
-    #[arg(long, env = "KUBECRAWL_PER_APPID_TOPICS")]
+    #[arg(long, env = kubecrawl_api::contract::env::PER_APPID_TOPICS)]
     pub per_appid_topics: bool,
     /// How long a record may wait for Kafka's acknowledgement.
     #[arg(long, env = "KUBECRAWL_KAFKA_DELIVERY_TIMEOUT", default_value = "60s", value_parser = humantime::parse_duration)]
@@ -172,7 +172,7 @@ pub struct CrawlArgs {
 #[derive(Debug, Clone, Args)]
 pub struct RunArgs {
     /// The spider fleet this worker serves.
-    #[arg(long, env = "KUBECRAWL_SPIDER")]
+    #[arg(long, env = kubecrawl_api::contract::env::SPIDER)]
     pub spider: String,
     /// The Redis frontier.
     #[command(flatten)]
@@ -187,10 +187,10 @@ pub struct RunArgs {
     #[command(flatten)]
     pub fetch: FetchArgs,
     /// Where /metrics, /healthz and /readyz are served.
-    #[arg(long, env = "KUBECRAWL_METRICS_ADDR", default_value = "0.0.0.0:9090")]
+    #[arg(long, env = kubecrawl_api::contract::env::METRICS_ADDR, default_value = "0.0.0.0:9090")]
     pub metrics_addr: SocketAddr,
     /// This worker's name in heartbeats; defaults to `<hostname>-<pid>`.
-    #[arg(long, env = "KUBECRAWL_WORKER_NAME")]
+    #[arg(long, env = kubecrawl_api::contract::env::WORKER_NAME)]
     pub worker_name: Option<String>,
     /// The most requests asked for in one lease call.
     #[arg(long, env = "KUBECRAWL_LEASE_BATCH", default_value_t = 32)]
@@ -227,6 +227,27 @@ mod tests {
     fn the_cli_is_well_formed() {
         use clap::CommandFactory;
         Cli::command().debug_assert();
+    }
+
+    /// The operator's Deployment and the chart configure a worker only through these
+    /// variables; a flag renamed on one side would otherwise fail in a cluster only.
+    #[test]
+    fn run_reads_every_variable_of_the_worker_contract() {
+        use clap::CommandFactory;
+        let mut cli = Cli::command();
+        cli.build();
+        let run = cli.find_subcommand("run").expect("a run command");
+        let read: Vec<String> = run
+            .get_arguments()
+            .filter_map(|a| a.get_env())
+            .map(|e| e.to_string_lossy().into_owned())
+            .collect();
+        for name in kubecrawl_api::contract::env::WORKER {
+            assert!(
+                read.iter().any(|r| r == name),
+                "`kubecrawl-worker run` does not read {name}: {read:?}"
+            );
+        }
     }
 
     #[test]

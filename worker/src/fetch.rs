@@ -107,15 +107,46 @@ impl FetchError {
         }
     }
 
-    /// A short, bounded label for metrics and logs.
-    pub fn kind(&self) -> &'static str {
+    /// What kind of failure this is, as counted.
+    pub fn kind(&self) -> FetchErrorKind {
         match self {
-            Self::InvalidUrl { .. } => "invalid_url",
-            Self::PrivateDestination { .. } => "private_destination",
-            Self::Timeout { .. } => "timeout",
-            Self::Transport { source, .. } if is_guard_refusal(source) => "private_destination",
-            Self::Transport { .. } => "transport",
-            Self::TooManyRedirects { .. } => "too_many_redirects",
+            Self::InvalidUrl { .. } => FetchErrorKind::InvalidUrl,
+            Self::PrivateDestination { .. } => FetchErrorKind::PrivateDestination,
+            Self::Timeout { .. } => FetchErrorKind::Timeout,
+            Self::Transport { source, .. } if is_guard_refusal(source) => {
+                FetchErrorKind::PrivateDestination
+            }
+            Self::Transport { .. } => FetchErrorKind::Transport,
+            Self::TooManyRedirects { .. } => FetchErrorKind::TooManyRedirects,
+        }
+    }
+}
+
+/// The kind of a [`FetchError`]: a bounded set, for metrics labels and logs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub enum FetchErrorKind {
+    /// Not a fetchable http(s) URL.
+    InvalidUrl,
+    /// A private, loopback or link-local destination, refused by the network guard.
+    PrivateDestination,
+    /// No response within the timeout.
+    Timeout,
+    /// The connection or the exchange failed.
+    Transport,
+    /// More redirects than allowed.
+    TooManyRedirects,
+}
+
+impl FetchErrorKind {
+    /// The kind as a label value: `invalid_url`, `private_destination`, `timeout`,
+    /// `transport` or `too_many_redirects`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::InvalidUrl => "invalid_url",
+            Self::PrivateDestination => "private_destination",
+            Self::Timeout => "timeout",
+            Self::Transport => "transport",
+            Self::TooManyRedirects => "too_many_redirects",
         }
     }
 }

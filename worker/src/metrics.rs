@@ -14,10 +14,21 @@ use prometheus_client::metrics::family::Family;
 use prometheus_client::metrics::histogram::{Histogram, exponential_buckets};
 use prometheus_client::registry::Registry;
 
+use crate::runtime::LeaseOutcome;
+
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct OutcomeLabels {
     spider: String,
-    outcome: String,
+    outcome: LeaseOutcome,
+}
+
+impl prometheus_client::encoding::EncodeLabelValue for LeaseOutcome {
+    fn encode(
+        &self,
+        encoder: &mut prometheus_client::encoding::LabelValueEncoder<'_>,
+    ) -> Result<(), std::fmt::Error> {
+        std::fmt::Write::write_str(encoder, self.as_str())
+    }
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
@@ -94,12 +105,12 @@ impl Metrics {
     }
 
     /// Counts one handled lease.
-    pub fn page(&self, spider: &str, outcome: &'static str) {
+    pub fn page(&self, spider: &str, outcome: LeaseOutcome) {
         self.inner
             .leases
             .get_or_create(&OutcomeLabels {
                 spider: spider.to_owned(),
-                outcome: outcome.to_owned(),
+                outcome,
             })
             .inc();
         *self
@@ -107,7 +118,7 @@ impl Metrics {
             .outcomes
             .lock()
             .unwrap_or_else(std::sync::PoisonError::into_inner)
-            .entry(outcome)
+            .entry(outcome.as_str())
             .or_default() += 1;
     }
 
@@ -126,7 +137,7 @@ impl Metrics {
             .inc_by(bytes as u64);
     }
 
-    /// Handled leases per outcome so far.
+    /// Handled leases per outcome label so far.
     pub fn outcomes(&self) -> BTreeMap<&'static str, u64> {
         self.inner
             .outcomes
@@ -180,8 +191,12 @@ mod tests {
     #[test]
     fn counts_show_up_in_the_text_format() {
         let m = Metrics::new();
-        m.page("link", "ok");
-        m.page("link", "ok");
+        m.page("link", LeaseOutcome::Ok);
+        m.page("link", LeaseOutcome::Ok);
+        m.page(
+            "link",
+            LeaseOutcome::FetchFailed(crate::fetch::FetchErrorKind::TooManyRedirects),
+        );
         m.fetched("link", Duration::from_millis(12), 100);
         let text = m.encode();
         assert!(
@@ -190,6 +205,12 @@ mod tests {
         );
         assert!(
             text.contains(r#"kubecrawl_worker_body_bytes_total{spider="link"} 100"#),
+            "{text}"
+        );
+        assert!(
+            text.contains(
+                r#"kubecrawl_worker_leases_total{spider="link",outcome="too_many_redirects"} 1"#
+            ),
             "{text}"
         );
         assert_eq!(m.outcomes()["ok"], 2);

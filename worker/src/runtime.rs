@@ -8,6 +8,8 @@
 //!    hop checked against the job's link filter, decode, extract links, run the spider's
 //!    `parse`, publish every item to the sink and wait for it to be durable, then acknowledge
 //!    the lease with its outcome (status, bytes, items, step, children).
+//!    The per-lease path is written as these stages in `runtime/stages.rs`; each ends the
+//!    lease's handling or hands on, and how a lease ended is a [`LeaseOutcome`].
 //! 3. When the frontier has nothing, wait (with a growing pause, up to `idle_poll`) and ask
 //!    again: a cluster worker never exits because it is idle. A standalone crawl stops once
 //!    its job is finished.
@@ -37,28 +39,28 @@
 //!   returns.
 
 use std::collections::HashMap;
-use std::sync::{Arc, Mutex};
-use std::time::{Duration, Instant, SystemTime};
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::{Duration, Instant};
 
-use kubecrawl_api::{CrawlRequest, JobRef, PageRecord};
+use kubecrawl_api::JobRef;
 use kubecrawl_frontier::filter::LinkFilter;
-use kubecrawl_frontier::{
-    Completion, DomainHint, Frontier, JobPolicy, Lease, Outcome, RetryOutcome, RetryRequest,
-};
+use kubecrawl_frontier::{Frontier, JobPolicy, Lease};
 use kubecrawl_process::format_chain;
-use tokio::sync::Semaphore;
+use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
 use tracing::Instrument;
-use url::Url;
 
-use crate::charset::{self, Decoded};
-use crate::extract;
-use crate::fetch::{Fetched, Fetcher, RequestOptions};
+use crate::fetch::Fetcher;
 use crate::metrics::Metrics;
 use crate::robots::RobotsCache;
 use crate::sink::Sink;
-use crate::spider::{Output, Response, Spider};
+use crate::spider::Spider;
+
+mod outcome;
+mod stages;
+
+pub use outcome::LeaseOutcome;
 
 /// How long a job's policy is cached before it is read from the frontier again, so that a
 /// changed CrawlJob reaches every worker within this time.
@@ -238,22 +240,9 @@ impl Worker {
                 }
                 continue;
             }
-            let want = free.min(self.config.lease_batch.max(1));
-            let leases = match self
-                .frontier
-                .lease(&self.config.spiderid, want, self.config.lease_duration)
-                .await
-            {
-                Ok(leases) => {
-                    self.metrics.set_ready(true);
-                    leases
-                }
-                Err(e) => {
-                    self.metrics.set_ready(false);
-                    tracing::warn!(error = %format_chain(&e), "lease failed");
-                    pause(Duration::from_secs(1), &shutdown).await;
-                    continue;
-                }
+            let Some(leases) = self.lease(free.min(self.config.lease_batch.max(1))).await else {
+                pause(Duration::from_secs(1), &shutdown).await;
+                continue;
             };
             if leases.is_empty() {
                 if tasks.is_empty() && self.job_finished().await {
@@ -275,23 +264,7 @@ impl Worker {
                     .acquire_owned()
                     .await
                     .expect("the semaphore is never closed");
-                let span = tracing::info_span!(
-                    "request",
-                    appid = %lease.job.appid,
-                    crawlid = %lease.job.crawlid,
-                    spiderid = %lease.job.spiderid,
-                    url = %lease.request.url,
-                );
-                self.lock_leased()
-                    .insert(lease.id.to_string(), lease.clone());
-                let worker = self.clone();
-                tasks.spawn(
-                    async move {
-                        worker.handle(lease).await;
-                        drop(permit);
-                    }
-                    .instrument(span),
-                );
+                self.spawn_handler(&mut tasks, lease, permit);
             }
         }
 
@@ -302,6 +275,54 @@ impl Worker {
         heartbeat.abort();
         keeper.abort();
         summary
+    }
+
+    /// Leases up to `want` requests of the worker's spider. `None` when the frontier did
+    /// not answer: the worker is then not ready.
+    async fn lease(&self, want: usize) -> Option<Vec<Lease>> {
+        match self
+            .frontier
+            .lease(&self.config.spiderid, want, self.config.lease_duration)
+            .await
+        {
+            Ok(leases) => {
+                self.metrics.set_ready(true);
+                Some(leases)
+            }
+            Err(e) => {
+                self.metrics.set_ready(false);
+                tracing::warn!(error = %format_chain(&e), "lease failed");
+                None
+            }
+        }
+    }
+
+    /// Handles a lease in a task of its own, in the request's span, holding `permit` (a
+    /// fetch slot) until it is done. The lease is kept in work (extended, given back at
+    /// shutdown) until then.
+    fn spawn_handler(
+        self: &Arc<Self>,
+        tasks: &mut JoinSet<()>,
+        lease: Lease,
+        permit: OwnedSemaphorePermit,
+    ) {
+        let span = tracing::info_span!(
+            "request",
+            appid = %lease.job.appid,
+            crawlid = %lease.job.crawlid,
+            spiderid = %lease.job.spiderid,
+            url = %lease.request.url,
+        );
+        self.lock_leased()
+            .insert(lease.id.to_string(), lease.clone());
+        let worker = self.clone();
+        tasks.spawn(
+            async move {
+                worker.handle(lease).await;
+                drop(permit);
+            }
+            .instrument(span),
+        );
     }
 
     /// Lets in-flight tasks finish within the drain timeout, then gives back what is left.
@@ -317,14 +338,23 @@ impl Worker {
         let left: Vec<Lease> = self.lock_leased().drain().map(|(_, l)| l).collect();
         let mut released = 0;
         for lease in left {
-            match self.frontier.release(&lease).await {
-                Ok(_) => released += 1,
-                Err(e) => {
-                    tracing::warn!(error = %format_chain(&e), "giving a lease back failed; it will expire")
-                }
+            if self.give_back(&lease).await {
+                released += 1;
             }
         }
         released
+    }
+
+    /// Gives a lease back to the head of its queue; when even that fails, it expires.
+    /// Returns whether it was given back.
+    async fn give_back(&self, lease: &Lease) -> bool {
+        match self.frontier.release(lease).await {
+            Ok(_) => true,
+            Err(e) => {
+                tracing::warn!(error = %format_chain(&e), "giving a lease back failed; it will expire");
+                false
+            }
+        }
     }
 
     async fn heartbeat(self: Arc<Self>, shutdown: CancellationToken) {
@@ -369,10 +399,7 @@ impl Worker {
 
     /// How long leasing still pauses because the sink could not publish.
     fn sink_paused(&self) -> Option<Duration> {
-        let mut until = self
-            .sink_pause
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        let mut until = lock(&self.sink_pause);
         let left = until.and_then(|u| u.checked_duration_since(Instant::now()));
         if left.is_none() {
             *until = None;
@@ -391,309 +418,13 @@ impl Worker {
         }
     }
 
-    fn lock_leased(&self) -> std::sync::MutexGuard<'_, HashMap<String, Lease>> {
-        self.leased
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner)
-    }
-
-    /// Handles one lease to its acknowledgement. Never fails: every outcome is counted.
-    async fn handle(&self, lease: Lease) {
-        let key = lease.id.to_string();
-        let outcome = match tokio::time::timeout(self.config.page_timeout, self.process(&lease))
-            .await
-        {
-            Ok(outcome) => outcome,
-            Err(_) => {
-                tracing::warn!(timeout = ?self.config.page_timeout, "page took too long, retrying");
-                self.retry(&lease, RetryRequest::default(), "page_timeout")
-                    .await
-            }
-        };
-        self.metrics.page(&self.config.spiderid, outcome);
-        self.lock_leased().remove(&key);
-    }
-
-    async fn process(&self, lease: &Lease) -> &'static str {
-        let job = match self.job(&lease.job).await {
-            Ok(Some(job)) => job,
-            Ok(None) => return self.ack(lease, Outcome::failed(), "job_gone").await,
-            Err(e) if e.is_transient() => {
-                tracing::warn!(error = %format_chain(&e), "reading the job's policy failed, giving the lease back");
-                self.give_back(lease).await;
-                return "policy_unavailable";
-            }
-            Err(e) => {
-                tracing::warn!(error = %format_chain(&e), "the job's policy cannot be read, retrying");
-                return self
-                    .retry(lease, RetryRequest::default(), "policy_unreadable")
-                    .await;
-            }
-        };
-        let Ok(url) = Url::parse(&lease.request.url) else {
-            tracing::warn!("unparsable url in the frontier");
-            return self.ack(lease, Outcome::failed(), "invalid_url").await;
-        };
-        let options = RequestOptions {
-            user_agent: job.policy.useragent.as_deref(),
-            cookie: url.host_str().and_then(|h| job.policy.cookie_for(h)),
-            referer: lease.request.referer.as_deref(),
-        };
-
-        let obey_robots = job.policy.politeness.as_ref().is_none_or(|p| p.obey_robots);
-        if obey_robots {
-            let verdict = self.robots.check(&self.fetcher, &url, &options).await;
-            if verdict.unreachable {
-                return self.robots_unreachable(lease).await;
-            }
-            if verdict.fresh
-                && let Some(delay) = verdict.crawl_delay
-                && let Err(e) = self
-                    .frontier
-                    .report_domain(
-                        &self.config.spiderid,
-                        &lease.domain,
-                        DomainHint::CrawlDelay(delay),
-                    )
-                    .await
-            {
-                tracing::warn!(error = %format_chain(&e), "reporting crawl-delay failed");
-            }
-            if !verdict.allowed {
-                tracing::debug!("disallowed by robots.txt");
-                return self.ack(lease, Outcome::failed(), "robots_denied").await;
-            }
-        }
-
-        // The host slot bounds concurrent fetches to one host; parsing and publishing do not
-        // touch the host, so the slot is given back as soon as the body is read.
-        let host_slot = self.host_slot(&lease.domain).await;
-        let follow = |next: &Url| {
-            next.host_str() == url.host_str()
-                && (!obey_robots || self.robots.cached_allows(next) == Some(true))
-                && job.filter.as_ref().is_none_or(|f| {
-                    let mut hop = lease.request.clone();
-                    hop.url = next.to_string();
-                    hop.depth = 0;
-                    f.check(&hop).is_ok()
-                })
-        };
-        let fetched = self.fetcher.fetch(&url, &options, follow).await;
-        drop(host_slot);
-        let last_try = lease.request.retries >= self.config.max_retries;
-        let page = match fetched {
-            Ok(page) => page,
-            Err(e) if e.is_transient() && !last_try => {
-                tracing::info!(error = %format_chain(&e), retries = lease.request.retries, "fetch failed, retrying");
-                return self.retry(lease, RetryRequest::default(), "retry").await;
-            }
-            Err(e) => {
-                tracing::warn!(error = %format_chain(&e), kind = e.kind(), "fetch failed");
-                return self.ack(lease, Outcome::failed(), e.kind()).await;
-            }
-        };
-        self.metrics
-            .fetched(&self.config.spiderid, page.elapsed, page.body.len());
-
-        if is_retryable_status(page.status) && !last_try {
-            let retry_after = page.retry_after();
-            if let Some(after) = retry_after
-                && let Err(e) = self
-                    .frontier
-                    .report_domain(
-                        &self.config.spiderid,
-                        &lease.domain,
-                        DomainHint::RetryAfter(after),
-                    )
-                    .await
-            {
-                tracing::warn!(error = %format_chain(&e), "reporting retry-after failed");
-            }
-            tracing::info!(
-                status = page.status,
-                retries = lease.request.retries,
-                "server asked to retry"
-            );
-            return self
-                .retry(
-                    lease,
-                    RetryRequest {
-                        not_before: retry_after,
-                        status: Some(page.status),
-                    },
-                    "retry",
-                )
-                .await;
-        }
-
-        let status = page.status;
-        let bytes = page.body.len() as u64;
-        let handed_over = redirect_elsewhere(&page, lease);
-        let spider = self.spider.clone();
-        let response_job = job.clone();
-        let lease_for_parse = lease.clone();
-        // The request's span follows the work onto the blocking thread, so whatever the
-        // spider logs carries appid, crawlid, spiderid and url.
-        let span = tracing::Span::current();
-        let parsed = tokio::task::spawn_blocking(move || {
-            let _entered = span.enter();
-            let response = build_response(&lease_for_parse, page, &response_job);
-            spider.parse(&response)
-        })
-        .await;
-        let outputs = match parsed {
-            Ok(outputs) => outputs,
-            Err(e) => {
-                tracing::error!(error = %e, "spider panicked");
-                return self
-                    .ack(lease, Outcome::status(status, bytes), "spider_panicked")
-                    .await;
-            }
-        };
-
-        let mut children: Vec<CrawlRequest> = handed_over.into_iter().collect();
-        let mut items: Vec<PageRecord> = Vec::new();
-        for output in outputs {
-            match output {
-                Output::Request(request) => children.push(request),
-                Output::Item(item) => items.push(*item),
-            }
-        }
-        let step = items
-            .iter()
-            .filter_map(|i| i.attrs.get("step").and_then(serde_json::Value::as_u64))
-            .max()
-            .and_then(|s| u32::try_from(s).ok());
-        for item in &items {
-            if let Err(e) = self.sink.publish(item).await {
-                return self
-                    .publish_failed(
-                        lease,
-                        item,
-                        &e,
-                        Outcome {
-                            status: None,
-                            bytes,
-                            items: 0,
-                            step,
-                            children,
-                        },
-                    )
-                    .await;
-            }
-        }
-        let outcome = Outcome {
-            status: Some(status),
-            bytes,
-            items: items.len() as u64,
-            step,
-            children,
-        };
-        self.ack(lease, outcome, "ok").await
-    }
-
-    /// A record could not be published. Kafka unreachable or slow: the lease is given back
-    /// and leasing pauses. Refused for good: retried with backoff while retries are left,
-    /// then a dead-letter record names the reason and the lease is acknowledged as an error
-    /// (its children still enqueued, so the crawl goes on).
-    async fn publish_failed(
-        &self,
-        lease: &Lease,
-        item: &PageRecord,
-        error: &crate::sink::Error,
-        failed: Outcome,
-    ) -> &'static str {
-        if !error.is_permanent() {
-            tracing::error!(error = %format_chain(error), "publishing failed, giving the lease back");
-            *self
-                .sink_pause
-                .lock()
-                .unwrap_or_else(std::sync::PoisonError::into_inner) =
-                Some(Instant::now() + SINK_PAUSE);
-            self.give_back(lease).await;
-            return "publish_failed";
-        }
-        let reason = error.reason();
-        if lease.request.retries < self.config.max_retries {
-            tracing::warn!(error = %format_chain(error), reason, retries = lease.request.retries, "record refused by the sink, retrying");
-            return self
-                .retry(lease, RetryRequest::default(), "publish_retry")
-                .await;
-        }
-        tracing::error!(error = %format_chain(error), reason, "record refused by the sink after every retry, dead-lettered");
-        if let Err(e) = self.sink.dead_letter(item, &reason).await {
-            tracing::error!(error = %format_chain(&e), reason, "publishing the dead-letter record failed");
-        }
-        self.ack(lease, failed, "dead_lettered").await
-    }
-
-    /// robots.txt could not be fetched: its host pauses for `robots_retry` (fleet-wide) and
-    /// this request is retried after it, a bounded number of times.
-    async fn robots_unreachable(&self, lease: &Lease) -> &'static str {
-        let wait = self.config.robots_retry;
-        tracing::info!(retries = lease.request.retries, wait = ?wait, "robots.txt unreachable, retrying later");
-        if let Err(e) = self
-            .frontier
-            .report_domain(
-                &self.config.spiderid,
-                &lease.domain,
-                DomainHint::RetryAfter(wait),
-            )
-            .await
-        {
-            tracing::warn!(error = %format_chain(&e), "reporting the robots.txt outage failed");
-        }
-        self.retry(
-            lease,
-            RetryRequest {
-                not_before: Some(wait),
-                status: None,
-            },
-            "robots_unreachable",
-        )
-        .await
-    }
-
-    /// Gives a lease back to the head of its queue; when even that fails, it expires.
-    async fn give_back(&self, lease: &Lease) {
-        if let Err(e) = self.frontier.release(lease).await {
-            tracing::warn!(error = %format_chain(&e), "giving a lease back failed; it will expire");
-        }
-    }
-
-    async fn ack(&self, lease: &Lease, outcome: Outcome, label: &'static str) -> &'static str {
-        match self.frontier.complete(lease, outcome).await {
-            Ok(Completion::Acked(_)) => label,
-            Ok(Completion::Parked) => "parked",
-            Ok(Completion::JobGone) => "job_gone",
-            Ok(Completion::Stale) => "stale",
-            Err(e) => {
-                tracing::warn!(error = %format_chain(&e), "acknowledging failed; the lease will expire");
-                "ack_failed"
-            }
-        }
-    }
-
-    /// Schedules a retry; `label` names the outcome when it was scheduled.
-    async fn retry(&self, lease: &Lease, retry: RetryRequest, label: &'static str) -> &'static str {
-        match self.frontier.retry(lease, retry).await {
-            Ok(RetryOutcome::Scheduled { .. }) => label,
-            Ok(RetryOutcome::GaveUp) => "gave_up",
-            Ok(RetryOutcome::JobGone) => "job_gone",
-            Ok(RetryOutcome::Stale) => "stale",
-            Err(e) => {
-                tracing::warn!(error = %format_chain(&e), "scheduling a retry failed; the lease will expire");
-                "ack_failed"
-            }
-        }
+    fn lock_leased(&self) -> MutexGuard<'_, HashMap<String, Lease>> {
+        lock(&self.leased)
     }
 
     /// The job's policy, cached for [`POLICY_TTL`]. `None` when the job is gone.
     async fn job(&self, job: &JobRef) -> kubecrawl_frontier::Result<Option<Arc<JobContext>>> {
-        let cached = self
-            .jobs
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner)
+        let cached = lock(&self.jobs)
             .get(job)
             .filter(|c| c.read_at.elapsed() < POLICY_TTL)
             .cloned();
@@ -718,10 +449,7 @@ impl Worker {
             attrs,
             read_at: Instant::now(),
         });
-        let mut jobs = self
-            .jobs
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        let mut jobs = lock(&self.jobs);
         // Forget stale entries so the map follows the set of live jobs.
         jobs.retain(|_, c| c.read_at.elapsed() < POLICY_TTL * 6);
         jobs.insert(job.clone(), context.clone());
@@ -729,12 +457,9 @@ impl Worker {
     }
 
     /// Waits for a fetch slot of `host`; the slot is freed when the guard drops.
-    async fn host_slot(&self, host: &str) -> tokio::sync::OwnedSemaphorePermit {
+    async fn host_slot(&self, host: &str) -> OwnedSemaphorePermit {
         let semaphore = {
-            let mut hosts = self
-                .hosts
-                .lock()
-                .unwrap_or_else(std::sync::PoisonError::into_inner);
+            let mut hosts = lock(&self.hosts);
             // Drop hosts nobody is fetching from, so the map stays as small as the work.
             if hosts.len() > 4 * self.config.concurrency {
                 hosts.retain(|_, s| Arc::strong_count(s) > 1);
@@ -753,63 +478,13 @@ impl Worker {
     }
 }
 
-/// The request a redirect not followed inline becomes (another host, or an origin whose
-/// robots.txt is not known yet): its target at the same depth, referred by this page. The
-/// frontier's filter, dedupe, robots.txt check and politeness then treat it like any request.
-fn redirect_elsewhere(page: &Fetched, lease: &Lease) -> Option<CrawlRequest> {
-    if !(300..400).contains(&page.status) {
-        return None;
-    }
-    let target = page.final_url.join(page.header("location")?).ok()?;
-    let same = target.host_str() == page.final_url.host_str()
-        && target.port_or_known_default() == page.final_url.port_or_known_default()
-        && target.scheme() == page.final_url.scheme();
-    if same || !matches!(target.scheme(), "http" | "https") {
-        return None;
-    }
-    let mut request = lease.request.child(target.to_string());
-    request.depth = lease.request.depth;
-    request.referer = Some(page.final_url.to_string());
-    Some(request)
-}
-
-fn is_retryable_status(status: u16) -> bool {
-    matches!(status, 429 | 500 | 502 | 503 | 504)
-}
-
-/// Turns a fetched page into what the spider sees: decoded text, extracted links, the
-/// job's attrs. CPU work; runs on a blocking thread.
-fn build_response(lease: &Lease, page: Fetched, job: &JobContext) -> Response {
-    let content_type_header = page.header("content-type").map(str::to_owned);
-    let content_type = charset::media_type(content_type_header.as_deref());
-    let (text, encoding) = match charset::decode(&page.body, content_type_header.as_deref()) {
-        Decoded::Text { text, encoding } => (Some(text), Some(encoding)),
-        Decoded::Binary => (None, None),
-    };
-    let links = match &text {
-        Some(html) if charset::is_html(&content_type) => extract::links(html, &page.final_url),
-        _ => Vec::new(),
-    };
-    Response {
-        job: lease.job.clone(),
-        request: lease.request.clone(),
-        url: page.final_url,
-        status: page.status,
-        status_msg: page.status_msg,
-        headers: page.headers,
-        request_headers: page.request_headers,
-        body: page.body,
-        truncated: page.truncated,
-        text,
-        encoding,
-        content_type,
-        links,
-        follow_nofollow: job.policy.follow_nofollow,
-        attrs: job.attrs.clone(),
-        redirect_chain: page.redirect_chain,
-        fetch_time: page.elapsed,
-        timestamp: SystemTime::now(),
-    }
+/// Locks a mutex of the worker's bookkeeping. A panic while it was held left a map or an
+/// instant that is still whole (every critical section is one insert, remove or
+/// assignment), so a poisoned lock is used as it is.
+fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
+    mutex
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner)
 }
 
 async fn pause(duration: Duration, shutdown: &CancellationToken) {

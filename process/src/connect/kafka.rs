@@ -13,6 +13,7 @@ use std::path::PathBuf;
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
+use kubecrawl_api::contract::env;
 use rdkafka::ClientConfig;
 use rdkafka::client::ClientContext;
 use rdkafka::config::RDKafkaLogLevel;
@@ -28,7 +29,7 @@ use super::{Error, Result, read};
 #[group(id = "kafka-connection")]
 pub struct KafkaArgs {
     /// Kafka brokers, `host:port,...`.
-    #[arg(long, env = "KUBECRAWL_KAFKA_BROKERS")]
+    #[arg(long, env = env::KAFKA_BROKERS)]
     pub kafka_brokers: String,
     /// TLS and authentication.
     #[command(flatten)]
@@ -127,7 +128,7 @@ pub struct KafkaSecurity {
     /// How to talk to the brokers: plaintext, ssl, sasl_plaintext or sasl_ssl.
     #[arg(
         long,
-        env = "KUBECRAWL_KAFKA_SECURITY_PROTOCOL",
+        env = env::KAFKA_SECURITY_PROTOCOL,
         value_enum,
         ignore_case = true,
         default_value = "plaintext"
@@ -137,35 +138,35 @@ pub struct KafkaSecurity {
     /// PLAIN.
     #[arg(
         long,
-        env = "KUBECRAWL_KAFKA_SASL_MECHANISM",
+        env = env::KAFKA_SASL_MECHANISM,
         value_enum,
         ignore_case = true,
         default_value = "SCRAM-SHA-512"
     )]
     pub kafka_sasl_mechanism: SaslMechanism,
     /// The SASL user.
-    #[arg(long, env = "KUBECRAWL_KAFKA_USERNAME")]
+    #[arg(long, env = env::KAFKA_USERNAME)]
     pub kafka_username: Option<String>,
     /// The SASL password (wins over --kafka-password-file). Prefer the environment variable
     /// or the file: a flag's value is visible to every local user.
     #[arg(long, env = "KUBECRAWL_KAFKA_PASSWORD", hide_env_values = true)]
     pub kafka_password: Option<Secret>,
     /// A file holding the SASL password (a mounted Secret); one trailing newline is ignored.
-    #[arg(long, env = "KUBECRAWL_KAFKA_PASSWORD_FILE")]
+    #[arg(long, env = env::KAFKA_PASSWORD_FILE)]
     pub kafka_password_file: Option<PathBuf>,
     /// A PEM file of the CAs that sign the brokers' certificates (ssl, sasl_ssl); without it
     /// the system's trust store is used.
-    #[arg(long, env = "KUBECRAWL_KAFKA_CA_FILE")]
+    #[arg(long, env = env::KAFKA_CA_FILE)]
     pub kafka_ca_file: Option<PathBuf>,
     /// A PEM client certificate presented to the brokers (mutual TLS); needs
     /// --kafka-key-file.
-    #[arg(long, env = "KUBECRAWL_KAFKA_CERT_FILE", requires = "kafka_key_file")]
+    #[arg(long, env = env::KAFKA_CERT_FILE, requires = "kafka_key_file")]
     pub kafka_cert_file: Option<PathBuf>,
     /// The PEM private key of --kafka-cert-file.
-    #[arg(long, env = "KUBECRAWL_KAFKA_KEY_FILE", requires = "kafka_cert_file")]
+    #[arg(long, env = env::KAFKA_KEY_FILE, requires = "kafka_cert_file")]
     pub kafka_key_file: Option<PathBuf>,
     /// Any other librdkafka property, `key=value`; wins over the settings above; repeatable.
-    #[arg(long = "kafka-property", env = "KUBECRAWL_KAFKA_PROPERTIES", value_delimiter = ',', value_parser = parse_property)]
+    #[arg(long = "kafka-property", env = env::KAFKA_PROPERTIES, value_delimiter = ',', value_parser = parse_property)]
     pub kafka_properties: Vec<(String, String)>,
     /// How long reaching the brokers at start-up may take before the process gives up.
     #[arg(long, env = "KUBECRAWL_KAFKA_CONNECT_TIMEOUT", default_value = "10s", value_parser = humantime::parse_duration)]

@@ -11,6 +11,7 @@
 use std::path::PathBuf;
 use std::time::Duration;
 
+use kubecrawl_api::contract::env;
 use redis::{ConnectionAddr, IntoConnectionInfo};
 
 use super::secret::{self, Secret};
@@ -22,10 +23,10 @@ use super::{Error, Result, read};
 pub struct RedisArgs {
     /// The Redis frontier, `redis://[user[:password]@]host:port[/db]`, or `rediss://…` for
     /// TLS.
-    #[arg(long, env = "KUBECRAWL_REDIS_URL")]
+    #[arg(long, env = env::REDIS_URL)]
     pub redis_url: String,
     /// The Redis key prefix shared by the operator and the workers.
-    #[arg(long, env = "KUBECRAWL_REDIS_PREFIX", default_value = "kubecrawl")]
+    #[arg(long, env = env::REDIS_PREFIX, default_value = "kubecrawl")]
     pub redis_prefix: String,
     /// TLS and authentication.
     #[command(flatten)]
@@ -48,23 +49,23 @@ impl RedisArgs {
 pub struct RedisSecurity {
     /// A PEM file of the CAs that sign the Redis server's certificate (`rediss://` only);
     /// without it the system's trust store is used.
-    #[arg(long, env = "KUBECRAWL_REDIS_CA_FILE")]
+    #[arg(long, env = env::REDIS_CA_FILE)]
     pub redis_ca_file: Option<PathBuf>,
     /// A PEM client certificate presented to Redis (mutual TLS); needs --redis-key-file.
-    #[arg(long, env = "KUBECRAWL_REDIS_CERT_FILE", requires = "redis_key_file")]
+    #[arg(long, env = env::REDIS_CERT_FILE, requires = "redis_key_file")]
     pub redis_cert_file: Option<PathBuf>,
     /// The PEM private key of --redis-cert-file.
-    #[arg(long, env = "KUBECRAWL_REDIS_KEY_FILE", requires = "redis_cert_file")]
+    #[arg(long, env = env::REDIS_KEY_FILE, requires = "redis_cert_file")]
     pub redis_key_file: Option<PathBuf>,
     /// The Redis ACL user (wins over the URL's).
-    #[arg(long, env = "KUBECRAWL_REDIS_USERNAME")]
+    #[arg(long, env = env::REDIS_USERNAME)]
     pub redis_username: Option<String>,
     /// The Redis password (wins over the URL's and --redis-password-file). Prefer the
     /// environment variable or the file: a flag's value is visible to every local user.
     #[arg(long, env = "KUBECRAWL_REDIS_PASSWORD", hide_env_values = true)]
     pub redis_password: Option<Secret>,
     /// A file holding the Redis password (a mounted Secret); one trailing newline is ignored.
-    #[arg(long, env = "KUBECRAWL_REDIS_PASSWORD_FILE")]
+    #[arg(long, env = env::REDIS_PASSWORD_FILE)]
     pub redis_password_file: Option<PathBuf>,
     /// How long connecting to Redis at start-up may take before the process gives up.
     #[arg(long, env = "KUBECRAWL_REDIS_CONNECT_TIMEOUT", default_value = "10s", value_parser = humantime::parse_duration)]

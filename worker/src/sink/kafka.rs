@@ -12,6 +12,7 @@ use std::time::Duration;
 
 use async_trait::async_trait;
 use kubecrawl_api::PageRecord;
+use kubecrawl_api::contract::topic;
 use rdkafka::error::{KafkaError, RDKafkaErrorCode};
 use rdkafka::producer::{FutureProducer, FutureRecord, Producer};
 
@@ -79,8 +80,8 @@ impl KafkaSink {
         let producer = client
             .create()
             .map_err(|source| Error::Producer { source })?;
-        let firehose = format!("{}.crawled_firehose", config.topic_prefix);
-        let dead_letters = format!("{}.crawled_deadletter", config.topic_prefix);
+        let firehose = topic::firehose(&config.topic_prefix);
+        let dead_letters = topic::dead_letter(&config.topic_prefix);
         Ok(Self {
             producer,
             config,
@@ -140,8 +141,8 @@ impl Sink for KafkaSink {
     async fn publish(&self, record: &PageRecord) -> Result<(), Error> {
         self.send(&self.firehose, record).await?;
         if self.config.per_appid_topics {
-            let topic = format!("{}.crawled_{}", self.config.topic_prefix, record.appid);
-            self.send(&topic, record).await?;
+            let appid_topic = topic::per_appid(&self.config.topic_prefix, &record.appid);
+            self.send(&appid_topic, record).await?;
         }
         Ok(())
     }

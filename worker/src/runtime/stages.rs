@@ -1,0 +1,442 @@
+//! The path of one lease, in stages: the job's policy → robots.txt → fetch → parse →
+//! publish → acknowledge.
+//!
+//! Each stage either hands its result to the next or ends the lease's handling (acknowledged,
+//! retried or given back) and says how with a [`LeaseOutcome`]; see the parent module for
+//! the guarantees the stages keep together.
+
+use std::sync::Arc;
+use std::time::SystemTime;
+
+use kubecrawl_api::{CrawlRequest, PageRecord};
+use kubecrawl_frontier::{Completion, DomainHint, Lease, Outcome, RetryOutcome, RetryRequest};
+use url::Url;
+
+use super::{JobContext, LeaseOutcome, SINK_PAUSE, Worker, format_chain, lock};
+use crate::charset::{self, Decoded};
+use crate::extract;
+use crate::fetch::{Fetched, RequestOptions};
+use crate::spider::{Output, Response};
+
+/// What a stage hands on: `Ok`, the next stage's input; `Err`, the lease's outcome, its
+/// handling having ended in this stage.
+type Stage<T> = Result<T, LeaseOutcome>;
+
+/// What the spider made of a page.
+struct Parsed {
+    status: u16,
+    bytes: u64,
+    items: Vec<PageRecord>,
+    /// The spider's requests, and the target of a redirect to another host.
+    children: Vec<CrawlRequest>,
+    /// The furthest `step` an item's attrs name (the wandering spider's hop count).
+    step: Option<u32>,
+}
+
+impl Worker {
+    /// Handles one lease to its acknowledgement. Never fails: every outcome is counted.
+    pub(super) async fn handle(&self, lease: Lease) {
+        let key = lease.id.to_string();
+        let outcome = match tokio::time::timeout(self.config.page_timeout, self.process(&lease))
+            .await
+        {
+            Ok(outcome) => outcome,
+            Err(_) => {
+                tracing::warn!(timeout = ?self.config.page_timeout, "page took too long, retrying");
+                self.retry(&lease, RetryRequest::default(), LeaseOutcome::PageTimeout)
+                    .await
+            }
+        };
+        self.metrics.page(&self.config.spiderid, outcome);
+        self.lock_leased().remove(&key);
+    }
+
+    async fn process(&self, lease: &Lease) -> LeaseOutcome {
+        match self.stages(lease).await {
+            Ok(outcome) | Err(outcome) => outcome,
+        }
+    }
+
+    async fn stages(&self, lease: &Lease) -> Stage<LeaseOutcome> {
+        let job = self.read_job(lease).await?;
+        let Ok(url) = Url::parse(&lease.request.url) else {
+            tracing::warn!("unparsable url in the frontier");
+            return Err(self
+                .ack(lease, Outcome::failed(), LeaseOutcome::InvalidUrl)
+                .await);
+        };
+        let options = RequestOptions {
+            user_agent: job.policy.useragent.as_deref(),
+            cookie: url.host_str().and_then(|h| job.policy.cookie_for(h)),
+            referer: lease.request.referer.as_deref(),
+        };
+        let obey_robots = job.policy.politeness.as_ref().is_none_or(|p| p.obey_robots);
+        if obey_robots {
+            self.check_robots(lease, &url, &options).await?;
+        }
+        let page = self
+            .fetch_page(lease, &job, &url, &options, obey_robots)
+            .await?;
+        let parsed = self.parse_page(lease, &job, page).await?;
+        let outcome = self.publish_items(lease, parsed).await?;
+        Ok(self.ack(lease, outcome, LeaseOutcome::Ok).await)
+    }
+
+    /// The job's policy. A job that is gone has its lease acknowledged; a transient frontier
+    /// error gives the lease back (never counting the request as done); any other error
+    /// retries.
+    async fn read_job(&self, lease: &Lease) -> Stage<Arc<JobContext>> {
+        match self.job(&lease.job).await {
+            Ok(Some(job)) => Ok(job),
+            Ok(None) => Err(self
+                .ack(lease, Outcome::failed(), LeaseOutcome::JobGone)
+                .await),
+            Err(e) if e.is_transient() => {
+                tracing::warn!(error = %format_chain(&e), "reading the job's policy failed, giving the lease back");
+                self.give_back(lease).await;
+                Err(LeaseOutcome::PolicyUnavailable)
+            }
+            Err(e) => {
+                tracing::warn!(error = %format_chain(&e), "the job's policy cannot be read, retrying");
+                Err(self
+                    .retry(
+                        lease,
+                        RetryRequest::default(),
+                        LeaseOutcome::PolicyUnreadable,
+                    )
+                    .await)
+            }
+        }
+    }
+
+    /// robots.txt: a fresh Crawl-delay is reported to the frontier; a disallowed URL is
+    /// acknowledged as an error; robots.txt that cannot be fetched retries later.
+    async fn check_robots(
+        &self,
+        lease: &Lease,
+        url: &Url,
+        options: &RequestOptions<'_>,
+    ) -> Stage<()> {
+        let verdict = self.robots.check(&self.fetcher, url, options).await;
+        if verdict.unreachable {
+            return Err(self.robots_unreachable(lease).await);
+        }
+        if verdict.fresh
+            && let Some(delay) = verdict.crawl_delay
+        {
+            self.report_domain(lease, DomainHint::CrawlDelay(delay))
+                .await;
+        }
+        if !verdict.allowed {
+            tracing::debug!("disallowed by robots.txt");
+            return Err(self
+                .ack(lease, Outcome::failed(), LeaseOutcome::RobotsDenied)
+                .await);
+        }
+        Ok(())
+    }
+
+    /// Fetches the page, following redirects on its host that the job's filter and the
+    /// host's robots.txt allow. While retries are left, a transient failure or a status the
+    /// server asks to retry (429, 5xx) schedules a retry; any other failure is acknowledged
+    /// as an error.
+    async fn fetch_page(
+        &self,
+        lease: &Lease,
+        job: &JobContext,
+        url: &Url,
+        options: &RequestOptions<'_>,
+        obey_robots: bool,
+    ) -> Stage<Fetched> {
+        // The host slot bounds concurrent fetches to one host; parsing and publishing do not
+        // touch the host, so the slot is given back as soon as the body is read.
+        let host_slot = self.host_slot(&lease.domain).await;
+        let follow = |next: &Url| {
+            next.host_str() == url.host_str()
+                && (!obey_robots || self.robots.cached_allows(next) == Some(true))
+                && job.filter.as_ref().is_none_or(|f| {
+                    let mut hop = lease.request.clone();
+                    hop.url = next.to_string();
+                    hop.depth = 0;
+                    f.check(&hop).is_ok()
+                })
+        };
+        let fetched = self.fetcher.fetch(url, options, follow).await;
+        drop(host_slot);
+        let last_try = lease.request.retries >= self.config.max_retries;
+        let page = match fetched {
+            Ok(page) => page,
+            Err(e) if e.is_transient() && !last_try => {
+                tracing::info!(error = %format_chain(&e), retries = lease.request.retries, "fetch failed, retrying");
+                return Err(self
+                    .retry(lease, RetryRequest::default(), LeaseOutcome::Retry)
+                    .await);
+            }
+            Err(e) => {
+                let kind = e.kind();
+                tracing::warn!(error = %format_chain(&e), kind = kind.as_str(), "fetch failed");
+                return Err(self
+                    .ack(lease, Outcome::failed(), LeaseOutcome::FetchFailed(kind))
+                    .await);
+            }
+        };
+        self.metrics
+            .fetched(&self.config.spiderid, page.elapsed, page.body.len());
+        if is_retryable_status(page.status) && !last_try {
+            return Err(self.server_asked_retry(lease, &page).await);
+        }
+        Ok(page)
+    }
+
+    /// A 429 or 5xx with retries left: the retry waits for the Retry-After, which the
+    /// frontier also applies to the whole domain.
+    async fn server_asked_retry(&self, lease: &Lease, page: &Fetched) -> LeaseOutcome {
+        let retry_after = page.retry_after();
+        if let Some(after) = retry_after {
+            self.report_domain(lease, DomainHint::RetryAfter(after))
+                .await;
+        }
+        tracing::info!(
+            status = page.status,
+            retries = lease.request.retries,
+            "server asked to retry"
+        );
+        let retry = RetryRequest {
+            not_before: retry_after,
+            status: Some(page.status),
+        };
+        self.retry(lease, retry, LeaseOutcome::Retry).await
+    }
+
+    /// Runs the spider on the page (decoding and link extraction included) on a blocking
+    /// thread. A spider that panics has its lease acknowledged with the page's status.
+    async fn parse_page(
+        &self,
+        lease: &Lease,
+        job: &Arc<JobContext>,
+        page: Fetched,
+    ) -> Stage<Parsed> {
+        let status = page.status;
+        let bytes = page.body.len() as u64;
+        let handed_over = redirect_elsewhere(&page, lease);
+        let spider = self.spider.clone();
+        let response_job = job.clone();
+        let lease_for_parse = lease.clone();
+        // The request's span follows the work onto the blocking thread, so whatever the
+        // spider logs carries appid, crawlid, spiderid and url.
+        let span = tracing::Span::current();
+        let parsed = tokio::task::spawn_blocking(move || {
+            let _entered = span.enter();
+            let response = build_response(&lease_for_parse, page, &response_job);
+            spider.parse(&response)
+        })
+        .await;
+        let outputs = match parsed {
+            Ok(outputs) => outputs,
+            Err(e) => {
+                tracing::error!(error = %e, "spider panicked");
+                return Err(self
+                    .ack(
+                        lease,
+                        Outcome::status(status, bytes),
+                        LeaseOutcome::SpiderPanicked,
+                    )
+                    .await);
+            }
+        };
+        let mut children: Vec<CrawlRequest> = handed_over.into_iter().collect();
+        let mut items: Vec<PageRecord> = Vec::new();
+        for output in outputs {
+            match output {
+                Output::Request(request) => children.push(request),
+                Output::Item(item) => items.push(*item),
+            }
+        }
+        let step = items
+            .iter()
+            .filter_map(|i| i.attrs.get("step").and_then(serde_json::Value::as_u64))
+            .max()
+            .and_then(|s| u32::try_from(s).ok());
+        Ok(Parsed {
+            status,
+            bytes,
+            items,
+            children,
+            step,
+        })
+    }
+
+    /// Publishes every item and waits until each is durable; returns what to acknowledge.
+    /// A record the sink does not take ends here (see [`Self::publish_failed`]).
+    async fn publish_items(&self, lease: &Lease, parsed: Parsed) -> Stage<Outcome> {
+        for item in &parsed.items {
+            if let Err(e) = self.sink.publish(item).await {
+                let failed = Outcome {
+                    status: None,
+                    bytes: parsed.bytes,
+                    items: 0,
+                    step: parsed.step,
+                    children: parsed.children,
+                };
+                return Err(self.publish_failed(lease, item, &e, failed).await);
+            }
+        }
+        Ok(Outcome {
+            status: Some(parsed.status),
+            bytes: parsed.bytes,
+            items: parsed.items.len() as u64,
+            step: parsed.step,
+            children: parsed.children,
+        })
+    }
+
+    /// A record could not be published. Kafka unreachable or slow: the lease is given back
+    /// and leasing pauses. Refused for good: retried with backoff while retries are left,
+    /// then a dead-letter record names the reason and the lease is acknowledged as an error
+    /// (its children still enqueued, so the crawl goes on).
+    async fn publish_failed(
+        &self,
+        lease: &Lease,
+        item: &PageRecord,
+        error: &crate::sink::Error,
+        failed: Outcome,
+    ) -> LeaseOutcome {
+        if !error.is_permanent() {
+            tracing::error!(error = %format_chain(error), "publishing failed, giving the lease back");
+            *lock(&self.sink_pause) = Some(std::time::Instant::now() + SINK_PAUSE);
+            self.give_back(lease).await;
+            return LeaseOutcome::PublishFailed;
+        }
+        let reason = error.reason();
+        if lease.request.retries < self.config.max_retries {
+            tracing::warn!(error = %format_chain(error), reason, retries = lease.request.retries, "record refused by the sink, retrying");
+            return self
+                .retry(lease, RetryRequest::default(), LeaseOutcome::PublishRetry)
+                .await;
+        }
+        tracing::error!(error = %format_chain(error), reason, "record refused by the sink after every retry, dead-lettered");
+        if let Err(e) = self.sink.dead_letter(item, &reason).await {
+            tracing::error!(error = %format_chain(&e), reason, "publishing the dead-letter record failed");
+        }
+        self.ack(lease, failed, LeaseOutcome::DeadLettered).await
+    }
+
+    /// robots.txt could not be fetched: its host pauses for `robots_retry` (fleet-wide) and
+    /// this request is retried after it, a bounded number of times.
+    async fn robots_unreachable(&self, lease: &Lease) -> LeaseOutcome {
+        let wait = self.config.robots_retry;
+        tracing::info!(retries = lease.request.retries, wait = ?wait, "robots.txt unreachable, retrying later");
+        self.report_domain(lease, DomainHint::RetryAfter(wait))
+            .await;
+        let retry = RetryRequest {
+            not_before: Some(wait),
+            status: None,
+        };
+        self.retry(lease, retry, LeaseOutcome::RobotsUnreachable)
+            .await
+    }
+
+    /// Tells the frontier what was learnt about the lease's domain. A failure is logged and
+    /// the lease goes on: the hint is an optimisation of politeness, not a condition of it.
+    async fn report_domain(&self, lease: &Lease, hint: DomainHint) {
+        if let Err(e) = self
+            .frontier
+            .report_domain(&self.config.spiderid, &lease.domain, hint)
+            .await
+        {
+            tracing::warn!(error = %format_chain(&e), hint = ?hint, "reporting to the frontier failed");
+        }
+    }
+
+    /// Acknowledges the lease; `done` names the outcome when the frontier counted it.
+    async fn ack(&self, lease: &Lease, outcome: Outcome, done: LeaseOutcome) -> LeaseOutcome {
+        match self.frontier.complete(lease, outcome).await {
+            Ok(Completion::Acked(_)) => done,
+            Ok(Completion::Parked) => LeaseOutcome::Parked,
+            Ok(Completion::JobGone) => LeaseOutcome::JobGone,
+            Ok(Completion::Stale) => LeaseOutcome::Stale,
+            Err(e) => {
+                tracing::warn!(error = %format_chain(&e), "acknowledging failed; the lease will expire");
+                LeaseOutcome::AckFailed
+            }
+        }
+    }
+
+    /// Schedules a retry; `scheduled` names the outcome when it was scheduled.
+    async fn retry(
+        &self,
+        lease: &Lease,
+        retry: RetryRequest,
+        scheduled: LeaseOutcome,
+    ) -> LeaseOutcome {
+        match self.frontier.retry(lease, retry).await {
+            Ok(RetryOutcome::Scheduled { .. }) => scheduled,
+            Ok(RetryOutcome::GaveUp) => LeaseOutcome::GaveUp,
+            Ok(RetryOutcome::JobGone) => LeaseOutcome::JobGone,
+            Ok(RetryOutcome::Stale) => LeaseOutcome::Stale,
+            Err(e) => {
+                tracing::warn!(error = %format_chain(&e), "scheduling a retry failed; the lease will expire");
+                LeaseOutcome::AckFailed
+            }
+        }
+    }
+}
+
+/// The request a redirect not followed inline becomes (another host, or an origin whose
+/// robots.txt is not known yet): its target at the same depth, referred by this page. The
+/// frontier's filter, dedupe, robots.txt check and politeness then treat it like any request.
+fn redirect_elsewhere(page: &Fetched, lease: &Lease) -> Option<CrawlRequest> {
+    if !(300..400).contains(&page.status) {
+        return None;
+    }
+    let target = page.final_url.join(page.header("location")?).ok()?;
+    let same = target.host_str() == page.final_url.host_str()
+        && target.port_or_known_default() == page.final_url.port_or_known_default()
+        && target.scheme() == page.final_url.scheme();
+    if same || !matches!(target.scheme(), "http" | "https") {
+        return None;
+    }
+    let mut request = lease.request.child(target.to_string());
+    request.depth = lease.request.depth;
+    request.referer = Some(page.final_url.to_string());
+    Some(request)
+}
+
+fn is_retryable_status(status: u16) -> bool {
+    matches!(status, 429 | 500 | 502 | 503 | 504)
+}
+
+/// Turns a fetched page into what the spider sees: decoded text, extracted links, the
+/// job's attrs. CPU work; runs on a blocking thread.
+fn build_response(lease: &Lease, page: Fetched, job: &JobContext) -> Response {
+    let content_type_header = page.header("content-type").map(str::to_owned);
+    let content_type = charset::media_type(content_type_header.as_deref());
+    let (text, encoding) = match charset::decode(&page.body, content_type_header.as_deref()) {
+        Decoded::Text { text, encoding } => (Some(text), Some(encoding)),
+        Decoded::Binary => (None, None),
+    };
+    let links = match &text {
+        Some(html) if charset::is_html(&content_type) => extract::links(html, &page.final_url),
+        _ => Vec::new(),
+    };
+    Response {
+        job: lease.job.clone(),
+        request: lease.request.clone(),
+        url: page.final_url,
+        status: page.status,
+        status_msg: page.status_msg,
+        headers: page.headers,
+        request_headers: page.request_headers,
+        body: page.body,
+        truncated: page.truncated,
+        text,
+        encoding,
+        content_type,
+        links,
+        follow_nofollow: job.policy.follow_nofollow,
+        attrs: job.attrs.clone(),
+        redirect_chain: page.redirect_chain,
+        fetch_time: page.elapsed,
+        timestamp: SystemTime::now(),
+    }
+}
