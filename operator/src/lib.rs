@@ -34,6 +34,8 @@ use kubecrawl_frontier::{Frontier, FrontierConfig, RedisFrontier};
 use tokio_util::sync::CancellationToken;
 
 pub mod args;
+#[cfg(test)]
+mod fixtures;
 pub mod fleet;
 pub mod leader;
 pub mod metrics;
