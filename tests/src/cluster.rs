@@ -350,7 +350,7 @@ impl Cluster {
     /// Waits until the `spider` fleet's Deployment asks for `want` replicas.
     ///
     /// # Panics
-    /// After `timeout`, with the operator's log.
+    /// After `timeout`, with every log of the installation.
     pub async fn wait_replicas(&self, spider: &str, want: i32, timeout: Duration) {
         Wait::new(format!("the {spider} fleet at {want} replicas"), timeout)
             .every(Duration::from_millis(200))
