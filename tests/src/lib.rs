@@ -159,6 +159,30 @@ pub fn helm_ok(args: &[&str]) -> Result<String> {
     Ok(text)
 }
 
+/// `helm install RELEASE charts/kubecrawl -n NS --set SETS`, with `--set-json KEY=VALUE` for
+/// each of `json` (values as JSON text) and `extra` arguments after; returns what helm
+/// printed.
+///
+/// # Errors
+/// When helm fails.
+pub fn helm_install(
+    release: &str,
+    ns: &str,
+    sets: &str,
+    json: &[(&str, String)],
+    extra: &[&str],
+) -> Result<String> {
+    let chart = repo_path("charts/kubecrawl");
+    let chart = chart.to_str().context("the repository path is not UTF-8")?;
+    let json: Vec<String> = json.iter().map(|(k, v)| format!("{k}={v}")).collect();
+    let mut args = vec!["install", release, chart, "-n", ns, "--set", sets];
+    for value in &json {
+        args.extend(["--set-json", value.as_str()]);
+    }
+    args.extend(extra);
+    helm_ok(&args)
+}
+
 /// `helm uninstall RELEASE -n NS --wait` (up to a minute); returns what helm printed.
 ///
 /// # Errors
