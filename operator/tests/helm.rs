@@ -18,8 +18,7 @@ use kubecrawl_e2e::crawljob::{phase, wait_job};
 use kubecrawl_e2e::kubelet::{CommandMap, FakeKubelet, KubeletConfig};
 use kubecrawl_e2e::site::{SiteConfig, TestSite};
 use kubecrawl_e2e::{
-    TestEnv, TestNamespace, ensure_crd, helm_ok, helm_uninstall, repo_path,
-    service_account_kubeconfig,
+    TestEnv, TestNamespace, ensure_crd, helm_install, helm_uninstall, service_account_kubeconfig,
 };
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -42,7 +41,6 @@ async fn helm_install_then_the_chart_operator_crawls_with_its_own_rbac() {
         {"name": "KUBECRAWL_LEASE_DURATION", "value": "15s"},
     ])
     .to_string();
-    let chart = repo_path("charts/kubecrawl");
     let prefix = format!("kc-{}", ns.name);
     let sets = format!(
         "redis.url={},redis.prefix={prefix},kafka.brokers={},kafka.topicPrefix={prefix},operator.watchNamespace={},\
@@ -50,21 +48,17 @@ async fn helm_install_then_the_chart_operator_crawls_with_its_own_rbac() {
          workers.terminationGracePeriodSeconds=5",
         env.redis_url, env.kafka_brokers, ns.name
     );
-    let install = helm_ok(&[
-        "install",
+    let install = helm_install(
         &release,
-        chart.to_str().expect("utf-8"),
-        "-n",
         &ns.name,
-        "--set",
         &sets,
-        "--set-json",
-        &format!("operator.nodeSelector={selector}"),
-        "--set-json",
-        &format!("workers.nodeSelector={selector}"),
-        "--set-json",
-        &format!("workers.env={worker_env}"),
-    ])
+        &[
+            ("operator.nodeSelector", selector.clone()),
+            ("workers.nodeSelector", selector),
+            ("workers.env", worker_env),
+        ],
+        &[],
+    )
     .expect("helm install");
     assert!(
         install.contains("STATUS: deployed"),

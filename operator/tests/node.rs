@@ -25,9 +25,7 @@ use kubecrawl_e2e::crawljob::{has_pages, phase, release_finalizers, wait_job};
 use kubecrawl_e2e::poll::Wait;
 use kubecrawl_e2e::records::topic_records;
 use kubecrawl_e2e::site::{SiteConfig, TestSite};
-use kubecrawl_e2e::{
-    TestEnv, TestNamespace, ensure_crd, helm_ok, helm_uninstall, kubectl_ok, repo_path,
-};
+use kubecrawl_e2e::{TestEnv, TestNamespace, ensure_crd, helm_install, helm_uninstall, kubectl_ok};
 
 /// The real node's name and taint, from `make node-up`'s env file.
 struct Node {
@@ -195,33 +193,22 @@ async fn the_chart_runs_on_a_real_node_and_a_deleted_worker_drains_losing_nothin
         free_port(),
         free_port(),
     );
-    let chart = repo_path("charts/kubecrawl");
     let install_started = std::time::Instant::now();
-    let install = helm_ok(&[
-        "install",
+    let install = helm_install(
         &release,
-        chart.to_str().expect("utf-8"),
-        "-n",
         &ns.name,
-        "--set",
         &sets,
-        "--set-json",
-        &format!("operator.nodeSelector={on_node}"),
-        "--set-json",
-        &format!("operator.tolerations={tolerate}"),
-        "--set-json",
-        &format!("operator.env={operator_env}"),
-        "--set-json",
-        &format!("workers.nodeSelector={on_node}"),
-        "--set-json",
-        &format!("workers.tolerations={tolerate}"),
-        "--set-json",
-        &format!("workers.env={worker_env}"),
+        &[
+            ("operator.nodeSelector", on_node.clone()),
+            ("operator.tolerations", tolerate.clone()),
+            ("operator.env", operator_env.to_string()),
+            ("workers.nodeSelector", on_node),
+            ("workers.tolerations", tolerate),
+            ("workers.env", worker_env.to_string()),
+        ],
         // Returns when the operator's Deployment is available: its Pod Ready by its probes.
-        "--wait",
-        "--timeout",
-        "180s",
-    ])
+        &["--wait", "--timeout", "180s"],
+    )
     .expect("helm install");
     assert!(install.contains("STATUS: deployed"), "{install}");
     println!(
