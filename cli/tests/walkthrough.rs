@@ -19,16 +19,15 @@ use std::collections::BTreeSet;
 use std::time::{Duration, Instant};
 
 use kubecrawl_api::Phase;
-use kubecrawl_e2e::TestNamespace;
+use kubecrawl_e2e::cluster::take_turn;
+use kubecrawl_e2e::crawljob::phase;
 use kubecrawl_e2e::scrapy_cluster::{check_raw_response_item, read_topic};
+use kubecrawl_e2e::{TestEnv, TestNamespace, unique_name};
 use kubecrawl_frontier::Frontier;
 use rdkafka::producer::{FutureProducer, FutureRecord};
 use serde_json::{Value, json};
 
-use support::{
-    TURN, answer, answer_where, consumer, eventually, install, job_of, kafka, kubecrawl_json,
-    kubecrawl_ok, phase, teardown, unique,
-};
+use support::{answer, answer_where, consumer, install, kubecrawl_json, kubecrawl_ok, teardown};
 
 /// The Crawler Stats Dump's windows.
 const WINDOWS: [&str; 7] = [
@@ -45,10 +44,10 @@ fn records(text: &str) -> Vec<Value> {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn the_walkthrough_feed_dump_and_stats() {
-    let _turn = TURN.lock().await;
+    let _turn = take_turn().await;
     let started = Instant::now();
     let cluster = install("kcw-walk").await;
-    let crawlid = unique("walk");
+    let crawlid = unique_name("walk");
     let steps = cluster.site.wander_steps();
     let pages = u64::from(steps) + 1;
 
@@ -66,31 +65,28 @@ async fn the_walkthrough_feed_dump_and_stats() {
     );
 
     // While it runs, the dump counts the fleet's worker.
-    let running = eventually(
-        &cluster,
-        "a live wandering worker in the stats dump",
-        Duration::from_secs(90),
-        async || {
-            let stats = kubecrawl_json(&cluster, &["stats"]).await;
-            (stats["crawler"]["wandering_spider_count"] == 1).then_some(stats)
-        },
-    )
-    .await;
+    let running = cluster
+        .eventually(
+            "a live wandering worker in the stats dump",
+            Duration::from_secs(90),
+            async || {
+                let stats = kubecrawl_json(&cluster, &["stats"]).await;
+                (stats["crawler"]["wandering_spider_count"] == 1).then_some(stats)
+            },
+        )
+        .await;
     assert_eq!(running["crawler"]["total_spider_count"], 1, "{running:#}");
     assert_eq!(running["crawler"]["unique_spider_count"], 1, "{running:#}");
     assert_eq!(running["crawler"]["link_spider_count"], 0, "{running:#}");
 
-    let job = eventually(
-        &cluster,
-        "the wandering job to succeed",
-        Duration::from_secs(180),
-        async || {
-            job_of(&cluster, &crawlid)
-                .await
-                .filter(|j| phase(j) == Phase::Succeeded)
-        },
-    )
-    .await;
+    let job = cluster
+        .wait_crawl(
+            &crawlid,
+            "the wandering job to succeed",
+            Duration::from_secs(180),
+            |j| phase(j) == Phase::Succeeded,
+        )
+        .await;
     let status = job.status.clone().unwrap_or_default();
     assert_eq!((status.pages, status.steps), (pages, steps), "{status:?}");
 
@@ -188,18 +184,17 @@ async fn the_walkthrough_feed_dump_and_stats() {
         json!({"url": unvisited, "appid": "testapp", "crawlid": crawlid, "spiderid": "wandering"});
     let fed = kubecrawl_ok(&cluster, &["feed", &again.to_string()]).await;
     assert!(fed.contains("seed added"), "{fed}");
-    let job = eventually(
-        &cluster,
-        "the second seed to be crawled",
-        Duration::from_secs(120),
-        async || {
-            job_of(&cluster, &crawlid).await.filter(|j| {
+    let job = cluster
+        .wait_crawl(
+            &crawlid,
+            "the second seed to be crawled",
+            Duration::from_secs(120),
+            |j| {
                 j.status.as_ref().is_some_and(|s| s.pages == pages + 1)
                     && phase(j) == Phase::Succeeded
-            })
-        },
-    )
-    .await;
+            },
+        )
+        .await;
     assert_eq!(job.spec.seeds.len(), 2);
     let fed = kubecrawl_ok(&cluster, &["feed", &again.to_string()]).await;
     assert!(fed.contains("already seeded"), "{fed}");
@@ -210,10 +205,10 @@ async fn the_walkthrough_feed_dump_and_stats() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn feed_refuses_invalid_requests_naming_the_field() {
-    let _turn = TURN.lock().await;
+    let _turn = take_turn().await;
     kubecrawl_e2e::ensure_crd().expect("the CRD is served");
     let ns = TestNamespace::create("kcw-refuse").expect("a namespace");
-    let env = kubecrawl_e2e::TestEnv::get();
+    let env = TestEnv::get();
     let run = async |args: &[&str], stdin: Option<Vec<u8>>| {
         let mut child = tokio::process::Command::new(support::KUBECRAWL)
             .args(args)
@@ -283,14 +278,14 @@ async fn feed_refuses_invalid_requests_naming_the_field() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn the_same_crawl_over_kafka_with_actions_and_errors_answered() {
-    let _turn = TURN.lock().await;
+    let _turn = take_turn().await;
     let started = Instant::now();
     let cluster = install("kcw-kafka").await;
     let log_path = std::env::temp_dir().join(format!("{}-ingest.log", cluster.ns.name));
-    let mut ingest = support::chart_ingest(&cluster, &unique("kcw-ingest"), &log_path);
+    let mut ingest = support::chart_ingest(&cluster, &unique_name("kcw-ingest"), &log_path);
     let incoming = format!("{}.incoming", cluster.topic_prefix);
     let answers = consumer(&format!("{}.outbound_firehose", cluster.topic_prefix));
-    let producer: FutureProducer = kafka().create().expect("a producer");
+    let producer: FutureProducer = TestEnv::get().kafka_config().create().expect("a producer");
     let send = async |payload: &str| {
         producer
             .send(
@@ -304,24 +299,21 @@ async fn the_same_crawl_over_kafka_with_actions_and_errors_answered() {
     let ingest_log = || std::fs::read_to_string(&log_path).unwrap_or_default();
 
     // The walkthrough's crawl request, by a plain producer.
-    let crawlid = unique("kafka");
+    let crawlid = unique_name("kafka");
     let steps = cluster.site.wander_steps();
     let pages = u64::from(steps) + 1;
     send(&json!({
         "url": cluster.site.wander_root(), "appid": "testapp", "crawlid": crawlid, "spiderid": "wandering"
     }).to_string())
     .await;
-    let job = eventually(
-        &cluster,
-        "the crawl requested over kafka to succeed",
-        Duration::from_secs(180),
-        async || {
-            job_of(&cluster, &crawlid)
-                .await
-                .filter(|j| phase(j) == Phase::Succeeded)
-        },
-    )
-    .await;
+    let job = cluster
+        .wait_crawl(
+            &crawlid,
+            "the crawl requested over kafka to succeed",
+            Duration::from_secs(180),
+            |j| phase(j) == Phase::Succeeded,
+        )
+        .await;
     assert_eq!(
         job.status.as_ref().map(|s| s.pages),
         Some(pages),
@@ -370,18 +362,17 @@ async fn the_same_crawl_over_kafka_with_actions_and_errors_answered() {
         "{fed:#}"
     );
     let pages_now = pages + 1;
-    let job = eventually(
-        &cluster,
-        "the added seed to be crawled",
-        Duration::from_secs(120),
-        async || {
-            job_of(&cluster, &crawlid).await.filter(|j| {
+    let job = cluster
+        .wait_crawl(
+            &crawlid,
+            "the added seed to be crawled",
+            Duration::from_secs(120),
+            |j| {
                 phase(j) == Phase::Succeeded
                     && j.status.as_ref().is_some_and(|s| s.pages == pages_now)
-            })
-        },
-    )
-    .await;
+            },
+        )
+        .await;
     assert_eq!(job.spec.seeds.len(), 2);
 
     // Invalid messages are answered with an error carrying their uuid, never dropped.
@@ -444,7 +435,7 @@ async fn the_same_crawl_over_kafka_with_actions_and_errors_answered() {
     let refused = answer(&answers, "stop-all-11").await;
     assert_eq!(refused["error"]["field"], "crawlid", "{refused:#}");
     assert!(
-        job_of(&cluster, &crawlid).await.is_some(),
+        cluster.job_by_crawlid(&crawlid).await.is_some(),
         "the crawl is still there"
     );
 
@@ -486,17 +477,14 @@ async fn the_same_crawl_over_kafka_with_actions_and_errors_answered() {
     .await;
     let expired = answer(&answers, "expire-9").await;
     assert_eq!(expired["result"], "expired", "{expired:#}");
-    eventually(
-        &cluster,
-        "the expired job to be Expired",
-        Duration::from_secs(30),
-        async || {
-            job_of(&cluster, &crawlid)
-                .await
-                .filter(|j| phase(j) == Phase::Expired)
-        },
-    )
-    .await;
+    cluster
+        .wait_crawl(
+            &crawlid,
+            "the expired job to be Expired",
+            Duration::from_secs(30),
+            |j| phase(j) == Phase::Expired,
+        )
+        .await;
 
     // Scrapy Cluster's expired notification follows, once the operator has purged it.
     let notified = answer_where(&answers, |v| {
@@ -514,13 +502,19 @@ async fn the_same_crawl_over_kafka_with_actions_and_errors_answered() {
     send(&json!({"action": "stop", "appid": "testapp", "crawlid": crawlid, "spiderid": "wandering", "uuid": "stop-7"}).to_string()).await;
     let stop = answer(&answers, "stop-7").await;
     assert_eq!(stop["result"], "stopped", "{stop:#}");
-    eventually(
-        &cluster,
-        "the stopped job to be gone",
-        Duration::from_secs(30),
-        async || job_of(&cluster, &crawlid).await.is_none().then_some(()),
-    )
-    .await;
+    cluster
+        .eventually(
+            "the stopped job to be gone",
+            Duration::from_secs(30),
+            async || {
+                cluster
+                    .job_by_crawlid(&crawlid)
+                    .await
+                    .is_none()
+                    .then_some(())
+            },
+        )
+        .await;
     let frontier = cluster.frontier().await.expect("the frontier");
     let jobref = kubecrawl_frontier::JobRef {
         spiderid: "wandering".into(),

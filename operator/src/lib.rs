@@ -39,6 +39,8 @@ use tokio_util::sync::CancellationToken;
 use tracing::Instrument;
 
 pub mod args;
+#[cfg(test)]
+mod fixtures;
 pub mod fleet;
 pub mod leader;
 pub mod metrics;

@@ -11,52 +11,47 @@ use std::time::{Duration, Instant};
 use kube::api::{Api, DeleteParams, ListParams, Patch, PatchParams};
 use kube::runtime::watcher::{self, Event};
 use kubecrawl_api::{CrawlJob, Phase};
-use kubecrawl_e2e::cluster::{Cluster, ClusterConfig};
+use kubecrawl_e2e::cluster::{Cluster, ClusterConfig, take_turn};
+use kubecrawl_e2e::crawljob::{has_pages, link_spec, phase};
 use kubecrawl_e2e::kubectl_ok;
-use kubecrawl_e2e::site::SiteConfig;
+use kubecrawl_e2e::site::{GroundTruth, SiteConfig};
 use kubecrawl_frontier::Frontier;
-
-static TURN: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
+use tokio::sync::MutexGuard;
 
 fn operator_bin() -> &'static Path {
     Path::new(env!("CARGO_BIN_EXE_kubecrawl-operator"))
 }
 
-fn phase(job: &CrawlJob) -> Phase {
-    job.status.as_ref().map(|s| s.phase).unwrap_or_default()
+/// The test's turn and an installation of its own named `name`.
+async fn start(name: &str, config: ClusterConfig) -> (MutexGuard<'static, ()>, Cluster) {
+    let turn = take_turn().await;
+    let cluster = Cluster::start(name, operator_bin(), config)
+        .await
+        .expect("cluster");
+    (turn, cluster)
 }
 
-fn link_spec(seed: &str, crawlid: &str, workers: u32, delay_millis: u32) -> serde_json::Value {
-    serde_json::json!({
-        "spiderid": "link",
-        "appid": "testapp",
-        "crawlid": crawlid,
-        "seeds": [seed],
-        "maxdepth": 1000,
-        "allowedDomains": ["site.test"],
-        "workers": workers,
-        "politeness": {"delayMillis": delay_millis},
-    })
+/// [`start`] with the default configuration, then one link job `job` crawling the whole
+/// site with one worker, `delay_millis` apart; with the site's ground truth.
+async fn crawling(
+    name: &str,
+    job: &str,
+    delay_millis: u32,
+) -> (MutexGuard<'static, ()>, Cluster, GroundTruth) {
+    let (turn, cluster) = start(name, ClusterConfig::default()).await;
+    let truth = cluster.site.truth();
+    cluster
+        .create_link_job(job, 1, delay_millis)
+        .await
+        .expect("created");
+    (turn, cluster, truth)
 }
 
 /// Waits until the link fleet's Deployment asks for `want` replicas.
 async fn wait_replicas(cluster: &Cluster, want: i32) {
-    let started = Instant::now();
-    loop {
-        let got = cluster
-            .fleet_replicas("link")
-            .await
-            .expect("get deployment");
-        if got == Some(want) {
-            return;
-        }
-        assert!(
-            started.elapsed() < Duration::from_secs(30),
-            "replicas {got:?}, wanted {want}\n{}",
-            cluster.operator_logs()
-        );
-        tokio::time::sleep(Duration::from_millis(200)).await;
-    }
+    cluster
+        .wait_replicas("link", want, Duration::from_secs(30))
+        .await;
 }
 
 /// Waits (up to `secs`) until a job is Succeeded; `what` names the expectation on failure.
@@ -72,11 +67,18 @@ async fn succeeded(cluster: &Cluster, name: &str, secs: u64, what: &str) -> Craw
 /// Waits (up to 60 s) until a job has fetched at least `pages` pages: it is mid-crawl.
 async fn with_pages(cluster: &Cluster, name: &str, pages: u64, what: &str) -> CrawlJob {
     cluster
-        .wait_job(name, Duration::from_secs(60), |j| {
-            j.status.as_ref().is_some_and(|s| s.pages >= pages)
-        })
+        .wait_job(name, Duration::from_secs(60), |j| has_pages(j, pages))
         .await
         .expect(what)
+}
+
+/// Waits (up to 30 s) until `holds` is true, failing with `what` and the logs.
+async fn until(cluster: &Cluster, what: &str, mut holds: impl AsyncFnMut() -> bool) {
+    cluster
+        .eventually(what, Duration::from_secs(30), async || {
+            holds().await.then_some(())
+        })
+        .await;
 }
 
 /// `kubectl get crawljobs` as rows of columns.
@@ -90,37 +92,15 @@ fn table(ns: &str) -> Vec<Vec<String>> {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_link_job_crawls_the_site_succeeds_and_scales_back_to_zero() {
-    let _turn = TURN.lock().await;
-    let cluster = Cluster::start("e2e-link", operator_bin(), ClusterConfig::default())
-        .await
-        .expect("cluster");
-    let truth = cluster
-        .site
-        .reachable(&cluster.site.reach())
-        .expect("ground truth");
+    let (_turn, cluster) = start("e2e-link", ClusterConfig::default()).await;
+    let truth = cluster.site.truth();
     cluster
-        .create_job("link-job", link_spec(&cluster.site.root(), "link1", 2, 0))
+        .create_link_job("link-job", 2, 0)
         .await
         .expect("created");
 
     // The fleet's Deployment appears with the two workers the job asked for.
-    let started = Instant::now();
-    loop {
-        if cluster
-            .fleet_replicas("link")
-            .await
-            .expect("get deployment")
-            == Some(2)
-        {
-            break;
-        }
-        assert!(
-            started.elapsed() < Duration::from_secs(30),
-            "no Deployment with 2 replicas\n{}",
-            cluster.all_logs()
-        );
-        tokio::time::sleep(Duration::from_millis(200)).await;
-    }
+    wait_replicas(&cluster, 2).await;
     let running = cluster
         .wait_job("link-job", Duration::from_secs(60), |j| {
             phase(j) == Phase::Running || phase(j) == Phase::Succeeded
@@ -172,36 +152,17 @@ async fn a_link_job_crawls_the_site_succeeds_and_scales_back_to_zero() {
     assert_eq!(row[5], "0");
 
     // Nothing is left to do: the fleet goes back to zero.
-    let started = Instant::now();
-    while cluster
-        .fleet_replicas("link")
-        .await
-        .expect("get deployment")
-        != Some(0)
-    {
-        assert!(
-            started.elapsed() < Duration::from_secs(30),
-            "the fleet did not scale down"
-        );
-        tokio::time::sleep(Duration::from_millis(200)).await;
-    }
-    let started = Instant::now();
-    while !cluster.kubelet.running(&cluster.ns.name).is_empty() {
-        assert!(
-            started.elapsed() < Duration::from_secs(30),
-            "worker processes still running after scale-down"
-        );
-        tokio::time::sleep(Duration::from_millis(200)).await;
-    }
+    wait_replicas(&cluster, 0).await;
+    until(&cluster, "no worker process after scale-down", async || {
+        cluster.kubelet.running(&cluster.ns.name).is_empty()
+    })
+    .await;
     cluster.shutdown().await.expect("clean shutdown");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn steps_rise_while_a_wandering_job_runs() {
-    let _turn = TURN.lock().await;
-    let cluster = Cluster::start("e2e-wander", operator_bin(), ClusterConfig::default())
-        .await
-        .expect("cluster");
+    let (_turn, cluster) = start("e2e-wander", ClusterConfig::default()).await;
     let spec = serde_json::json!({
         "spiderid": "wandering", "appid": "testapp", "crawlid": "wander1",
         "seeds": [cluster.site.wander_root()],
@@ -243,27 +204,24 @@ async fn steps_rise_while_a_wandering_job_runs() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn jobs_of_one_spider_share_a_deployment_with_summed_capped_replicas() {
-    let _turn = TURN.lock().await;
     let config = ClusterConfig {
         max_replicas: 4,
         ..ClusterConfig::default()
     };
-    let cluster = Cluster::start("e2e-share", operator_bin(), config)
-        .await
-        .expect("cluster");
+    let (_turn, cluster) = start("e2e-share", config).await;
     // Slow jobs, so both are still running while replicas are checked.
     cluster
-        .create_job("first", link_spec(&cluster.site.root(), "first", 1, 200))
+        .create_link_job("first", 1, 200)
         .await
         .expect("created");
     wait_replicas(&cluster, 1).await;
     cluster
-        .create_job("second", link_spec(&cluster.site.root(), "second", 2, 200))
+        .create_link_job("second", 2, 200)
         .await
         .expect("created");
     wait_replicas(&cluster, 3).await;
     cluster
-        .create_job("third", link_spec(&cluster.site.root(), "third", 5, 200))
+        .create_link_job("third", 5, 200)
         .await
         .expect("created");
     wait_replicas(&cluster, 4).await;
@@ -295,20 +253,9 @@ async fn jobs_of_one_spider_share_a_deployment_with_summed_capped_replicas() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn deleting_a_job_mid_crawl_purges_it_and_spares_the_other() {
-    let _turn = TURN.lock().await;
-    let cluster = Cluster::start("e2e-delete", operator_bin(), ClusterConfig::default())
-        .await
-        .expect("cluster");
-    let truth = cluster
-        .site
-        .reachable(&cluster.site.reach())
-        .expect("ground truth");
+    let (_turn, cluster, truth) = crawling("e2e-delete", "doomed", 20).await;
     cluster
-        .create_job("doomed", link_spec(&cluster.site.root(), "doomed", 1, 20))
-        .await
-        .expect("created");
-    cluster
-        .create_job("kept", link_spec(&cluster.site.root(), "kept", 1, 20))
+        .create_link_job("kept", 1, 20)
         .await
         .expect("created");
     let frontier = cluster.frontier().await.expect("frontier");
@@ -325,21 +272,15 @@ async fn deleting_a_job_mid_crawl_purges_it_and_spares_the_other() {
         .delete("doomed", &DeleteParams::default())
         .await
         .expect("delete");
-    let started = Instant::now();
-    while cluster
-        .jobs()
-        .get_opt("doomed")
-        .await
-        .expect("get")
-        .is_some()
-    {
-        assert!(
-            started.elapsed() < Duration::from_secs(30),
-            "the finalizer never finished\n{}",
-            cluster.all_logs()
-        );
-        tokio::time::sleep(Duration::from_millis(200)).await;
-    }
+    until(&cluster, "the finalizer to finish", async || {
+        cluster
+            .jobs()
+            .get_opt("doomed")
+            .await
+            .expect("get")
+            .is_none()
+    })
+    .await;
     assert_eq!(
         frontier.job_stats(&doomed).await.expect("stats"),
         None,
@@ -354,18 +295,7 @@ async fn deleting_a_job_mid_crawl_purges_it_and_spares_the_other() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_operator_restart_seeds_nothing_twice_and_status_carries_on() {
-    let _turn = TURN.lock().await;
-    let mut cluster = Cluster::start("e2e-restart", operator_bin(), ClusterConfig::default())
-        .await
-        .expect("cluster");
-    let truth = cluster
-        .site
-        .reachable(&cluster.site.reach())
-        .expect("ground truth");
-    cluster
-        .create_job("restart", link_spec(&cluster.site.root(), "restart", 1, 15))
-        .await
-        .expect("created");
+    let (_turn, mut cluster, truth) = crawling("e2e-restart", "restart", 15).await;
     let before = with_pages(&cluster, "restart", 30, "mid-crawl").await;
     assert_eq!(
         cluster.stop_operator().await.expect("stops"),
@@ -397,10 +327,7 @@ async fn an_operator_restart_seeds_nothing_twice_and_status_carries_on() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_expired_job_is_purged_and_an_invalid_one_gets_no_workers() {
-    let _turn = TURN.lock().await;
-    let cluster = Cluster::start("e2e-expire", operator_bin(), ClusterConfig::default())
-        .await
-        .expect("cluster");
+    let (_turn, cluster) = start("e2e-expire", ClusterConfig::default()).await;
     let expires =
         k8s_openapi::jiff::Timestamp::now() + k8s_openapi::jiff::SignedDuration::from_secs(4);
     let mut spec = link_spec(&cluster.site.root(), "expiring", 1, 100);
@@ -476,17 +403,14 @@ async fn an_expired_job_is_purged_and_an_invalid_one_gets_no_workers() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn status_writes_stay_bounded_over_a_steady_crawl() {
-    let _turn = TURN.lock().await;
     let config = ClusterConfig {
         site: SiteConfig::default().with_pages(2000),
         ..ClusterConfig::default()
     };
-    let cluster = Cluster::start("e2e-writes", operator_bin(), config)
-        .await
-        .expect("cluster");
+    let (_turn, cluster) = start("e2e-writes", config).await;
     // 10 pages a second: the crawl outlasts the 60 s window.
     cluster
-        .create_job("steady", link_spec(&cluster.site.root(), "steady", 1, 100))
+        .create_link_job("steady", 1, 100)
         .await
         .expect("created");
     cluster
@@ -538,15 +462,12 @@ async fn status_writes_stay_bounded_over_a_steady_crawl() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn two_hundred_jobs_are_all_running_within_thirty_seconds() {
-    let _turn = TURN.lock().await;
     // No workers: the jobs are seeded and stay Running, which is what is measured.
     let config = ClusterConfig {
         max_replicas: 0,
         ..ClusterConfig::default()
     };
-    let cluster = Cluster::start("e2e-many", operator_bin(), config)
-        .await
-        .expect("cluster");
+    let (_turn, cluster) = start("e2e-many", config).await;
     let started = Instant::now();
     let creates = (0..200).map(|i| {
         let cluster = &cluster;
@@ -597,18 +518,7 @@ async fn two_hundred_jobs_are_all_running_within_thirty_seconds() {
 /// Suspending keeps the frontier; resuming finishes the crawl.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_suspended_job_pauses_and_resumes() {
-    let _turn = TURN.lock().await;
-    let cluster = Cluster::start("e2e-suspend", operator_bin(), ClusterConfig::default())
-        .await
-        .expect("cluster");
-    let truth = cluster
-        .site
-        .reachable(&cluster.site.reach())
-        .expect("ground truth");
-    cluster
-        .create_job("pausing", link_spec(&cluster.site.root(), "pausing", 1, 20))
-        .await
-        .expect("created");
+    let (_turn, cluster, truth) = crawling("e2e-suspend", "pausing", 20).await;
     with_pages(&cluster, "pausing", 10, "mid-crawl").await;
     let patch = serde_json::json!({"spec": {"suspend": true}});
     cluster
@@ -651,18 +561,7 @@ async fn a_suspended_job_pauses_and_resumes() {
 /// when the first stops; the crawl carries on.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_standby_replica_takes_over_when_the_leader_stops() {
-    let _turn = TURN.lock().await;
-    let mut cluster = Cluster::start("e2e-leader", operator_bin(), ClusterConfig::default())
-        .await
-        .expect("cluster");
-    let truth = cluster
-        .site
-        .reachable(&cluster.site.reach())
-        .expect("ground truth");
-    cluster
-        .create_job("led", link_spec(&cluster.site.root(), "led", 1, 20))
-        .await
-        .expect("created");
+    let (_turn, mut cluster, truth) = crawling("e2e-leader", "led", 20).await;
     with_pages(&cluster, "led", 10, "mid-crawl").await;
     let mut standby = cluster.spawn_operator().expect("a second replica");
     tokio::time::sleep(Duration::from_secs(4)).await;
@@ -678,14 +577,10 @@ async fn a_standby_replica_takes_over_when_the_leader_stops() {
 
     assert_eq!(cluster.stop_operator().await.expect("stops"), Some(0));
     let started = Instant::now();
-    while !cluster.operator_log(2).contains("became leader") {
-        assert!(
-            started.elapsed() < Duration::from_secs(30),
-            "the standby never took over\n{}",
-            cluster.operator_log(2)
-        );
-        tokio::time::sleep(Duration::from_millis(200)).await;
-    }
+    until(&cluster, "the standby to take over", async || {
+        cluster.operator_log(2).contains("became leader")
+    })
+    .await;
     println!(
         "standby took over {:?} after the leader stopped",
         started.elapsed()
@@ -706,42 +601,27 @@ async fn a_standby_replica_takes_over_when_the_leader_stops() {
 /// Pending forever, kept its workers and was seeded again every status interval.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_job_whose_seeds_are_all_refused_fails_and_says_why() {
-    let _turn = TURN.lock().await;
-    let cluster = Cluster::start("e2e-refused", operator_bin(), ClusterConfig::default())
-        .await
-        .expect("cluster");
-    let maps: Api<k8s_openapi::api::core::v1::ConfigMap> =
-        Api::namespaced(cluster.client.clone(), &cluster.ns.name);
-    let cm = serde_json::json!({
-        "apiVersion": "v1", "kind": "ConfigMap",
-        "metadata": {"name": "kubecrawl-throttle"},
-        "data": {"throttle.yaml": "blacklist:\n  - site.test\n"},
-    });
-    maps.patch(
-        "kubecrawl-throttle",
-        &PatchParams::apply("kubecrawl-test").force(),
-        &Patch::Apply(&cm),
-    )
-    .await
-    .expect("the ConfigMap is written");
-    let frontier = cluster.frontier().await.expect("frontier");
-    let started = Instant::now();
-    while !frontier
-        .domain_rules("link")
-        .await
-        .expect("rules")
-        .blacklist
-        .contains("site.test")
-    {
-        assert!(
-            started.elapsed() < Duration::from_secs(30),
-            "the blacklist never reached the frontier\n{}",
-            cluster.operator_logs()
-        );
-        tokio::time::sleep(Duration::from_millis(200)).await;
-    }
+    let (_turn, cluster) = start("e2e-refused", ClusterConfig::default()).await;
     cluster
-        .create_job("refused", link_spec(&cluster.site.root(), "refused", 1, 0))
+        .set_throttle_rules("blacklist:\n  - site.test\n")
+        .await
+        .expect("the ConfigMap is written");
+    let frontier = cluster.frontier().await.expect("frontier");
+    until(
+        &cluster,
+        "the blacklist to reach the frontier",
+        async || {
+            frontier
+                .domain_rules("link")
+                .await
+                .expect("rules")
+                .blacklist
+                .contains("site.test")
+        },
+    )
+    .await;
+    cluster
+        .create_link_job("refused", 1, 0)
         .await
         .expect("created");
     let job = cluster
@@ -794,18 +674,7 @@ async fn a_job_whose_seeds_are_all_refused_fails_and_says_why() {
 /// FrontierLost condition, is seeded again, and still ends with every page.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_frontier_that_lost_its_data_is_detected_and_the_job_reseeded() {
-    let _turn = TURN.lock().await;
-    let cluster = Cluster::start("e2e-lost", operator_bin(), ClusterConfig::default())
-        .await
-        .expect("cluster");
-    let truth = cluster
-        .site
-        .reachable(&cluster.site.reach())
-        .expect("ground truth");
-    cluster
-        .create_job("lost", link_spec(&cluster.site.root(), "lost", 1, 20))
-        .await
-        .expect("created");
+    let (_turn, cluster, truth) = crawling("e2e-lost", "lost", 20).await;
     let before = with_pages(&cluster, "lost", 20, "mid-crawl").await;
     let epoch = before
         .status

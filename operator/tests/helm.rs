@@ -14,33 +14,12 @@ use std::time::Duration;
 use k8s_openapi::api::core::v1::ConfigMap;
 use kube::api::{Api, PostParams};
 use kubecrawl_api::{CrawlJob, Phase};
+use kubecrawl_e2e::crawljob::{phase, wait_job};
 use kubecrawl_e2e::kubelet::{CommandMap, FakeKubelet, KubeletConfig};
 use kubecrawl_e2e::site::{SiteConfig, TestSite};
-use kubecrawl_e2e::{TestEnv, TestNamespace, ensure_crd, kubectl_ok, repo_path};
-
-/// A kubeconfig that authenticates as `system:serviceaccount:<ns>:<sa>` with a fresh token.
-fn service_account_kubeconfig(env: &TestEnv, ns: &str, sa: &str, dir: &Path) -> std::path::PathBuf {
-    let token = kubectl_ok(&["create", "token", sa, "-n", ns, "--duration", "1h"], None)
-        .expect("TokenRequest");
-    let admin: serde_yaml::Value =
-        serde_yaml::from_str(&std::fs::read_to_string(&env.kubeconfig).expect("admin kubeconfig"))
-            .expect("yaml");
-    let cluster = &admin["clusters"][0]["cluster"];
-    let config = serde_json::json!({
-        "apiVersion": "v1",
-        "kind": "Config",
-        "clusters": [{"name": "test", "cluster": {
-            "server": cluster["server"].as_str().expect("server"),
-            "certificate-authority": cluster["certificate-authority"].as_str().expect("ca path"),
-        }}],
-        "users": [{"name": sa, "user": {"token": token.trim()}}],
-        "contexts": [{"name": "sa", "context": {"cluster": "test", "user": sa, "namespace": ns}}],
-        "current-context": "sa",
-    });
-    let path = dir.join("operator-kubeconfig.yaml");
-    std::fs::write(&path, serde_yaml::to_string(&config).expect("yaml")).expect("write kubeconfig");
-    path
-}
+use kubecrawl_e2e::{
+    TestEnv, TestNamespace, ensure_crd, helm_install, helm_uninstall, service_account_kubeconfig,
+};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn helm_install_then_the_chart_operator_crawls_with_its_own_rbac() {
@@ -51,23 +30,17 @@ async fn helm_install_then_the_chart_operator_crawls_with_its_own_rbac() {
     // A release of its own: the chart's cluster-scoped RBAC is named after it.
     let release = ns.name.clone();
     let site = TestSite::start(SiteConfig::default()).await.expect("site");
-    let truth = site.reachable(&site.reach()).expect("ground truth");
+    let truth = site.truth();
     let dir = std::env::temp_dir().join(format!("kubecrawl-{}", ns.name));
     std::fs::create_dir_all(&dir).expect("temp dir");
 
     let node = format!("{}-node", ns.name);
     let selector = serde_json::json!({"kubernetes.io/hostname": node}).to_string();
-    let resolve: Vec<String> = site
-        .hosts()
-        .iter()
-        .map(|(h, a)| format!("{h}={}", a.ip()))
-        .collect();
     let worker_env = serde_json::json!([
-        {"name": "KUBECRAWL_RESOLVE", "value": resolve.join(",")},
+        {"name": "KUBECRAWL_RESOLVE", "value": site.resolve()},
         {"name": "KUBECRAWL_LEASE_DURATION", "value": "15s"},
     ])
     .to_string();
-    let chart = repo_path("charts/kubecrawl");
     let prefix = format!("kc-{}", ns.name);
     let sets = format!(
         "redis.url={},redis.prefix={prefix},kafka.brokers={},kafka.topicPrefix={prefix},operator.watchNamespace={},\
@@ -75,21 +48,18 @@ async fn helm_install_then_the_chart_operator_crawls_with_its_own_rbac() {
          workers.terminationGracePeriodSeconds=5",
         env.redis_url, env.kafka_brokers, ns.name
     );
-    let install = kubectl_helm(&[
-        "install",
+    let install = helm_install(
         &release,
-        chart.to_str().expect("utf-8"),
-        "-n",
         &ns.name,
-        "--set",
         &sets,
-        "--set-json",
-        &format!("operator.nodeSelector={selector}"),
-        "--set-json",
-        &format!("workers.nodeSelector={selector}"),
-        "--set-json",
-        &format!("workers.env={worker_env}"),
-    ]);
+        &[
+            ("operator.nodeSelector", selector.clone()),
+            ("workers.nodeSelector", selector),
+            ("workers.env", worker_env),
+        ],
+        &[],
+    )
+    .expect("helm install");
     assert!(
         install.contains("STATUS: deployed"),
         "helm install:\n{install}"
@@ -101,7 +71,8 @@ async fn helm_install_then_the_chart_operator_crawls_with_its_own_rbac() {
 
     // The Pod's ServiceAccount credentials and its mounted fleet configuration.
     let sa = format!("{release}-kubecrawl-operator");
-    let kubeconfig = service_account_kubeconfig(&env, &ns.name, &sa, &dir);
+    let kubeconfig = dir.join("operator-kubeconfig.yaml");
+    service_account_kubeconfig(&ns.name, &sa, &kubeconfig).expect("a ServiceAccount kubeconfig");
     let cms: Api<ConfigMap> = Api::namespaced(client.clone(), &ns.name);
     let fleets = cms
         .get(&format!("{release}-kubecrawl-fleets"))
@@ -139,24 +110,15 @@ async fn helm_install_then_the_chart_operator_crawls_with_its_own_rbac() {
     jobs.create(&PostParams::default(), &job)
         .await
         .expect("created");
-    let deadline = tokio::time::Instant::now() + Duration::from_secs(180);
-    let done = loop {
-        let job = jobs.get("helm-link").await.expect("get");
-        if job
-            .status
-            .as_ref()
-            .is_some_and(|s| s.phase == Phase::Succeeded)
-        {
-            break job;
-        }
-        assert!(
-            tokio::time::Instant::now() < deadline,
-            "no success: {:#?}\n{}",
-            job.status,
-            kubelet.all_logs()
-        );
-        tokio::time::sleep(Duration::from_millis(500)).await;
-    };
+    let done = wait_job(
+        &jobs,
+        "helm-link",
+        Duration::from_secs(180),
+        |j| phase(j) == Phase::Succeeded,
+        || kubelet.all_logs(),
+    )
+    .await
+    .expect("the job succeeds");
     assert_eq!(done.status.expect("status").pages, truth.len() as u64);
     let logs = kubelet.all_logs();
     assert!(
@@ -168,24 +130,8 @@ async fn helm_install_then_the_chart_operator_crawls_with_its_own_rbac() {
         "the chart's operator ran with leader election:\n{logs}"
     );
 
-    let uninstall = kubectl_helm(&[
-        "uninstall",
-        &release,
-        "-n",
-        &ns.name,
-        "--wait",
-        "--timeout",
-        "60s",
-    ]);
-    assert!(uninstall.contains("uninstalled"), "{uninstall}");
+    helm_uninstall(&release, &ns.name).expect("helm uninstall");
     kubelet.shutdown().await.expect("kubelet shutdown");
-}
-
-/// Runs helm and fails the test when it fails.
-fn kubectl_helm(args: &[&str]) -> String {
-    let (ok, text) = kubecrawl_e2e::helm(args).expect("helm runs");
-    assert!(ok, "helm {} failed:\n{text}", args.join(" "));
-    text
 }
 
 /// The worker Deployments the operator writes pass the restricted Pod Security Standard, as
@@ -194,17 +140,7 @@ fn kubectl_helm(args: &[&str]) -> String {
 fn worker_deployments_pass_the_restricted_pod_security_standard() {
     use kubecrawl_operator::fleet::{Connections, FleetConfig, deployment};
     let ns = TestNamespace::create("e2e-worker-pss").expect("namespace");
-    kubectl_ok(
-        &[
-            "label",
-            "namespace",
-            &ns.name,
-            "pod-security.kubernetes.io/enforce=restricted",
-            "pod-security.kubernetes.io/warn=restricted",
-        ],
-        None,
-    )
-    .expect("label");
+    ns.enforce_restricted_pod_security().expect("label");
     let config = FleetConfig {
         namespace: ns.name.clone(),
         ..FleetConfig::default()
@@ -216,8 +152,7 @@ fn worker_deployments_pass_the_restricted_pod_security_standard() {
         topic_prefix: "kubecrawl".into(),
     };
     let manifest = serde_json::to_string(&deployment(&config, &conns, "link", 2)).expect("json");
-    let out = kubecrawl_e2e::kubectl(&["apply", "--dry-run=server", "-f", "-"], Some(&manifest))
-        .expect("kubectl runs");
+    let out = ns.dry_run_apply(&manifest).expect("kubectl runs");
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(
         out.status.success() && !stderr.contains("violate"),

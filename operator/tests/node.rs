@@ -13,7 +13,6 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::net::TcpListener;
-use std::process::Command;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -22,8 +21,11 @@ use k8s_openapi::api::core::v1::Pod;
 use kube::api::{Api, ListParams};
 use kube::runtime::watcher::{self, Event};
 use kubecrawl_api::{CrawlJob, PageRecord, Phase};
+use kubecrawl_e2e::crawljob::{has_pages, phase, release_finalizers, wait_job};
+use kubecrawl_e2e::poll::Wait;
+use kubecrawl_e2e::records::topic_records;
 use kubecrawl_e2e::site::{SiteConfig, TestSite};
-use kubecrawl_e2e::{TestEnv, TestNamespace, ensure_crd, kubectl_ok, repo_path};
+use kubecrawl_e2e::{TestEnv, TestNamespace, ensure_crd, helm_install, helm_uninstall, kubectl_ok};
 
 /// The real node's name and taint, from `make node-up`'s env file.
 struct Node {
@@ -106,62 +108,8 @@ struct ReleaseFinalizers<'a>(&'a str);
 
 impl Drop for ReleaseFinalizers<'_> {
     fn drop(&mut self) {
-        let ns = self.0;
-        let Ok(jobs) = kubectl_ok(&["get", "crawljobs", "-n", ns, "-o", "name"], None) else {
-            return;
-        };
-        for job in jobs.lines() {
-            let _ = kubectl_ok(
-                &[
-                    "patch",
-                    "-n",
-                    ns,
-                    job,
-                    "--type",
-                    "merge",
-                    "-p",
-                    r#"{"metadata":{"finalizers":null}}"#,
-                ],
-                None,
-            );
-        }
+        release_finalizers(self.0);
     }
-}
-
-fn helm_ok(args: &[&str]) -> String {
-    let (ok, text) = kubecrawl_e2e::helm(args).expect("helm runs");
-    assert!(ok, "helm {} failed:\n{text}", args.join(" "));
-    text
-}
-
-/// Every page record of `crawlid` on `topic`, read with kcat from the beginning to the end.
-fn firehose(brokers: &str, topic: &str, crawlid: &str) -> Vec<PageRecord> {
-    let out = Command::new("kcat")
-        .args([
-            "-b",
-            brokers,
-            "-C",
-            "-t",
-            topic,
-            "-o",
-            "beginning",
-            "-e",
-            "-q",
-        ])
-        .args(["-f", "%s\n"])
-        .output()
-        .expect("kcat runs");
-    assert!(
-        out.status.success(),
-        "kcat: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    String::from_utf8_lossy(&out.stdout)
-        .lines()
-        .filter(|l| !l.trim().is_empty())
-        .map(|l| serde_json::from_str::<PageRecord>(l).expect("a page record"))
-        .filter(|r| r.crawlid == crawlid)
-        .collect()
 }
 
 fn pod_ready(pod: &Pod) -> bool {
@@ -203,12 +151,7 @@ async fn the_chart_runs_on_a_real_node_and_a_deleted_worker_drains_losing_nothin
     let (log, watch) = watch_pods(pods.clone());
 
     let site = TestSite::start(SiteConfig::default()).await.expect("site");
-    let truth = site.reachable(&site.reach()).expect("ground truth");
-    let resolve: Vec<String> = site
-        .hosts()
-        .iter()
-        .map(|(h, a)| format!("{h}={}", a.ip()))
-        .collect();
+    let truth = site.truth();
 
     // The operator reaches the API server the way a Pod does, through its ServiceAccount
     // token and the cluster CA the kubelet projects; only the address is the loopback one,
@@ -229,7 +172,7 @@ async fn the_chart_runs_on_a_real_node_and_a_deleted_worker_drains_losing_nothin
         {"name": "KUBERNETES_SERVICE_PORT", "value": server.port().expect("port").to_string()},
     ]);
     let worker_env = serde_json::json!([
-        {"name": "KUBECRAWL_RESOLVE", "value": resolve.join(",")},
+        {"name": "KUBECRAWL_RESOLVE", "value": site.resolve()},
         {"name": "KUBECRAWL_LEASE_DURATION", "value": "15s"},
     ]);
     let on_node = serde_json::json!({"kubernetes.io/hostname": node.name}).to_string();
@@ -250,33 +193,23 @@ async fn the_chart_runs_on_a_real_node_and_a_deleted_worker_drains_losing_nothin
         free_port(),
         free_port(),
     );
-    let chart = repo_path("charts/kubecrawl");
     let install_started = std::time::Instant::now();
-    let install = helm_ok(&[
-        "install",
+    let install = helm_install(
         &release,
-        chart.to_str().expect("utf-8"),
-        "-n",
         &ns.name,
-        "--set",
         &sets,
-        "--set-json",
-        &format!("operator.nodeSelector={on_node}"),
-        "--set-json",
-        &format!("operator.tolerations={tolerate}"),
-        "--set-json",
-        &format!("operator.env={operator_env}"),
-        "--set-json",
-        &format!("workers.nodeSelector={on_node}"),
-        "--set-json",
-        &format!("workers.tolerations={tolerate}"),
-        "--set-json",
-        &format!("workers.env={worker_env}"),
+        &[
+            ("operator.nodeSelector", on_node.clone()),
+            ("operator.tolerations", tolerate.clone()),
+            ("operator.env", operator_env.to_string()),
+            ("workers.nodeSelector", on_node),
+            ("workers.tolerations", tolerate),
+            ("workers.env", worker_env.to_string()),
+        ],
         // Returns when the operator's Deployment is available: its Pod Ready by its probes.
-        "--wait",
-        "--timeout",
-        "180s",
-    ]);
+        &["--wait", "--timeout", "180s"],
+    )
+    .expect("helm install");
     assert!(install.contains("STATUS: deployed"), "{install}");
     println!(
         "helm install --wait: operator Ready in {:?}",
@@ -323,35 +256,34 @@ async fn the_chart_runs_on_a_real_node_and_a_deleted_worker_drains_losing_nothin
 
     // Mid-crawl, the worker Pod is deleted: the real kubelet sends SIGTERM, the worker drains
     // and exits 0; its replacement finishes the crawl.
-    let deadline = tokio::time::Instant::now() + Duration::from_secs(120);
-    let victim = loop {
-        let ready: Vec<Pod> = pods_named(&log, "kubecrawl-worker")
-            .into_iter()
-            .filter(pod_ready)
-            .collect();
-        let pages = jobs
-            .get("node-link")
-            .await
-            .expect("get")
-            .status
-            .map_or(0, |s| s.pages);
-        if let (Some(pod), true) = (ready.first(), pages >= 30) {
-            println!(
-                "deleting worker Pod {:?} at {pages} pages",
-                pod.metadata.name
-            );
-            break pod.metadata.name.clone().expect("name");
-        }
-        assert!(
-            tokio::time::Instant::now() < deadline,
-            "no Ready worker crawling (pages {pages}): {:#?}",
+    let victim = Wait::new(
+        "a Ready worker 30 pages into the crawl",
+        Duration::from_secs(120),
+    )
+    .every(Duration::from_millis(300))
+    .explained_by(|| {
+        format!(
+            "{:#?}",
             pods_named(&log, "kubecrawl-worker")
                 .iter()
                 .map(|p| &p.status)
                 .collect::<Vec<_>>()
+        )
+    })
+    .until(async || {
+        let job = jobs.get("node-link").await.expect("get");
+        let pod = pods_named(&log, "kubecrawl-worker")
+            .into_iter()
+            .find(pod_ready)
+            .filter(|_| has_pages(&job, 30))?;
+        println!(
+            "deleting worker Pod {:?} at {} pages",
+            pod.metadata.name,
+            job.status.map_or(0, |s| s.pages)
         );
-        tokio::time::sleep(Duration::from_millis(300)).await;
-    };
+        pod.metadata.name
+    })
+    .await;
     kubectl_ok(
         &[
             "delete",
@@ -378,31 +310,28 @@ async fn the_chart_runs_on_a_real_node_and_a_deleted_worker_drains_losing_nothin
     );
     println!("the deleted worker ended: {ended:?}");
 
-    let deadline = tokio::time::Instant::now() + Duration::from_secs(180);
-    let done = loop {
-        let job = jobs.get("node-link").await.expect("get");
-        if job
-            .status
-            .as_ref()
-            .is_some_and(|s| s.phase == Phase::Succeeded)
-        {
-            break job;
-        }
-        assert!(
-            tokio::time::Instant::now() < deadline,
-            "no success: {:#?}",
-            job.status
-        );
-        tokio::time::sleep(Duration::from_millis(500)).await;
-    };
+    let done = wait_job(
+        &jobs,
+        "node-link",
+        Duration::from_secs(180),
+        |j| phase(j) == Phase::Succeeded,
+        String::new,
+    )
+    .await
+    .expect("the job succeeds");
     assert_eq!(done.status.expect("status").pages, truth.len() as u64);
 
     // Nothing lost: every reachable page is in Kafka (at least once).
-    let records = firehose(
-        &env.kafka_brokers,
+    let records: Vec<PageRecord> = topic_records(
+        env.kafka_config(),
         &format!("{prefix}.crawled_firehose"),
-        "node1",
-    );
+        Duration::from_secs(120),
+    )
+    .await
+    .expect("the firehose reads back")
+    .into_iter()
+    .filter(|r: &PageRecord| r.crawlid == "node1")
+    .collect();
     let got: BTreeSet<String> = records.iter().map(|r| r.url.clone()).collect();
     let want = truth.urls();
     assert_eq!(
@@ -418,34 +347,20 @@ async fn the_chart_runs_on_a_real_node_and_a_deleted_worker_drains_losing_nothin
 
     // Uninstall: the kubelet stops the operator with SIGTERM, and it exits 0.
     let op_name = op.metadata.name.clone().expect("name");
-    let uninstall = helm_ok(&[
-        "uninstall",
-        &release,
-        "-n",
-        &ns.name,
-        "--wait",
-        "--timeout",
-        "60s",
-    ]);
-    assert!(uninstall.contains("uninstalled"), "{uninstall}");
-    let deadline = tokio::time::Instant::now() + Duration::from_secs(60);
-    let ended = loop {
-        let gone = pods.get_opt(&op_name).await.expect("get").is_none();
-        let ended = log
-            .lock()
-            .expect("pod log lock")
-            .ended
-            .get(&op_name)
-            .cloned();
-        if gone || ended.is_some() {
-            break ended;
-        }
-        assert!(
-            tokio::time::Instant::now() < deadline,
-            "the operator Pod stays"
-        );
-        tokio::time::sleep(Duration::from_millis(300)).await;
-    };
+    helm_uninstall(&release, &ns.name).expect("helm uninstall");
+    let ended = Wait::new("the operator Pod to go", Duration::from_secs(60))
+        .every(Duration::from_millis(300))
+        .until(async || {
+            let gone = pods.get_opt(&op_name).await.expect("get").is_none();
+            let ended = log
+                .lock()
+                .expect("pod log lock")
+                .ended
+                .get(&op_name)
+                .cloned();
+            (gone || ended.is_some()).then_some(ended)
+        })
+        .await;
     assert_eq!(
         ended.as_ref().map(|e| e.exit_code),
         Some(0),

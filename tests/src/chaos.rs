@@ -377,12 +377,6 @@ async fn crawl(
         }
     }
 
-    let resolve: Vec<String> = rig
-        .site
-        .hosts()
-        .iter()
-        .map(|(h, a)| format!("{h}={}", a.ip()))
-        .collect();
     let env: Vec<(String, String)> = [
         ("KUBECRAWL_SPIDER", SPIDER.to_owned()),
         (
@@ -397,7 +391,7 @@ async fn crawl(
         ("KUBECRAWL_TOPIC_PREFIX", name.to_owned()),
         ("KUBECRAWL_METRICS_ADDR", "127.0.0.1:0".to_owned()),
         ("KUBECRAWL_ALLOW_PRIVATE_NETWORKS", "true".to_owned()),
-        ("KUBECRAWL_RESOLVE", resolve.join(",")),
+        ("KUBECRAWL_RESOLVE", rig.site.resolve()),
         (
             "KUBECRAWL_LEASE_DURATION",
             humantime::format_duration(config.lease).to_string(),
@@ -760,7 +754,7 @@ async fn wait_succeeded(
 ) -> Result<CrawlJob> {
     loop {
         if let Ok(Some(job)) = control.jobs.get_opt("chaos").await {
-            let phase = job.status.as_ref().map(|s| s.phase).unwrap_or_default();
+            let phase = crate::crawljob::phase(&job);
             if phase == Phase::Succeeded {
                 return Ok(job);
             }

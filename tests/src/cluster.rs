@@ -11,13 +11,27 @@ use std::time::Duration;
 
 use anyhow::{Context, Result, bail};
 use k8s_openapi::api::apps::v1::Deployment;
-use kube::api::{Api, PostParams};
+use k8s_openapi::api::core::v1::ConfigMap;
+use kube::api::{Api, ListParams, Patch, PatchParams, PostParams};
 use kubecrawl_api::{CrawlJob, JobRef};
 use tokio::process::{Child, Command};
 
+use crate::crawljob::{link_spec, wait_job};
 use crate::kubelet::{CommandMap, FakeKubelet, KubeletConfig, Signal};
+use crate::poll::Wait;
 use crate::site::{SiteConfig, TestSite};
 use crate::{TestEnv, TestNamespace, ensure_crd};
+
+/// Tests of one binary that each run a whole installation take turns: an operator, several
+/// workers and a site each are as much as two cores carry without turning timing into
+/// flakiness.
+static TURN: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
+
+/// Waits for this test's turn at running an installation; the turn lasts as long as the
+/// guard.
+pub async fn take_turn() -> tokio::sync::MutexGuard<'static, ()> {
+    TURN.lock().await
+}
 
 /// How a test's installation is set up.
 #[derive(Debug, Clone)]
@@ -83,11 +97,6 @@ impl Cluster {
             );
         }
         let site = TestSite::start(config.site.clone()).await?;
-        let resolve: Vec<String> = site
-            .hosts()
-            .iter()
-            .map(|(h, a)| format!("{h}={}", a.ip()))
-            .collect();
         let log_dir = std::env::temp_dir().join(format!("kubecrawl-e2e-{}", ns.name));
         std::fs::create_dir_all(&log_dir)?;
         let node = format!("{}-node", ns.name);
@@ -116,7 +125,7 @@ impl Cluster {
                 "nodeSelector": selector,
                 "env": [
                     {"name": "KUBECRAWL_ALLOW_PRIVATE_NETWORKS", "value": "true"},
-                    {"name": "KUBECRAWL_RESOLVE", "value": resolve.join(",")},
+                    {"name": "KUBECRAWL_RESOLVE", "value": site.resolve()},
                     {"name": "KUBECRAWL_METRICS_ADDR", "value": "127.0.0.1:0"},
                     {"name": "KUBECRAWL_LEASE_DURATION", "value": "15s"},
                     {"name": "KUBECRAWL_DRAIN_TIMEOUT", "value": "5s"},
@@ -267,6 +276,21 @@ impl Cluster {
             .with_context(|| format!("creating CrawlJob {name}"))
     }
 
+    /// Creates CrawlJob `name` (crawlid `name` too) of [`link_spec`]: the link spider
+    /// crawling the whole site from its root with `workers` workers, `delay_millis` apart.
+    pub async fn create_link_job(
+        &self,
+        name: &str,
+        workers: u32,
+        delay_millis: u32,
+    ) -> Result<CrawlJob> {
+        self.create_job(
+            name,
+            link_spec(&self.site.root(), name, workers, delay_millis),
+        )
+        .await
+    }
+
     /// Polls a CrawlJob until `done` holds, or fails after `timeout` with the logs.
     pub async fn wait_job(
         &self,
@@ -274,22 +298,87 @@ impl Cluster {
         timeout: Duration,
         done: impl Fn(&CrawlJob) -> bool,
     ) -> Result<CrawlJob> {
-        let deadline = tokio::time::Instant::now() + timeout;
-        loop {
-            if let Some(job) = self.jobs().get_opt(name).await?
-                && done(&job)
-            {
-                return Ok(job);
-            }
-            if tokio::time::Instant::now() > deadline {
-                let job = self.jobs().get_opt(name).await?;
-                bail!(
-                    "CrawlJob {name} did not get there in {timeout:?}; last seen: {job:#?}\n{}",
-                    self.all_logs()
-                );
-            }
-            tokio::time::sleep(Duration::from_millis(250)).await;
-        }
+        wait_job(&self.jobs(), name, timeout, done, || self.all_logs()).await
+    }
+
+    /// Polls `probe` until it returns `Some`; after `timeout` fails the test, naming `what`
+    /// and showing every log of the installation.
+    ///
+    /// # Panics
+    /// On timeout.
+    pub async fn eventually<T>(
+        &self,
+        what: &str,
+        timeout: Duration,
+        probe: impl AsyncFnMut() -> Option<T>,
+    ) -> T {
+        Wait::new(what, timeout)
+            .explained_by(|| self.all_logs())
+            .until(probe)
+            .await
+    }
+
+    /// The CrawlJob of `crawlid` in the test's namespace, once there is one.
+    pub async fn job_by_crawlid(&self, crawlid: &str) -> Option<CrawlJob> {
+        self.jobs()
+            .list(&ListParams::default())
+            .await
+            .ok()?
+            .items
+            .into_iter()
+            .find(|j| j.crawlid() == crawlid)
+    }
+
+    /// Polls the CrawlJob of `crawlid` until `done` holds; after `timeout` fails the test,
+    /// naming `what`, with the logs.
+    ///
+    /// # Panics
+    /// On timeout.
+    pub async fn wait_crawl(
+        &self,
+        crawlid: &str,
+        what: &str,
+        timeout: Duration,
+        done: impl Fn(&CrawlJob) -> bool,
+    ) -> CrawlJob {
+        self.eventually(what, timeout, async || {
+            self.job_by_crawlid(crawlid).await.filter(&done)
+        })
+        .await
+    }
+
+    /// Waits until the `spider` fleet's Deployment asks for `want` replicas.
+    ///
+    /// # Panics
+    /// After `timeout`, with every log of the installation.
+    pub async fn wait_replicas(&self, spider: &str, want: i32, timeout: Duration) {
+        Wait::new(format!("the {spider} fleet at {want} replicas"), timeout)
+            .every(Duration::from_millis(200))
+            .explained_by(|| self.all_logs())
+            .try_until(
+                async || Ok((self.fleet_replicas(spider).await? == Some(want)).then_some(())),
+            )
+            .await
+            .unwrap_or_else(|e| panic!("{e:#}"));
+    }
+
+    /// Writes the operator's throttle ConfigMap (`kubecrawl-throttle` in the test's
+    /// namespace, key `throttle.yaml`) with `document`, creating or replacing it.
+    pub async fn set_throttle_rules(&self, document: &str) -> Result<()> {
+        let maps: Api<ConfigMap> = Api::namespaced(self.client.clone(), &self.ns.name);
+        let map = serde_json::json!({
+            "apiVersion": "v1", "kind": "ConfigMap",
+            "metadata": {"name": "kubecrawl-throttle"},
+            "data": {"throttle.yaml": document},
+        });
+        maps.patch(
+            "kubecrawl-throttle",
+            &PatchParams::apply("kubecrawl-test").force(),
+            &Patch::Apply(&map),
+        )
+        .await
+        .context("writing the throttle ConfigMap")?;
+        Ok(())
     }
 
     /// Replicas the fleet's Deployment asks for (`None` while it does not exist).

@@ -5,17 +5,24 @@
 //! `KUBECONFIG`). `make test` brings them up and exports them; running these tests without
 //! that environment fails with a message that says so, rather than skipping.
 //!
-//! This library holds what the tests share: reading the environment ([`TestEnv`]) and running
-//! the kubectl that `make env-up` built ([`kubectl`]).
+//! This library holds what the tests share: reading the environment ([`TestEnv`]), running
+//! the kubectl and helm that `make env-up` built ([`kubectl`], [`helm`]), a namespace of the
+//! test's own ([`TestNamespace`]), and the fixtures beside it: a whole installation
+//! ([`cluster`]), CrawlJobs ([`crawljob`]), waiting with a deadline ([`poll`]), reading output
+//! back ([`records`]) and deleting a test's Redis keys ([`keys`]).
 
 /// The chaos suite: a crawl on services of its own while faults are injected (see its docs).
 pub mod chaos;
 /// A whole kubecrawl installation per test: operator, fake kubelet, site.
 pub mod cluster;
+pub mod crawljob;
+pub mod keys;
 /// A fake kubelet that runs real local processes for the Pods bound to a fake Node.
 pub mod kubelet;
+pub mod poll;
 /// A TCP proxy that drops, stalls and resets connections on demand, for the chaos suite.
 pub mod proxy;
+pub mod records;
 /// Scrapy Cluster's client and record shapes, for the wire-format tests.
 pub mod scrapy_cluster;
 /// The synthetic web site crawler tests run against (see its module documentation).
@@ -64,6 +71,13 @@ impl TestEnv {
             }
         }
         Ok(env)
+    }
+
+    /// A Kafka client configuration for the test broker (plaintext).
+    pub fn kafka_config(&self) -> rdkafka::ClientConfig {
+        let mut config = rdkafka::ClientConfig::new();
+        config.set("bootstrap.servers", &self.kafka_brokers);
+        config
     }
 
     /// A kube client for the test API server, as the admin.
@@ -135,6 +149,93 @@ pub fn helm(args: &[&str]) -> Result<(bool, String)> {
     Ok((out.status.success(), text))
 }
 
+/// Runs helm as [`helm`] does and returns what it printed, failing when helm fails.
+///
+/// # Errors
+/// When helm cannot run or exits non-zero (with its output).
+pub fn helm_ok(args: &[&str]) -> Result<String> {
+    let (ok, text) = helm(args)?;
+    if !ok {
+        bail!("helm {} failed:\n{text}", args.join(" "));
+    }
+    Ok(text)
+}
+
+/// `helm install RELEASE charts/kubecrawl -n NS --set SETS`, with `--set-json KEY=VALUE` for
+/// each of `json` (values as JSON text) and `extra` arguments after; returns what helm
+/// printed.
+///
+/// # Errors
+/// When helm fails.
+pub fn helm_install(
+    release: &str,
+    ns: &str,
+    sets: &str,
+    json: &[(&str, String)],
+    extra: &[&str],
+) -> Result<String> {
+    let chart = repo_path("charts/kubecrawl");
+    let chart = chart.to_str().context("the repository path is not UTF-8")?;
+    let json: Vec<String> = json.iter().map(|(k, v)| format!("{k}={v}")).collect();
+    let mut args = vec!["install", release, chart, "-n", ns, "--set", sets];
+    for value in &json {
+        args.extend(["--set-json", value.as_str()]);
+    }
+    args.extend(extra);
+    helm_ok(&args)
+}
+
+/// `helm uninstall RELEASE -n NS --wait` (up to a minute); returns what helm printed.
+///
+/// # Errors
+/// When helm fails or does not say the release was uninstalled.
+pub fn helm_uninstall(release: &str, ns: &str) -> Result<String> {
+    let text = helm_ok(&["uninstall", release, "-n", ns, "--wait", "--timeout", "60s"])?;
+    if !text.contains("uninstalled") {
+        bail!("helm uninstall {release} did not uninstall it:\n{text}");
+    }
+    Ok(text)
+}
+
+/// Writes (to `path`) a kubeconfig for the test API server that authenticates as
+/// `system:serviceaccount:<ns>:<sa>` with a fresh token from the TokenRequest API: what a
+/// Pod of that ServiceAccount gets, for a process the test runs in its place.
+///
+/// # Errors
+/// When the token cannot be made or the admin kubeconfig read.
+pub fn service_account_kubeconfig(ns: &str, sa: &str, path: &std::path::Path) -> Result<()> {
+    let env = TestEnv::get();
+    let token = kubectl_ok(&["create", "token", sa, "-n", ns, "--duration", "1h"], None)?;
+    let admin: serde_yaml::Value = serde_yaml::from_str(
+        &std::fs::read_to_string(&env.kubeconfig).context("reading the admin kubeconfig")?,
+    )?;
+    let cluster = &admin["clusters"][0]["cluster"];
+    let config = serde_json::json!({
+        "apiVersion": "v1",
+        "kind": "Config",
+        "clusters": [{"name": "test", "cluster": {
+            "server": cluster["server"].as_str().context("the admin kubeconfig's server")?,
+            "certificate-authority": cluster["certificate-authority"]
+                .as_str()
+                .context("the admin kubeconfig's CA path")?,
+        }}],
+        "users": [{"name": sa, "user": {"token": token.trim()}}],
+        "contexts": [{"name": "sa", "context": {"cluster": "test", "user": sa, "namespace": ns}}],
+        "current-context": "sa",
+    });
+    std::fs::write(path, serde_yaml::to_string(&config)?)
+        .with_context(|| format!("writing {}", path.display()))
+}
+
+/// A name no other test (or test run) uses: `<prefix>-<pid>-<nanos>`, lowercase and
+/// DNS-safe when the prefix is.
+pub fn unique_name(prefix: &str) -> String {
+    let nanos = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.subsec_nanos());
+    format!("{prefix}-{}-{nanos:x}", std::process::id())
+}
+
 /// Installs the process's TLS provider (ring), which an HTTP client needs when the workspace
 /// builds reqwest with `rustls-no-provider` (the worker does, and features are unified in a
 /// workspace build). Safe to call any number of times.
@@ -179,13 +280,41 @@ pub struct TestNamespace {
 impl TestNamespace {
     /// Creates `<prefix>-<unique suffix>`.
     pub fn create(prefix: &str) -> Result<Self> {
-        let nanos = std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .context("clock before 1970")?
-            .subsec_nanos();
-        let name = format!("{prefix}-{}-{nanos:x}", std::process::id());
+        let name = unique_name(prefix);
         kubectl_ok(&["create", "namespace", &name], None)?;
         Ok(Self { name })
+    }
+
+    /// Makes the API server hold the namespace's Pods to the restricted Pod Security
+    /// Standard: Pods are refused (enforce), workload resources such as Deployments are
+    /// reported in warnings (warn).
+    ///
+    /// # Errors
+    /// When kubectl fails.
+    pub fn enforce_restricted_pod_security(&self) -> Result<()> {
+        kubectl_ok(
+            &[
+                "label",
+                "namespace",
+                &self.name,
+                "pod-security.kubernetes.io/enforce=restricted",
+                "pod-security.kubernetes.io/warn=restricted",
+            ],
+            None,
+        )
+        .map(drop)
+    }
+
+    /// `kubectl apply --dry-run=server` of `manifests` into the namespace: what the API
+    /// server (admission included) says of them, whether or not it accepts them.
+    ///
+    /// # Errors
+    /// When kubectl cannot run.
+    pub fn dry_run_apply(&self, manifests: &str) -> Result<Output> {
+        kubectl(
+            &["apply", "--dry-run=server", "-n", &self.name, "-f", "-"],
+            Some(manifests),
+        )
     }
 }
 

@@ -300,6 +300,16 @@ impl TestSite {
         Host::ALL.iter().map(|h| (h.name(), self.addr)).collect()
     }
 
+    /// The host overrides of [`TestSite::hosts`] as a crawler takes them
+    /// (`KUBECRAWL_RESOLVE`): `host=ip`, comma-separated.
+    pub fn resolve(&self) -> String {
+        self.hosts()
+            .iter()
+            .map(|(host, addr)| format!("{host}={}", addr.ip()))
+            .collect::<Vec<_>>()
+            .join(",")
+    }
+
     /// A crawler configuration with the defaults of [`Reach`], seeded with the root.
     pub fn reach(&self) -> Reach {
         Reach::from_seed(self.root())
@@ -313,6 +323,17 @@ impl TestSite {
     /// repeating-path trap is reachable without a depth or URL length limit.
     pub fn reachable(&self, reach: &Reach) -> Result<GroundTruth> {
         self.site.reachable(reach)
+    }
+
+    /// The ground truth of a whole-site crawl from the root with the defaults of [`Reach`]:
+    /// what a link job of [`crate::crawljob::link_spec`] must find.
+    ///
+    /// # Panics
+    /// When that crawl is unbounded (the repeating-path trap is on: use
+    /// [`TestSite::reachable`] with a limit).
+    pub fn truth(&self) -> GroundTruth {
+        self.reachable(&self.reach())
+            .expect("the whole site from its root has a ground truth")
     }
 
     /// The distinct links of the page at `url` that a correct extractor reports, in document

@@ -1,7 +1,7 @@
 //! The Helm chart: lint-clean, its CRD is the generated one, and what it renders is accepted
 //! by the real API server (`kubectl apply --dry-run=server`), in its default and dev modes.
 
-use kubecrawl_e2e::{TestNamespace, ensure_crd, kubectl, repo_path};
+use kubecrawl_e2e::{TestNamespace, ensure_crd, repo_path};
 
 fn helm(args: &[&str]) -> (bool, String) {
     kubecrawl_e2e::helm(args).expect("helm runs")
@@ -9,6 +9,11 @@ fn helm(args: &[&str]) -> (bool, String) {
 
 fn chart() -> String {
     repo_path("charts/kubecrawl").display().to_string()
+}
+
+/// `helm template` of the chart with the required values and `set`.
+fn template_with(set: &str) -> (bool, String) {
+    helm(&["template", "kc", &chart(), "--set", REQUIRED, "--set", set])
 }
 
 const REQUIRED: &str = "redis.url=redis://redis.example:6379,kafka.brokers=kafka.example:9092";
@@ -46,15 +51,7 @@ fn helm_lint_is_clean() {
 
 #[test]
 fn values_are_checked_by_the_schema() {
-    let (ok, out) = helm(&[
-        "template",
-        "kc",
-        &chart(),
-        "--set",
-        REQUIRED,
-        "--set",
-        "workers.maxReplicas=-1",
-    ]);
+    let (ok, out) = template_with("workers.maxReplicas=-1");
     assert!(
         !ok && out.contains("maxReplicas"),
         "a negative replica ceiling is refused:\n{out}"
@@ -77,11 +74,7 @@ fn rendered_manifests_are_accepted_by_the_api_server() {
     ] {
         let (ok, rendered) = helm(&["template", "kc", &chart(), "-n", &ns.name, "--set", set]);
         assert!(ok, "helm template --set {set}:\n{rendered}");
-        let out = kubectl(
-            &["apply", "--dry-run=server", "-n", &ns.name, "-f", "-"],
-            Some(&rendered),
-        )
-        .expect("kubectl runs");
+        let out = ns.dry_run_apply(&rendered).expect("kubectl runs");
         let stderr = String::from_utf8_lossy(&out.stderr);
         assert!(
             out.status.success(),
@@ -195,15 +188,7 @@ fn secrets_come_from_secrets_as_mounted_files() {
         );
     }
     for plain in ["redis.password=x", "kafka.sasl.password=x"] {
-        let (ok, out) = helm(&[
-            "template",
-            "kc",
-            &chart(),
-            "--set",
-            REQUIRED,
-            "--set",
-            plain,
-        ]);
+        let (ok, out) = template_with(plain);
         assert!(!ok, "a plain password value ({plain}) is refused:\n{out}");
     }
 }
@@ -257,25 +242,11 @@ kafka.properties.linger\\.ms=5"
 fn pods_pass_the_restricted_pod_security_standard() {
     let ns = TestNamespace::create("e2e-pss").expect("namespace");
     // Workload resources (Deployments) are checked by the warn mode, Pods by enforce.
-    let label = kubectl(
-        &[
-            "label",
-            "namespace",
-            &ns.name,
-            "pod-security.kubernetes.io/enforce=restricted",
-            "pod-security.kubernetes.io/warn=restricted",
-        ],
-        None,
-    )
-    .expect("kubectl runs");
-    assert!(label.status.success());
+    ns.enforce_restricted_pod_security()
+        .expect("the namespace is labelled");
     // The check can fail: a Deployment with no security settings is reported.
     let bad = "apiVersion: apps/v1\nkind: Deployment\nmetadata: {name: bad}\nspec:\n  selector: {matchLabels: {a: b}}\n  template:\n    metadata: {labels: {a: b}}\n    spec:\n      containers: [{name: c, image: x}]\n";
-    let out = kubectl(
-        &["apply", "--dry-run=server", "-n", &ns.name, "-f", "-"],
-        Some(bad),
-    )
-    .expect("kubectl runs");
+    let out = ns.dry_run_apply(bad).expect("kubectl runs");
     assert!(
         String::from_utf8_lossy(&out.stderr).contains("violate"),
         "the namespace does check"
@@ -290,11 +261,7 @@ fn pods_pass_the_restricted_pod_security_standard() {
         "dev.enabled=true",
     ]);
     assert!(ok, "{rendered}");
-    let out = kubectl(
-        &["apply", "--dry-run=server", "-n", &ns.name, "-f", "-"],
-        Some(&rendered),
-    )
-    .expect("kubectl runs");
+    let out = ns.dry_run_apply(&rendered).expect("kubectl runs");
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(
         out.status.success() && !stderr.contains("violate"),

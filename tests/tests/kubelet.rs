@@ -13,22 +13,14 @@ use k8s_openapi::api::apps::v1::Deployment;
 use k8s_openapi::api::core::v1::{Node, Pod, Secret};
 use kube::api::{Api, DeleteParams, ListParams, Patch, PatchParams, PostParams};
 use kubecrawl_e2e::kubelet::{CommandMap, FakeKubelet, KubeletConfig, Signal};
-use kubecrawl_e2e::{TestEnv, TestNamespace};
+use kubecrawl_e2e::poll::Wait;
+use kubecrawl_e2e::{TestEnv, TestNamespace, unique_name};
 use serde_json::{Value, json};
 
 /// How long anything in these tests may take to settle; generous, for a loaded machine.
 const SETTLE: Duration = Duration::from_secs(60);
 
 const FAKE_WORKER: &str = env!("CARGO_BIN_EXE_fake-worker");
-
-/// A node name no other test (or test run) uses.
-fn unique_node(prefix: &str) -> String {
-    let nanos = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .expect("clock after 1970")
-        .subsec_nanos();
-    format!("{prefix}-{}-{nanos:x}", std::process::id())
-}
 
 /// A kubelet on a node of its own, mapping `sleeper` to the fake-worker, with a 5 s grace cap
 /// and one extra variable, then whatever `configure` changes.
@@ -37,7 +29,7 @@ async fn start_kubelet(
     prefix: &str,
     configure: impl FnOnce(KubeletConfig) -> KubeletConfig,
 ) -> FakeKubelet {
-    let node = unique_node(prefix);
+    let node = unique_name(prefix);
     let commands = CommandMap::new().with("sleeper", FAKE_WORKER);
     let config = configure(
         KubeletConfig::new(&node, commands)
@@ -54,24 +46,39 @@ async fn start_kubelet(
 async fn wait_for<T>(
     kubelet: &FakeKubelet,
     what: &str,
-    mut probe: impl AsyncFnMut() -> Option<T>,
+    probe: impl AsyncFnMut() -> Option<T>,
 ) -> T {
-    let polled = tokio::time::timeout(SETTLE, async {
-        loop {
-            if let Some(value) = probe().await {
-                return value;
-            }
-            tokio::time::sleep(Duration::from_millis(200)).await;
-        }
+    Wait::new(what, SETTLE)
+        .every(Duration::from_millis(200))
+        .explained_by(|| format!("container logs:\n{}", kubelet.all_logs()))
+        .until(probe)
+        .await
+}
+
+/// Creates Deployment `name`: `replicas` Pods of `container` on the kubelet's node.
+async fn create_deployment(
+    deployments: &Api<Deployment>,
+    name: &str,
+    replicas: i32,
+    kubelet: &FakeKubelet,
+    container: Value,
+) {
+    deployments
+        .create(
+            &PostParams::default(),
+            &deployment(name, replicas, kubelet, container),
+        )
+        .await
+        .expect("deployment created");
+}
+
+/// Waits until exactly `n` processes run for namespace `ns`; returns them (pod, pid).
+async fn processes(kubelet: &FakeKubelet, ns: &str, n: usize) -> Vec<(String, u32)> {
+    wait_for(kubelet, &format!("{n} running processes"), async || {
+        let running = kubelet.running(ns);
+        (running.len() == n).then_some(running)
     })
-    .await;
-    match polled {
-        Ok(value) => value,
-        Err(_) => panic!(
-            "timed out waiting for {what}; container logs:\n{}",
-            kubelet.all_logs()
-        ),
-    }
+    .await
 }
 
 fn deployment(name: &str, replicas: i32, kubelet: &FakeKubelet, container: Value) -> Deployment {
@@ -179,21 +186,11 @@ async fn deployment_replicas_run_scale_down_restart_and_stop() {
         ],
     });
     let deployments: Api<Deployment> = Api::namespaced(client.clone(), &ns.name);
-    deployments
-        .create(
-            &PostParams::default(),
-            &deployment("sleepers", 2, &kubelet, container),
-        )
-        .await
-        .expect("deployment created");
+    create_deployment(&deployments, "sleepers", 2, &kubelet, container).await;
 
     // Two replicas: two processes, and the Deployment counts them ready and available.
     let started = Instant::now();
-    let first = wait_for(&kubelet, "two running processes", async || {
-        let running = kubelet.running(&ns.name);
-        (running.len() == 2).then_some(running)
-    })
-    .await;
+    let first = processes(&kubelet, &ns.name, 2).await;
     wait_for(&kubelet, "readyReplicas 2", async || {
         (deployment_counts(&deployments, "sleepers").await == (2, 2, 2)).then_some(())
     })
@@ -391,18 +388,8 @@ async fn a_process_that_ignores_sigterm_is_killed_after_the_capped_grace() {
         "env": [{ "name": "FAKE_WORKER_IGNORE_TERM", "value": "1" }],
     });
     let deployments: Api<Deployment> = Api::namespaced(client.clone(), &ns.name);
-    deployments
-        .create(
-            &PostParams::default(),
-            &deployment("stubborn", 1, &kubelet, container),
-        )
-        .await
-        .expect("deployment created");
-    let running = wait_for(&kubelet, "one running process", async || {
-        let running = kubelet.running(&ns.name);
-        (running.len() == 1).then_some(running)
-    })
-    .await;
+    create_deployment(&deployments, "stubborn", 1, &kubelet, container).await;
+    let running = processes(&kubelet, &ns.name, 1).await;
     let (pod, pid) = running[0].clone();
     wait_for(&kubelet, "the worker's report", async || {
         kubelet
@@ -450,13 +437,7 @@ async fn an_unmapped_command_waits_with_a_reason_and_shutdown_stops_everything()
 
     // A command the kubelet has no program for never starts, and says why.
     let unmapped = json!({ "name": "lost", "image": "nowhere:1", "command": ["not-mapped"] });
-    deployments
-        .create(
-            &PostParams::default(),
-            &deployment("lost", 1, &kubelet, unmapped),
-        )
-        .await
-        .expect("deployment created");
+    create_deployment(&deployments, "lost", 1, &kubelet, unmapped).await;
     let waiting = wait_for(
         &kubelet,
         "the unmapped container to be waiting",
@@ -488,13 +469,7 @@ async fn an_unmapped_command_waits_with_a_reason_and_shutdown_stops_everything()
 
     // Three replicas of a mapped one, then shutdown with the Deployment still there.
     let container = json!({ "name": "worker", "image": "sleeper:latest", "args": ["plain"] });
-    deployments
-        .create(
-            &PostParams::default(),
-            &deployment("sleepers", 3, &kubelet, container),
-        )
-        .await
-        .expect("deployment created");
+    create_deployment(&deployments, "sleepers", 3, &kubelet, container).await;
     let running = wait_for(&kubelet, "three running processes", async || {
         let running = kubelet.running(&ns.name);
         let reported = running
@@ -545,7 +520,7 @@ async fn heartbeats_stay_fresh_stale_nodes_are_reaped_and_drop_kills_everything(
     let nodes: Api<Node> = Api::all(client.clone());
 
     // A fake node whose kubelet died ten minutes ago.
-    let stale = unique_node("fake-node-stale");
+    let stale = unique_name("fake-node-stale");
     let node: Node = serde_json::from_value(json!({
         "metadata": { "name": stale, "labels": { "kubecrawl.io/fake-kubelet": "true" } },
     }))
@@ -588,18 +563,8 @@ async fn heartbeats_stay_fresh_stale_nodes_are_reaped_and_drop_kills_everything(
 
     let deployments: Api<Deployment> = Api::namespaced(client.clone(), &ns.name);
     let container = json!({ "name": "worker", "image": "sleeper", "env": [{ "name": "FAKE_WORKER_IGNORE_TERM", "value": "1" }] });
-    deployments
-        .create(
-            &PostParams::default(),
-            &deployment("sleepers", 2, &kubelet, container),
-        )
-        .await
-        .expect("deployment created");
-    let running = wait_for(&kubelet, "two running processes", async || {
-        let running = kubelet.running(&ns.name);
-        (running.len() == 2).then_some(running)
-    })
-    .await;
+    create_deployment(&deployments, "sleepers", 2, &kubelet, container).await;
+    let running = processes(&kubelet, &ns.name, 2).await;
 
     // Dropped without shutdown (as when a test panics): the processes are killed at once, even
     // those that ignore SIGTERM, and the node is deleted.

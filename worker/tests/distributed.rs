@@ -16,10 +16,13 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::os::unix::process::ExitStatusExt;
 use std::path::PathBuf;
 use std::process::{ExitStatus, Stdio};
-use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, Instant};
 
 use kubecrawl_api::{CrawlRequest, JobRef, PageRecord, Politeness};
+use kubecrawl_e2e::keys::delete_prefixed;
+use kubecrawl_e2e::records::topic_records;
 use kubecrawl_e2e::site::{GroundTruth, SiteConfig, TestSite};
+use kubecrawl_e2e::unique_name;
 use kubecrawl_frontier::{Frontier, FrontierConfig, JobPolicy, JobStats, RedisFrontier};
 use kubecrawl_process::connect::redis::RedisSecurity;
 use nix::sys::signal::{Signal, kill};
@@ -27,9 +30,6 @@ use nix::unistd::Pid;
 use rdkafka::ClientConfig;
 use rdkafka::admin::{AdminClient, AdminOptions};
 use rdkafka::client::DefaultClientContext;
-use rdkafka::consumer::{BaseConsumer, Consumer};
-use rdkafka::message::Message;
-use rdkafka::{Offset, TopicPartitionList};
 
 /// The spider fleet the workers serve.
 const SPIDER: &str = "link";
@@ -136,14 +136,6 @@ impl Services {
     }
 }
 
-/// A name no other test run uses: the Redis key prefix and the Kafka topic prefix of one test.
-fn unique(name: &str) -> String {
-    let nanos = SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map_or(0, |d| d.as_nanos());
-    format!("kcw-{name}-{}-{nanos}", std::process::id())
-}
-
 /// One job on the real frontier, as the operator would set it up, and its output topic.
 struct Crawl {
     services: Services,
@@ -166,8 +158,9 @@ impl Crawl {
         let site = TestSite::start(SiteConfig::default().with_pages(pages))
             .await
             .expect("site starts");
-        let truth = site.reachable(&site.reach()).expect("ground truth");
-        let prefix = unique(name);
+        let truth = site.truth();
+        // The Redis key prefix and the Kafka topic prefix of this test alone.
+        let prefix = unique_name(&format!("kcw-{name}"));
         let frontier = RedisFrontier::connect_client(
             services.redis_client().await,
             &prefix,
@@ -222,12 +215,6 @@ impl Crawl {
         lease_duration: &str,
         env: &[(&str, &str)],
     ) -> WorkerProcess {
-        let resolve: Vec<String> = self
-            .site
-            .hosts()
-            .iter()
-            .map(|(host, addr)| format!("{host}={}", addr.ip()))
-            .collect();
         let log = std::env::temp_dir().join(format!("{}-{name}.log", self.prefix));
         let stderr = std::fs::File::create(&log).expect("creates the worker's log file");
         let child = tokio::process::Command::new(env!("CARGO_BIN_EXE_kubecrawl-worker"))
@@ -241,7 +228,7 @@ impl Crawl {
             .env("KUBECRAWL_TOPIC_PREFIX", &self.prefix)
             .env("KUBECRAWL_METRICS_ADDR", "127.0.0.1:0")
             .env("KUBECRAWL_ALLOW_PRIVATE_NETWORKS", "true")
-            .env("KUBECRAWL_RESOLVE", resolve.join(","))
+            .env("KUBECRAWL_RESOLVE", self.site.resolve())
             .env("KUBECRAWL_LEASE_DURATION", lease_duration)
             .env("KUBECRAWL_WORKER_NAME", name)
             // Tells the records (and the site's log) of each worker apart.
@@ -325,12 +312,9 @@ impl Crawl {
 
     /// Every record of `topic`, from the beginning.
     async fn records_of(&self, topic: String) -> Vec<PageRecord> {
-        let config = self.services.kafka_config();
-        let read = tokio::task::spawn_blocking(move || read_topic(config, &topic));
-        tokio::time::timeout(CONSUME_DEADLINE, read)
+        topic_records(self.services.kafka_config(), &topic, CONSUME_DEADLINE)
             .await
-            .expect("reading the topic back hung")
-            .expect("the reader thread ends")
+            .expect("the topic reads back")
     }
 
     /// Deletes the job's Redis keys (purge, then the spider-level keys under the test's own
@@ -343,34 +327,9 @@ impl Crawl {
                 .expect("purges the job"),
             "the job was registered"
         );
-        let client = self.services.redis_client().await;
-        let mut conn = client
-            .get_multiplexed_async_connection()
+        delete_prefixed(&self.services.redis_client().await, &self.prefix)
             .await
-            .expect("connects to REDIS_URL");
-        let mut cursor = 0u64;
-        loop {
-            let (next, keys): (u64, Vec<String>) = redis::cmd("SCAN")
-                .arg(cursor)
-                .arg("MATCH")
-                .arg(format!("{}:*", self.prefix))
-                .arg("COUNT")
-                .arg(1000)
-                .query_async(&mut conn)
-                .await
-                .expect("scans the test's keys");
-            if !keys.is_empty() {
-                let _: () = redis::cmd("DEL")
-                    .arg(&keys)
-                    .query_async(&mut conn)
-                    .await
-                    .expect("deletes the test's keys");
-            }
-            if next == 0 {
-                break;
-            }
-            cursor = next;
-        }
+            .expect("deletes the test's keys");
         let admin: AdminClient<DefaultClientContext> = self
             .services
             .kafka_config()
@@ -393,61 +352,25 @@ impl Crawl {
             }
         }
     }
+
+    /// The job's records, read back after its workers stopped; then cleans up and asserts
+    /// that every page of the ground truth was published at least once and counted once by
+    /// the frontier (`stats`). Returns the records and how many of them were duplicates.
+    async fn published_once_or_more(&self, stats: &JobStats) -> (Vec<PageRecord>, usize) {
+        let records = self.records().await;
+        self.clean_up().await;
+        let duplicates = assert_every_page_once_or_more(&records, &self.truth);
+        assert_eq!(
+            stats.pages,
+            self.truth.len() as u64,
+            "the frontier counts each page once: {stats:?}"
+        );
+        (records, duplicates)
+    }
 }
 
 fn user_agent(worker: &str) -> String {
     format!("kubecrawl-e2e/{worker}")
-}
-
-/// Reads every partition of `topic` from its beginning up to its end as it is now (the
-/// producers have stopped).
-fn read_topic(mut config: ClientConfig, topic: &str) -> Vec<PageRecord> {
-    let consumer: BaseConsumer = config
-        .set("group.id", format!("{topic}-reader"))
-        .set("enable.auto.commit", "false")
-        .set("auto.offset.reset", "earliest")
-        .create()
-        .expect("kafka consumer");
-    let timeout = Duration::from_secs(30);
-    let metadata = consumer
-        .fetch_metadata(Some(topic), timeout)
-        .expect("reads the topic's metadata");
-    let partitions: Vec<i32> = metadata
-        .topics()
-        .iter()
-        .find(|t| t.name() == topic)
-        .filter(|t| t.error().is_none())
-        .unwrap_or_else(|| panic!("topic {topic} does not exist: nothing was published"))
-        .partitions()
-        .iter()
-        .map(|p| p.id())
-        .collect();
-    let mut ends = BTreeMap::new();
-    let mut assignment = TopicPartitionList::new();
-    for &p in &partitions {
-        let (_, high) = consumer
-            .fetch_watermarks(topic, p, timeout)
-            .expect("reads a partition's end");
-        ends.insert(p, high);
-        assignment
-            .add_partition_offset(topic, p, Offset::Beginning)
-            .expect("a valid partition offset");
-    }
-    consumer
-        .assign(&assignment)
-        .expect("assigns the partitions");
-    let mut next: BTreeMap<i32, i64> = partitions.iter().map(|&p| (p, 0)).collect();
-    let mut records = Vec::new();
-    while next.iter().any(|(p, n)| *n < ends[p]) {
-        let Some(message) = consumer.poll(Duration::from_millis(500)) else {
-            continue;
-        };
-        let message = message.expect("consumes a record");
-        next.insert(message.partition(), message.offset() + 1);
-        let payload = message.payload().expect("a record has a payload");
-        records.push(serde_json::from_slice(payload).expect("every record is a page record"));
-    }
-    records
 }
 
 /// A `kubecrawl-worker run` process this test started, with its stderr in a file.
@@ -467,6 +390,24 @@ impl WorkerProcess {
             .unwrap_or_else(|| panic!("{} already exited", self.name));
         let pid = Pid::from_raw(i32::try_from(pid).expect("a pid fits an i32"));
         kill(pid, signal).unwrap_or_else(|e| panic!("signalling {}: {e}", self.name));
+    }
+
+    /// Waits for the process to exit and asserts that it drained and exited 0 (after a
+    /// SIGTERM).
+    async fn assert_exits_cleanly(&mut self) {
+        let status = self.wait().await;
+        assert!(
+            status.success(),
+            "{} exited with {status} after SIGTERM\n{}",
+            self.name,
+            self.log_text()
+        );
+    }
+
+    /// Stops the process with SIGTERM and asserts that it exited 0.
+    async fn stop(&mut self) {
+        self.signal(Signal::SIGTERM);
+        self.assert_exits_cleanly().await;
     }
 
     async fn wait(&mut self) -> ExitStatus {
@@ -564,23 +505,9 @@ async fn two_workers_share_a_job_and_publish_every_page() {
         w.signal(Signal::SIGTERM);
     }
     for w in &mut workers {
-        let status = w.wait().await;
-        assert!(
-            status.success(),
-            "{} exited with {status} after SIGTERM\n{}",
-            w.name,
-            w.log_text()
-        );
+        w.assert_exits_cleanly().await;
     }
-    let records = crawl.records().await;
-    crawl.clean_up().await;
-
-    let duplicates = assert_every_page_once_or_more(&records, &crawl.truth);
-    assert_eq!(
-        stats.pages,
-        crawl.truth.len() as u64,
-        "the frontier counts each page once: {stats:?}"
-    );
+    let (records, duplicates) = crawl.published_once_or_more(&stats).await;
     let per_worker = by_worker(&records);
     for w in &workers {
         let (handled, released) = w
@@ -657,23 +584,8 @@ async fn a_worker_killed_mid_crawl_loses_no_page() {
     );
 
     let stats = crawl.wait_finished(&mut workers[1..]).await;
-    let survivor = &mut workers[1];
-    survivor.signal(Signal::SIGTERM);
-    let status = survivor.wait().await;
-    assert!(
-        status.success(),
-        "survivor exited with {status} after SIGTERM\n{}",
-        survivor.log_text()
-    );
-    let records = crawl.records().await;
-    crawl.clean_up().await;
-
-    let duplicates = assert_every_page_once_or_more(&records, &crawl.truth);
-    assert_eq!(
-        stats.pages,
-        crawl.truth.len() as u64,
-        "the frontier counts each page once: {stats:?}"
-    );
+    workers[1].stop().await;
+    let (records, duplicates) = crawl.published_once_or_more(&stats).await;
     let per_worker = by_worker(&records);
     let published = |agent: &str| per_worker.get(agent).copied().unwrap_or(0);
     assert!(
@@ -721,9 +633,7 @@ async fn a_record_kafka_never_accepts_is_dead_lettered_not_looped() {
     crawl.wait_for_workers(1, &mut workers).await;
     crawl.seed().await;
     let stats = crawl.wait_finished(&mut workers).await;
-    workers[0].signal(Signal::SIGTERM);
-    let status = workers[0].wait().await;
-    assert!(status.success(), "exit {status}\n{}", workers[0].log_text());
+    workers[0].stop().await;
     let published = crawl.records().await;
     let dead = crawl
         .records_of(format!("{}.crawled_deadletter", crawl.prefix))
@@ -796,18 +706,8 @@ async fn a_worker_crawls_through_tls_redis_and_sasl_ssl_kafka() {
     crawl.wait_for_workers(1, &mut workers).await;
     crawl.seed().await;
     let stats = crawl.wait_finished(&mut workers).await;
-    workers[0].signal(Signal::SIGTERM);
-    let status = workers[0].wait().await;
-    assert!(
-        status.success(),
-        "exited with {status} after SIGTERM\n{}",
-        workers[0].log_text()
-    );
-    let records = crawl.records().await;
-    crawl.clean_up().await;
-
-    let duplicates = assert_every_page_once_or_more(&records, &crawl.truth);
-    assert_eq!(stats.pages, crawl.truth.len() as u64, "{stats:?}");
+    workers[0].stop().await;
+    let (_, duplicates) = crawl.published_once_or_more(&stats).await;
     assert_eq!(duplicates, 0, "no failure, no duplicate");
     println!(
         "tls: {} pages through rediss:// and sasl_ssl in {:.1} s",

@@ -7,6 +7,7 @@ use std::time::Duration;
 
 use clap::Parser;
 use kubecrawl_api::PageRecord;
+use kubecrawl_e2e::records::take_json_lines;
 use kubecrawl_e2e::site::{SiteConfig, TestSite};
 use kubecrawl_worker::args::{Cli, Command};
 use kubecrawl_worker::spider::Registry;
@@ -57,12 +58,7 @@ async fn run(
     .await
     .expect("the crawl hung")
     .expect("the crawl runs");
-    let text = std::fs::read_to_string(&out).expect("output written");
-    let _ = std::fs::remove_file(&out);
-    let records = text
-        .lines()
-        .map(|l| serde_json::from_str::<PageRecord>(l).expect("every line is a page record"))
-        .collect();
+    let records = take_json_lines(&out).expect("every line of the output is a page record");
     (summary, records)
 }
 

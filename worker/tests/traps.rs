@@ -8,6 +8,7 @@ use std::time::Duration;
 
 use clap::Parser;
 use kubecrawl_api::{BodyEncoding, PageRecord};
+use kubecrawl_e2e::records::take_json_lines;
 use kubecrawl_e2e::site::traps::{BINARY, CHARSET_CASES, GZIP_CHILD, HUGE, HUGE_CHUNKED, NEVER};
 use kubecrawl_e2e::site::{Outcome, SiteConfig, TestSite};
 use kubecrawl_worker::args::{Cli, Command};
@@ -69,12 +70,8 @@ async fn every_trap_is_survived_and_counted() {
     .await
     .expect("the trap crawl hung")
     .expect("the trap crawl runs");
-    let text = std::fs::read_to_string(&out).expect("output written");
-    let _ = std::fs::remove_file(&out);
-    let records: Vec<PageRecord> = text
-        .lines()
-        .map(|l| serde_json::from_str(l).expect("a page record"))
-        .collect();
+    let records: Vec<PageRecord> =
+        take_json_lines(&out).expect("every line of the output is a page record");
     println!("{summary}");
 
     // Pages: everything that ends in a response is published, nothing else.

@@ -1,5 +1,5 @@
-//! What the walkthrough tests share: the binaries, a test installation, running `kubecrawl`,
-//! Kafka clients, and polling with a deadline.
+//! What the walkthrough tests share: the binaries, a test installation, running `kubecrawl`
+//! and Kafka clients.
 
 use std::path::{Path, PathBuf};
 use std::process::Output;
@@ -7,21 +7,16 @@ use std::sync::OnceLock;
 use std::time::Duration;
 
 use kube::api::{DeleteParams, ListParams};
-use kubecrawl_api::{CrawlJob, Phase};
-use kubecrawl_e2e::TestEnv;
 use kubecrawl_e2e::cluster::{Cluster, ClusterConfig};
-use rdkafka::ClientConfig;
+use kubecrawl_e2e::keys::{delete_prefixed, delete_prefixed_blocking};
+use kubecrawl_e2e::{TestEnv, unique_name};
 use rdkafka::consumer::{Consumer, StreamConsumer};
 use rdkafka::message::Message;
 use serde::Deserialize;
-use serde_json::{Value, json};
+use serde_json::Value;
 
 /// The `kubecrawl` binary of this package.
 pub(crate) const KUBECRAWL: &str = env!("CARGO_BIN_EXE_kubecrawl");
-
-/// The tests take turns: each runs an operator, workers, a site and Kafka clients, and the
-/// throttle test measures timing, which two shared cores only make reliable one at a time.
-pub(crate) static TURN: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
 
 /// The operator binary, with the worker binary beside it, built (or found up to date) once per
 /// test run with the cargo that runs the tests.
@@ -107,48 +102,8 @@ impl Drop for Installed {
         let prefix = cluster.redis_prefix.clone();
         // Kills the operator and the workers, and asks for the namespace's deletion.
         drop(cluster);
-        if let Ok(names) =
-            kubecrawl_e2e::kubectl_ok(&["get", "crawljobs", "-n", &ns, "-o", "name"], None)
-        {
-            for name in names.lines().filter(|l| !l.is_empty()) {
-                let _ = kubecrawl_e2e::kubectl(
-                    &[
-                        "patch",
-                        "-n",
-                        &ns,
-                        name,
-                        "--type=merge",
-                        "-p",
-                        r#"{"metadata":{"finalizers":null}}"#,
-                    ],
-                    None,
-                );
-            }
-        }
-        if let Ok(client) = redis::Client::open(TestEnv::get().redis_url)
-            && let Ok(mut conn) = client.get_connection()
-        {
-            let mut cursor: u64 = 0;
-            loop {
-                let Ok((next, keys)): redis::RedisResult<(u64, Vec<String>)> = redis::cmd("SCAN")
-                    .arg(cursor)
-                    .arg("MATCH")
-                    .arg(format!("{prefix}:*"))
-                    .arg("COUNT")
-                    .arg(1000)
-                    .query(&mut conn)
-                else {
-                    return;
-                };
-                if !keys.is_empty() {
-                    let _: redis::RedisResult<()> = redis::cmd("DEL").arg(&keys).query(&mut conn);
-                }
-                if next == 0 {
-                    return;
-                }
-                cursor = next;
-            }
-        }
+        kubecrawl_e2e::crawljob::release_finalizers(&ns);
+        let _ = delete_prefixed_blocking(&TestEnv::get().redis_url, &prefix);
     }
 }
 
@@ -181,49 +136,10 @@ pub(crate) async fn teardown(mut installed: Installed) {
         .await
         .expect("the installation stopped in time")
         .expect("the installation stops");
-    delete_redis_prefix(&prefix).await;
-}
-
-/// Deletes the Redis keys the test's installation left (spider counts, rules, sequences);
-/// tests may SCAN, the frontier never does.
-async fn delete_redis_prefix(prefix: &str) {
-    let client = redis::Client::open(TestEnv::get().redis_url).expect("a redis url");
-    let mut conn = client
-        .get_multiplexed_async_connection()
+    let redis = redis::Client::open(TestEnv::get().redis_url).expect("a redis url");
+    delete_prefixed(&redis, &prefix)
         .await
-        .expect("redis answers");
-    let mut cursor: u64 = 0;
-    loop {
-        let (next, keys): (u64, Vec<String>) = redis::cmd("SCAN")
-            .arg(cursor)
-            .arg("MATCH")
-            .arg(format!("{prefix}:*"))
-            .arg("COUNT")
-            .arg(1000)
-            .query_async(&mut conn)
-            .await
-            .expect("scans");
-        if !keys.is_empty() {
-            let _: () = redis::cmd("DEL")
-                .arg(&keys)
-                .query_async(&mut conn)
-                .await
-                .expect("deletes");
-        }
-        if next == 0 {
-            return;
-        }
-        cursor = next;
-    }
-}
-
-/// A name no other test (or run) uses: lowercase, DNS-safe.
-pub(crate) fn unique(prefix: &str) -> String {
-    let nanos = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .expect("clock after 1970")
-        .subsec_nanos();
-    format!("{prefix}-{}-{nanos:x}", std::process::id())
+        .expect("the installation's keys are deleted");
 }
 
 /// The environment `kubecrawl` needs for `cluster`.
@@ -275,17 +191,11 @@ pub(crate) async fn kubecrawl_json(cluster: &Cluster, args: &[&str]) -> Value {
     serde_json::from_str(&text).unwrap_or_else(|e| panic!("{args:?} printed no JSON ({e}): {text}"))
 }
 
-/// A Kafka client configuration for the test's broker.
-pub(crate) fn kafka() -> ClientConfig {
-    let mut config = ClientConfig::new();
-    config.set("bootstrap.servers", TestEnv::get().kafka_brokers);
-    config
-}
-
 /// A consumer of `topic` from its first record, in a group of its own.
 pub(crate) fn consumer(topic: &str) -> StreamConsumer {
-    let consumer: StreamConsumer = kafka()
-        .set("group.id", unique("kcw-test"))
+    let consumer: StreamConsumer = TestEnv::get()
+        .kafka_config()
+        .set("group.id", unique_name("kcw-test"))
         .set("auto.offset.reset", "earliest")
         .set("enable.auto.commit", "false")
         .set("topic.metadata.refresh.interval.ms", "1000")
@@ -320,46 +230,6 @@ pub(crate) async fn answer_where(
     })
     .await
     .unwrap_or_else(|_| panic!("no such answer within a minute"))
-}
-
-/// The phase of a job.
-pub(crate) fn phase(job: &CrawlJob) -> Phase {
-    job.status.as_ref().map(|s| s.phase).unwrap_or_default()
-}
-
-/// Polls `probe` every 250 ms until it returns `Some`, failing with `what` and the logs
-/// after `timeout`.
-pub(crate) async fn eventually<T>(
-    cluster: &Cluster,
-    what: &str,
-    timeout: Duration,
-    mut probe: impl AsyncFnMut() -> Option<T>,
-) -> T {
-    let polled = tokio::time::timeout(timeout, async {
-        loop {
-            if let Some(v) = probe().await {
-                return v;
-            }
-            tokio::time::sleep(Duration::from_millis(250)).await;
-        }
-    })
-    .await;
-    match polled {
-        Ok(v) => v,
-        Err(_) => panic!("timed out waiting for {what}\n{}", cluster.all_logs()),
-    }
-}
-
-/// The CrawlJob of `crawlid` in the test's namespace, once there is one.
-pub(crate) async fn job_of(cluster: &Cluster, crawlid: &str) -> Option<CrawlJob> {
-    cluster
-        .jobs()
-        .list(&ListParams::default())
-        .await
-        .ok()?
-        .items
-        .into_iter()
-        .find(|j| j.crawlid() == crawlid)
 }
 
 /// `kubecrawl ingest` as the chart runs it: the chart's `templates/ingest.yaml` rendered for
@@ -432,36 +302,9 @@ pub(crate) fn chart_ingest(cluster: &Cluster, group: &str, log: &Path) -> tokio:
         })
         .collect();
 
-    let token = kubecrawl_e2e::kubectl_ok(
-        &[
-            "create",
-            "token",
-            sa,
-            "-n",
-            &cluster.ns.name,
-            "--duration",
-            "1h",
-        ],
-        None,
-    )
-    .expect("a ServiceAccount token");
-    let admin: serde_yaml::Value = serde_yaml::from_str(
-        &std::fs::read_to_string(&env.kubeconfig).expect("the admin kubeconfig"),
-    )
-    .expect("yaml");
-    let server = &admin["clusters"][0]["cluster"];
-    let kubeconfig = json!({
-        "apiVersion": "v1", "kind": "Config",
-        "clusters": [{"name": "test", "cluster": {
-            "server": server["server"].as_str().expect("server"),
-            "certificate-authority": server["certificate-authority"].as_str().expect("ca"),
-        }}],
-        "users": [{"name": sa, "user": {"token": token.trim()}}],
-        "contexts": [{"name": "sa", "context": {"cluster": "test", "user": sa, "namespace": cluster.ns.name}}],
-        "current-context": "sa",
-    });
     let kubeconfig_path = log.with_extension("kubeconfig");
-    std::fs::write(&kubeconfig_path, kubeconfig.to_string()).expect("writes the kubeconfig");
+    kubecrawl_e2e::service_account_kubeconfig(&cluster.ns.name, sa, &kubeconfig_path)
+        .expect("a kubeconfig with a ServiceAccount token");
 
     let log = std::fs::File::create(log).expect("a log file");
     tokio::process::Command::new(KUBECRAWL)

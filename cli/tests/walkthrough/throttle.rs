@@ -4,20 +4,19 @@
 
 use std::time::{Duration, Instant};
 
-use k8s_openapi::api::core::v1::ConfigMap;
-use kube::api::{Api, ListParams, Patch, PatchParams};
+use kube::api::{Api, ListParams};
 use kubecrawl_api::Phase;
-use kubecrawl_e2e::cluster::Cluster;
+use kubecrawl_e2e::cluster::{Cluster, take_turn};
+use kubecrawl_e2e::crawljob::phase;
 use kubecrawl_e2e::site::{Hit, MAIN_HOST};
 use kubecrawl_frontier::{Frontier, JobRef};
-use serde_json::json;
 
-use crate::support::{TURN, eventually, install, kubecrawl_json, phase, teardown};
+use crate::support::{install, kubecrawl_json, teardown};
 
 /// The throttle the test sets: 1 hit per 1 s window, scale 1.
 const THROTTLED: Duration = Duration::from_secs(1);
 /// The job's own interval.
-const JOB_DELAY_MS: u64 = 100;
+const JOB_DELAY_MS: u32 = 100;
 /// A gap counts as respecting the throttle from this on (the site logs arrival times, which
 /// jitter around the dispatch times the frontier spaces).
 const RESPECTS: Duration = Duration::from_millis(800);
@@ -26,19 +25,10 @@ const FAST: Duration = Duration::from_millis(500);
 
 /// Writes the throttle ConfigMap's document (server-side apply: creates or replaces it).
 async fn set_rules(cluster: &Cluster, document: &str) {
-    let api: Api<ConfigMap> = Api::namespaced(cluster.client.clone(), &cluster.ns.name);
-    let cm = json!({
-        "apiVersion": "v1", "kind": "ConfigMap",
-        "metadata": {"name": "kubecrawl-throttle"},
-        "data": {"throttle.yaml": document},
-    });
-    api.patch(
-        "kubecrawl-throttle",
-        &PatchParams::apply("kubecrawl-test").force(),
-        &Patch::Apply(&cm),
-    )
-    .await
-    .expect("the ConfigMap is written");
+    cluster
+        .set_throttle_rules(document)
+        .await
+        .expect("the ConfigMap is written");
 }
 
 /// Page requests to site.test (robots.txt left out), oldest first.
@@ -64,30 +54,22 @@ fn median(mut v: Vec<Duration>) -> Duration {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn a_throttle_change_takes_effect_within_seconds() {
-    let _turn = TURN.lock().await;
+    let _turn = take_turn().await;
     let cluster = install("kcw-throttle").await;
     let crawlid = "throttled";
     cluster
-        .create_job(
-            crawlid,
-            json!({
-                "spiderid": "link", "appid": "testapp", "crawlid": crawlid,
-                "seeds": [cluster.site.root()], "maxdepth": 1000,
-                "allowedDomains": ["site.test"],
-                "politeness": {"delayMillis": JOB_DELAY_MS},
-            }),
-        )
+        .create_link_job(crawlid, 1, JOB_DELAY_MS)
         .await
         .expect("the job is created");
 
     // The crawl at its own pace first.
-    eventually(
-        &cluster,
-        "30 page requests at the job's pace",
-        Duration::from_secs(120),
-        async || (page_hits(&cluster).len() >= 30).then_some(()),
-    )
-    .await;
+    cluster
+        .eventually(
+            "30 page requests at the job's pace",
+            Duration::from_secs(120),
+            async || (page_hits(&cluster).len() >= 30).then_some(()),
+        )
+        .await;
     let edit = Instant::now();
     set_rules(
         &cluster,
@@ -163,26 +145,26 @@ async fn a_throttle_change_takes_effect_within_seconds() {
     .await;
     let events: Api<k8s_openapi::api::events::v1::Event> =
         Api::namespaced(cluster.client.clone(), &cluster.ns.name);
-    let note = eventually(
-        &cluster,
-        "a Warning event on the ConfigMap",
-        Duration::from_secs(30),
-        async || {
-            events
-                .list(&ListParams::default())
-                .await
-                .ok()?
-                .items
-                .into_iter()
-                .find(|e| {
-                    e.reason.as_deref() == Some("Invalid")
-                        && e.regarding.as_ref().and_then(|r| r.name.as_deref())
-                            == Some("kubecrawl-throttle")
-                })
-                .and_then(|e| e.note)
-        },
-    )
-    .await;
+    let note = cluster
+        .eventually(
+            "a Warning event on the ConfigMap",
+            Duration::from_secs(30),
+            async || {
+                events
+                    .list(&ListParams::default())
+                    .await
+                    .ok()?
+                    .items
+                    .into_iter()
+                    .find(|e| {
+                        e.reason.as_deref() == Some("Invalid")
+                            && e.regarding.as_ref().and_then(|r| r.name.as_deref())
+                                == Some("kubecrawl-throttle")
+                    })
+                    .and_then(|e| e.note)
+            },
+        )
+        .await;
     assert!(note.contains("domains.\"site.test\".hits"), "{note}");
     tokio::time::sleep(Duration::from_secs(3)).await;
     let kept = gaps(
@@ -205,16 +187,16 @@ async fn a_throttle_change_takes_effect_within_seconds() {
         appid: "testapp".into(),
         crawlid: crawlid.into(),
     };
-    let dropped = eventually(
-        &cluster,
-        "the blacklisted queue to be dropped",
-        Duration::from_secs(30),
-        async || {
-            let s = frontier.job_stats(&job).await.ok()??;
-            (s.queued == 0 && s.in_flight == 0 && s.blacklisted > 0).then_some(s)
-        },
-    )
-    .await;
+    let dropped = cluster
+        .eventually(
+            "the blacklisted queue to be dropped",
+            Duration::from_secs(30),
+            async || {
+                let s = frontier.job_stats(&job).await.ok()??;
+                (s.queued == 0 && s.in_flight == 0 && s.blacklisted > 0).then_some(s)
+            },
+        )
+        .await;
     let dropped_after = black_at.elapsed();
     tokio::time::sleep(Duration::from_secs(2)).await;
     let late: Vec<Hit> = page_hits(&cluster)
@@ -229,19 +211,19 @@ async fn a_throttle_change_takes_effect_within_seconds() {
         "blacklist: {} queued requests dropped and counted {dropped_after:?} after the edit ({} pages fetched)",
         dropped.blacklisted, dropped.pages
     );
-    eventually(
-        &cluster,
-        "the job out of work to succeed",
-        Duration::from_secs(60),
-        async || {
-            cluster
-                .jobs()
-                .get_opt(crawlid)
-                .await
-                .ok()?
-                .filter(|j| phase(j) == Phase::Succeeded)
-        },
-    )
-    .await;
+    cluster
+        .eventually(
+            "the job out of work to succeed",
+            Duration::from_secs(60),
+            async || {
+                cluster
+                    .jobs()
+                    .get_opt(crawlid)
+                    .await
+                    .ok()?
+                    .filter(|j| phase(j) == Phase::Succeeded)
+            },
+        )
+        .await;
     teardown(cluster).await;
 }

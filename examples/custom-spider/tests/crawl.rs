@@ -4,6 +4,7 @@ use std::collections::BTreeSet;
 use std::time::Duration;
 
 use kubecrawl_api::PageRecord;
+use kubecrawl_e2e::records::take_json_lines;
 use kubecrawl_e2e::site::{SiteConfig, TestSite};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -15,11 +16,6 @@ async fn the_titles_worker_crawls_the_site_with_its_own_spider() {
         .reachable(&site.reach().max_depth(2))
         .expect("ground truth");
     let out = std::env::temp_dir().join(format!("kubecrawl-titles-{}.jsonl", std::process::id()));
-    let resolve: Vec<String> = site
-        .hosts()
-        .iter()
-        .map(|(h, a)| format!("{h}={}", a.ip()))
-        .collect();
     let mut cmd = tokio::process::Command::new(env!("CARGO_BIN_EXE_titles-worker"));
     cmd.args([
         "crawl",
@@ -39,7 +35,7 @@ async fn the_titles_worker_crawls_the_site_with_its_own_spider() {
         "-o",
     ])
     .arg(&out)
-    .env("KUBECRAWL_RESOLVE", resolve.join(","))
+    .env("KUBECRAWL_RESOLVE", site.resolve())
     .kill_on_drop(true);
     let output = tokio::time::timeout(Duration::from_secs(120), cmd.output())
         .await
@@ -52,12 +48,8 @@ async fn the_titles_worker_crawls_the_site_with_its_own_spider() {
         "summary names the spider:\n{stderr}"
     );
 
-    let text = std::fs::read_to_string(&out).expect("output written");
-    let _ = std::fs::remove_file(&out);
-    let records: Vec<PageRecord> = text
-        .lines()
-        .map(|l| serde_json::from_str(l).expect("a page record"))
-        .collect();
+    let records: Vec<PageRecord> =
+        take_json_lines(&out).expect("every line of the output is a page record");
     let urls: BTreeSet<String> = records.iter().map(|r| r.url.clone()).collect();
     assert_eq!(
         urls,

@@ -4,11 +4,10 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::path::Path;
 use std::time::Duration;
 
-use anyhow::{Context, Result, bail};
+use anyhow::{Context, Result};
 use rdkafka::ClientConfig;
-use rdkafka::consumer::{BaseConsumer, Consumer};
-use rdkafka::message::Message;
-use rdkafka::{Offset, TopicPartitionList};
+
+use crate::records::read_topic;
 
 /// How long reading one topic back may take (20,000 records take a few seconds).
 const READ_DEADLINE: Duration = Duration::from_secs(180);
@@ -20,58 +19,17 @@ const READ_DEADLINE: Duration = Duration::from_secs(180);
 /// When the topic does not exist, a record is not a page record, or reading takes longer
 /// than [`READ_DEADLINE`].
 pub(crate) fn record_urls(brokers: &str, topic: &str) -> Result<Vec<String>> {
-    let consumer: BaseConsumer = ClientConfig::new()
-        .set("bootstrap.servers", brokers)
-        .set("group.id", format!("{topic}-chaos-check"))
-        .set("enable.auto.commit", "false")
-        .set("auto.offset.reset", "earliest")
-        .create()
-        .context("creating a kafka consumer")?;
-    let timeout = Duration::from_secs(30);
-    let metadata = consumer
-        .fetch_metadata(Some(topic), timeout)
-        .context("reading the topic's metadata")?;
-    let partitions: Vec<i32> = metadata
-        .topics()
-        .iter()
-        .find(|t| t.name() == topic && t.error().is_none())
-        .with_context(|| format!("topic {topic} does not exist: nothing was published"))?
-        .partitions()
-        .iter()
-        .map(|p| p.id())
-        .collect();
-    let mut ends = BTreeMap::new();
-    let mut assignment = TopicPartitionList::new();
-    for &p in &partitions {
-        let (_, high) = consumer
-            .fetch_watermarks(topic, p, timeout)
-            .context("reading a partition's end")?;
-        ends.insert(p, high);
-        assignment.add_partition_offset(topic, p, Offset::Beginning)?;
-    }
-    consumer.assign(&assignment)?;
-    let mut next: BTreeMap<i32, i64> = partitions.iter().map(|&p| (p, 0)).collect();
-    let mut urls = Vec::new();
-    let started = std::time::Instant::now();
-    while next.iter().any(|(p, n)| *n < ends[p]) {
-        if started.elapsed() > READ_DEADLINE {
-            bail!("reading {topic} back took over {READ_DEADLINE:?}: at {next:?} of {ends:?}");
-        }
-        let Some(message) = consumer.poll(Duration::from_millis(500)) else {
-            continue;
-        };
-        let message = message.context("consuming a record")?;
-        next.insert(message.partition(), message.offset() + 1);
-        let payload = message.payload().context("a record without a payload")?;
-        let record: serde_json::Value =
-            serde_json::from_slice(payload).context("a record that is not JSON")?;
-        let url = record["url"]
-            .as_str()
-            .context("a record without a url")?
-            .to_owned();
-        urls.push(url);
-    }
-    Ok(urls)
+    let mut config = ClientConfig::new();
+    config.set("bootstrap.servers", brokers);
+    read_topic::<serde_json::Value>(config, topic, READ_DEADLINE)?
+        .into_iter()
+        .map(|record| {
+            record["url"]
+                .as_str()
+                .map(str::to_owned)
+                .context("a record without a url")
+        })
+        .collect()
 }
 
 /// One line of evidence about a missing page: where it was logged.

@@ -126,34 +126,20 @@ impl Supervisor {
         let mut quick_exits = 0;
         loop {
             let delay = self.backoff(quick_exits);
-            let spec = match spec::resolve(&self.ctx, &self.pod, &self.container).await {
-                Ok(spec) => spec,
-                Err(not_startable) => {
-                    self.log_line(&format!(
-                        "cannot start: {}: {}",
-                        not_startable.reason, not_startable.message
-                    ));
-                    self.send(Change::Waiting {
-                        reason: not_startable.reason.to_owned(),
-                        message: not_startable.message,
-                    });
-                    quick_exits += 1;
-                    match self.wait(delay, &mut ctl).await {
-                        Waited::Elapsed => continue,
-                        Waited::Stop => return self.send(Change::Stopped { exit: None }),
-                    }
-                }
+            let spawned = match spec::resolve(&self.ctx, &self.pod, &self.container).await {
+                Ok(spec) => self
+                    .spawn(&spec, restart_count)
+                    .map_err(|e| (format!("cannot start: {}", e.message), e)),
+                Err(e) => Err((format!("cannot start: {}: {}", e.reason, e.message), e)),
             };
-            let mut child = match self.spawn(&spec, restart_count) {
+            let mut child = match spawned {
                 Ok(child) => child,
-                Err(not_startable) => {
-                    self.log_line(&format!("cannot start: {}", not_startable.message));
-                    self.send(Change::Waiting {
-                        reason: not_startable.reason.to_owned(),
-                        message: not_startable.message,
-                    });
+                Err((line, not_startable)) => {
                     quick_exits += 1;
-                    match self.wait(delay, &mut ctl).await {
+                    match self
+                        .not_started(&line, not_startable, delay, &mut ctl)
+                        .await
+                    {
                         Waited::Elapsed => continue,
                         Waited::Stop => return self.send(Change::Stopped { exit: None }),
                     }
@@ -247,6 +233,23 @@ impl Supervisor {
             .restart_backoff
             .saturating_mul(factor)
             .min(config.max_restart_backoff)
+    }
+
+    /// Logs `line`, reports the container Waiting for why it could not start, and waits
+    /// `delay` before the next try.
+    async fn not_started(
+        &self,
+        line: &str,
+        why: NotStartable,
+        delay: Duration,
+        ctl: &mut mpsc::Receiver<ContainerCtl>,
+    ) -> Waited {
+        self.log_line(line);
+        self.send(Change::Waiting {
+            reason: why.reason.to_owned(),
+            message: why.message,
+        });
+        self.wait(delay, ctl).await
     }
 
     /// Waits `delay` while no process runs, answering signal requests with "nothing runs".
