@@ -445,7 +445,7 @@ async fn the_same_crawl_over_kafka_with_actions_and_errors_answered() {
     // Scrapy Cluster's own client (kafka-python with its stock codecs only) reads every page
     // record and every answer, and each record is a RawResponseItem as it documents them.
     let brokers = std::env::var("KAFKA_BROKERS").expect("KAFKA_BROKERS (make env-up)");
-    let firehose = format!("{}.crawled_firehose", cluster.topic_prefix);
+    let firehose = kubecrawl_api::contract::topic::firehose(&cluster.topic_prefix);
     let count = usize::try_from(pages_now).expect("a count");
     let records = read_topic(&brokers, &firehose, count)
         .await
@@ -454,7 +454,7 @@ async fn the_same_crawl_over_kafka_with_actions_and_errors_answered() {
         check_raw_response_item(record).expect("a RawResponseItem");
         assert_eq!(record["crawlid"], json!(crawlid));
     }
-    let outbound = format!("{}.outbound_firehose", cluster.topic_prefix);
+    let outbound = kubecrawl_api::contract::topic::outbound(&cluster.topic_prefix);
     let answered = read_topic(&brokers, &outbound, 0)
         .await
         .expect("Scrapy Cluster's client reads the answers");
