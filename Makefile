@@ -11,7 +11,7 @@ ENV := . $(or $(KUBECRAWL_STATE),.testenv)/env &&
 # The real node's env file (make node-up; KUBECRAWL_NODE_STATE moves it).
 NODE_ENV := $(or $(KUBECRAWL_NODE_STATE),$(or $(KUBECRAWL_STATE),.testenv)/node)/env
 
-.PHONY: help env-up env-down env-status env-clean test unit lint crds bench-frontier bench-crawl \
+.PHONY: help env-up env-down env-status env-clean test unit lint crds bench-frontier bench-crawl bench-compression \
 	images push push-check node-up node-down node-images test-node chaos chaos-hot
 
 help: ## list the targets
@@ -69,6 +69,9 @@ crds: ## regenerate crds/ (and the chart's copy) from the Rust types
 
 bench-frontier: env-up ## frontier throughput and memory against the real Redis; last line is JSON
 	$(ENV) cargo bench -p kubecrawl-frontier --bench frontier --locked
+
+bench-compression: env-up ## what each Kafka compression codec costs on real HTML pages (CPU, bytes); last line is JSON
+	$(ENV) bash tests/bench/compression.sh
 
 bench-crawl: env-up ## crawl a 20,000-page local site standalone and on Redis + Kafka; last line is JSON
 	$(ENV) bash tests/bench/crawl.sh

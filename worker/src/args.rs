@@ -91,9 +91,10 @@ pub struct KafkaOutputArgs {
     /// How long a record may wait for Kafka's acknowledgement.
     #[arg(long, env = "KUBECRAWL_KAFKA_DELIVERY_TIMEOUT", default_value = "60s", value_parser = humantime::parse_duration)]
     pub delivery_timeout: Duration,
-    /// How record batches are compressed: `gzip` (the default) is read by every Kafka
-    /// client, including Scrapy Cluster's consumers with a stock kafka-python; `lz4`,
-    /// `zstd` and `snappy` cost less CPU but need the codec in every consumer; `none`.
+    /// How record batches are compressed: `gzip` (the default, at level 1) is read by every
+    /// Kafka client, including Scrapy Cluster's consumers with a stock kafka-python; `zstd`,
+    /// `lz4` and `snappy` cost less CPU but need the codec in every consumer; `none` costs
+    /// the least CPU and the most bytes (docs/operations.md, "Compression").
     #[arg(long, env = "KUBECRAWL_KAFKA_COMPRESSION", default_value = "gzip", value_parser = ["none", "gzip", "snappy", "lz4", "zstd"])]
     pub compression: String,
 }
