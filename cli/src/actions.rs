@@ -176,29 +176,9 @@ pub async fn stats(frontier: &dyn Frontier, spiders: &[String], kind: &str) -> R
     );
     out.insert("crawler".into(), json!(dump));
     let mut queue = Map::new();
-    let mut total = 0u64;
-    for spider in &all {
-        let backlog = frontier
-            .backlog(spider)
-            .await
-            .map_err(Error::frontier("backlog"))?;
-        total += backlog.queued();
-        let mut domains: Vec<(&String, &u64)> = backlog.domains.iter().collect();
-        domains.sort_by(|a, b| b.1.cmp(a.1).then(a.0.cmp(b.0)));
-        let domains: Vec<Value> = domains
-            .into_iter()
-            .map(|(d, n)| json!({"domain": d, "backlog": n}))
-            .collect();
-        queue.insert(
-            spider.clone(),
-            json!({
-                "spider_backlog": backlog.queued(),
-                "num_domains": backlog.domains.len(),
-                "in_flight": backlog.in_flight,
-                "retrying": backlog.retrying,
-                "domains": domains,
-            }),
-        );
+    let (per_spider, total) = crate::stats::backlogs(frontier, &all).await?;
+    for (spider, backlog) in per_spider {
+        queue.insert(spider, backlog);
     }
     queue.insert("total_backlog".into(), json!(total));
     out.insert("queue".into(), Value::Object(queue));

@@ -448,28 +448,7 @@ pub async fn run(args: &IngestArgs, shutdown: CancellationToken) -> Result<()> {
     let handler = Handler::new(jobs, frontier, args.redis.spiders.clone());
     let topic = contract::topic::incoming(&args.kafka.topic_prefix);
     let answers = contract::topic::outbound(&args.kafka.topic_prefix);
-    let kafka = crate::dump::client_config(&args.kafka).await?;
-    let consumer: StreamConsumer = kafka
-        .clone()
-        .set("group.id", &args.group)
-        .set("enable.auto.commit", "false")
-        .set("auto.offset.reset", "earliest")
-        .set("topic.metadata.refresh.interval.ms", "2000")
-        .create()
-        .map_err(Error::kafka("create consumer"))?;
-    consumer
-        .subscribe(&[&topic])
-        .map_err(Error::kafka("subscribe"))?;
-    let producer: FutureProducer = kafka
-        .clone()
-        .set("enable.idempotence", "true")
-        .set("acks", "all")
-        .set(
-            "message.timeout.ms",
-            DELIVERY_TIMEOUT.as_millis().to_string(),
-        )
-        .create()
-        .map_err(Error::kafka("create producer"))?;
+    let (consumer, producer) = kafka_clients(args, &topic).await?;
     tracing::info!(topic, answers, namespace = %handler.jobs.namespace(), group = %args.group, "ingest started");
     let announcer_stop = shutdown.child_token();
     let announcer = tokio::spawn(crate::expired::run(
@@ -492,24 +471,10 @@ pub async fn run(args: &IngestArgs, shutdown: CancellationToken) -> Result<()> {
                 continue;
             }
         };
-        let payload = message.payload().unwrap_or_default();
-        let handled = match with_retries(&shutdown, "handle request", Some(HANDLE_ATTEMPTS), || {
-            handler.handle(payload)
-        })
-        .await
-        {
-            Attempts::Done(answer) => answer,
-            Attempts::GaveUp(e) => {
-                tracing::error!(error = %format_chain(&e), "request failed after every attempt, answering with the error");
-                let (action, uuid) = request_header(payload);
-                Some(error_answer(
-                    action.as_deref(),
-                    uuid.as_deref(),
-                    None,
-                    &format!("could not be carried out: {}", format_chain(&e)),
-                ))
-            }
-            Attempts::Stopped => break,
+        let Some(handled) =
+            handle(&handler, message.payload().unwrap_or_default(), &shutdown).await
+        else {
+            break;
         };
         if let Some(answer) = handled
             && !send_answer(&producer, &answers, answer, &shutdown).await
@@ -526,6 +491,61 @@ pub async fn run(args: &IngestArgs, shutdown: CancellationToken) -> Result<()> {
         tracing::warn!(error = %e, "the expiry announcer ended abnormally");
     }
     Ok(())
+}
+
+/// The consumer of the incoming topic (in the ingest's group, offsets committed by hand)
+/// and the producer of answers.
+async fn kafka_clients(args: &IngestArgs, topic: &str) -> Result<(StreamConsumer, FutureProducer)> {
+    let kafka = crate::dump::client_config(&args.kafka).await?;
+    let consumer: StreamConsumer = kafka
+        .clone()
+        .set("group.id", &args.group)
+        .set("enable.auto.commit", "false")
+        .set("auto.offset.reset", "earliest")
+        .set("topic.metadata.refresh.interval.ms", "2000")
+        .create()
+        .map_err(Error::kafka("create consumer"))?;
+    consumer
+        .subscribe(&[topic])
+        .map_err(Error::kafka("subscribe"))?;
+    let producer: FutureProducer = kafka
+        .clone()
+        .set("enable.idempotence", "true")
+        .set("acks", "all")
+        .set(
+            "message.timeout.ms",
+            DELIVERY_TIMEOUT.as_millis().to_string(),
+        )
+        .create()
+        .map_err(Error::kafka("create producer"))?;
+    Ok((consumer, producer))
+}
+
+/// Handles one message with bounded retries: its answer (`Some(None)`: none due), an error
+/// answer once the attempts are used up, `None` when `shutdown` came first.
+async fn handle(
+    handler: &Handler,
+    payload: &[u8],
+    shutdown: &CancellationToken,
+) -> Option<Option<Value>> {
+    match with_retries(shutdown, "handle request", Some(HANDLE_ATTEMPTS), || {
+        handler.handle(payload)
+    })
+    .await
+    {
+        Attempts::Done(answer) => Some(answer),
+        Attempts::GaveUp(e) => {
+            tracing::error!(error = %format_chain(&e), "request failed after every attempt, answering with the error");
+            let (action, uuid) = request_header(payload);
+            Some(Some(error_answer(
+                action.as_deref(),
+                uuid.as_deref(),
+                None,
+                &format!("could not be carried out: {}", format_chain(&e)),
+            )))
+        }
+        Attempts::Stopped => None,
+    }
 }
 
 /// Sends one answer, waiting while Kafka cannot be reached. An answer too large, or one

@@ -375,16 +375,8 @@ impl Jobs {
     /// # Errors
     /// [`Error::Kube`], [`Error::ApiRefused`].
     pub async fn expire(&self, job: &CrawlJob, at: &Time) -> Result<()> {
-        let patch = json!({"spec": {"expires": at}});
-        self.api
-            .patch(
-                &job.name_any(),
-                &PatchParams::default(),
-                &Patch::Merge(&patch),
-            )
+        self.merge(job, &json!({"spec": {"expires": at}}), "expire crawljob")
             .await
-            .map_err(Error::kube("expire crawljob"))?;
-        Ok(())
     }
 
     /// Sets an annotation on a CrawlJob.
@@ -393,14 +385,18 @@ impl Jobs {
     /// [`Error::Kube`].
     pub async fn annotate(&self, job: &CrawlJob, key: &str, value: &str) -> Result<()> {
         let patch = json!({"metadata": {"annotations": {key: value}}});
+        self.merge(job, &patch, "annotate crawljob").await
+    }
+
+    async fn merge(&self, job: &CrawlJob, patch: &Value, op: &'static str) -> Result<()> {
         self.api
             .patch(
                 &job.name_any(),
                 &PatchParams::default(),
-                &Patch::Merge(&patch),
+                &Patch::Merge(patch),
             )
             .await
-            .map_err(Error::kube("annotate crawljob"))?;
+            .map_err(Error::kube(op))?;
         Ok(())
     }
 }

@@ -72,18 +72,7 @@ pub fn parse(object: &Map<String, Value>, now_s: i64) -> Result<CrawlRequest, Re
         ));
     }
     let fields = Fields(object);
-    let url = fields
-        .string("url", 1, MAX_URL_LEN)?
-        .ok_or_else(missing("url"))?;
-    match url::Url::parse(&url) {
-        Ok(u) if matches!(u.scheme(), "http" | "https") && u.host_str().is_some() => {}
-        _ => {
-            return Err(Refusal::new(
-                "url",
-                format!("{url:?} is not an absolute http or https URL"),
-            ));
-        }
-    }
+    let url = seed_url(&fields)?;
     let appid = fields
         .name("appid", 64, is_id_char)?
         .ok_or_else(missing("appid"))?;
@@ -103,61 +92,14 @@ pub fn parse(object: &Map<String, Value>, now_s: i64) -> Result<CrawlRequest, Re
         .integer("maxdepth", 0, i64::from(MAX_DEPTH))?
         .unwrap_or(0);
     let priority = fields.integer("priority", 1, 100)?.unwrap_or(1);
-    let allowed_domains = fields
-        .list("allowed_domains", 100, 253)?
-        .into_iter()
-        .enumerate()
-        .map(|(i, d)| {
-            let d = d.to_ascii_lowercase();
-            if is_domain(&d) {
-                Ok(d)
-            } else {
-                Err(Refusal::new(
-                    &format!("allowed_domains[{i}]"),
-                    format!("{d:?} is not a domain name (e.g. example.org)"),
-                ))
-            }
-        })
-        .collect::<Result<Vec<_>, _>>()?;
+    let allowed_domains = allowed_domains(&fields)?;
     let allow_regex = fields.regexes("allow_regex")?;
     let deny_regex = fields.regexes("deny_regex")?;
-    let deny_extensions = match object.get("deny_extensions") {
-        None | Some(Value::Null) => None,
-        Some(_) => Some(
-            fields
-                .list("deny_extensions", 200, 17)?
-                .into_iter()
-                .enumerate()
-                .map(|(i, e)| {
-                    let e = e.trim_start_matches('.').to_ascii_lowercase();
-                    if !e.is_empty()
-                        && e.len() <= 16
-                        && e.bytes().all(|b| b.is_ascii_alphanumeric())
-                    {
-                        Ok(e)
-                    } else {
-                        Err(Refusal::new(
-                            &format!("deny_extensions[{i}]"),
-                            format!("{e:?} is not a file extension (1 to 16 letters or digits)"),
-                        ))
-                    }
-                })
-                .collect::<Result<Vec<_>, _>>()?,
-        ),
-    };
+    let deny_extensions = deny_extensions(&fields)?;
     let expires = fields.expires(now_s)?;
     let useragent = fields.string("useragent", 1, 512)?;
     let cookie = fields.string("cookie", 1, 4096)?;
-    let attrs = match object.get("attrs") {
-        None | Some(Value::Null) => None,
-        Some(Value::Object(o)) => Some(Value::Object(o.clone())),
-        Some(other) => {
-            return Err(Refusal::new(
-                "attrs",
-                format!("must be a JSON object, not {}", kind(other)),
-            ));
-        }
-    };
+    let attrs = attrs(object)?;
     // 0 means no limit, as in Scrapy Cluster (whose scheduler skips a falsy limit).
     let domain_max_pages = fields
         .integer("domain_max_pages", 0, i64::MAX)?
@@ -187,6 +129,77 @@ pub fn parse(object: &Map<String, Value>, now_s: i64) -> Result<CrawlRequest, Re
         politeness: None,
     };
     Ok(CrawlRequest { url, uuid, spec })
+}
+
+/// `url`: required, an absolute http or https URL.
+fn seed_url(fields: &Fields<'_>) -> Result<String, Refusal> {
+    let url = fields
+        .string("url", 1, MAX_URL_LEN)?
+        .ok_or_else(missing("url"))?;
+    match url::Url::parse(&url) {
+        Ok(u) if matches!(u.scheme(), "http" | "https") && u.host_str().is_some() => Ok(url),
+        _ => Err(Refusal::new(
+            "url",
+            format!("{url:?} is not an absolute http or https URL"),
+        )),
+    }
+}
+
+/// `allowed_domains`: domain names, lowercased.
+fn allowed_domains(fields: &Fields<'_>) -> Result<Vec<String>, Refusal> {
+    fields
+        .list("allowed_domains", 100, 253)?
+        .into_iter()
+        .enumerate()
+        .map(|(i, d)| {
+            let d = d.to_ascii_lowercase();
+            if is_domain(&d) {
+                Ok(d)
+            } else {
+                Err(Refusal::new(
+                    &format!("allowed_domains[{i}]"),
+                    format!("{d:?} is not a domain name (e.g. example.org)"),
+                ))
+            }
+        })
+        .collect()
+}
+
+/// `deny_extensions`: unset or null keeps the default list; each entry 1 to 16 letters or
+/// digits, a leading dot dropped, lowercased.
+fn deny_extensions(fields: &Fields<'_>) -> Result<Option<Vec<String>>, Refusal> {
+    if matches!(fields.0.get("deny_extensions"), None | Some(Value::Null)) {
+        return Ok(None);
+    }
+    fields
+        .list("deny_extensions", 200, 17)?
+        .into_iter()
+        .enumerate()
+        .map(|(i, e)| {
+            let e = e.trim_start_matches('.').to_ascii_lowercase();
+            if !e.is_empty() && e.len() <= 16 && e.bytes().all(|b| b.is_ascii_alphanumeric()) {
+                Ok(e)
+            } else {
+                Err(Refusal::new(
+                    &format!("deny_extensions[{i}]"),
+                    format!("{e:?} is not a file extension (1 to 16 letters or digits)"),
+                ))
+            }
+        })
+        .collect::<Result<Vec<_>, _>>()
+        .map(Some)
+}
+
+/// `attrs`: any JSON object, or null.
+fn attrs(object: &Map<String, Value>) -> Result<Option<Value>, Refusal> {
+    match object.get("attrs") {
+        None | Some(Value::Null) => Ok(None),
+        Some(Value::Object(o)) => Ok(Some(Value::Object(o.clone()))),
+        Some(other) => Err(Refusal::new(
+            "attrs",
+            format!("must be a JSON object, not {}", kind(other)),
+        )),
+    }
 }
 
 fn missing(field: &'static str) -> impl FnOnce() -> Refusal {

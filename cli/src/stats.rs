@@ -8,7 +8,7 @@
 //! |---|---|
 //! | `spider` | `spiders`: `unique_spider_count`, `total_spider_count`, and per spider `count` (live workers) and per status code its rolling windows (`"200": {"900": n, …, "lifetime": n}`) |
 //! | `machine` | `machines`: `count` (live workers). kubecrawl keeps status counts per spider, not per machine, so no machine has windows of its own |
-//! | `queue` | `queues`: `total_backlog` and per spider `queue_<spiderid>` with `spider_backlog`, `num_domains` and `domains` (`{"domain", "backlog"}`, largest first) |
+//! | `queue` | `queues`: `total_backlog` and per spider `queue_<spiderid>` with `spider_backlog`, `num_domains` and `domains` (`{"domain", "backlog"}`, largest first), plus kubecrawl's `in_flight` and `retrying` |
 //! | `crawler` | `spiders`, `machines` and `queues` |
 //! | `kafka-monitor`, `redis-monitor`, `rest` | `not_applicable`: why kubecrawl has no such component (the ingest, the operator and no REST service stand in for them) |
 //! | `all` | `kafka-monitor`, `redis-monitor`, `crawler` and `rest`, each as above |
@@ -180,27 +180,9 @@ impl Crawler {
             json!(dump.get("total_spider_count").copied().unwrap_or_default()),
         );
         let mut queues = Map::new();
-        let mut total = 0u64;
-        for spider in &all {
-            let backlog = frontier
-                .backlog(spider)
-                .await
-                .map_err(Error::frontier("backlog"))?;
-            total += backlog.queued();
-            let mut domains: Vec<(&String, &u64)> = backlog.domains.iter().collect();
-            domains.sort_by(|a, b| b.1.cmp(a.1).then(a.0.cmp(b.0)));
-            let domains: Vec<Value> = domains
-                .into_iter()
-                .map(|(d, n)| json!({"domain": d, "backlog": n}))
-                .collect();
-            queues.insert(
-                format!("queue_{spider}"),
-                json!({
-                    "spider_backlog": backlog.queued(),
-                    "num_domains": backlog.domains.len(),
-                    "domains": domains,
-                }),
-            );
+        let (per_spider, total) = backlogs(frontier, &all).await?;
+        for (spider, backlog) in per_spider {
+            queues.insert(format!("queue_{spider}"), backlog);
         }
         queues.insert("total_backlog".into(), json!(total));
         Ok(Self {
@@ -227,6 +209,44 @@ impl Crawler {
         }
         out
     }
+}
+
+/// Each spider's backlog as Scrapy Cluster's queue stats give it — `spider_backlog`,
+/// `num_domains`, `domains` (`{"domain", "backlog"}`, largest first) — plus kubecrawl's
+/// `in_flight` and `retrying`; and the total queued.
+///
+/// # Errors
+/// [`Error::Frontier`] when Redis cannot be read.
+pub(crate) async fn backlogs(
+    frontier: &dyn Frontier,
+    spiders: &BTreeSet<String>,
+) -> Result<(Vec<(String, Value)>, u64)> {
+    let mut out = Vec::with_capacity(spiders.len());
+    let mut total = 0u64;
+    for spider in spiders {
+        let backlog = frontier
+            .backlog(spider)
+            .await
+            .map_err(Error::frontier("backlog"))?;
+        total += backlog.queued();
+        let mut domains: Vec<(&String, &u64)> = backlog.domains.iter().collect();
+        domains.sort_by(|a, b| b.1.cmp(a.1).then(a.0.cmp(b.0)));
+        let domains: Vec<Value> = domains
+            .into_iter()
+            .map(|(d, n)| json!({"domain": d, "backlog": n}))
+            .collect();
+        out.push((
+            spider.clone(),
+            json!({
+                "spider_backlog": backlog.queued(),
+                "num_domains": backlog.domains.len(),
+                "in_flight": backlog.in_flight,
+                "retrying": backlog.retrying,
+                "domains": domains,
+            }),
+        ));
+    }
+    Ok((out, total))
 }
 
 /// `<spider>_<status>_<window>` → its three parts (spiderids have no `_`).

@@ -164,7 +164,7 @@ pub async fn run(args: args::Args, shutdown: CancellationToken) -> Result<()> {
         probe_redis(services.redis.clone(), metrics.clone(), shutdown.clone()),
     );
     let result = operate(&args, &services, &metrics, &mut tasks, &shutdown).await;
-    metrics.set_ready(false);
+    metrics.readiness_state().set_ready(false);
     shutdown.cancel();
     let failed_while_stopping = tasks.drain(STOP_DEADLINE).await;
     match (result, failed_while_stopping) {
@@ -246,7 +246,7 @@ async fn operate(
     // soon as this returns (a lost leadership, a critical task's end).
     let stop = shutdown.child_token();
     let controller = start(args, services, metrics, identity, tasks, &stop);
-    metrics.set_ready(true);
+    metrics.readiness_state().set_ready(true);
     tracing::info!("controller started");
     // A shutdown lets running reconciles finish; a lost leadership drops them at once
     // (reconcile is safe to cancel at any await), so nothing is written after the loss.
@@ -463,7 +463,7 @@ async fn probe_redis(
         if let Err(e) = &result {
             tracing::warn!(error = %format_chain(e), "redis probe failed");
         }
-        metrics.set_reachable(result.is_ok());
+        metrics.readiness_state().set_reachable(result.is_ok());
         tokio::select! {
             () = shutdown.cancelled() => return,
             () = tokio::time::sleep(Duration::from_secs(5)) => {}

@@ -3,9 +3,9 @@
 //! (outcome), never a job name.
 
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
+use kubecrawl_process::admin::Readiness;
 use prometheus_client::encoding::EncodeLabelSet;
 use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::family::Family;
@@ -22,9 +22,7 @@ struct Inner {
     reconciles: Family<OutcomeLabels, Counter>,
     reconcile_seconds: Histogram,
     status_writes: Counter,
-    ready: AtomicBool,
-    /// Whether Redis answered the last probe.
-    reachable: AtomicBool,
+    readiness: Readiness,
 }
 
 /// The operator's metrics. Cheap to clone.
@@ -73,8 +71,7 @@ impl Metrics {
                 reconciles,
                 reconcile_seconds,
                 status_writes,
-                ready: AtomicBool::new(false),
-                reachable: AtomicBool::new(true),
+                readiness: Readiness::default(),
             }),
         }
     }
@@ -99,19 +96,9 @@ impl Metrics {
         self.inner.status_writes.get()
     }
 
-    /// Marks the operator ready (leader and controller running) or not.
-    pub fn set_ready(&self, ready: bool) {
-        self.inner.ready.store(ready, Ordering::Relaxed);
-    }
-
-    /// Records whether Redis answered its last probe.
-    pub fn set_reachable(&self, reachable: bool) {
-        self.inner.reachable.store(reachable, Ordering::Relaxed);
-    }
-
-    /// What `/readyz` says: leading, and Redis answers.
-    pub fn is_ready(&self) -> bool {
-        self.inner.ready.load(Ordering::Relaxed) && self.inner.reachable.load(Ordering::Relaxed)
+    /// What `/readyz` says: ready while leading (and the controller runs) with Redis answering.
+    pub fn readiness_state(&self) -> &Readiness {
+        &self.inner.readiness
     }
 
     /// The metrics in Prometheus text format.
@@ -128,12 +115,6 @@ impl kubecrawl_process::admin::Health for Metrics {
     }
 
     fn readiness(&self) -> Result<(), &'static str> {
-        if self.is_ready() {
-            Ok(())
-        } else if self.inner.ready.load(Ordering::Relaxed) {
-            Err("redis unreachable")
-        } else {
-            Err("standby")
-        }
+        self.inner.readiness.check("standby", "redis unreachable")
     }
 }

@@ -219,31 +219,7 @@ async fn apply(job: &CrawlJob, api: &Api<CrawlJob>, ctx: &Context) -> Result<Act
         frontier_lost: driven.frontier_lost.clone(),
     };
     let next = status::next(job, &observed, ctx.settings.completion_grace, &now);
-    // Counters are written at most once per status interval; a new phase or condition at
-    // once. A status write triggers a reconcile of its own, which must not write again.
-    let significant = job
-        .status
-        .as_ref()
-        .is_none_or(|old| old.phase != next.phase || old.conditions != next.conditions);
-    if status::changed(job.status.as_ref(), &next) && (significant || ctx.write_due(&key)) {
-        let patch = serde_json::json!({ "status": next });
-        api.patch_status(
-            &job.name_any(),
-            &PatchParams::default(),
-            &Patch::Merge(&patch),
-        )
-        .await
-        .map_err(Error::kube("patch crawljob status"))?;
-        ctx.metrics.status_written();
-        ctx.wrote(&key);
-        if next.phase != current.phase || job.status.is_none() {
-            announce(ctx, job, next.phase, validity.as_ref().err()).await;
-        }
-        if let Some(lost) = &driven.frontier_lost {
-            warn_event(ctx, job, status::FRONTIER_LOST, lost).await;
-        }
-    }
-
+    write_status(job, api, ctx, &next, validity.as_ref().err(), &driven).await?;
     // Scale with this job's new phase, not the store's older copy of it.
     let mut updated = job.clone();
     updated.status = Some(next.clone());
@@ -258,8 +234,57 @@ async fn apply(job: &CrawlJob, api: &Api<CrawlJob>, ctx: &Context) -> Result<Act
         })
         .collect();
     ctx.fleets.sync(&jobs, None).await?;
+    Ok(requeue(next.phase, expires, &now, ctx))
+}
 
-    Ok(match next.phase {
+/// Writes `next` as the job's status when it changed: a new phase or condition at once,
+/// counters at most once per status interval (a status write triggers a reconcile of its
+/// own, which must not write again). Announces a new phase and a lost frontier as events.
+async fn write_status(
+    job: &CrawlJob,
+    api: &Api<CrawlJob>,
+    ctx: &Context,
+    next: &kubecrawl_api::CrawlJobStatus,
+    invalid: Option<&String>,
+    driven: &Driven,
+) -> Result<()> {
+    let key = ObjectRef::from_obj(job);
+    let significant = job
+        .status
+        .as_ref()
+        .is_none_or(|old| old.phase != next.phase || old.conditions != next.conditions);
+    if !status::changed(job.status.as_ref(), next) || !(significant || ctx.write_due(&key)) {
+        return Ok(());
+    }
+    let patch = serde_json::json!({ "status": next });
+    api.patch_status(
+        &job.name_any(),
+        &PatchParams::default(),
+        &Patch::Merge(&patch),
+    )
+    .await
+    .map_err(Error::kube("patch crawljob status"))?;
+    ctx.metrics.status_written();
+    ctx.wrote(&key);
+    let before = job.status.as_ref().map(|s| s.phase);
+    if before != Some(next.phase) {
+        announce(ctx, job, next.phase, invalid).await;
+    }
+    if let Some(lost) = &driven.frontier_lost {
+        warn_event(ctx, job, status::FRONTIER_LOST, lost).await;
+    }
+    Ok(())
+}
+
+/// When to look at a job again: a running one at the next status interval (or its expiry,
+/// if sooner), a suspended one in 30 s, a finished one only when it changes.
+fn requeue(
+    phase: Phase,
+    expires: Option<k8s_openapi::jiff::Timestamp>,
+    now: &Time,
+    ctx: &Context,
+) -> Action {
+    match phase {
         Phase::Pending | Phase::Running => {
             let mut wait = ctx.settings.status_interval;
             if let Some(at) = expires {
@@ -270,7 +295,7 @@ async fn apply(job: &CrawlJob, api: &Api<CrawlJob>, ctx: &Context) -> Result<Act
         }
         Phase::Suspended => Action::requeue(Duration::from_secs(30)),
         Phase::Succeeded | Phase::Failed | Phase::Expired => Action::await_change(),
-    })
+    }
 }
 
 /// What driving a job found.
@@ -340,41 +365,54 @@ async fn drive(
         refused = None;
     }
     if (!seeded || new_generation) && !job.spec.suspend && refused.is_none() {
-        let seeds: Vec<CrawlRequest> = job
-            .spec
-            .seeds
-            .iter()
-            .map(|u| CrawlRequest::seed(u.as_str(), job.spec.priority))
-            .collect();
-        let admission = frontier_op("seed", frontier.seed(jobref, &seeds).await)?;
-        tracing::info!(job = %jobref, admitted = admission.admitted, duplicates = admission.duplicates, "seeded");
-        if !seeded && admission.admitted == 0 && admission.duplicates == 0 {
-            let message = refusal_message(seeds.len(), &admission);
-            tracing::warn!(job = %jobref, message, "every seed was refused");
-            refused = Some(message);
-        }
+        refused = seed(job, jobref, seeded, ctx).await?;
     }
+    Ok(Driven {
+        stats: settle_suspension(job, jobref, ctx).await?,
+        seeds_refused: refused,
+        epoch: Some(epoch),
+        frontier_lost,
+    })
+}
+
+/// Offers the job's seeds; returns why every one was refused when none was admitted the
+/// first time.
+async fn seed(
+    job: &CrawlJob,
+    jobref: &JobRef,
+    seeded: bool,
+    ctx: &Context,
+) -> Result<Option<String>> {
+    let seeds: Vec<CrawlRequest> = job
+        .spec
+        .seeds
+        .iter()
+        .map(|u| CrawlRequest::seed(u.as_str(), job.spec.priority))
+        .collect();
+    let admission = frontier_op("seed", ctx.frontier.seed(jobref, &seeds).await)?;
+    tracing::info!(job = %jobref, admitted = admission.admitted, duplicates = admission.duplicates, "seeded");
+    if !seeded && admission.admitted == 0 && admission.duplicates == 0 {
+        let message = refusal_message(seeds.len(), &admission);
+        tracing::warn!(job = %jobref, message, "every seed was refused");
+        return Ok(Some(message));
+    }
+    Ok(None)
+}
+
+/// Suspends or resumes the job in the frontier as its spec says, and returns its
+/// accounting. `settling`: an earlier suspend or resume was interrupted; doing it again
+/// finishes it.
+async fn settle_suspension(job: &CrawlJob, jobref: &JobRef, ctx: &Context) -> Result<JobStats> {
+    let frontier = &ctx.frontier;
     let stats = frontier_op("job_stats", frontier.job_stats(jobref).await)?.unwrap_or_default();
-    // `settling`: an earlier suspend or resume was interrupted; doing it again finishes it.
     if job.spec.suspend && (!stats.suspended || stats.settling) {
         frontier_op("suspend", frontier.suspend(jobref).await)?;
     } else if !job.spec.suspend && (stats.suspended || stats.settling) {
         frontier_op("resume", frontier.resume(jobref).await)?;
     } else {
-        return Ok(Driven {
-            stats,
-            seeds_refused: refused,
-            epoch: Some(epoch),
-            frontier_lost,
-        });
+        return Ok(stats);
     }
-    let stats = frontier_op("job_stats", frontier.job_stats(jobref).await)?.unwrap_or_default();
-    Ok(Driven {
-        stats,
-        seeds_refused: refused,
-        epoch: Some(epoch),
-        frontier_lost,
-    })
+    Ok(frontier_op("job_stats", frontier.job_stats(jobref).await)?.unwrap_or_default())
 }
 
 /// The accounting of a job that succeeded, as its status recorded it.

@@ -3,6 +3,7 @@
 //! supplies its own registry and readiness through [`Health`].
 
 use std::net::SocketAddr;
+use std::sync::atomic::{AtomicBool, Ordering};
 
 use axum::Router;
 use axum::http::StatusCode;
@@ -11,6 +12,55 @@ use prometheus_client::registry::Registry;
 use tokio_util::sync::CancellationToken;
 
 use crate::{Error, Result};
+
+/// The two facts behind `/readyz`: the process's own state (leading, leasing), false until
+/// it says otherwise, and whether its dependencies answered their last probe, true until a
+/// probe fails.
+#[derive(Debug)]
+pub struct Readiness {
+    own: AtomicBool,
+    reachable: AtomicBool,
+}
+
+impl Default for Readiness {
+    fn default() -> Self {
+        Self {
+            own: AtomicBool::new(false),
+            reachable: AtomicBool::new(true),
+        }
+    }
+}
+
+impl Readiness {
+    /// Marks the process itself ready or not.
+    pub fn set_ready(&self, ready: bool) {
+        self.own.store(ready, Ordering::Relaxed);
+    }
+
+    /// Records whether the dependencies answered their last probe.
+    pub fn set_reachable(&self, reachable: bool) {
+        self.reachable.store(reachable, Ordering::Relaxed);
+    }
+
+    /// `Ok` when both hold; otherwise `not_ready` (the process's own state) or
+    /// `unreachable` (a dependency), the body of `/readyz`'s 503.
+    ///
+    /// # Errors
+    /// The reason, as above.
+    pub fn check(
+        &self,
+        not_ready: &'static str,
+        unreachable: &'static str,
+    ) -> Result<(), &'static str> {
+        if !self.own.load(Ordering::Relaxed) {
+            Err(not_ready)
+        } else if !self.reachable.load(Ordering::Relaxed) {
+            Err(unreachable)
+        } else {
+            Ok(())
+        }
+    }
+}
 
 /// What a binary shows on its admin server.
 pub trait Health: Clone + Send + Sync + 'static {
@@ -123,6 +173,23 @@ mod tests {
         let mut response = String::new();
         stream.read_to_string(&mut response).await.expect("reads");
         response
+    }
+
+    #[test]
+    fn readiness_needs_the_process_and_its_dependencies() {
+        let r = Readiness::default();
+        assert_eq!(
+            r.check("own", "deps"),
+            Err("own"),
+            "not ready until it says so"
+        );
+        r.set_ready(true);
+        assert_eq!(r.check("own", "deps"), Ok(()));
+        r.set_reachable(false);
+        assert_eq!(r.check("own", "deps"), Err("deps"));
+        r.set_reachable(true);
+        r.set_ready(false);
+        assert_eq!(r.check("own", "deps"), Err("own"));
     }
 
     #[tokio::test]

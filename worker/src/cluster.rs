@@ -124,7 +124,9 @@ async fn probe_dependencies(
         if !kafka_ok {
             tracing::warn!("kafka probe failed");
         }
-        metrics.set_reachable(redis_ok.is_ok() && kafka_ok);
+        metrics
+            .readiness_state()
+            .set_reachable(redis_ok.is_ok() && kafka_ok);
         tokio::select! {
             () = shutdown.cancelled() => return,
             () = tokio::time::sleep(PROBE_INTERVAL) => {}

@@ -4,10 +4,10 @@
 //! Labels are bounded: the spider and an outcome from a fixed set, never a URL or a host.
 
 use std::collections::BTreeMap;
-use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
+use kubecrawl_process::admin::Readiness;
 use prometheus_client::encoding::EncodeLabelSet;
 use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::family::Family;
@@ -46,9 +46,7 @@ struct Inner {
     leases: Family<OutcomeLabels, Counter>,
     fetch_seconds: Family<SpiderLabels, Histogram, fn() -> Histogram>,
     body_bytes: Family<SpiderLabels, Counter>,
-    ready: AtomicBool,
-    /// Whether Redis and Kafka answered the last dependency probe.
-    reachable: AtomicBool,
+    readiness: Readiness,
     outcomes: Mutex<BTreeMap<&'static str, u64>>,
 }
 
@@ -97,8 +95,7 @@ impl Metrics {
                 leases,
                 fetch_seconds,
                 body_bytes,
-                ready: AtomicBool::new(false),
-                reachable: AtomicBool::new(true),
+                readiness: Readiness::default(),
                 outcomes: Mutex::new(BTreeMap::new()),
             }),
         }
@@ -146,20 +143,9 @@ impl Metrics {
             .clone()
     }
 
-    /// Marks the worker ready (the frontier answers) or not.
-    pub fn set_ready(&self, ready: bool) {
-        self.inner.ready.store(ready, Ordering::Relaxed);
-    }
-
-    /// Records whether the worker's dependencies (Redis, Kafka) answered their last probe.
-    pub fn set_reachable(&self, reachable: bool) {
-        self.inner.reachable.store(reachable, Ordering::Relaxed);
-    }
-
-    /// Whether the last lease call succeeded and the dependencies answered their last probe:
-    /// what `/readyz` says.
-    pub fn is_ready(&self) -> bool {
-        self.inner.ready.load(Ordering::Relaxed) && self.inner.reachable.load(Ordering::Relaxed)
+    /// What `/readyz` says: ready while leasing works and Redis and Kafka answer.
+    pub fn readiness_state(&self) -> &Readiness {
+        &self.inner.readiness
     }
 
     /// The metrics in Prometheus text format.
@@ -176,11 +162,10 @@ impl kubecrawl_process::admin::Health for Metrics {
     }
 
     fn readiness(&self) -> Result<(), &'static str> {
-        if self.is_ready() {
-            Ok(())
-        } else {
-            Err("redis or kafka not reachable")
-        }
+        self.inner.readiness.check(
+            "redis or kafka not reachable",
+            "redis or kafka not reachable",
+        )
     }
 }
 

@@ -286,11 +286,11 @@ impl Worker {
             .await
         {
             Ok(leases) => {
-                self.metrics.set_ready(true);
+                self.metrics.readiness_state().set_ready(true);
                 Some(leases)
             }
             Err(e) => {
-                self.metrics.set_ready(false);
+                self.metrics.readiness_state().set_ready(false);
                 tracing::warn!(error = %format_chain(&e), "lease failed");
                 None
             }

@@ -100,37 +100,85 @@ pub async fn crawl(
 ) -> Result<CrawlSummary> {
     let spider = spider(registry, &args.spider)?;
     let seeds = seeds(&args.urls)?;
-    let crawlid = args.crawlid.clone().unwrap_or_else(|| {
-        format!(
-            "crawl-{}",
-            SystemTime::now()
-                .duration_since(UNIX_EPOCH)
-                .map_or(0, |d| d.as_secs())
-        )
-    });
     let job = JobRef {
         spiderid: spider.name().to_owned(),
         appid: args.appid.clone(),
-        crawlid,
+        crawlid: args.crawlid.clone().unwrap_or_else(default_crawlid),
     };
-
     let config = FrontierConfig::default();
-    let frontier: Arc<dyn Frontier> = match &args.redis {
-        Some(url) => Arc::new(
-            RedisFrontier::connect_client(
-                args.redis_security
-                    .client(url)
-                    .await
-                    .map_err(|source| Error::Connect { source })?,
-                &args.redis_prefix,
-                config.clone(),
-            )
-            .await
-            .map_err(Error::frontier("connect"))?,
-        ),
-        None => Arc::new(MemoryFrontier::new(config.clone())),
+    let frontier = frontier(&args, &config).await?;
+    frontier
+        .register(&job, &policy(&args))
+        .await
+        .map_err(Error::frontier("register"))?;
+    frontier
+        .seed(&job, &seeds)
+        .await
+        .map_err(Error::frontier("seed"))?;
+    let metrics = Metrics::new();
+    let worker = Arc::new(Worker::new(
+        frontier.clone(),
+        fetcher(&args.fetch)?,
+        robots_cache(&args.fetch),
+        spider,
+        sink(&args).await?,
+        metrics.clone(),
+        worker_config(&args, &job, &config),
+    ));
+
+    let started = Instant::now();
+    let progress = (!args.no_progress && std::io::stderr().is_terminal()).then(|| {
+        tokio::spawn(progress(
+            frontier.clone(),
+            job.clone(),
+            shutdown.child_token(),
+        ))
+    });
+    worker.run(shutdown.child_token()).await;
+    if let Some(bar) = progress {
+        bar.abort();
+    }
+    let stats = frontier
+        .job_stats(&job)
+        .await
+        .map_err(Error::frontier("job_stats"))?
+        .unwrap_or_default();
+    Ok(CrawlSummary {
+        job,
+        stats,
+        outcomes: metrics.outcomes(),
+        elapsed: started.elapsed(),
+        interrupted: shutdown.is_cancelled(),
+    })
+}
+
+/// `crawl-<unix seconds>`, the crawlid of a crawl that names none.
+fn default_crawlid() -> String {
+    let secs = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs());
+    format!("crawl-{secs}")
+}
+
+/// The Redis frontier with --redis, else one in memory.
+async fn frontier(args: &CrawlArgs, config: &FrontierConfig) -> Result<Arc<dyn Frontier>> {
+    let Some(url) = &args.redis else {
+        return Ok(Arc::new(MemoryFrontier::new(config.clone())));
     };
-    let policy = JobPolicy {
+    let client = args
+        .redis_security
+        .client(url)
+        .await
+        .map_err(|source| Error::Connect { source })?;
+    let frontier = RedisFrontier::connect_client(client, &args.redis_prefix, config.clone())
+        .await
+        .map_err(Error::frontier("connect"))?;
+    Ok(Arc::new(frontier))
+}
+
+/// The job's policy from the command line.
+fn policy(args: &CrawlArgs) -> JobPolicy {
+    JobPolicy {
         maxdepth: args.maxdepth,
         allowed_domains: args
             .allowed_domains
@@ -149,17 +197,12 @@ pub async fn crawl(
         }),
         follow_nofollow: args.follow_nofollow,
         ..JobPolicy::default()
-    };
-    frontier
-        .register(&job, &policy)
-        .await
-        .map_err(Error::frontier("register"))?;
-    frontier
-        .seed(&job, &seeds)
-        .await
-        .map_err(Error::frontier("seed"))?;
+    }
+}
 
-    let sink: Arc<dyn Sink> = match &args.kafka {
+/// Kafka with --kafka, else JSON lines to --output.
+async fn sink(args: &CrawlArgs) -> Result<Arc<dyn Sink>> {
+    Ok(match &args.kafka {
         Some(brokers) => {
             Arc::new(kafka_sink(brokers, &args.kafka_security, &args.kafka_args).await?)
         }
@@ -167,56 +210,24 @@ pub async fn crawl(
             JsonLines::create(&args.output.to_string_lossy())
                 .map_err(|source| Error::Sink { source })?,
         ),
-    };
-
-    let metrics = Metrics::new();
-    let worker = Arc::new(Worker::new(
-        frontier.clone(),
-        fetcher(&args.fetch)?,
-        robots_cache(&args.fetch),
-        spider,
-        sink,
-        metrics.clone(),
-        WorkerConfig {
-            spiderid: job.spiderid.clone(),
-            concurrency: args.fetch.concurrency,
-            per_host_concurrency: args.fetch.per_host_concurrency,
-            lease_batch: args.fetch.concurrency.min(64),
-            lease_duration: Duration::from_secs(120),
-            max_retries: config.max_retries,
-            robots_retry: args.fetch.robots_retry,
-            page_timeout: args.fetch.page_timeout,
-            idle_poll: Duration::from_millis(200),
-            stop_when_finished: Some(job.clone()),
-            ..WorkerConfig::default()
-        },
-    ));
-
-    let started = Instant::now();
-    let progress = (!args.no_progress && std::io::stderr().is_terminal()).then(|| {
-        tokio::spawn(progress(
-            frontier.clone(),
-            job.clone(),
-            shutdown.child_token(),
-        ))
-    });
-    let stop = shutdown.child_token();
-    worker.run(stop).await;
-    if let Some(bar) = progress {
-        bar.abort();
-    }
-    let stats = frontier
-        .job_stats(&job)
-        .await
-        .map_err(Error::frontier("job_stats"))?
-        .unwrap_or_default();
-    Ok(CrawlSummary {
-        job,
-        stats,
-        outcomes: metrics.outcomes(),
-        elapsed: started.elapsed(),
-        interrupted: shutdown.is_cancelled(),
     })
+}
+
+/// One worker that stops once `job` has run out of work.
+fn worker_config(args: &CrawlArgs, job: &JobRef, config: &FrontierConfig) -> WorkerConfig {
+    WorkerConfig {
+        spiderid: job.spiderid.clone(),
+        concurrency: args.fetch.concurrency,
+        per_host_concurrency: args.fetch.per_host_concurrency,
+        lease_batch: args.fetch.concurrency.min(64),
+        lease_duration: Duration::from_secs(120),
+        max_retries: config.max_retries,
+        robots_retry: args.fetch.robots_retry,
+        page_timeout: args.fetch.page_timeout,
+        idle_poll: Duration::from_millis(200),
+        stop_when_finished: Some(job.clone()),
+        ..WorkerConfig::default()
+    }
 }
 
 fn seeds(urls: &[String]) -> Result<Vec<CrawlRequest>> {

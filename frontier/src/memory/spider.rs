@@ -370,64 +370,14 @@ impl Spider {
                 continue;
             }
             if self.rules.is_blacklisted(&d) {
-                // Queued before its domain was blacklisted: the whole queue is dropped, counted.
-                let dropped = self
-                    .queues
-                    .remove(&(j, p, d.clone()))
-                    .map_or(0, |q| q.len() as u64);
-                if let Some(job) = self.job.get_mut(&j) {
-                    job.queues.remove(&(p, d.clone()));
-                    job.stats.queued = job.stats.queued.saturating_sub(dropped);
-                    job.stats.blacklisted += dropped;
-                }
-                self.detach(j, p, &d);
+                self.drop_blacklisted(j, p, &d);
                 continue;
             }
-            let key = (j, p, d.clone());
-            let queue = self.queues.get_mut(&key);
-            let popped = queue.as_ref().and_then(|q| q.front().cloned());
-            let next_head = queue.and_then(|q| {
-                q.pop_front();
-                q.front().map(|(seq, _)| *seq)
-            });
-            match next_head {
-                Some(seq) => self
-                    .by_domain
-                    .entry(d.clone())
-                    .or_default()
-                    .add((j, p), score(p, seq)),
-                None => {
-                    self.queues.remove(&key);
-                    if let Some(job) = self.job.get_mut(&j) {
-                        job.queues.remove(&(p, d.clone()));
-                    }
-                    if let Some(z) = self.by_domain.get_mut(&d) {
-                        z.remove(&(j, p));
-                        if z.is_empty() {
-                            self.by_domain.remove(&d);
-                        }
-                    }
-                }
-            }
-            let Some((seq, request)) = popped else {
+            let Some((seq, request)) = self.pop_head(j, p, &d) else {
                 self.refresh_domain(&d);
                 continue;
             };
-            let throttle = self.rules.throttle_for(&d).map_or(0, duration_micros);
-            let job = self.job.get_mut(&j)?;
-            let crawl_delay = match self.crawl_delay.get(&d) {
-                Some((delay, expires)) if *expires > now => *delay,
-                _ => 0,
-            };
-            let interval = job.interval.max(crawl_delay).max(throttle);
-            job.stats.queued = job.stats.queued.saturating_sub(1);
-            job.stats.in_flight += 1;
-            if interval > 0 {
-                self.ready.remove(&d);
-                self.wait.add(d.clone(), now + interval);
-            } else {
-                self.refresh_domain(&d);
-            }
+            self.charge(j, &d, now)?;
             self.lease_numbers += 1;
             let leased = Leased {
                 job: j,
@@ -438,6 +388,75 @@ impl Spider {
             };
             return Some((self.lease_numbers, leased));
         }
+    }
+
+    /// Drops job `j`'s priority-`p` queue of blacklisted domain `d`, counted: queued before
+    /// the domain was blacklisted.
+    fn drop_blacklisted(&mut self, j: u64, p: i32, d: &str) {
+        let dropped = self
+            .queues
+            .remove(&(j, p, d.to_owned()))
+            .map_or(0, |q| q.len() as u64);
+        if let Some(job) = self.job.get_mut(&j) {
+            job.queues.remove(&(p, d.to_owned()));
+            job.stats.queued = job.stats.queued.saturating_sub(dropped);
+            job.stats.blacklisted += dropped;
+        }
+        self.detach(j, p, d);
+    }
+
+    /// Pops the head of job `j`'s priority-`p` queue of domain `d` and re-ranks the queue in
+    /// the domain by its new head (or takes it out when empty).
+    fn pop_head(&mut self, j: u64, p: i32, d: &str) -> Option<(u64, CrawlRequest)> {
+        let key = (j, p, d.to_owned());
+        let queue = self.queues.get_mut(&key);
+        let popped = queue.as_ref().and_then(|q| q.front().cloned());
+        let next_head = queue.and_then(|q| {
+            q.pop_front();
+            q.front().map(|(seq, _)| *seq)
+        });
+        match next_head {
+            Some(seq) => self
+                .by_domain
+                .entry(d.to_owned())
+                .or_default()
+                .add((j, p), score(p, seq)),
+            None => {
+                self.queues.remove(&key);
+                if let Some(job) = self.job.get_mut(&j) {
+                    job.queues.remove(&(p, d.to_owned()));
+                }
+                if let Some(z) = self.by_domain.get_mut(d) {
+                    z.remove(&(j, p));
+                    if z.is_empty() {
+                        self.by_domain.remove(d);
+                    }
+                }
+            }
+        }
+        popped
+    }
+
+    /// Counts a dispatch of job `j` to domain `d` and starts the domain's politeness wait
+    /// (the longest of the job's interval, the robots Crawl-delay and a throttle). `None`
+    /// when the job is gone.
+    fn charge(&mut self, j: u64, d: &str, now: u64) -> Option<()> {
+        let throttle = self.rules.throttle_for(d).map_or(0, duration_micros);
+        let job = self.job.get_mut(&j)?;
+        let crawl_delay = match self.crawl_delay.get(d) {
+            Some((delay, expires)) if *expires > now => *delay,
+            _ => 0,
+        };
+        let interval = job.interval.max(crawl_delay).max(throttle);
+        job.stats.queued = job.stats.queued.saturating_sub(1);
+        job.stats.in_flight += 1;
+        if interval > 0 {
+            self.ready.remove(d);
+            self.wait.add(d.to_owned(), now + interval);
+        } else {
+            self.refresh_domain(d);
+        }
+        Some(())
     }
 
     pub(crate) fn hold(&mut self, id: u64, leased: Leased, deadline: u64) {
