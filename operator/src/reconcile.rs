@@ -219,7 +219,15 @@ async fn apply(job: &CrawlJob, api: &Api<CrawlJob>, ctx: &Context) -> Result<Act
         frontier_lost: driven.frontier_lost.clone(),
     };
     let next = status::next(job, &observed, ctx.settings.completion_grace, &now);
-    write_status(job, api, ctx, &next, validity.as_ref().err(), &driven).await?;
+    write_status(
+        job,
+        api,
+        ctx,
+        &next,
+        validity.as_ref().err(),
+        driven.frontier_lost.as_deref(),
+    )
+    .await?;
     // Scale with this job's new phase, not the store's older copy of it.
     let mut updated = job.clone();
     updated.status = Some(next.clone());
@@ -246,7 +254,7 @@ async fn write_status(
     ctx: &Context,
     next: &kubecrawl_api::CrawlJobStatus,
     invalid: Option<&String>,
-    driven: &Driven,
+    frontier_lost: Option<&str>,
 ) -> Result<()> {
     let key = ObjectRef::from_obj(job);
     let significant = job
@@ -270,7 +278,7 @@ async fn write_status(
     if before != Some(next.phase) {
         announce(ctx, job, next.phase, invalid).await;
     }
-    if let Some(lost) = &driven.frontier_lost {
+    if let Some(lost) = frontier_lost {
         warn_event(ctx, job, status::FRONTIER_LOST, lost).await;
     }
     Ok(())

@@ -451,7 +451,7 @@ impl Spider {
         job.stats.queued = job.stats.queued.saturating_sub(1);
         job.stats.in_flight += 1;
         if interval > 0 {
-            self.ready.remove(d);
+            self.ready.remove(&d.to_owned());
             self.wait.add(d.to_owned(), now + interval);
         } else {
             self.refresh_domain(d);

@@ -70,7 +70,14 @@ impl KafkaSink {
             .set("compression.type", &config.compression)
             // gzip's fastest level: most of its size gain for about half its CPU
             // (make bench-compression); --kafka-property compression.level=N overrides it.
-            .set("compression.level", if config.compression == "gzip" { "1" } else { "-1" })
+            .set(
+                "compression.level",
+                if config.compression == "gzip" {
+                    "1"
+                } else {
+                    "-1"
+                },
+            )
             .set("linger.ms", "5")
             .set("message.max.bytes", "16777216")
             .set(
