@@ -11,7 +11,7 @@ use std::sync::Arc;
 
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
 use kube::ResourceExt;
-use kubecrawl_api::CrawlJob;
+use kubecrawl_api::{CrawlJob, JobRef};
 use kubecrawl_frontier::{Frontier, FrontierConfig, RedisFrontier};
 use serde_json::{Map, Value, json};
 
@@ -96,6 +96,74 @@ pub fn app_info(appid: &str, jobs: &[CrawlJob]) -> Map<String, Value> {
     out.insert("total_pending".into(), json!(pending));
     out.insert("crawlids".into(), Value::Object(crawlids));
     out
+}
+
+/// A crawl's info with Scrapy Cluster's domain figures from the frontier: `domains` (per
+/// domain `total`, `high_priority`, `low_priority` of what it has queued), `total_domains`
+/// and `distinct_domains` (both the number of those domains).
+///
+/// # Errors
+/// [`Error::Frontier`] when Redis cannot be read.
+pub async fn crawl_info(frontier: &dyn Frontier, job: &CrawlJob) -> Result<Map<String, Value>> {
+    let mut out = info(job);
+    let domains = domains(frontier, job).await?;
+    out.insert("total_domains".into(), json!(domains.len()));
+    out.insert("distinct_domains".into(), json!(domains.len()));
+    out.insert("domains".into(), Value::Object(domains));
+    Ok(out)
+}
+
+/// [`app_info`] with [`crawl_info`] per crawl, `total_domains` (distinct domains over every
+/// crawl) and `spiderid` (the one asked for, or the one every crawl shares).
+///
+/// # Errors
+/// [`Error::Frontier`] when Redis cannot be read.
+pub async fn app_crawls_info(
+    frontier: &dyn Frontier,
+    appid: &str,
+    spiderid: Option<&str>,
+    jobs: &[CrawlJob],
+) -> Result<Map<String, Value>> {
+    let mut out = app_info(appid, jobs);
+    let mut crawlids = Map::new();
+    let mut all = BTreeSet::new();
+    for job in jobs {
+        let info = crawl_info(frontier, job).await?;
+        if let Some(Value::Object(domains)) = info.get("domains") {
+            all.extend(domains.keys().cloned());
+        }
+        crawlids.insert(job.crawlid().to_owned(), Value::Object(info));
+    }
+    let spiders: BTreeSet<&str> = jobs.iter().map(|j| j.spec.spiderid.as_str()).collect();
+    let spiderid = spiderid.or_else(|| {
+        (spiders.len() == 1)
+            .then(|| spiders.into_iter().next())
+            .flatten()
+    });
+    out.insert("spiderid".into(), json!(spiderid));
+    out.insert("total_domains".into(), json!(all.len()));
+    out.insert("crawlids".into(), Value::Object(crawlids));
+    Ok(out)
+}
+
+async fn domains(frontier: &dyn Frontier, job: &CrawlJob) -> Result<Map<String, Value>> {
+    let jobref = JobRef {
+        spiderid: job.spec.spiderid.clone(),
+        appid: job.spec.appid.clone(),
+        crawlid: job.crawlid().to_owned(),
+    };
+    let backlog = frontier
+        .job_backlog(&jobref)
+        .await
+        .map_err(Error::frontier("job backlog"))?;
+    Ok(backlog
+        .domains
+        .into_iter()
+        .map(|(d, q)| {
+            let figures = json!({"total": q.total, "high_priority": q.high_priority, "low_priority": q.low_priority});
+            (d, figures)
+        })
+        .collect())
 }
 
 fn identity(jobs: &[CrawlJob]) -> Map<String, Value> {
@@ -223,6 +291,48 @@ mod tests {
             json!({"domain": "a.test", "backlog": 2})
         );
         assert_eq!(v["queue"]["wandering"]["spider_backlog"], 0);
+    }
+
+    #[tokio::test]
+    async fn info_carries_scrapy_clusters_domain_figures() {
+        let frontier = MemoryFrontier::default();
+        let job: CrawlJob = serde_json::from_value(json!({
+            "apiVersion": "kubecrawl.io/v1alpha1", "kind": "CrawlJob",
+            "metadata": {"name": "abc", "namespace": "ns"},
+            "spec": {"spiderid": "link", "appid": "testapp", "crawlid": "abc", "seeds": ["http://a.test/"]}
+        }))
+        .expect("a job");
+        let jobref = JobRef {
+            spiderid: "link".into(),
+            appid: "testapp".into(),
+            crawlid: "abc".into(),
+        };
+        frontier
+            .register(&jobref, &JobPolicy::unlimited())
+            .await
+            .expect("registers");
+        let seeds: Vec<CrawlRequest> = [
+            ("http://a.test/1", 2),
+            ("http://a.test/2", 9),
+            ("http://b.test/", 5),
+        ]
+        .iter()
+        .map(|(u, p)| CrawlRequest::seed(*u, *p))
+        .collect();
+        frontier.seed(&jobref, &seeds).await.expect("seeds");
+        let i = crawl_info(&frontier, &job).await.expect("info");
+        assert_eq!(i["total_domains"], 2);
+        assert_eq!(i["distinct_domains"], 2);
+        assert_eq!(
+            i["domains"]["a.test"],
+            json!({"total": 2, "high_priority": 9, "low_priority": 2})
+        );
+        let a = app_crawls_info(&frontier, "testapp", None, std::slice::from_ref(&job))
+            .await
+            .expect("app info");
+        assert_eq!(a["spiderid"], "link", "the one spider of its crawls");
+        assert_eq!(a["total_domains"], 2);
+        assert_eq!(a["crawlids"]["abc"]["domains"]["b.test"]["total"], 1);
     }
 
     #[test]

@@ -16,8 +16,10 @@
 //!   app). Without a `crawlid`, info reports every crawl of the app (and spider, if given).
 //!   Answers ([`crate::actions`]) carry `action` and `uuid`:
 //!   - info: the crawl's `phase`, `total_pending`, `in_flight`, `pages`, `items`, `bytes`,
-//!     `errors`, `retries`, `steps`, `status_codes`, `seeds`, `expires`, … or, without a
-//!     crawlid, `total_crawlids`, `total_pending` and `crawlids` (crawlid → the same);
+//!     `errors`, `retries`, `steps`, `status_codes`, `seeds`, `expires`, … and Scrapy
+//!     Cluster's `domains`, `total_domains`, `distinct_domains`; or, without a crawlid,
+//!     `spiderid`, `total_crawlids`, `total_pending`, `total_domains` and `crawlids`
+//!     (crawlid → the same);
 //!   - stop: `total_purged`, `crawljobs` (the names deleted), `result: "stopped"`;
 //!   - expire: `total_expired`, `expires`, `crawljobs`, `result: "expired"`;
 //!   - stats (`stats`: `all` (default), `crawler`, `spider` or `queue`), kubecrawl's own
@@ -421,9 +423,14 @@ impl Handler {
                 Ok(body)
             }
             ActionKind::Info if selector.crawlid.is_some() => {
-                Ok(actions::info(&self.jobs.find_one(selector).await?))
+                let job = self.jobs.find_one(selector).await?;
+                actions::crawl_info(self.frontier.as_ref(), &job).await
             }
-            ActionKind::Info => Ok(actions::app_info(&appid, &self.jobs.find(selector).await?)),
+            ActionKind::Info => {
+                let jobs = self.jobs.find(selector).await?;
+                let spiderid = selector.spiderid.as_deref();
+                actions::app_crawls_info(self.frontier.as_ref(), &appid, spiderid, &jobs).await
+            }
             ActionKind::Stop | ActionKind::Expire => {
                 // parse_action refused these without a crawlid: exactly one crawl.
                 let found = vec![self.jobs.find_one(selector).await?];

@@ -326,6 +326,16 @@ async fn the_same_crawl_over_kafka_with_actions_and_errors_answered() {
     let info = answer(&answers, "info-1").await;
     assert_eq!(info["action"], "info", "{info:#}");
     assert!(info.get("error").is_none(), "{info:#}");
+    // Scrapy Cluster's domain figures: a finished crawl has nothing queued.
+    assert_eq!(
+        (
+            &info["total_domains"],
+            &info["distinct_domains"],
+            &info["domains"]
+        ),
+        (&json!(0), &json!(0), &json!({})),
+        "{info:#}"
+    );
     assert_eq!(
         (info["crawlid"].as_str(), info["phase"].as_str()),
         (Some(crawlid.as_str()), Some("Succeeded"))
@@ -404,6 +414,15 @@ async fn the_same_crawl_over_kafka_with_actions_and_errors_answered() {
     send(&json!({"action": "info", "appid": "testapp", "crawlid": "no-such-crawl", "uuid": "missing-5"}).to_string()).await;
     let missing = answer(&answers, "missing-5").await;
     assert_eq!(missing["error"]["field"], "crawlid", "{missing:#}");
+    send(&json!({"action": "info", "appid": "testapp", "spiderid": "wandering", "uuid": "app-info-12"}).to_string()).await;
+    let app = answer(&answers, "app-info-12").await;
+    assert_eq!(
+        (app["spiderid"].as_str(), app["total_crawlids"].as_u64()),
+        (Some("wandering"), Some(1)),
+        "{app:#}"
+    );
+    assert!(app["total_domains"].is_u64(), "{app:#}");
+    assert!(app["crawlids"][&crawlid]["domains"].is_object(), "{app:#}");
 
     // stats: the dump's counts match the crawl.
     send(

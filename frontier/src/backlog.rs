@@ -29,6 +29,51 @@ impl SpiderBacklog {
     }
 }
 
+/// What one job has queued, per domain (Scrapy Cluster's `info`), from
+/// [`crate::Frontier::job_backlog`]. Requests leased, retrying or of a purged job are not
+/// counted; a suspended job's queues are.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct JobBacklog {
+    /// Per domain (host) with something queued.
+    pub domains: BTreeMap<String, DomainQueue>,
+}
+
+impl JobBacklog {
+    /// Queued requests over all domains.
+    pub fn queued(&self) -> u64 {
+        self.domains.values().map(|d| d.total).sum()
+    }
+
+    /// Adds `queued` requests of priority `priority` to `domain`.
+    pub fn add(&mut self, domain: &str, priority: i32, queued: u64) {
+        if queued == 0 {
+            return;
+        }
+        let entry = self
+            .domains
+            .entry(domain.to_owned())
+            .or_insert(DomainQueue {
+                total: 0,
+                high_priority: priority,
+                low_priority: priority,
+            });
+        entry.total += queued;
+        entry.high_priority = entry.high_priority.max(priority);
+        entry.low_priority = entry.low_priority.min(priority);
+    }
+}
+
+/// One domain's queued requests of a job.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct DomainQueue {
+    /// Requests queued.
+    pub total: u64,
+    /// The highest priority among them.
+    pub high_priority: i32,
+    /// The lowest priority among them.
+    pub low_priority: i32,
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -70,7 +70,7 @@ pub mod rules;
 pub mod schedule;
 pub mod stats;
 
-pub use backlog::SpiderBacklog;
+pub use backlog::{DomainQueue, JobBacklog, SpiderBacklog};
 pub use config::FrontierConfig;
 pub use job::{Admission, JobPolicy, JobStats};
 pub use lease::{Completion, Lease, LeaseId, Outcome, RetryOutcome, RetryRequest};
@@ -304,6 +304,12 @@ pub trait Frontier: Send + Sync {
     /// (a domain dispatched meanwhile may be counted before or after its dispatch). Never a
     /// scan of the keyspace.
     async fn backlog(&self, spiderid: &str) -> Result<SpiderBacklog>;
+
+    /// What job `job` has queued, per domain with its highest and lowest priority (Scrapy
+    /// Cluster's per-crawl `info`); empty when the job is not registered. Time proportional to
+    /// the job's number of (priority, domain) queues, read in pages of [`backlog::PAGE`];
+    /// each page is a consistent snapshot, the whole is not.
+    async fn job_backlog(&self, job: &JobRef) -> Result<JobBacklog>;
 
     /// Replaces spider `spiderid`'s domain rules — per-domain throttles and the blacklist
     /// (see [`rules`]) — with `rules`, atomically. Empty rules clear them.

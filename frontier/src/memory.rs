@@ -23,8 +23,8 @@ use crate::filter::{LinkFilter, Prepared};
 use crate::lease::{Completion, Lease, LeaseId, Outcome, RetryOutcome, RetryRequest};
 use crate::stats::{SpiderStats, Window, WorkerCounts, status_label, window_buckets};
 use crate::{
-    Admission, DomainHint, DomainRules, Error, Frontier, FrontierConfig, JobPolicy, JobStats,
-    Result, SpiderBacklog, check_name,
+    Admission, DomainHint, DomainRules, Error, Frontier, FrontierConfig, JobBacklog, JobPolicy,
+    JobStats, Result, SpiderBacklog, check_name,
 };
 
 /// The in-memory frontier. Cheap to clone; clones share one state.
@@ -383,6 +383,12 @@ impl Frontier for MemoryFrontier {
 
     async fn backlog(&self, spiderid: &str) -> Result<SpiderBacklog> {
         self.with_spider(spiderid, |s, _| s.backlog())
+    }
+
+    async fn job_backlog(&self, job: &JobRef) -> Result<JobBacklog> {
+        self.with_spider(&job.spiderid, |s, _| {
+            s.job_backlog(&job.appid, &job.crawlid)
+        })
     }
 
     async fn set_domain_rules(&self, spiderid: &str, rules: &DomainRules) -> Result<()> {

@@ -74,8 +74,8 @@ use crate::filter::{LinkFilter, Prepared};
 use crate::lease::{Completion, Lease, LeaseId, Outcome, RetryOutcome, RetryRequest};
 use crate::stats::{SpiderStats, Window, WorkerCounts};
 use crate::{
-    Admission, DomainHint, DomainRules, Error, Frontier, FrontierConfig, JobPolicy, JobStats,
-    Result, SpiderBacklog, check_name,
+    Admission, DomainHint, DomainRules, Error, Frontier, FrontierConfig, JobBacklog, JobPolicy,
+    JobStats, Result, SpiderBacklog, check_name,
 };
 
 /// Queues and dedupe buckets one purge call deletes at most, bounding how long it blocks Redis.
@@ -601,6 +601,29 @@ impl Frontier for RedisFrontier {
             }
         }
         Ok(out)
+    }
+
+    async fn job_backlog(&self, job: &JobRef) -> Result<JobBacklog> {
+        let base = self.base(&job.spiderid)?;
+        let field = job_field(job)?;
+        let mut out = JobBacklog::default();
+        let mut cursor = "0".to_owned();
+        loop {
+            let mut inv = self.inner.scripts.job_backlog.prepare_invoke();
+            inv.key(&base)
+                .arg(&field)
+                .arg(&cursor)
+                .arg(crate::backlog::PAGE);
+            let reply = Reply::new("job backlog", self.run("job backlog", &inv).await?)?;
+            let (next, queues) = reply.job_backlog_page()?;
+            for (priority, domain, queued) in queues {
+                out.add(&domain, priority, queued);
+            }
+            if next == "0" {
+                return Ok(out);
+            }
+            cursor = next;
+        }
     }
 
     async fn set_domain_rules(&self, spiderid: &str, rules: &DomainRules) -> Result<()> {

@@ -11,9 +11,9 @@ use async_trait::async_trait;
 use kubecrawl_api::{CrawlRequest, JobRef, PageRecord};
 use kubecrawl_e2e::site::{SiteConfig, TestSite};
 use kubecrawl_frontier::{
-    Admission, Completion, DomainHint, DomainRules, Frontier, FrontierConfig, JobPolicy, JobStats,
-    Lease, MemoryFrontier, Outcome, RetryOutcome, RetryRequest, SpiderBacklog, SpiderStats,
-    WorkerCounts,
+    Admission, Completion, DomainHint, DomainRules, Frontier, FrontierConfig, JobBacklog,
+    JobPolicy, JobStats, Lease, MemoryFrontier, Outcome, RetryOutcome, RetryRequest, SpiderBacklog,
+    SpiderStats, WorkerCounts,
 };
 use kubecrawl_worker::fetch::{FetchConfig, Fetcher};
 use kubecrawl_worker::metrics::Metrics;
@@ -143,6 +143,9 @@ impl Frontier for Blipping {
     }
     async fn backlog(&self, spiderid: &str) -> kubecrawl_frontier::Result<SpiderBacklog> {
         self.inner.backlog(spiderid).await
+    }
+    async fn job_backlog(&self, job: &JobRef) -> kubecrawl_frontier::Result<JobBacklog> {
+        self.inner.job_backlog(job).await
     }
     async fn set_domain_rules(
         &self,

@@ -12,7 +12,7 @@ use crate::filter::{LinkFilter, Prepared};
 use crate::fingerprint::Fingerprint;
 use crate::schedule::score;
 use crate::stats::{GRANULARITIES, bucket_ttl};
-use crate::{Admission, DomainRules, JobPolicy, JobStats, SpiderBacklog};
+use crate::{Admission, DomainRules, JobBacklog, JobPolicy, JobStats, SpiderBacklog};
 
 /// A (job, priority, domain) queue.
 pub(crate) type QueueKey = (u64, i32, String);
@@ -528,6 +528,21 @@ impl Spider {
             retrying: self.retry_entries.len() as u64,
             in_flight: self.leases.len() as u64,
         }
+    }
+
+    pub(crate) fn job_backlog(&self, appid: &str, crawlid: &str) -> JobBacklog {
+        let mut out = JobBacklog::default();
+        let Some(&j) = self.jobs.get(&(appid.to_owned(), crawlid.to_owned())) else {
+            return out;
+        };
+        for (p, d) in self.job_queues(j) {
+            let queued = self
+                .queues
+                .get(&(j, p, d.clone()))
+                .map_or(0, |q| q.len() as u64);
+            out.add(&d, p, queued);
+        }
+        out
     }
 
     pub(crate) fn purge(&mut self, appid: &str, crawlid: &str) -> bool {

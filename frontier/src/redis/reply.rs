@@ -57,6 +57,9 @@ fn text(op: &'static str, value: Value) -> Result<String> {
     }
 }
 
+/// One of a job's queues in a job backlog page: priority, domain, requests queued.
+pub(crate) type JobQueue = (i32, String, u64);
+
 impl Reply {
     pub(crate) fn new(op: &'static str, value: Value) -> Result<Self> {
         let value = match value {
@@ -259,6 +262,23 @@ impl Reply {
             looked: usize::try_from(self.number(&items[2])?).unwrap_or(usize::MAX),
             domains,
         })
+    }
+
+    /// The next SSCAN cursor, then (priority, domain, queued) triples.
+    pub(crate) fn job_backlog_page(&self) -> Result<(String, Vec<JobQueue>)> {
+        let items = self.items()?;
+        let (cursor, rest) = items.split_first().ok_or_else(|| self.unexpected())?;
+        if rest.len() % 3 != 0 {
+            return Err(self.unexpected());
+        }
+        let queues = rest
+            .chunks_exact(3)
+            .map(|q| {
+                let priority = q[0].parse().map_err(|_| self.unexpected())?;
+                Ok((priority, q[1].clone(), self.number(&q[2])?))
+            })
+            .collect::<Result<_>>()?;
+        Ok((cursor.clone(), queues))
     }
 
     /// now, then live members.

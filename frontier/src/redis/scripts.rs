@@ -30,6 +30,7 @@ pub(crate) struct Scripts {
     pub(crate) domain: Script,
     pub(crate) rules: Script,
     pub(crate) backlog: Script,
+    pub(crate) job_backlog: Script,
     pub(crate) heartbeat: Script,
     pub(crate) live: Script,
 }
@@ -52,6 +53,7 @@ impl Scripts {
             domain: with_common(include_str!("lua/domain.lua")),
             rules: with_common(include_str!("lua/rules.lua")),
             backlog: with_common(include_str!("lua/backlog.lua")),
+            job_backlog: with_common(include_str!("lua/job_backlog.lua")),
             heartbeat: Script::new(include_str!("lua/heartbeat.lua")),
             live: Script::new(include_str!("lua/live.lua")),
         }

@@ -5,8 +5,8 @@ use std::collections::BTreeMap;
 use std::time::Duration;
 
 use kubecrawl_frontier::{
-    Completion, CrawlRequest, DomainRules, Frontier, JobRef, Outcome, RetryOutcome, RetryRequest,
-    SpiderBacklog,
+    Completion, CrawlRequest, DomainQueue, DomainRules, Frontier, JobBacklog, JobRef, Outcome,
+    RetryOutcome, RetryRequest, SpiderBacklog,
 };
 
 use crate::harness::Harness;
@@ -321,5 +321,68 @@ pub(crate) async fn the_backlog_reads_every_domain_of_a_large_spider<H: Harness>
     assert_eq!(b.domains.len(), domains, "a page of domains was skipped");
     assert_eq!(b.queued(), 2 * domains as u64 - 300);
     assert_eq!(b.in_flight, 300);
+    assert_eq!(b.queued(), stats(h, &j).await.queued);
+}
+
+pub(crate) async fn a_jobs_backlog_counts_its_own_queues_per_domain_and_priority<H: Harness>(
+    h: &H,
+) {
+    let one = registered(h, "one", &delay_policy(1000)).await;
+    let two = registered(h, "two", &delay_policy(1000)).await;
+    assert_eq!(
+        h.frontier().job_backlog(&one).await.expect("reads"),
+        JobBacklog::default()
+    );
+    seed(h, &one, &["a.test/1", "a.test/2", "b.test/1"], 3).await;
+    seed(h, &one, &["a.test/3"], 7).await;
+    seed(h, &two, &["a.test/9", "c.test/1"], 5).await;
+    let b = h.frontier().job_backlog(&one).await.expect("reads");
+    let queue = |total, high_priority, low_priority| DomainQueue {
+        total,
+        high_priority,
+        low_priority,
+    };
+    assert_eq!(
+        b.domains,
+        BTreeMap::from([
+            ("a.test".to_owned(), queue(3, 7, 3)),
+            ("b.test".to_owned(), queue(1, 3, 3)),
+        ]),
+        "job two's queues are not job one's"
+    );
+    assert_eq!(b.queued(), stats(h, &one).await.queued);
+
+    // A leased request is no longer queued.
+    let leased = h.frontier().lease(SPIDER, 10, LONG).await.expect("leases");
+    let of_one = leased.iter().filter(|l| l.job == one).count() as u64;
+    let b = h.frontier().job_backlog(&one).await.expect("reads");
+    assert_eq!(b.queued(), 4 - of_one, "{b:?}");
+
+    // A suspended job's queues still count; a purged job has none.
+    h.frontier().suspend(&one).await.expect("suspends");
+    assert_eq!(
+        h.frontier()
+            .job_backlog(&one)
+            .await
+            .expect("reads")
+            .queued(),
+        4 - of_one
+    );
+    h.frontier().purge(&one).await.expect("purges");
+    assert_eq!(
+        h.frontier().job_backlog(&one).await.expect("reads"),
+        JobBacklog::default()
+    );
+}
+
+pub(crate) async fn a_jobs_backlog_reads_every_queue_of_a_large_job<H: Harness>(h: &H) {
+    let j = registered(h, "wide", &delay_policy(60_000)).await;
+    let domains = 2 * kubecrawl_frontier::backlog::PAGE + 17;
+    let seeds: Vec<CrawlRequest> = (0..domains)
+        .map(|i| CrawlRequest::seed(format!("http://d{i}.test/1"), 1))
+        .collect();
+    h.frontier().seed(&j, &seeds).await.expect("seeds");
+    let b = h.frontier().job_backlog(&j).await.expect("reads");
+    assert_eq!(b.domains.len(), domains, "a page of queues was skipped");
     assert_eq!(b.queued(), stats(h, &j).await.queued);
 }

@@ -60,4 +60,6 @@ conformance!(
     domains::the_blacklist_refuses_and_drops_and_counts,
     domains::the_backlog_counts_queues_per_domain,
     domains::the_backlog_reads_every_domain_of_a_large_spider,
+    domains::a_jobs_backlog_counts_its_own_queues_per_domain_and_priority,
+    domains::a_jobs_backlog_reads_every_queue_of_a_large_job,
 );
