@@ -73,8 +73,10 @@ bench-frontier: env-up ## frontier throughput and memory against the real Redis;
 bench-compression: env-up ## what each Kafka compression codec costs on real HTML pages (CPU, bytes); last line is JSON
 	$(ENV) bash tests/bench/compression.sh
 
-bench-crawl: env-up ## crawl a 20,000-page local site standalone and on Redis + Kafka; last line is JSON
+bench-crawl: env-up ## crawl a 20,000-page local site standalone and on Redis + Kafka, at three page sizes; a JSON line per size
 	$(ENV) bash tests/bench/crawl.sh
+	$(ENV) BENCH_PADDING=12000 BENCH_LINKS=48 bash tests/bench/crawl.sh
+	$(ENV) BENCH_PADDING=57000 BENCH_LINKS=48 bash tests/bench/crawl.sh
 
 chaos: env-up ## crawl 20,000 pages through worker, Redis, Kafka, API-server, operator and network faults; last line is JSON (CHAOS_SEED=n replays; CHAOS_ARGS="--help")
 	cargo build --locked -p kubecrawl-worker -p kubecrawl-operator -p kubecrawl-e2e --bins

@@ -18,7 +18,11 @@
 # unique prefix, its Kafka topic and its files.
 #
 # Settings: BENCH_PAGES (default 20000), BENCH_CONCURRENCY (the crawler's --concurrency and
-# --per-host-concurrency; default: the crawler's own defaults).
+# --per-host-concurrency; default: the crawler's own defaults), BENCH_PADDING (bytes of text
+# per page, the site's --padding; default 256, pages of about 800 bytes) and BENCH_LINKS (most
+# links from one page to others, the site's --max-links; default 8). `make bench-crawl` runs
+# three sizes: the default, about 15 KB with 48 links, about 60 KB with 48 links. The JSON
+# also carries page_bytes (the size of one page's HTML) and links (BENCH_LINKS).
 set -euo pipefail
 
 cd "$(dirname "$0")/../.."
@@ -26,6 +30,8 @@ cd "$(dirname "$0")/../.."
 : "${KAFKA_BROKERS:?KAFKA_BROKERS is not set: run make bench-crawl (or make env-up and . .testenv/env)}"
 : "${CARGO_TARGET_DIR:?CARGO_TARGET_DIR is not set: run make bench-crawl}"
 PAGES=${BENCH_PAGES:-20000}
+PADDING=${BENCH_PADDING:-256}
+LINKS=${BENCH_LINKS:-8}
 
 say() { printf '[bench-crawl] %s\n' "$*" >&2; }
 die() { say "error: $*"; exit 1; }
@@ -65,7 +71,7 @@ cpu_of() {
 }
 
 say "starting testsite --pages $PAGES"
-"$BIN/testsite" --pages "$PAGES" >"$WORK/site.json" 2>"$WORK/site.log" &
+"$BIN/testsite" --pages "$PAGES" --padding "$PADDING" --max-links "$LINKS" >"$WORK/site.json" 2>"$WORK/site.log" &
 SITE_PID=$!
 for _ in $(seq 600); do
   [ -s "$WORK/site.json" ] && break
@@ -78,7 +84,9 @@ REACHABLE=$(jq -r .reachable "$WORK/site.json")
 IP=$(jq -r '.addr | split(":")[0]' "$WORK/site.json")
 RESOLVE=()
 for host in $(jq -r '.hosts[]' "$WORK/site.json"); do RESOLVE+=(--resolve "$host=$IP"); done
-say "site $ROOT: $REACHABLE reachable pages"
+PORT=$(jq -r '.addr | split(":")[1]' "$WORK/site.json")
+PAGE_BYTES=$(curl -s --resolve "site.test:$PORT:$IP" "${ROOT}p/1" | wc -c)
+say "site $ROOT: $REACHABLE reachable pages of about $PAGE_BYTES bytes, up to $LINKS links each"
 
 CRAWL=(crawl "$ROOT" --maxdepth 1000 --allowed-domain site.test "${RESOLVE[@]}"
   --allow-private-networks --delay 0s --no-progress --log warn)
@@ -121,7 +129,7 @@ result=$(jq -cn \
   --argjson s_sys "$s_sys" --argjson s_rss "$s_rss" \
   --argjson site_before "$site_cpu_before" --argjson site_after "$site_cpu_after" \
   --argjson d_pages "$d_pages" --argjson d_wall "$d_wall" --argjson d_user "$d_user" \
-  --argjson d_sys "$d_sys" '
+  --argjson d_sys "$d_sys" --argjson page_bytes "$PAGE_BYTES" --argjson links "$LINKS" '
   def r(n): (. * n | round) / n;
   {
     standalone_pages_per_s: ($pages / $s_wall | r(1)),
@@ -129,6 +137,8 @@ result=$(jq -cn \
     standalone_peak_rss_mb: ($s_rss / 1024 | r(10)),
     distributed_pages_per_s: ($d_pages / $d_wall | r(1)),
     pages: $pages,
+    page_bytes: $page_bytes,
+    links: $links,
     site_cpu_s: ($site_after - $site_before | r(100)),
     distributed_cpu_s_per_1000_pages: (($d_user + $d_sys) / $d_pages * 1000 | r(1000))
   }')
