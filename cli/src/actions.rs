@@ -80,24 +80,6 @@ pub fn info(job: &CrawlJob) -> Map<String, Value> {
     out
 }
 
-/// Info on every crawl of an app (Scrapy Cluster's appid-level info): `crawlids` maps each
-/// crawlid to its info.
-pub fn app_info(appid: &str, jobs: &[CrawlJob]) -> Map<String, Value> {
-    let mut crawlids = Map::new();
-    let mut pending = 0u64;
-    for job in jobs {
-        pending += job.status.as_ref().map_or(0, |s| s.queued);
-        crawlids.insert(job.crawlid().to_owned(), Value::Object(info(job)));
-    }
-    let mut out = Map::new();
-    out.insert("server_time".into(), json!(crate::now_s()));
-    out.insert("appid".into(), json!(appid));
-    out.insert("total_crawlids".into(), json!(jobs.len()));
-    out.insert("total_pending".into(), json!(pending));
-    out.insert("crawlids".into(), Value::Object(crawlids));
-    out
-}
-
 /// A crawl's info with Scrapy Cluster's domain figures from the frontier: `domains` (per
 /// domain `total`, `high_priority`, `low_priority` of what it has queued), `total_domains`
 /// and `distinct_domains` (both the number of those domains).
@@ -113,18 +95,19 @@ pub async fn crawl_info(frontier: &dyn Frontier, job: &CrawlJob) -> Result<Map<S
     Ok(out)
 }
 
-/// [`app_info`] with [`crawl_info`] per crawl, `total_domains` (distinct domains over every
-/// crawl) and `spiderid` (the one asked for, or the one every crawl shares).
+/// Info on every crawl of an app (Scrapy Cluster's appid-level info): `crawlids` maps each
+/// crawlid to its [`crawl_info`]; `total_crawlids`, `total_pending`, `total_domains`
+/// (distinct domains over every crawl) and `spiderid` (the one asked for, or the one every
+/// crawl shares, else null).
 ///
 /// # Errors
 /// [`Error::Frontier`] when Redis cannot be read.
-pub async fn app_crawls_info(
+pub async fn app_info(
     frontier: &dyn Frontier,
     appid: &str,
     spiderid: Option<&str>,
     jobs: &[CrawlJob],
 ) -> Result<Map<String, Value>> {
-    let mut out = app_info(appid, jobs);
     let mut crawlids = Map::new();
     let mut all = BTreeSet::new();
     for job in jobs {
@@ -140,7 +123,12 @@ pub async fn app_crawls_info(
             .then(|| spiders.into_iter().next())
             .flatten()
     });
+    let mut out = Map::new();
+    out.insert("server_time".into(), json!(crate::now_s()));
+    out.insert("appid".into(), json!(appid));
     out.insert("spiderid".into(), json!(spiderid));
+    out.insert("total_crawlids".into(), json!(jobs.len()));
+    out.insert("total_pending".into(), json!(pending(jobs)));
     out.insert("total_domains".into(), json!(all.len()));
     out.insert("crawlids".into(), Value::Object(crawlids));
     Ok(out)
@@ -256,25 +244,20 @@ pub async fn stats(frontier: &dyn Frontier, spiders: &[String], kind: &str) -> R
 #[cfg(test)]
 mod tests {
     use super::*;
-    use kubecrawl_frontier::{CrawlRequest, JobPolicy, JobRef, MemoryFrontier};
+    use crate::stats::tests::seeded;
+    use kubecrawl_frontier::MemoryFrontier;
 
     #[tokio::test]
     async fn stats_carry_the_dump_keys_and_the_backlog_per_domain() {
-        let frontier = MemoryFrontier::default();
-        let job = JobRef {
-            spiderid: "link".into(),
-            appid: "a".into(),
-            crawlid: "c".into(),
-        };
-        frontier
-            .register(&job, &JobPolicy::unlimited())
-            .await
-            .expect("registers");
-        let seeds: Vec<CrawlRequest> = ["http://a.test/1", "http://a.test/2", "http://b.test/"]
-            .iter()
-            .map(|u| CrawlRequest::seed(*u, 1))
-            .collect();
-        frontier.seed(&job, &seeds).await.expect("seeds");
+        let frontier = seeded(
+            ("link", "a", "c"),
+            &[
+                ("http://a.test/1", 1),
+                ("http://a.test/2", 1),
+                ("http://b.test/", 1),
+            ],
+        )
+        .await;
         let v = stats(
             &frontier,
             &["link".to_owned(), "wandering".to_owned()],
@@ -295,31 +278,21 @@ mod tests {
 
     #[tokio::test]
     async fn info_carries_scrapy_clusters_domain_figures() {
-        let frontier = MemoryFrontier::default();
         let job: CrawlJob = serde_json::from_value(json!({
             "apiVersion": "kubecrawl.io/v1alpha1", "kind": "CrawlJob",
             "metadata": {"name": "abc", "namespace": "ns"},
             "spec": {"spiderid": "link", "appid": "testapp", "crawlid": "abc", "seeds": ["http://a.test/"]}
         }))
         .expect("a job");
-        let jobref = JobRef {
-            spiderid: "link".into(),
-            appid: "testapp".into(),
-            crawlid: "abc".into(),
-        };
-        frontier
-            .register(&jobref, &JobPolicy::unlimited())
-            .await
-            .expect("registers");
-        let seeds: Vec<CrawlRequest> = [
-            ("http://a.test/1", 2),
-            ("http://a.test/2", 9),
-            ("http://b.test/", 5),
-        ]
-        .iter()
-        .map(|(u, p)| CrawlRequest::seed(*u, *p))
-        .collect();
-        frontier.seed(&jobref, &seeds).await.expect("seeds");
+        let frontier = seeded(
+            ("link", "testapp", "abc"),
+            &[
+                ("http://a.test/1", 2),
+                ("http://a.test/2", 9),
+                ("http://b.test/", 5),
+            ],
+        )
+        .await;
         let i = crawl_info(&frontier, &job).await.expect("info");
         assert_eq!(i["total_domains"], 2);
         assert_eq!(i["distinct_domains"], 2);
@@ -327,7 +300,7 @@ mod tests {
             i["domains"]["a.test"],
             json!({"total": 2, "high_priority": 9, "low_priority": 2})
         );
-        let a = app_crawls_info(&frontier, "testapp", None, std::slice::from_ref(&job))
+        let a = app_info(&frontier, "testapp", None, std::slice::from_ref(&job))
             .await
             .expect("app info");
         assert_eq!(a["spiderid"], "link", "the one spider of its crawls");
@@ -335,8 +308,8 @@ mod tests {
         assert_eq!(a["crawlids"]["abc"]["domains"]["b.test"]["total"], 1);
     }
 
-    #[test]
-    fn info_reports_status_counts_in_scrapy_clusters_names() {
+    #[tokio::test]
+    async fn info_reports_status_counts_in_scrapy_clusters_names() {
         let job: CrawlJob = serde_json::from_value(json!({
             "apiVersion": "kubecrawl.io/v1alpha1", "kind": "CrawlJob",
             "metadata": {"name": "abc", "namespace": "ns"},
@@ -348,7 +321,14 @@ mod tests {
         assert_eq!(i["total_pending"], 4);
         assert_eq!(i["phase"], "Running");
         assert_eq!(i["crawlid"], "abc");
-        let a = app_info("testapp", std::slice::from_ref(&job));
+        let a = app_info(
+            &MemoryFrontier::default(),
+            "testapp",
+            None,
+            std::slice::from_ref(&job),
+        )
+        .await
+        .expect("app info");
         assert_eq!(a["total_crawlids"], 1);
         assert_eq!(a["crawlids"]["abc"]["pages"], 2);
     }

@@ -429,7 +429,7 @@ impl Handler {
             ActionKind::Info => {
                 let jobs = self.jobs.find(selector).await?;
                 let spiderid = selector.spiderid.as_deref();
-                actions::app_crawls_info(self.frontier.as_ref(), &appid, spiderid, &jobs).await
+                actions::app_info(self.frontier.as_ref(), &appid, spiderid, &jobs).await
             }
             ActionKind::Stop | ActionKind::Expire => {
                 // parse_action refused these without a crawlid: exactly one crawl.

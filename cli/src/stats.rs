@@ -271,7 +271,7 @@ fn entry<'a>(map: &'a mut Map<String, Value>, key: &str) -> &'a mut Map<String, 
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
     use kubecrawl_frontier::{CrawlRequest, JobPolicy, JobRef, MemoryFrontier};
 
@@ -280,6 +280,30 @@ mod tests {
             Value::Object(o) => o,
             _ => panic!("an object"),
         }
+    }
+
+    /// An in-memory frontier with one job (spiderid, appid, crawlid) registered and seeded
+    /// with `seeds` (URL, priority).
+    pub(crate) async fn seeded(
+        (spiderid, appid, crawlid): (&str, &str, &str),
+        seeds: &[(&str, i32)],
+    ) -> MemoryFrontier {
+        let frontier = MemoryFrontier::default();
+        let job = JobRef {
+            spiderid: spiderid.into(),
+            appid: appid.into(),
+            crawlid: crawlid.into(),
+        };
+        frontier
+            .register(&job, &JobPolicy::unlimited())
+            .await
+            .expect("registers");
+        let seeds: Vec<CrawlRequest> = seeds
+            .iter()
+            .map(|(url, priority)| CrawlRequest::seed(*url, *priority))
+            .collect();
+        frontier.seed(&job, &seeds).await.expect("seeds");
+        frontier
     }
 
     #[test]
@@ -329,21 +353,15 @@ mod tests {
 
     #[tokio::test]
     async fn answers_have_scrapy_clusters_shapes() {
-        let frontier = MemoryFrontier::default();
-        let job = JobRef {
-            spiderid: "link".into(),
-            appid: "testapp".into(),
-            crawlid: "c".into(),
-        };
-        frontier
-            .register(&job, &JobPolicy::unlimited())
-            .await
-            .expect("registers");
-        let seeds: Vec<CrawlRequest> = ["http://a.test/1", "http://a.test/2", "http://b.test/"]
-            .iter()
-            .map(|u| CrawlRequest::seed(*u, 1))
-            .collect();
-        frontier.seed(&job, &seeds).await.expect("seeds");
+        let frontier = seeded(
+            ("link", "testapp", "c"),
+            &[
+                ("http://a.test/1", 1),
+                ("http://a.test/2", 1),
+                ("http://b.test/", 1),
+            ],
+        )
+        .await;
         let request = |kind: &str| StatsRequest {
             appid: "testapp".into(),
             uuid: "u1".into(),
