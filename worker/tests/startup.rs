@@ -26,7 +26,6 @@ async fn a_worker_with_a_wrong_ca_password_or_protocol_fails_at_start_up() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn readyz_is_false_while_redis_is_unreachable() {
     let port = free_port();
-    let metrics_port = free_port();
     let dir = std::env::temp_dir().join(format!("kc-readyz-{}", std::process::id()));
     std::fs::create_dir_all(&dir).expect("a temp dir");
     let start_redis = || {
@@ -46,26 +45,11 @@ async fn readyz_is_false_while_redis_is_unreachable() {
     };
     let mut redis = start_redis();
     let kafka = std::env::var("KAFKA_BROKERS").expect("KAFKA_BROKERS (make env-up)");
-    let mut worker = tokio::process::Command::new(env!("CARGO_BIN_EXE_kubecrawl-worker"))
-        .arg("run")
-        .env_clear()
-        .env("KUBECRAWL_SPIDER", "link")
-        .env("KUBECRAWL_REDIS_URL", format!("redis://127.0.0.1:{port}"))
-        .env(
-            "KUBECRAWL_REDIS_PREFIX",
-            format!("kc-readyz-{}", std::process::id()),
-        )
-        .env("KUBECRAWL_KAFKA_BROKERS", kafka)
-        .env(
-            "KUBECRAWL_METRICS_ADDR",
-            format!("127.0.0.1:{metrics_port}"),
-        )
-        .stdout(std::process::Stdio::null())
-        .stderr(std::process::Stdio::null())
-        .kill_on_drop(true)
-        .spawn()
-        .expect("starts the worker");
-    let readyz = format!("http://127.0.0.1:{metrics_port}/readyz");
+    let (mut worker, readyz) = worker(
+        &format!("redis://127.0.0.1:{port}"),
+        &kafka,
+        &format!("kc-readyz-{}", std::process::id()),
+    );
     wait_for_status(&readyz, 200).await;
     redis.kill().expect("stops the test's redis");
     redis.wait().expect("reaps the test's redis");
@@ -83,7 +67,6 @@ async fn readyz_is_false_while_redis_is_unreachable() {
 /// interval and true again once the restarted broker answers.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn readyz_is_false_while_kafka_is_unreachable() {
-    let metrics_port = free_port();
     let dir = std::env::temp_dir().join(format!("kc-readyz-kafka-{}", std::process::id()));
     std::fs::create_dir_all(&dir).expect("a temp dir");
     let listener = free_port();
@@ -91,26 +74,11 @@ async fn readyz_is_false_while_kafka_is_unreachable() {
         .await
         .expect("starts the test's own broker");
     let redis = std::env::var("REDIS_URL").expect("REDIS_URL (make env-up)");
-    let mut worker = tokio::process::Command::new(env!("CARGO_BIN_EXE_kubecrawl-worker"))
-        .arg("run")
-        .env_clear()
-        .env("KUBECRAWL_SPIDER", "link")
-        .env("KUBECRAWL_REDIS_URL", redis)
-        .env(
-            "KUBECRAWL_REDIS_PREFIX",
-            format!("kc-readyz-kafka-{}", std::process::id()),
-        )
-        .env("KUBECRAWL_KAFKA_BROKERS", kafka.brokers())
-        .env(
-            "KUBECRAWL_METRICS_ADDR",
-            format!("127.0.0.1:{metrics_port}"),
-        )
-        .stdout(std::process::Stdio::null())
-        .stderr(std::process::Stdio::null())
-        .kill_on_drop(true)
-        .spawn()
-        .expect("starts the worker");
-    let readyz = format!("http://127.0.0.1:{metrics_port}/readyz");
+    let (mut worker, readyz) = worker(
+        &redis,
+        &kafka.brokers(),
+        &format!("kc-readyz-kafka-{}", std::process::id()),
+    );
     wait_for_status(&readyz, 200).await;
     kafka.kill9().await.expect("kills the test's broker");
     wait_for_status(&readyz, 503).await;
@@ -122,6 +90,29 @@ async fn readyz_is_false_while_kafka_is_unreachable() {
     worker.kill().await.expect("stops the worker");
     kafka.stop().await.expect("stops the test's broker");
     let _ = std::fs::remove_dir_all(&dir);
+}
+
+/// Starts `kubecrawl-worker run` (spider `link`) on `redis` and `kafka` with keys under
+/// `prefix`; returns it and its `/readyz` URL.
+fn worker(redis: &str, kafka: &str, prefix: &str) -> (tokio::process::Child, String) {
+    let metrics_port = free_port();
+    let worker = tokio::process::Command::new(env!("CARGO_BIN_EXE_kubecrawl-worker"))
+        .arg("run")
+        .env_clear()
+        .env("KUBECRAWL_SPIDER", "link")
+        .env("KUBECRAWL_REDIS_URL", redis)
+        .env("KUBECRAWL_REDIS_PREFIX", prefix)
+        .env("KUBECRAWL_KAFKA_BROKERS", kafka)
+        .env(
+            "KUBECRAWL_METRICS_ADDR",
+            format!("127.0.0.1:{metrics_port}"),
+        )
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .kill_on_drop(true)
+        .spawn()
+        .expect("starts the worker");
+    (worker, format!("http://127.0.0.1:{metrics_port}/readyz"))
 }
 
 fn free_port() -> u16 {
