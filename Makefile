@@ -59,9 +59,10 @@ node-down: ## stop the real node and undo what it changed on the machine
 node-images: ## import the images from `make images` into the real node's containerd
 	@bash tests/env/node-images.sh
 
-test-node: images node-up ## the tests that need the real node: helm install on it, crawl, drain
+test-node: images node-up ## the tests that need the real node: the chart and the README's cluster commands on it, crawl, drain
 	bash tests/env/node-images.sh
 	$(ENV) . $(NODE_ENV) && cargo test -p kubecrawl-operator --test node --locked -- --ignored --nocapture
+	$(ENV) . $(NODE_ENV) && cargo test -p kubecrawl-e2e --test docs --locked -- --ignored --nocapture readme_cluster_commands_run_on_the_real_node
 
 crds: ## regenerate crds/ (and the chart's copy) from the Rust types
 	cargo run -q -p kubecrawl-api --bin crdgen > crds/crawljobs.kubecrawl.io.yaml

@@ -23,4 +23,5 @@ exec "$BIN/kube-apiserver" --etcd-servers="http://127.0.0.1:$ETCD_PORT" \
   --secure-port="$port" --tls-cert-file="$PKI/apiserver.crt" --tls-private-key-file="$PKI/apiserver.key" \
   --client-ca-file="$PKI/ca.crt" --service-cluster-ip-range=10.0.0.0/24 --authorization-mode=Node,RBAC \
   --service-account-issuer=https://kubernetes.default.svc --service-account-key-file="$PKI/sa.pub" \
-  --service-account-signing-key-file="$PKI/sa.key" --cert-dir="$dir/certs"
+  --service-account-signing-key-file="$PKI/sa.key" --cert-dir="$dir/certs" \
+  --enable-admission-plugins=PodNodeSelector,PodTolerationRestriction

@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Builds the Kubernetes control plane (kube-apiserver, kube-controller-manager,
 # kube-scheduler, kubectl), etcd and helm from the Go module proxy into $KC_CACHE/bin; with
-# the argument `kubelet` (node-up.sh), the kubelet too, from the same Go module.
+# the argument `kubelet` (node-up.sh), the kubelet and kube-proxy too, from the same Go module.
 # Each binary is built only when it is missing or its version changed.
 set -euo pipefail
 . "$(dirname "$0")/lib.sh"
@@ -12,7 +12,7 @@ mkdir -p "$BIN" "$KC_CACHE/src"
 # --- Kubernetes ------------------------------------------------------------------------
 k8s_needed=()
 k8s_wanted=(kube-apiserver kube-controller-manager kube-scheduler kubectl)
-[ "${1:-}" = kubelet ] && k8s_wanted+=(kubelet)
+[ "${1:-}" = kubelet ] && k8s_wanted+=(kubelet kube-proxy)
 for b in "${k8s_wanted[@]}"; do
   stamp_ok "$b" "$K8S_VERSION" || k8s_needed+=("$b")
 done
@@ -30,6 +30,7 @@ import (
 	_ "k8s.io/kubernetes/cmd/kube-scheduler"
 	_ "k8s.io/kubernetes/cmd/kubectl"
 	_ "k8s.io/kubernetes/cmd/kubelet"
+	_ "k8s.io/kubernetes/cmd/kube-proxy"
 )'
   if [ ! -f "$mod/.tidy" ]; then
     log "preparing the Go module for kubernetes $K8S_VERSION"

@@ -17,6 +17,7 @@ KAFKA_PYTHON_VERSION=3.0.12
 # The real node (build-node.sh): containerd from the Go module proxy, our own pause image.
 CONTAINERD_VERSION=v2.4.2
 REGISTRY_VERSION=v3.1.2
+COREDNS_VERSION=v1.15.0
 PAUSE_VERSION=1
 
 # Fixed loopback ports, chosen away from the usual defaults so that a developer's own

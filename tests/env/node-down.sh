@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Stops the real node (make node-down; env-down runs it too) and undoes what it changed on the
 # machine, compared with what node-up.sh recorded in $NODE_STATE/before: its containers,
-# mounts, cgroups, iptables chains and tables, the bridge, sysctls, the paths it created.
+# mounts, cgroups, iptables chains and tables (kube-proxy's too), the bridge, sysctls, the
+# paths it created; CoreDNS, the API forwarder and the `kubernetes` Service's slice.
 # Then checks that nothing of it is left and fails loudly if something is.
 # containerd's image store under $NODE_STATE stays, so the next node-up is fast.
 set -uo pipefail
@@ -27,6 +28,10 @@ stop_pid() {
 }
 
 stop_pid kubelet
+# kube-proxy first: it would put back the iptables rules removed below.
+stop_pid kube-proxy
+stop_pid coredns
+stop_pid api-forwarder
 # The Pods' containers outlive the kubelet: stop them through containerd while it runs.
 if pid_alive "$NODE_STATE/pids/containerd.pid"; then
   for c in $("$BIN/ctr" tasks ls -q 2>/dev/null); do
@@ -49,6 +54,7 @@ done
 # The Node object: the cluster forgets the node (its Pods go with it).
 if [ -n "${KUBECONFIG:-}" ] && command -v kubectl >/dev/null; then
   kubectl delete node "$NODE_NAME" --ignore-not-found --wait=false >/dev/null 2>&1 || true
+  kubectl -n default delete endpointslice "$API_SLICE" --ignore-not-found --wait=false >/dev/null 2>&1 || true
 fi
 
 # --- mounts: everything under the node's state and the runtime's own directories ------------
@@ -101,7 +107,8 @@ rm -rf "$NODE_STATE/kubelet" "$NODE_STATE/pod-logs" "$NODE_STATE/containerd/stat
 
 # --- nothing may be left --------------------------------------------------------------------
 problems=()
-left=$(ps -eo pid=,args= | grep -F -e "$BIN/kubelet" -e "$BIN/containerd" -e "$NODE_STATE/" | grep -v -e grep -e node-down.sh || true)
+left=$(ps -eo pid=,args= | grep -F -e "$BIN/kubelet" -e "$BIN/containerd" -e "$BIN/kube-proxy" -e "$BIN/coredns" -e "$NODE_STATE/" \
+  -e "bind=$NODE_GATEWAY" | grep -v -e grep -e node-down.sh || true)
 [ -n "$left" ] && problems+=("processes: $left")
 m=$(awk '{ print $5 }' /proc/self/mountinfo | grep -e "^$NODE_STATE/" -e '^/run/containerd' -e '^/var/lib/kubelet' || true)
 [ -n "$m" ] && problems+=("mounts: $m")

@@ -2,7 +2,14 @@
 # Joins a real node to the test control plane (make node-up; env-up must have run):
 # containerd 2.x with Debian's runc and CNI plugins, and a kubelet v1.37.2, registered as
 # $NODE_NAME with the taint kubecrawl.io/test-node=true:NoSchedule, so only Pods that
-# tolerate it (the real-node tests' hostNetwork Pods) land there.
+# tolerate it land there: the real-node tests' hostNetwork Pods, and Pods of namespaces whose
+# annotations add that toleration and select the node (the README's commands, as written).
+#
+# Pods off the host network get a pod network of their own: a bridge ($NODE_BRIDGE,
+# 10.244.0.0/24) whose gateway, this machine, is their only route, and only to the Service
+# range (10.0.0.0/24): no default route, so nothing leaves the machine. kube-proxy (iptables
+# mode) serves the Services; CoreDNS on the bridge's address serves cluster.local; the
+# `kubernetes` Service points at a forwarder on the bridge to the API server on 127.0.0.1.
 #
 # Everything the node changes on the machine is recorded first in $NODE_STATE/before and
 # undone by node-down.sh: sysctls the kubelet sets, the paths it creates outside its own
@@ -24,6 +31,7 @@ command -v runc >/dev/null || missing+=(runc)
 command -v buildah >/dev/null || missing+=(buildah)
 command -v iptables >/dev/null || missing+=(iptables)
 command -v mount >/dev/null || missing+=(mount)
+command -v socat >/dev/null || missing+=(socat)
 if [ ${#missing[@]} -gt 0 ]; then
   log "installing ${missing[*]} from Debian's packages"
   apt-get update -qq >/dev/null && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${missing[@]}" >/dev/null \
@@ -56,6 +64,20 @@ if [ ! -d "$NODE_STATE/before" ]; then
   nft_tables > "$NODE_STATE/before/tables"
   cgroup_dirs > "$NODE_STATE/before/cgroups"
 fi
+
+# --- the pod network's bridge and gateway ----------------------------------------------------
+# Made here rather than by the CNI plugin at the first Pod, so that CoreDNS and the API
+# forwarder can listen on its address before any Pod runs.
+if ! ip link show "$NODE_BRIDGE" >/dev/null 2>&1; then
+  ip link add "$NODE_BRIDGE" type bridge || die "could not create the bridge $NODE_BRIDGE"
+fi
+case $(ip -4 -o addr show dev "$NODE_BRIDGE") in
+  *" $NODE_GATEWAY/"*) ;;
+  *) ip addr add "$NODE_GATEWAY/24" dev "$NODE_BRIDGE" ;;
+esac
+ip link set "$NODE_BRIDGE" up
+# Routing between the bridge and the Services' DNAT (restored by node-down).
+echo 1 > /proc/sys/net/ipv4/ip_forward
 
 # --- the node's address ---------------------------------------------------------------------
 # The kubelet refuses a loopback node IP. Use the machine's own first non-loopback IPv4
@@ -95,13 +117,13 @@ KCFG
 # --- containerd ---------------------------------------------------------------------------
 SOCK=$NODE_STATE/containerd.sock
 mkdir -p "$NODE_STATE/cni/net.d" "$NODE_STATE/containerd"
-# Pods here are hostNetwork. The bridge network only exists so that the runtime reports its
-# network ready; its bridge appears only if a Pod without hostNetwork runs, has no gateway
-# and no masquerade (no route out), and node-down removes it.
+# The pod network: the bridge above, the machine as gateway for the Service range only, no
+# masquerade and no default route (nothing can leave the machine).
 cat > "$NODE_STATE/cni/net.d/10-kubecrawl.conflist" <<CNI
 {"cniVersion": "1.0.0", "name": "kubecrawl-node", "plugins": [
-  {"type": "bridge", "bridge": "$NODE_BRIDGE", "isGateway": false, "ipMasq": false,
-   "ipam": {"type": "host-local", "ranges": [[{"subnet": "10.244.0.0/24"}]], "dataDir": "$NODE_STATE/cni/ipam"}},
+  {"type": "bridge", "bridge": "$NODE_BRIDGE", "isGateway": true, "ipMasq": false, "hairpinMode": true,
+   "ipam": {"type": "host-local", "ranges": [[{"subnet": "$POD_CIDR", "gateway": "$NODE_GATEWAY"}]],
+            "routes": [{"dst": "$SERVICE_CIDR"}], "dataDir": "$NODE_STATE/cni/ipam"}},
   {"type": "portmap", "capabilities": {"portMappings": true}}]}
 CNI
 cat > "$NODE_STATE/containerd.toml" <<TOML
@@ -164,7 +186,51 @@ if ! ctr images ls -q 2>/dev/null | grep -qxF "$PAUSE_IMAGE"; then
   ctr images import "$pause_dir/pause.tar" >/dev/null 2>>"$NODE_STATE/logs/ctr.log" \
     || die "could not import the pause image (see $NODE_STATE/logs/ctr.log)"
 fi
+bash "$(dirname "$0")/dev-images.sh"
 bash "$(dirname "$0")/node-images.sh"
+
+# --- the API server, seen from the pod network ---------------------------------------------
+# The API server listens on 127.0.0.1 only; Pods reach it as the `kubernetes` Service
+# (10.0.0.1:443, in its certificate), whose endpoint is this forwarder on the bridge's
+# address. The API server reconciles no endpoints here, so the node writes the slice.
+if ! pid_alive "$NODE_STATE/pids/api-forwarder.pid"; then
+  node_start api-forwarder socat "TCP-LISTEN:$APISERVER_PORT,bind=$NODE_GATEWAY,fork,reuseaddr" "TCP:127.0.0.1:$APISERVER_PORT"
+fi
+kubectl apply -f - >/dev/null <<YAML || die "could not write the kubernetes Service's endpoints"
+apiVersion: discovery.k8s.io/v1
+kind: EndpointSlice
+metadata:
+  name: $API_SLICE
+  namespace: default
+  labels: {kubernetes.io/service-name: kubernetes, endpointslice.kubernetes.io/managed-by: kubecrawl-test-node}
+addressType: IPv4
+endpoints: [{addresses: ["$NODE_GATEWAY"], conditions: {ready: true}}]
+ports: [{name: https, port: $APISERVER_PORT, protocol: TCP}]
+YAML
+
+# --- cluster DNS ------------------------------------------------------------------------------
+cat > "$NODE_STATE/Corefile" <<COREFILE
+.:53 {
+    bind $NODE_GATEWAY
+    ready 127.0.0.1:$COREDNS_READY_PORT
+    errors
+    # The synthetic site's hosts, served on the bridge's address by tests that crawl from Pods.
+    hosts {
+        $NODE_GATEWAY site.test other.test far.test
+        fallthrough
+    }
+    kubernetes cluster.local in-addr.arpa ip6.arpa {
+        kubeconfig $KUBECONFIG
+        pods insecure
+        fallthrough in-addr.arpa ip6.arpa
+    }
+}
+COREFILE
+if ! pid_alive "$NODE_STATE/pids/coredns.pid"; then
+  node_start coredns "$BIN/coredns" -conf "$NODE_STATE/Corefile"
+fi
+wait_for 60 coredns curl -sf "http://127.0.0.1:$COREDNS_READY_PORT/ready" \
+  || die "CoreDNS did not become ready (see $NODE_STATE/logs/coredns.log)"
 
 # --- kubelet --------------------------------------------------------------------------------
 mkdir -p "$NODE_STATE/kubelet" "$NODE_STATE/pod-logs"
@@ -187,7 +253,9 @@ cgroupDriver: cgroupfs
 # The machine has cgroup v1 controllers; 1.35+ refuses them unless told.
 failCgroupV1: false
 failSwapOn: false
-podCIDR: 10.244.0.0/24
+podCIDR: $POD_CIDR
+clusterDNS: [$NODE_GATEWAY]
+clusterDomain: cluster.local
 podLogsDir: $NODE_STATE/pod-logs
 maxPods: 30
 # The disk is shared with everything else: evict late, and never collect the imported images
@@ -214,10 +282,34 @@ wait_for 120 "node $NODE_NAME" node_ready || die "node $NODE_NAME is not Ready (
 # node; the node's own taint stays.
 kubectl taint node "$NODE_NAME" node.kubernetes.io/not-ready:NoSchedule- >/dev/null 2>&1 || true
 
+# --- kube-proxy: the Services, for the pod network ---------------------------------------------
+# Every connection to a Service is masqueraded: the Pods share one bridge, and the answer of a
+# Pod behind a Service must come back through the machine to be translated back.
+cat > "$NODE_STATE/kube-proxy.yaml" <<YAML
+apiVersion: kubeproxy.config.k8s.io/v1alpha1
+kind: KubeProxyConfiguration
+clientConnection: {kubeconfig: "$KUBECONFIG"}
+hostnameOverride: $NODE_NAME
+mode: iptables
+clusterCIDR: $POD_CIDR
+iptables: {masqueradeAll: true, syncPeriod: 10s, minSyncPeriod: 0s}
+# Leave the machine's conntrack settings alone.
+conntrack: {maxPerCore: 0, min: 0, tcpEstablishedTimeout: 0s, tcpCloseWaitTimeout: 0s}
+nodePortAddresses: ["$NODE_GATEWAY/32"]
+healthzBindAddress: 127.0.0.1:$KUBE_PROXY_HEALTHZ_PORT
+metricsBindAddress: 127.0.0.1:$KUBE_PROXY_METRICS_PORT
+YAML
+if ! pid_alive "$NODE_STATE/pids/kube-proxy.pid"; then
+  node_start kube-proxy "$BIN/kube-proxy" --config "$NODE_STATE/kube-proxy.yaml" --v 1
+fi
+wait_for 60 kube-proxy curl -sf "http://127.0.0.1:$KUBE_PROXY_HEALTHZ_PORT/healthz" \
+  || die "kube-proxy did not become healthy (see $NODE_STATE/logs/kube-proxy.log)"
+
 cat > "$NODE_STATE/env" <<ENV
 # Written by 'make node-up'. Source it after the environment's env file.
 export KUBECRAWL_NODE=$NODE_NAME
 export KUBECRAWL_NODE_TAINT=$NODE_TAINT_KEY
+export KUBECRAWL_NODE_GATEWAY=$NODE_GATEWAY
 export KUBECRAWL_NODE_LOGS=$NODE_STATE/pod-logs
 export CONTAINERD_ADDRESS=$SOCK
 ENV

@@ -138,7 +138,8 @@ else
     --secure-port="$APISERVER_PORT" --tls-cert-file="$PKI/apiserver.crt" --tls-private-key-file="$PKI/apiserver.key" \
     --client-ca-file="$PKI/ca.crt" --service-cluster-ip-range=10.0.0.0/24 --authorization-mode=Node,RBAC \
     --service-account-issuer=https://kubernetes.default.svc --service-account-key-file="$PKI/sa.pub" \
-    --service-account-signing-key-file="$PKI/sa.key" --cert-dir="$KC_STATE/apiserver-certs"
+    --service-account-signing-key-file="$PKI/sa.key" --cert-dir="$KC_STATE/apiserver-certs" \
+    --enable-admission-plugins=PodNodeSelector,PodTolerationRestriction
 fi
 wait_for 90 kube-apiserver apiserver_ready || die "kube-apiserver did not become ready (see $LOGS/kube-apiserver.log)"
 

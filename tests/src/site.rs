@@ -144,7 +144,7 @@ pub mod traps;
 mod truth;
 
 use std::collections::HashMap;
-use std::net::{Ipv4Addr, SocketAddr};
+use std::net::SocketAddr;
 use std::sync::Arc;
 
 use bytes::Bytes;
@@ -213,7 +213,8 @@ pub struct TestSite {
 }
 
 impl TestSite {
-    /// Generates the site of `config`, binds 127.0.0.1 on `config.port` (0: any free port) and
+    /// Generates the site of `config`, binds `config.address` (127.0.0.1 by default) on
+    /// `config.port` (0: any free port) and
     /// serves it from a task on the current Tokio runtime.
     ///
     /// Main pages and every finite response are rendered here, once; serving a page is a
@@ -229,7 +230,7 @@ impl TestSite {
         config.validate()?;
         let port = config.port;
         let bind = |source| Error::Bind { port, source };
-        let listener = TcpListener::bind((Ipv4Addr::LOCALHOST, port))
+        let listener = TcpListener::bind((config.address, port))
             .await
             .map_err(bind)?;
         let addr = listener.local_addr().map_err(bind)?;

@@ -30,7 +30,7 @@
 //! (so `charts/kubecrawl` and `examples/link.yaml` resolve, and `pages.jsonl` lands there); a
 //! namespace of its own, which a copy of the test kubeconfig makes current and
 //! `HELM_NAMESPACE` names, with a ResourceQuota of zero Pods (no kubelet runs here, and other
-//! tests' fake nodes must not get its Pods); `REDIS_URL` and `KAFKA_BROKERS` of the test
+//! tests' fake nodes must not get its Pods), except on the real node (below); `REDIS_URL` and `KAFKA_BROKERS` of the test
 //! services; `KUBECRAWL_RESOLVE` (the site's hosts → 127.0.0.1) and
 //! `KUBECRAWL_ALLOW_PRIVATE_NETWORKS=true`, which the worker reads; and every proxy variable
 //! pointing at a closed local port, except for the local hosts, so that nothing can reach the
@@ -39,11 +39,19 @@
 //! CrawlJobs are deleted (while the operator runs, so it purges them), helm releases
 //! uninstalled, the namespace and the working directory removed.
 //!
+//! # On the real node
+//! `make test-node` runs the README's cluster commands (the blocks that call `kubectl` or
+//! `helm`) once more, as written, in a namespace whose annotations send every Pod to the real
+//! node: the chart's operator, dev Redis and Kafka and workers run there as Pods from the
+//! images of `make images`, and `docs/real_node.rs` checks them Ready and crawling.
+//!
 //! Not tested, and saying so where they appear: `docker build` (no Docker engine here),
 //! `make test` (it runs this test), commands that need a real cluster's network.
 
 #[path = "docs/markdown.rs"]
 mod markdown;
+#[path = "docs/real_node.rs"]
+mod real_node;
 #[path = "docs/sandbox.rs"]
 mod sandbox;
 
@@ -79,6 +87,8 @@ async fn run_doc(path: &str, needs: Needs) -> usize {
     let tested: Vec<_> = blocks(&text)
         .into_iter()
         .filter(|b| b.lang == "console" && matches!(b.marker, Marker::Tested | Marker::Fails))
+        // On the real node, only the cluster's commands.
+        .filter(|b| !needs.real_node || b.commands.iter().any(|c| uses_cluster(&c.script)))
         .collect();
     if tested.is_empty() {
         return 0;
@@ -122,6 +132,12 @@ async fn run_doc(path: &str, needs: Needs) -> usize {
             }
         }
     }
+    if needs.real_node
+        && failures.is_empty()
+        && let Err(problem) = real_node::check(&mut sandbox).await
+    {
+        failures.push(format!("on the real node: {problem}"));
+    }
     let commands = started.elapsed();
     if !failures.is_empty() && needs.operator {
         failures.push(format!("--- operator log ---\n{}", sandbox.operator_log()));
@@ -141,6 +157,13 @@ async fn run_doc(path: &str, needs: Needs) -> usize {
         failures.join("\n\n")
     );
     ran
+}
+
+/// Whether a command talks to the cluster.
+fn uses_cluster(script: &str) -> bool {
+    Regex::new(r"(^|[\s|;&(])(kubectl|helm)\s")
+        .expect("a valid regex")
+        .is_match(script)
 }
 
 /// Whether a command did what its doc says.
@@ -224,9 +247,34 @@ async fn readme_commands_run_as_written() {
     assert!(ran >= 4, "the README's quick start runs ({ran} commands)");
 }
 
+/// The README's cluster quick start, as written, on the real node: `helm install` with the
+/// images of `make images` and the dev Redis and Kafka, `kubectl apply` of the example job,
+/// `kubectl get crawljobs`; then every Pod Running and Ready there and a crawl from its Pods
+/// (`docs/real_node.rs`).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "needs the real node and images: run by `make test-node`"]
+async fn readme_cluster_commands_run_on_the_real_node() {
+    let needs = Needs {
+        real_node: true,
+        ..Needs::default()
+    };
+    let ran = run_doc("README.md", needs).await;
+    assert!(
+        ran >= 3,
+        "the README's cluster commands run ({ran} commands)"
+    );
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn crawljob_reference_commands_run_as_written() {
-    let ran = run_doc("docs/crawljob.md", Needs { operator: true }).await;
+    let ran = run_doc(
+        "docs/crawljob.md",
+        Needs {
+            operator: true,
+            ..Needs::default()
+        },
+    )
+    .await;
     assert!(
         ran > 0,
         "docs/crawljob.md shows real refusals and conditions"

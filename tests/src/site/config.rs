@@ -1,5 +1,6 @@
 //! What shapes a test site, and what can go wrong starting one or asking it for ground truth.
 
+use std::net::Ipv4Addr;
 use std::time::Duration;
 
 /// Why the test site could not start or could not answer a ground-truth question.
@@ -94,8 +95,11 @@ pub struct SiteConfig {
     pub chain_len: u32,
     /// Requests kept in the request log; the oldest are dropped first.
     pub log_capacity: usize,
-    /// Port to listen on, on 127.0.0.1 (0: any free port).
+    /// Port to listen on (0: any free port).
     pub port: u16,
+    /// Address to listen on: 127.0.0.1, or the real node's bridge address for Pods on its pod
+    /// network (a local address with no route out either).
+    pub address: Ipv4Addr,
 }
 
 impl Default for SiteConfig {
@@ -121,6 +125,7 @@ impl Default for SiteConfig {
             chain_len: 30,
             log_capacity: 100_000,
             port: 0,
+            address: Ipv4Addr::LOCALHOST,
         }
     }
 }

@@ -203,6 +203,10 @@ pub(crate) struct Needs {
     /// An operator watching the sandbox's namespace (what `helm install` would run, were
     /// there a kubelet to run its Pod).
     pub(crate) operator: bool,
+    /// The real node of `make node-up`: the namespace's Pods land there (its annotations add
+    /// the node's toleration and selector), instead of no Pod being allowed; the site listens
+    /// on the node's bridge, where the Pods reach it.
+    pub(crate) real_node: bool,
 }
 
 /// One doc's sandbox.
@@ -212,39 +216,48 @@ pub(crate) struct Sandbox {
     /// The working directory (the repository's top level, linked in).
     pub(crate) dir: PathBuf,
     /// The site `https://example.org/` is pointed at; it serves until the sandbox drops.
-    _site: TestSite,
+    pub(crate) site: TestSite,
     /// The rewrites for this site.
     pub(crate) mapping: Mapping,
     env: Vec<(String, String)>,
     operator: Option<tokio::process::Child>,
     releases: Vec<String>,
+    real_node: bool,
     /// Redis key prefixes the commands (and the operator) wrote under.
     redis_prefixes: Vec<String>,
     _helm: Option<HelmLock>,
 }
 
 impl Sandbox {
-    /// Sets up a namespace (in which no Pod can be created), a working directory, the site
-    /// and, if `needs` says so, an operator.
+    /// Sets up a namespace (in which no Pod can be created, or whose Pods go to the real
+    /// node), a working directory, the site and, if `needs` says so, an operator.
     pub(crate) async fn start(name: &str, needs: Needs) -> Self {
         build_binaries();
         ensure_crd().expect("the CRD applies");
         let env = TestEnv::get();
         let ns = TestNamespace::create(&format!("docs-{name}")).expect("a namespace");
-        // No kubelet runs here, and other tests' fake nodes must not get this namespace's
-        // Pods (helm's operator, dev Redis and Kafka, worker fleets): none may be created.
-        kubectl_ok(
-            &[
-                "create",
-                "quota",
-                "no-pods",
-                "--hard=pods=0",
-                "-n",
-                &ns.name,
-            ],
-            None,
-        )
-        .expect("a quota");
+        let mut site_config = SiteConfig::default();
+        if needs.real_node {
+            send_pods_to_the_node(&ns.name);
+            site_config.address = node_var("KUBECRAWL_NODE_GATEWAY")
+                .parse()
+                .expect("KUBECRAWL_NODE_GATEWAY is an IPv4 address");
+        } else {
+            // No kubelet runs here, and other tests' fake nodes must not get this namespace's
+            // Pods (helm's operator, dev Redis and Kafka, worker fleets): none may be created.
+            kubectl_ok(
+                &[
+                    "create",
+                    "quota",
+                    "no-pods",
+                    "--hard=pods=0",
+                    "-n",
+                    &ns.name,
+                ],
+                None,
+            )
+            .expect("a quota");
+        }
         let dir = std::env::temp_dir().join(format!("kubecrawl-{}", ns.name));
         std::fs::create_dir_all(&dir).expect("a working directory");
         link_repository(&dir);
@@ -263,9 +276,7 @@ impl Sandbox {
         )
         .expect("the context takes the namespace");
 
-        let site = TestSite::start(SiteConfig::default())
-            .await
-            .expect("the site starts");
+        let site = TestSite::start(site_config).await.expect("the site starts");
         let mapping = Mapping::new(&site);
         let resolve: Vec<String> = site
             .hosts()
@@ -303,11 +314,12 @@ impl Sandbox {
         let mut sandbox = Self {
             ns,
             dir,
-            _site: site,
+            site,
             mapping,
             env: vars,
             operator: None,
             releases: Vec::new(),
+            real_node: needs.real_node,
             redis_prefixes: Vec::new(),
             _helm: None,
         };
@@ -435,7 +447,8 @@ impl Sandbox {
     /// namespace goes when the sandbox drops.
     pub(crate) async fn clean_up(mut self) {
         let kubeconfig = format!("--kubeconfig={}", self.dir.join(".kubeconfig").display());
-        let wait = if self.operator.is_some() {
+        // An operator (the sandbox's, or the Pod of a release on the real node) purges them.
+        let wait = if self.operator.is_some() || self.real_node {
             "--timeout=60s"
         } else {
             "--wait=false"
@@ -476,6 +489,33 @@ impl Sandbox {
         }
         let _ = std::fs::remove_dir_all(&self.dir);
     }
+}
+
+/// A variable of `make node-up`'s env file, which `make test-node` sources.
+pub(crate) fn node_var(name: &str) -> String {
+    std::env::var(name)
+        .unwrap_or_else(|_| panic!("{name} is not set: run this test with `make test-node`"))
+}
+
+/// Annotates `ns` so that the API server's admission (PodNodeSelector,
+/// PodTolerationRestriction) puts every Pod made in it on the real node, whatever the
+/// commands say: the node's selector and a toleration of its taint.
+fn send_pods_to_the_node(ns: &str) {
+    let toleration = format!(
+        r#"scheduler.alpha.kubernetes.io/defaultTolerations=[{{"key":"{}","operator":"Exists","effect":"NoSchedule"}}]"#,
+        node_var("KUBECRAWL_NODE_TAINT")
+    );
+    kubectl_ok(
+        &[
+            "annotate",
+            "namespace",
+            ns,
+            "scheduler.alpha.kubernetes.io/node-selector=kubecrawl.io/test-node=true",
+            &toleration,
+        ],
+        None,
+    )
+    .expect("the namespace takes the node's annotations");
 }
 
 /// Deletes every key under `prefix:` in the test Redis (what a doc's crawl or the operator
