@@ -17,8 +17,9 @@ NODE_ENV := $(or $(KUBECRAWL_NODE_STATE),$(or $(KUBECRAWL_STATE),.testenv)/node)
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | sed 's/:.*## /\t/' | column -t -s $$'\t'
 
-env-up: ## start Redis, Kafka, etcd and the Kubernetes control plane on 127.0.0.1 (idempotent)
+env-up: ## start Redis, Kafka, etcd and the Kubernetes control plane on 127.0.0.1 (idempotent); NODE=1 joins the real node too
 	@bash tests/env/up.sh
+	@if [ -n "$(NODE)" ]; then bash tests/env/node-up.sh; fi
 
 env-down: ## stop every process env-up started (and the real node, if node-up started one)
 	@bash tests/env/node-down.sh

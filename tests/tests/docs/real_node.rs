@@ -8,6 +8,7 @@
 
 use std::time::Duration;
 
+use k8s_openapi::api::apps::v1::Deployment;
 use k8s_openapi::api::core::v1::Pod;
 use kube::api::{Api, ListParams};
 use kubecrawl_api::{CrawlJob, Phase};
@@ -38,7 +39,8 @@ pub(crate) async fn check(sandbox: &mut Sandbox) -> Result<(), String> {
         .await
         .map_err(|e| format!("a Kubernetes client: {e}"))?;
     let pods: Api<Pod> = Api::namespaced(client.clone(), &sandbox.ns.name);
-    let jobs: Api<CrawlJob> = Api::namespaced(client, &sandbox.ns.name);
+    let jobs: Api<CrawlJob> = Api::namespaced(client.clone(), &sandbox.ns.name);
+    let deployments: Api<Deployment> = Api::namespaced(client, &sandbox.ns.name);
 
     every_pod_ready_on(&pods, &node).await?;
     let job = wait_job(
@@ -68,6 +70,10 @@ pub(crate) async fn check(sandbox: &mut Sandbox) -> Result<(), String> {
             upgrade.output
         ));
     }
+    // The operator rolls the fleet to the new setting; a job applied before the old workers
+    // are gone would meet one that refuses the site (and retries its robots.txt a minute
+    // later).
+    fleet_rolled_out(&deployments, &pods).await?;
     let truth = sandbox.site.truth();
     let manifest = format!(
         "apiVersion: kubecrawl.io/v1alpha1\nkind: CrawlJob\n\
@@ -135,6 +141,51 @@ async fn every_pod_ready_on(pods: &Api<Pod>, node: &str) -> Result<(), String> {
         }
         Err(e) => Err(format!("{e}\nPods as last seen:\n{}", seen.join("\n"))),
     }
+}
+
+/// Waits until the worker fleet's Deployment allows private networks and every worker Pod is
+/// of that template and Ready.
+async fn fleet_rolled_out(deployments: &Api<Deployment>, pods: &Api<Pod>) -> Result<(), String> {
+    let fleet = "kubecrawl-worker-link";
+    Wait::new(
+        "the worker fleet rolled out with private networks allowed",
+        Duration::from_secs(120),
+    )
+    .every(Duration::from_millis(500))
+    .try_until(async || {
+        let Some(deployment) = deployments.get_opt(fleet).await? else {
+            return anyhow::Ok(None);
+        };
+        let allows = deployment.spec.template.spec.as_ref().is_some_and(|s| {
+            s.containers.iter().any(|c| {
+                c.env.iter().flatten().any(|e| {
+                    e.name == "KUBECRAWL_ALLOW_PRIVATE_NETWORKS"
+                        && e.value.as_deref() == Some("true")
+                })
+            })
+        });
+        let want = deployment.spec.replicas.unwrap_or(1);
+        let status = deployment.status.unwrap_or_default();
+        let current = status.observed_generation == deployment.metadata.generation
+            && status.updated_replicas == Some(want)
+            && status.ready_replicas == Some(want)
+            && status.replicas == Some(want);
+        let workers = pods
+            .list(&ListParams::default())
+            .await?
+            .items
+            .into_iter()
+            .filter(|p| {
+                p.metadata
+                    .name
+                    .as_deref()
+                    .is_some_and(|n| n.starts_with(fleet))
+            })
+            .count();
+        anyhow::Ok((allows && current && workers == usize::try_from(want)?).then_some(()))
+    })
+    .await
+    .map_err(|e| e.to_string())
 }
 
 fn pod_ready(pod: &Pod) -> bool {
