@@ -3,6 +3,10 @@
 //! - 2xx: the rules apply (parsed with `texting_robots`, matched against the worker's robots
 //!   product token); `Crawl-delay` is handed to the frontier for the whole fleet.
 //! - 4xx (including 404): "unavailable", everything is allowed.
+//! - The network guard refused the origin's address (private, loopback, …): "refused", the
+//!   request goes on to its own fetch, which the guard refuses the same way, so it is
+//!   recorded as `private_destination` at once instead of after every robots.txt retry. Kept
+//!   only as long as an unreachable file: a name may resolve elsewhere later.
 //! - 5xx, a network failure or a timeout: "unreachable", everything is disallowed *for now*:
 //!   the check says so ([`Verdict::unreachable`]) and the worker retries the request later
 //!   instead of counting it as denied; the file is fetched again after the retry interval
@@ -21,7 +25,7 @@ use texting_robots::Robot;
 use tokio::sync::OnceCell;
 use url::Url;
 
-use crate::fetch::{Fetcher, RequestOptions};
+use crate::fetch::{FetchErrorKind, Fetcher, RequestOptions};
 
 /// How long fetched rules are used before the file is fetched again.
 pub const RULES_TTL: Duration = Duration::from_secs(24 * 3600);
@@ -40,6 +44,9 @@ pub enum Rules {
     AllowAll,
     /// The file could not be fetched (5xx, network): everything disallowed for now.
     Unreachable,
+    /// The network guard refused the origin's address: nothing can be fetched there, which
+    /// each request's own fetch finds out and records.
+    Refused,
 }
 
 impl Rules {
@@ -47,7 +54,7 @@ impl Rules {
     pub fn allowed(&self, url: &Url) -> bool {
         match self {
             Self::Parsed { robot } => robot.allowed(url.as_str()),
-            Self::AllowAll => true,
+            Self::AllowAll | Self::Refused => true,
             Self::Unreachable => false,
         }
     }
@@ -157,7 +164,7 @@ impl RobotsCache {
             .unwrap_or_else(std::sync::PoisonError::into_inner);
         let (rules, _) = entries.get(&origin)?.rules.get()?;
         match **rules {
-            Rules::Unreachable => None,
+            Rules::Unreachable | Rules::Refused => None,
             _ => Some(rules.allowed(url)),
         }
     }
@@ -171,7 +178,7 @@ impl RobotsCache {
         let now = Instant::now();
         let expired = entries.get(origin).is_some_and(|e| match e.rules.get() {
             Some((rules, at)) => {
-                let ttl = if matches!(**rules, Rules::Unreachable) {
+                let ttl = if matches!(**rules, Rules::Unreachable | Rules::Refused) {
                     self.unreachable_retry
                 } else {
                     RULES_TTL
@@ -229,6 +236,7 @@ impl RobotsCache {
                 }
             }
             Ok(page) if (400..500).contains(&page.status) => Rules::AllowAll,
+            Err(e) if e.kind() == FetchErrorKind::PrivateDestination => Rules::Refused,
             Ok(_) | Err(_) => Rules::Unreachable,
         };
         tracing::debug!(origin = %url.origin().ascii_serialization(), rules = ?rules_kind(&rules), "robots.txt fetched");
@@ -241,6 +249,7 @@ fn rules_kind(rules: &Rules) -> &'static str {
         Rules::Parsed { .. } => "parsed",
         Rules::AllowAll => "allow_all",
         Rules::Unreachable => "unreachable",
+        Rules::Refused => "refused",
     }
 }
 
@@ -268,6 +277,8 @@ mod tests {
         let url = Url::parse("http://a.test/x").expect("url");
         assert!(!Rules::Unreachable.allowed(&url));
         assert!(Rules::AllowAll.allowed(&url));
+        // The request's own fetch is refused by the guard and recorded.
+        assert!(Rules::Refused.allowed(&url));
     }
 
     #[test]

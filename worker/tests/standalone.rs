@@ -408,3 +408,38 @@ async fn wandering_counts_steps_until_a_page_without_links() {
     assert_eq!(summary.stats.furthest_step, site.wander_steps());
     assert!(records.iter().all(|r| r.spiderid == "wandering"));
 }
+
+/// Without `--allow-private-networks`, the guard refuses the site (it resolves to 127.0.0.1):
+/// the seed is recorded as `private_destination` at once. Its robots.txt, refused the same way,
+/// does not hold it for the robots.txt retries (60 s each).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_refused_destination_is_recorded_at_once_not_after_robots_retries() {
+    let site = TestSite::start(SiteConfig::default()).await.expect("site");
+    let out = output_path("refused");
+    let mut argv: Vec<String> = ["kubecrawl-worker", "crawl", &site.root(), "--no-progress"]
+        .map(str::to_owned)
+        .to_vec();
+    argv.extend(["--resolve".to_owned(), site.resolve()]);
+    argv.extend(["-o".to_owned(), out.display().to_string()]);
+    let Command::Crawl(args) = Cli::try_parse_from(&argv).expect("arguments parse").command else {
+        panic!("a crawl command")
+    };
+    let started = std::time::Instant::now();
+    let summary = tokio::time::timeout(
+        Duration::from_secs(30),
+        crawl(args, &Registry::builtin(), CancellationToken::new()),
+    )
+    .await
+    .expect("the crawl ends well before a robots.txt retry")
+    .expect("the crawl runs");
+    let records: Vec<PageRecord> = take_json_lines(&out).expect("an output file");
+    assert!(records.is_empty(), "nothing fetched: {records:?}");
+    assert_eq!(summary.stats.errors, 1, "{summary:?}");
+    assert_eq!(
+        summary.outcomes.get("private_destination").copied(),
+        Some(1),
+        "{summary:?}"
+    );
+    assert_eq!(site.total_hits(), 0, "the guard let a request through");
+    println!("refused in {:?}", started.elapsed());
+}
