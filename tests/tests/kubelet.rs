@@ -448,7 +448,11 @@ async fn an_unmapped_command_waits_with_a_reason_and_shutdown_stops_everything()
                 .ok()?;
             let status = list.items.first()?.status.clone()?;
             let container = status.container_statuses?.into_iter().next()?;
-            container.state?.waiting
+            // The kubelet reports ContainerCreating until it has tried to start it.
+            container
+                .state?
+                .waiting
+                .filter(|w| w.reason.as_deref() != Some("ContainerCreating"))
         },
     )
     .await;
