@@ -12,7 +12,7 @@ ENV := . $(or $(KUBECRAWL_STATE),.testenv)/env &&
 NODE_ENV := $(or $(KUBECRAWL_NODE_STATE),$(or $(KUBECRAWL_STATE),.testenv)/node)/env
 
 .PHONY: help env-up env-down env-status env-clean test unit lint crds bench-frontier bench-crawl bench-compression \
-	images push push-check node-up node-down node-images test-node chaos chaos-hot
+	profile-crawl images push push-check node-up node-down node-images test-node chaos chaos-hot
 
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | sed 's/:.*## /\t/' | column -t -s $$'\t'
@@ -74,6 +74,9 @@ bench-frontier: env-up ## frontier throughput and memory against the real Redis;
 
 bench-compression: env-up ## what each Kafka compression codec costs on real HTML pages (CPU, bytes); last line is JSON
 	$(ENV) bash tests/bench/compression.sh
+
+profile-crawl: ## where a standalone crawl of 15 KB pages spends its CPU: perf's top entries (WORKER_BIN= to profile another build)
+	bash tests/bench/profile.sh
 
 bench-crawl: env-up ## crawl a 20,000-page local site standalone and on Redis + Kafka, at three page sizes; a JSON line per size
 	$(ENV) bash tests/bench/crawl.sh
