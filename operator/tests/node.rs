@@ -25,7 +25,9 @@ use kubecrawl_e2e::crawljob::{has_pages, phase, release_finalizers, wait_job};
 use kubecrawl_e2e::poll::Wait;
 use kubecrawl_e2e::records::topic_records;
 use kubecrawl_e2e::site::{SiteConfig, TestSite};
-use kubecrawl_e2e::{TestEnv, TestNamespace, ensure_crd, helm_install, helm_uninstall, kubectl_ok};
+use kubecrawl_e2e::{
+    TestEnv, TestNamespace, ensure_crd, helm_install, helm_uninstall, kubectl_ok, pod_ready,
+};
 
 /// The real node's name and taint, from `make node-up`'s env file.
 struct Node {
@@ -110,13 +112,6 @@ impl Drop for ReleaseFinalizers<'_> {
     fn drop(&mut self) {
         release_finalizers(self.0);
     }
-}
-
-fn pod_ready(pod: &Pod) -> bool {
-    pod.status
-        .as_ref()
-        .and_then(|s| s.conditions.as_ref())
-        .is_some_and(|cs| cs.iter().any(|c| c.type_ == "Ready" && c.status == "True"))
 }
 
 /// The Pods last seen with the label `app.kubernetes.io/name=<name>`.

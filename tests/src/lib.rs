@@ -91,6 +91,14 @@ impl TestEnv {
     }
 }
 
+/// Whether a Pod's Ready condition is True: every container passed its readiness probe.
+pub fn pod_ready(pod: &k8s_openapi::api::core::v1::Pod) -> bool {
+    pod.status
+        .as_ref()
+        .and_then(|s| s.conditions.as_ref())
+        .is_some_and(|cs| cs.iter().any(|c| c.type_ == "Ready" && c.status == "True"))
+}
+
 /// Runs `kubectl ARGS` against the test API server with `stdin` as its input and returns what
 /// it printed, whether or not it succeeded.
 pub fn kubectl(args: &[&str], stdin: Option<&str>) -> Result<Output> {

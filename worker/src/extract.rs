@@ -144,23 +144,11 @@ impl Scan {
         if name == local_name!("a") {
             // A new anchor closes the one still open, as the tree builder does.
             state.anchor = None;
-            if let Some(href) = attr(&tag, &local_name!("href")) {
-                let mut found = self.found.borrow_mut();
-                found.links.push(RawLink {
-                    href: href.to_string(),
-                    text: String::new(),
-                    nofollow: rel_nofollow(&tag),
-                });
-                state.anchor = Some((found.links.len() - 1, state.open.len()));
+            if let Some(index) = self.push_link(&tag) {
+                state.anchor = Some((index, state.open.len()));
             }
         } else if name == local_name!("area") {
-            if let Some(href) = attr(&tag, &local_name!("href")) {
-                self.found.borrow_mut().links.push(RawLink {
-                    href: href.to_string(),
-                    text: String::new(),
-                    nofollow: rel_nofollow(&tag),
-                });
-            }
+            self.push_link(&tag);
         } else if name == local_name!("base") {
             let mut found = self.found.borrow_mut();
             if found.base.is_none()
@@ -200,6 +188,18 @@ impl Scan {
         }
         state.open.push(name);
         result
+    }
+
+    /// Records the link of an `a` or `area` start tag that has an href; returns its index.
+    fn push_link(&self, tag: &Tag) -> Option<usize> {
+        let href = attr(tag, &local_name!("href"))?;
+        let mut found = self.found.borrow_mut();
+        found.links.push(RawLink {
+            href: href.to_string(),
+            text: String::new(),
+            nofollow: rel_nofollow(tag),
+        });
+        Some(found.links.len() - 1)
     }
 
     fn end_tag(&self, name: &LocalName) {

@@ -14,7 +14,7 @@ use kube::api::{Api, ListParams};
 use kubecrawl_api::{CrawlJob, Phase};
 use kubecrawl_e2e::crawljob::{phase, wait_job};
 use kubecrawl_e2e::poll::Wait;
-use kubecrawl_e2e::{TestEnv, kubectl_ok};
+use kubecrawl_e2e::{TestEnv, kubectl_ok, pod_ready};
 
 use crate::sandbox::{Sandbox, node_var};
 
@@ -186,13 +186,6 @@ async fn fleet_rolled_out(deployments: &Api<Deployment>, pods: &Api<Pod>) -> Res
     })
     .await
     .map_err(|e| e.to_string())
-}
-
-fn pod_ready(pod: &Pod) -> bool {
-    pod.status
-        .as_ref()
-        .and_then(|s| s.conditions.as_ref())
-        .is_some_and(|c| c.iter().any(|c| c.type_ == "Ready" && c.status == "True"))
 }
 
 /// A Pod in one line: name, node, phase, Ready, restarts, IP.
