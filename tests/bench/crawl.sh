@@ -26,6 +26,7 @@
 set -euo pipefail
 
 cd "$(dirname "$0")/../.."
+. tests/bench/site.sh
 : "${REDIS_URL:?REDIS_URL is not set: run make bench-crawl (or make env-up and . .testenv/env)}"
 : "${KAFKA_BROKERS:?KAFKA_BROKERS is not set: run make bench-crawl (or make env-up and . .testenv/env)}"
 : "${CARGO_TARGET_DIR:?CARGO_TARGET_DIR is not set: run make bench-crawl}"
@@ -71,20 +72,7 @@ cpu_of() {
 }
 
 say "starting testsite --pages $PAGES"
-"$BIN/testsite" --pages "$PAGES" --padding "$PADDING" --max-links "$LINKS" >"$WORK/site.json" 2>"$WORK/site.log" &
-SITE_PID=$!
-for _ in $(seq 600); do
-  [ -s "$WORK/site.json" ] && break
-  kill -0 "$SITE_PID" 2>/dev/null || die "testsite exited: $(cat "$WORK/site.log")"
-  sleep 0.1
-done
-[ -s "$WORK/site.json" ] || die "testsite did not start within 60 s"
-ROOT=$(jq -r .root "$WORK/site.json")
-REACHABLE=$(jq -r .reachable "$WORK/site.json")
-IP=$(jq -r '.addr | split(":")[0]' "$WORK/site.json")
-RESOLVE=()
-for host in $(jq -r '.hosts[]' "$WORK/site.json"); do RESOLVE+=(--resolve "$host=$IP"); done
-PORT=$(jq -r '.addr | split(":")[1]' "$WORK/site.json")
+start_site "$BIN" "$WORK" "$PAGES" "$PADDING" "$LINKS"
 PAGE_BYTES=$(curl -s --resolve "site.test:$PORT:$IP" "${ROOT}p/1" | wc -c)
 say "site $ROOT: $REACHABLE reachable pages of about $PAGE_BYTES bytes, up to $LINKS links each"
 

@@ -11,6 +11,7 @@
 set -euo pipefail
 
 cd "$(dirname "$0")/../.."
+. tests/bench/site.sh
 : "${CARGO_TARGET_DIR:?CARGO_TARGET_DIR is not set: run make profile-crawl}"
 PAGES=${BENCH_PAGES:-20000}
 PADDING=${BENCH_PADDING:-12000}
@@ -41,19 +42,7 @@ cleanup() {
 }
 trap cleanup EXIT
 
-"$BIN/testsite" --pages "$PAGES" --padding "$PADDING" --max-links "$LINKS" >"$WORK/site.json" 2>"$WORK/site.log" &
-SITE_PID=$!
-for _ in $(seq 600); do
-  [ -s "$WORK/site.json" ] && break
-  kill -0 "$SITE_PID" 2>/dev/null || die "testsite exited: $(cat "$WORK/site.log")"
-  sleep 0.1
-done
-[ -s "$WORK/site.json" ] || die "testsite did not start within 60 s"
-ROOT=$(jq -r .root "$WORK/site.json")
-REACHABLE=$(jq -r .reachable "$WORK/site.json")
-IP=$(jq -r '.addr | split(":")[0]' "$WORK/site.json")
-RESOLVE=()
-for host in $(jq -r '.hosts[]' "$WORK/site.json"); do RESOLVE+=(--resolve "$host=$IP"); done
+start_site "$BIN" "$WORK" "$PAGES" "$PADDING" "$LINKS"
 
 say "crawling $REACHABLE pages of $ROOT under perf record"
 /usr/bin/time -f '%e %U %S %M' -o "$WORK/time" \
