@@ -10,7 +10,8 @@ use kubecrawl_api::PageRecord;
 use kubecrawl_e2e::records::take_json_lines;
 use kubecrawl_e2e::site::{SiteConfig, TestSite};
 use kubecrawl_worker::args::{Cli, Command};
-use kubecrawl_worker::spider::Registry;
+use kubecrawl_worker::spider::{Output, Registry, Response, Spider};
+use kubecrawl_worker::spiders::link::LinkSpider;
 use kubecrawl_worker::standalone::{CrawlSummary, crawl};
 use regex::Regex;
 use tokio_util::sync::CancellationToken;
@@ -29,6 +30,17 @@ async fn run(
     name: &str,
     seed: &str,
     args: &[&str],
+) -> (CrawlSummary, Vec<PageRecord>) {
+    run_with(site, name, seed, args, &Registry::builtin()).await
+}
+
+/// [`run`] with the spiders of `registry`.
+async fn run_with(
+    site: &TestSite,
+    name: &str,
+    seed: &str,
+    args: &[&str],
+    registry: &Registry,
 ) -> (CrawlSummary, Vec<PageRecord>) {
     let out = output_path(name);
     let mut argv: Vec<String> = [
@@ -51,13 +63,10 @@ async fn run(
     let Command::Crawl(args) = cli.command else {
         panic!("a crawl command")
     };
-    let summary = tokio::time::timeout(
-        DEADLINE,
-        crawl(args, &Registry::builtin(), CancellationToken::new()),
-    )
-    .await
-    .expect("the crawl hung")
-    .expect("the crawl runs");
+    let summary = tokio::time::timeout(DEADLINE, crawl(args, registry, CancellationToken::new()))
+        .await
+        .expect("the crawl hung")
+        .expect("the crawl runs");
     let records = take_json_lines(&out).expect("every line of the output is a page record");
     (summary, records)
 }
@@ -442,4 +451,56 @@ async fn a_refused_destination_is_recorded_at_once_not_after_robots_retries() {
     );
     assert_eq!(site.total_hits(), 0, "the guard let a request through");
     println!("refused in {:?}", started.elapsed());
+}
+
+/// A `link` spider that panics on every page but the seed.
+struct PanicsButOnSeed {
+    seed: String,
+}
+
+impl Spider for PanicsButOnSeed {
+    fn name(&self) -> &str {
+        "link"
+    }
+
+    fn parse(&self, response: &Response) -> Vec<Output> {
+        assert!(response.request.url == self.seed, "this spider fails here");
+        LinkSpider.parse(response)
+    }
+}
+
+/// A spider that panics costs the page it panicked on, never the worker or the crawl: the
+/// lease is acknowledged as `spider_panicked` and the crawl ends. Small pages are parsed in
+/// the lease's task, pages over 128 KiB on a blocking thread; both catch the panic.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_panicking_spider_costs_its_page_not_the_crawl() {
+    for (name, padding) in [("panic-small", 0), ("panic-large", 140_000)] {
+        let site = TestSite::start(SiteConfig::default().with_pages(30).with_padding(padding))
+            .await
+            .expect("site starts");
+        let seed = site.root();
+        let registry = Registry::builtin().with(PanicsButOnSeed { seed: seed.clone() });
+        let (summary, records) = run_with(
+            &site,
+            name,
+            &seed,
+            &["--maxdepth", "1", "--allowed-domain", "site.test"],
+            &registry,
+        )
+        .await;
+        assert_eq!(urls(&records), BTreeSet::from([seed.clone()]), "{name}");
+        assert!(
+            padding == 0 || records[0].body.len() > 128 * 1024,
+            "{name}: the page is large: {} bytes",
+            records[0].body.len()
+        );
+        let panicked = summary.outcomes.get("spider_panicked").copied();
+        assert!(panicked.unwrap_or(0) >= 1, "{name}: {summary:?}");
+        assert_eq!(
+            summary.stats.pages,
+            1 + panicked.unwrap_or(0),
+            "{name}: every page that panicked is counted as fetched: {summary:?}"
+        );
+        assert!(!summary.interrupted, "{name}");
+    }
 }
