@@ -8,6 +8,8 @@
 //! of it is undecodable bytes or control characters (a few stray bytes become U+FFFD, as in a
 //! browser, and the page stays text).
 
+use std::borrow::Cow;
+
 use encoding_rs::{Encoding, UTF_8, WINDOWS_1252};
 
 /// Above this share (in percent) of undecodable bytes and control characters, a text-typed
@@ -65,23 +67,31 @@ pub fn decode(body: &[u8], content_type: Option<&str>) -> Decoded {
     if !is_textual(&media) {
         return Decoded::Binary;
     }
-    let (encoding, bom_len) = match Encoding::for_bom(body) {
-        Some((enc, len)) => (enc, len),
-        None => {
-            let declared = content_type
+    // A byte-order mark, then a declared charset; unlabelled bytes are UTF-8 when they are
+    // valid UTF-8, windows-1252 otherwise.
+    let (labelled, bom_len) = match Encoding::for_bom(body) {
+        Some((enc, len)) => (Some(enc), len),
+        None => (
+            content_type
                 .and_then(charset_param)
-                .or_else(|| is_html(&media).then(|| meta_charset(body)).flatten());
-            let enc = declared.unwrap_or_else(|| {
-                if std::str::from_utf8(body).is_ok() {
-                    UTF_8
-                } else {
-                    WINDOWS_1252
-                }
-            });
-            (enc, 0)
-        }
+                .or_else(|| is_html(&media).then(|| meta_charset(body)).flatten()),
+            0,
+        ),
     };
-    let (text, _) = encoding.decode_without_bom_handling(&body[bom_len..]);
+    let bytes = &body[bom_len..];
+    let (encoding, text) = match labelled {
+        Some(enc) if enc != UTF_8 => (enc, enc.decode_without_bom_handling(bytes).0),
+        // UTF-8 is checked once: valid bytes are the text as they are.
+        _ => match std::str::from_utf8(bytes) {
+            Ok(text) => (UTF_8, Cow::Borrowed(text)),
+            // Declared UTF-8 with stray bytes: those become U+FFFD.
+            Err(_) if labelled.is_some() => (UTF_8, UTF_8.decode_without_bom_handling(bytes).0),
+            Err(_) => (
+                WINDOWS_1252,
+                WINDOWS_1252.decode_without_bom_handling(bytes).0,
+            ),
+        },
+    };
     // A few bad bytes in a real page are decoded to U+FFFD, as browsers do; a body with many
     // undecodable bytes or control characters is binary content under a text type.
     let (chars, bad) = count_chars(&text);
@@ -96,17 +106,30 @@ pub fn decode(body: &[u8], content_type: Option<&str>) -> Decoded {
 
 /// How many characters `text` has, and how many of them are binary (the replacement character,
 /// and control characters other than tab, line feed, form feed and carriage return):
-/// byte counts the compiler vectorises, instead of decoding every character twice (this runs
-/// on every page).
+/// byte counts in one pass the compiler vectorises, instead of decoding every character twice
+/// (this runs on every page).
 fn count_chars(text: &str) -> (usize, usize) {
     let bytes = text.as_bytes();
-    // Every byte but a continuation byte (10xxxxxx) starts a character.
-    let chars = bytes.len() - bytes.iter().filter(|&&b| b & 0xC0 == 0x80).count();
-    // C0 controls but tab, line feed, form feed and carriage return; DEL.
-    let mut bad = bytes
-        .iter()
-        .filter(|&&b| (b < 0x20 && !matches!(b, b'\t' | b'\n' | 0x0C | b'\r')) || b == 0x7F)
-        .count();
+    let (mut continuation, mut control) = (0usize, 0usize);
+    // Per chunk of at most 255 bytes, byte-wide counters cannot overflow and add up 16 or 32
+    // bytes per instruction.
+    for chunk in bytes.chunks(255) {
+        let (mut cont, mut ctrl, mut space) = (0u8, 0u8, 0u8);
+        for &b in chunk {
+            // Every byte but a continuation byte (10xxxxxx) starts a character.
+            cont += u8::from(b & 0xC0 == 0x80);
+            // C0 controls and DEL...
+            ctrl += u8::from(b < 0x20) + u8::from(b == 0x7F);
+            // ...but tab, line feed, form feed and carriage return.
+            space += u8::from(b == b'\t')
+                + u8::from(b == b'\n')
+                + u8::from(b == 0x0C)
+                + u8::from(b == b'\r');
+        }
+        continuation += usize::from(cont);
+        control += usize::from(ctrl - space);
+    }
+    let mut bad = control;
     // C1 controls, U+0080..U+009F: C2 80..C2 9F.
     if bytes.contains(&0xC2) {
         bad += bytes
@@ -121,7 +144,7 @@ fn count_chars(text: &str) -> (usize, usize) {
             .filter(|w| *w == [0xEF, 0xBF, 0xBD])
             .count();
     }
-    (chars, bad)
+    (bytes.len() - continuation, bad)
 }
 
 fn charset_param(content_type: &str) -> Option<&'static Encoding> {
