@@ -82,7 +82,10 @@ async fn run(url: &str) -> serde_json::Value {
     println!("machine load before: {}", loadavg.trim());
 
     let (queued, seen) = memory(&frontier, &mut admin).await;
-    let (pages_per_s, round_trips, client_trips) = throughput(&frontier, &mut admin, url).await;
+    let (pages_per_s, round_trips, client_trips) =
+        throughput(&frontier, &mut admin, url, Acks::Batched).await;
+    let (one_by_one_pages_per_s, one_by_one_round_trips, _) =
+        throughput(&frontier, &mut admin, url, Acks::OneByOne).await;
 
     cleanup(&mut admin, &prefix).await;
     let loadavg = std::fs::read_to_string("/proc/loadavg").unwrap_or_default();
@@ -91,6 +94,8 @@ async fn run(url: &str) -> serde_json::Value {
         "pages_per_s": pages_per_s.round(),
         "round_trips_per_page": (round_trips * 1000.0).round() / 1000.0,
         "client_round_trips_per_page": (client_trips * 1000.0).round() / 1000.0,
+        "one_by_one_pages_per_s": one_by_one_pages_per_s.round(),
+        "one_by_one_round_trips_per_page": (one_by_one_round_trips * 1000.0).round() / 1000.0,
         "bytes_per_queued_request": queued.round(),
         "bytes_per_seen_url": seen.round(),
     })
@@ -124,6 +129,15 @@ async fn redis_cpu(admin: &mut redis::aio::MultiplexedConnection) -> f64 {
 }
 
 async fn client_calls(admin: &mut redis::aio::MultiplexedConnection) -> u64 {
+    let calls = command_calls(admin).await;
+    CLIENT_COMMANDS
+        .iter()
+        .map(|c| calls.get(*c).copied().unwrap_or(0))
+        .sum()
+}
+
+/// Calls per command so far (`INFO commandstats`), commands run inside scripts included.
+async fn command_calls(admin: &mut redis::aio::MultiplexedConnection) -> HashMap<String, u64> {
     let info: String = redis::cmd("INFO")
         .arg("commandstats")
         .query_async(admin)
@@ -144,10 +158,29 @@ async fn client_calls(admin: &mut redis::aio::MultiplexedConnection) -> u64 {
             .unwrap_or(0);
         calls.insert(name.to_owned(), n);
     }
-    CLIENT_COMMANDS
+    calls
+}
+
+/// The commands Redis ran per page between two `command_calls`, most first: where its time
+/// goes, since each command a script runs costs about a microsecond.
+fn per_page(before: &HashMap<String, u64>, after: &HashMap<String, u64>, pages: usize) -> String {
+    let mut delta: Vec<(&String, u64)> = after
         .iter()
-        .map(|c| calls.get(*c).copied().unwrap_or(0))
-        .sum()
+        .map(|(name, n)| (name, n - before.get(name).copied().unwrap_or(0)))
+        .filter(|(_, n)| *n > 0)
+        .collect();
+    delta.sort_by(|a, b| b.1.cmp(&a.1).then(a.0.cmp(b.0)));
+    let total: u64 = delta.iter().map(|(_, n)| n).sum();
+    let top: Vec<String> = delta
+        .iter()
+        .take(10)
+        .map(|(name, n)| format!("{name} {:.2}", *n as f64 / pages as f64))
+        .collect();
+    format!(
+        "{:.1} commands per page ({})",
+        total as f64 / pages as f64,
+        top.join(", ")
+    )
 }
 
 /// Queues 100,000 requests, drains them, and reads what each phase holds.
@@ -211,11 +244,21 @@ async fn memory(
     (queued, seen)
 }
 
+/// How the bench's tasks acknowledge what they leased.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Acks {
+    /// A lease batch in one `complete_many` call, as the worker's acknowledger sends them.
+    Batched,
+    /// One `complete` call per page.
+    OneByOne,
+}
+
 /// Lease + complete with 10 children per page, from concurrent tasks.
 async fn throughput(
     frontier: &RedisFrontier,
     admin: &mut redis::aio::MultiplexedConnection,
     redis_url: &str,
+    acks: Acks,
 ) -> (f64, f64, f64) {
     let mut clients = vec![frontier.clone()];
     for _ in 1..CONNECTIONS {
@@ -225,7 +268,7 @@ async fn throughput(
                 .expect("connects to REDIS_URL"),
         );
     }
-    let j = job("throughput");
+    let j = job(&format!("throughput-{acks:?}"));
     frontier
         .register(&j, &JobPolicy::unlimited())
         .await
@@ -236,6 +279,7 @@ async fn throughput(
     frontier.seed(&j, &seeds).await.expect("seeds");
     let cpu0 = redis_cpu(admin).await;
     let calls0 = client_calls(admin).await;
+    let commands0 = command_calls(admin).await;
     let client0: u64 = clients.iter().map(RedisFrontier::round_trips).sum();
     let started = Instant::now();
     let done = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
@@ -255,6 +299,7 @@ async fn throughput(
                     tokio::task::yield_now().await;
                     continue;
                 }
+                let mut batch = Vec::with_capacity(leases.len());
                 for lease in leases {
                     let children = (0..CHILDREN)
                         .map(|c| {
@@ -264,13 +309,21 @@ async fn throughput(
                                 .child(url(domain, (t * 10_000_000) + n * CHILDREN + c + 1))
                         })
                         .collect();
-                    frontier
-                        .complete(&lease, Outcome::status(200, 1000).with_children(children))
-                        .await
-                        .expect("completes");
                     n += 1;
-                    done.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                    batch.push((lease, Outcome::status(200, 1000).with_children(children)));
                 }
+                let pages = batch.len();
+                match acks {
+                    Acks::Batched => {
+                        frontier.complete_many(&batch).await.expect("completes");
+                    }
+                    Acks::OneByOne => {
+                        for (lease, outcome) in batch {
+                            frontier.complete(&lease, outcome).await.expect("completes");
+                        }
+                    }
+                }
+                done.fetch_add(pages, std::sync::atomic::Ordering::Relaxed);
             }
         });
     }
@@ -278,21 +331,28 @@ async fn throughput(
     let elapsed = started.elapsed();
     let pages = done.load(std::sync::atomic::Ordering::Relaxed);
     let calls = client_calls(admin).await - calls0;
+    let commands = per_page(&commands0, &command_calls(admin).await, pages);
     let client_trips = clients.iter().map(RedisFrontier::round_trips).sum::<u64>() - client0;
     let cpu = redis_cpu(admin).await - cpu0;
     let pages_per_s = pages as f64 / elapsed.as_secs_f64();
     println!(
-        "throughput: {pages} pages with {CHILDREN} children each in {elapsed:?} = \
+        "throughput ({acks:?} acknowledgements): {pages} pages with {CHILDREN} children each in {elapsed:?} = \
          {pages_per_s:.0} pages/s; {calls} script calls seen by Redis, {client_trips} sent by \
          the client; Redis used {cpu:.1} s of CPU ({:.0}% of one core)",
         100.0 * cpu / elapsed.as_secs_f64()
     );
+    println!("throughput ({acks:?} acknowledgements): Redis ran {commands}");
     let stats = frontier
         .job_stats(&j)
         .await
         .expect("reads")
         .expect("registered");
     assert_eq!(stats.pages, pages as u64, "every page counted once");
+    // The next run leases from the same spider: nothing of this job may be left in it.
+    assert!(
+        frontier.purge(&j).await.expect("purges"),
+        "the job is registered"
+    );
     (
         pages_per_s,
         calls as f64 / pages as f64,

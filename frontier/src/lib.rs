@@ -228,6 +228,21 @@ pub trait Frontier: Send + Sync {
     /// resume, children dropped); see [`Completion`] for every case.
     async fn complete(&self, lease: &Lease, outcome: Outcome) -> Result<Completion>;
 
+    /// Acknowledges several leases, as [`Frontier::complete`] would one after the other, and
+    /// answers each, in order. The Redis frontier does it in one script call per spider of the
+    /// batch, so a worker that batches its acknowledgements pays one round trip and one
+    /// script's overhead for many pages.
+    ///
+    /// An error answers the whole batch: as with `complete`, the caller cannot tell whether
+    /// it was applied, and a lease that was not acknowledged expires and is leased again.
+    async fn complete_many(&self, acks: &[(Lease, Outcome)]) -> Result<Vec<Completion>> {
+        let mut done = Vec::with_capacity(acks.len());
+        for (lease, outcome) in acks {
+            done.push(self.complete(lease, outcome.clone()).await?);
+        }
+        Ok(done)
+    }
+
     /// Gives up on this attempt and schedules the request again after an exponential
     /// backoff (or `retry.not_before`, if later), or gives up for good after
     /// [`FrontierConfig::max_retries`] and counts an error.

@@ -186,6 +186,47 @@ impl RedisFrontier {
             .map_err(|source| Error::Redis { op, source })
     }
 
+    /// Acknowledges leases of one spider in one script call (`complete.lua`); answers each in
+    /// order.
+    async fn complete_batch(&self, acks: &[(&Lease, &Outcome)]) -> Result<Vec<Completion>> {
+        let Some((first, _)) = acks.first() else {
+            return Ok(Vec::new());
+        };
+        let base = self.base(&first.id.spiderid)?;
+        let mut inv = self.inner.scripts.complete.prepare_invoke();
+        inv.key(&base).arg(acks.len());
+        let mut filtered = Vec::with_capacity(acks.len());
+        for (lease, outcome) in acks {
+            if lease.id.spiderid != first.id.spiderid {
+                return Err(Error::Reply {
+                    op: "complete",
+                    detail: "one batch holds leases of two spiders".to_owned(),
+                });
+            }
+            let mut children = Vec::with_capacity(outcome.children.len());
+            let mut rejected = 0;
+            if !outcome.children.is_empty() {
+                let filter = self.filter(&lease.id, &lease.job).await?;
+                for child in &outcome.children {
+                    match filter.check(child) {
+                        Ok(prepared) => children.push(prepared),
+                        Err(_) => rejected += 1,
+                    }
+                }
+            }
+            filtered.push(rejected);
+            inv.arg(&lease.id.token)
+                .arg(outcome.status.map(|s| s.to_string()).unwrap_or_default())
+                .arg(outcome.bytes)
+                .arg(outcome.items)
+                .arg(outcome.step.unwrap_or(lease.request.depth))
+                .arg(children.len());
+            push_requests(&mut inv, &children)?;
+        }
+        let reply = Reply::new("complete", self.run("complete", &inv).await?)?;
+        reply.completions(&filtered)
+    }
+
     /// The compiled filter of a job, from the cache or from Redis.
     async fn filter(&self, id: &LeaseId, job: &JobRef) -> Result<Arc<LinkFilter>> {
         let key = (id.spiderid.clone(), id.job);
@@ -322,43 +363,21 @@ impl Frontier for RedisFrontier {
     }
 
     async fn complete(&self, lease: &Lease, outcome: Outcome) -> Result<Completion> {
-        let base = self.base(&lease.id.spiderid)?;
-        let mut admission = Admission::default();
-        let mut children = Vec::with_capacity(outcome.children.len());
-        if !outcome.children.is_empty() {
-            let filter = self.filter(&lease.id, &lease.job).await?;
-            for child in &outcome.children {
-                match filter.check(child) {
-                    Ok(prepared) => children.push(prepared),
-                    Err(_) => admission.filtered += 1,
-                }
-            }
+        let mut done = self.complete_batch(&[(lease, &outcome)]).await?;
+        done.pop().ok_or_else(|| Error::Reply {
+            op: "complete",
+            detail: "no answer for the lease".to_owned(),
+        })
+    }
+
+    async fn complete_many(&self, acks: &[(Lease, Outcome)]) -> Result<Vec<Completion>> {
+        let mut done = Vec::with_capacity(acks.len());
+        // One script call per run of leases of one spider (one hash slot).
+        for group in acks.chunk_by(|a, b| a.0.id.spiderid == b.0.id.spiderid) {
+            let group: Vec<(&Lease, &Outcome)> = group.iter().map(|(l, o)| (l, o)).collect();
+            done.extend(self.complete_batch(&group).await?);
         }
-        let step = outcome.step.unwrap_or(lease.request.depth);
-        let mut inv = self.inner.scripts.complete.prepare_invoke();
-        inv.key(&base)
-            .arg(&lease.id.token)
-            .arg(outcome.status.map(|s| s.to_string()).unwrap_or_default())
-            .arg(outcome.bytes)
-            .arg(outcome.items)
-            .arg(step)
-            .arg(children.len());
-        push_requests(&mut inv, &children)?;
-        let reply = Reply::new("complete", self.run("complete", &inv).await?)?;
-        match reply.tag() {
-            Some("acked") => {
-                admission.admitted = reply.u64_at(1)?;
-                admission.duplicates = reply.u64_at(2)?;
-                admission.over_budget = reply.u64_at(3)?;
-                admission.refused = reply.u64_at(4)?;
-                admission.blacklisted = reply.u64_at(5)?;
-                Ok(Completion::Acked(admission))
-            }
-            Some("parked") => Ok(Completion::Parked),
-            Some("gone") => Ok(Completion::JobGone),
-            Some("stale") => Ok(Completion::Stale),
-            _ => Err(reply.unexpected()),
-        }
+        Ok(done)
     }
 
     async fn retry(&self, lease: &Lease, retry: RetryRequest) -> Result<RetryOutcome> {

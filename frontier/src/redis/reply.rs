@@ -9,10 +9,12 @@ use redis::Value;
 use crate::clock::micros_system;
 use crate::lease::{Lease, LeaseId};
 use crate::stats::{SpiderStats, Window};
-use crate::{Error, JobPolicy, JobStats, Result};
+use crate::{Admission, Completion, Error, JobPolicy, JobStats, Result};
 
 /// Fields per lease in a lease reply.
 const LEASE_FIELDS: usize = 4;
+/// Fields per lease in a complete reply: the tag and five counts.
+const COMPLETION_FIELDS: usize = 6;
 
 /// One page of a backlog read.
 #[derive(Debug)]
@@ -131,6 +133,33 @@ impl Reply {
     }
 
     /// A lease reply: now, deadline, reclaimed, then [`LEASE_FIELDS`] per lease.
+    /// The answers of `complete.lua`, one per lease; `filtered[i]` is how many children of
+    /// lease `i` the client's filter refused.
+    pub(crate) fn completions(&self, filtered: &[u64]) -> Result<Vec<Completion>> {
+        let items = self.items()?;
+        if items.len() != filtered.len() * COMPLETION_FIELDS {
+            return Err(self.unexpected());
+        }
+        items
+            .chunks_exact(COMPLETION_FIELDS)
+            .zip(filtered)
+            .map(|(f, &filtered)| match f[0].as_str() {
+                "acked" => Ok(Completion::Acked(Admission {
+                    admitted: self.number(&f[1])?,
+                    duplicates: self.number(&f[2])?,
+                    over_budget: self.number(&f[3])?,
+                    refused: self.number(&f[4])?,
+                    blacklisted: self.number(&f[5])?,
+                    filtered,
+                })),
+                "parked" => Ok(Completion::Parked),
+                "gone" => Ok(Completion::JobGone),
+                "stale" => Ok(Completion::Stale),
+                _ => Err(self.unexpected()),
+            })
+            .collect()
+    }
+
     pub(crate) fn leases(&self, spiderid: &str) -> Result<Vec<Lease>> {
         let items = self.items()?;
         if items.len() < 3 || (items.len() - 3) % LEASE_FIELDS != 0 {

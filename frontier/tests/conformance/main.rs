@@ -42,6 +42,7 @@ conformance!(
     suite::priority_across_domains_then_fifo,
     suite::politeness_spaces_dispatches_per_domain,
     suite::complete_filters_children_and_accounts,
+    suite::a_batch_of_acknowledgements_is_the_same_as_one_by_one,
     suite::budgets_cap_admissions,
     suite::expired_leases_come_back_once,
     suite::extended_leases_outlive_their_first_deadline,

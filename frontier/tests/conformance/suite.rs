@@ -312,6 +312,102 @@ pub(crate) async fn complete_filters_children_and_accounts<H: Harness>(h: &H) {
     assert!(s.finished(), "{s:?}");
 }
 
+/// A batch of acknowledgements answers each lease as separate calls would, in order: a child
+/// two pages of the batch share is admitted once, a lease already acknowledged is stale, a
+/// suspended job's lease is parked, and the counters add up.
+pub(crate) async fn a_batch_of_acknowledgements_is_the_same_as_one_by_one<H: Harness>(h: &H) {
+    let j = registered(h, "batch", &delay_policy(0)).await;
+    let parked = registered(h, "batch-parked", &delay_policy(0)).await;
+    let seeds = [
+        req("http://b1.test/", 5),
+        req("http://b2.test/", 4),
+        req("http://b3.test/", 3),
+    ];
+    h.frontier().seed(&j, &seeds).await.expect("seeds");
+    h.frontier()
+        .seed(&parked, &[req("http://p.test/", 1)])
+        .await
+        .expect("seeds");
+    let leases = h.frontier().lease(SPIDER, 4, LONG).await.expect("leases");
+    let by_url = |url: &str| {
+        leases
+            .iter()
+            .find(|l| l.request.url == url)
+            .unwrap_or_else(|| panic!("{url} leased: {leases:?}"))
+            .clone()
+    };
+    let (b1, b2, b3, p) = (
+        by_url("http://b1.test/"),
+        by_url("http://b2.test/"),
+        by_url("http://b3.test/"),
+        by_url("http://p.test/"),
+    );
+    ack(h, &b3, Outcome::status(200, 10)).await;
+    assert!(h.frontier().suspend(&parked).await.expect("suspends"));
+    let children = |lease: &Lease, urls: &[&str]| -> Vec<CrawlRequest> {
+        urls.iter().map(|u| lease.request.child(*u)).collect()
+    };
+    let batch = vec![
+        (
+            b1.clone(),
+            Outcome::status(200, 100)
+                .with_items(1)
+                .with_children(children(
+                    &b1,
+                    &[
+                        "http://x.test/shared",
+                        "http://x.test/one",
+                        "mailto:a@b.test",
+                    ],
+                )),
+        ),
+        (
+            b2.clone(),
+            Outcome::status(404, 20).with_children(children(
+                &b2,
+                &["http://x.test/shared", "http://x.test/two"],
+            )),
+        ),
+        (b3.clone(), Outcome::status(200, 10)),
+        (p.clone(), Outcome::status(200, 30)),
+    ];
+    let done = h.frontier().complete_many(&batch).await.expect("completes");
+    let admissions: Vec<_> = done
+        .iter()
+        .map(|c| match c {
+            Completion::Acked(a) => Some((a.admitted, a.duplicates, a.filtered)),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(
+        admissions,
+        [Some((2, 0, 1)), Some((1, 1, 0)), None, None],
+        "{done:?}"
+    );
+    assert_eq!(done[2], Completion::Stale, "{done:?}");
+    assert_eq!(done[3], Completion::Parked, "{done:?}");
+    let s = stats(h, &j).await;
+    assert_eq!(
+        (s.pages, s.items, s.bytes, s.queued, s.in_flight, s.admitted),
+        (3, 1, 130, 3, 0, 6),
+        "{s:?}"
+    );
+    assert_eq!(
+        (s.status_codes.get(&200), s.status_codes.get(&404)),
+        (Some(&2), Some(&1)),
+        "{s:?}"
+    );
+    let p_stats = stats(h, &parked).await;
+    assert_eq!(
+        (p_stats.queued, p_stats.in_flight, p_stats.pages),
+        (1, 0, 0)
+    );
+    assert_eq!(
+        h.frontier().complete_many(&[]).await.expect("completes"),
+        Vec::<Completion>::new()
+    );
+}
+
 pub(crate) async fn budgets_cap_admissions<H: Harness>(h: &H) {
     let policy = JobPolicy {
         max_pages: Some(5),

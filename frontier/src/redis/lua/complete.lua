@@ -1,38 +1,72 @@
--- complete: ARGV = lease (the deadlines member), status ('' for none), bytes, items, step, child count, then
--- (domain, priority, fingerprint, record) per child.
--- Returns {'acked', admitted, duplicates, over budget, refused, blacklisted} | {'parked'} | {'gone'}
--- | {'stale'}.
+-- complete: acknowledges one lease or several at once (the worker batches them).
+-- ARGV = lease count, then per lease: the lease (the deadlines member), status ('' for none),
+-- bytes, items, step, child count, then (domain, priority, fingerprint, record) per child.
+-- Returns six strings per lease, in order: 'acked', admitted, duplicates, over budget, refused,
+-- blacklisted | 'parked' | 'gone' | 'stale' (then five '0').
+-- The leases are handled one after the other, as if acknowledged by separate calls: a child two
+-- of them share is admitted once. Job counters are written back once for the whole batch.
 local now = now_us()
-if redis.call('ZREM', K_DEADLINES, ARGV[1]) == 0 then return { 'stale' } end
-local payload = lease_payload(ARGV[1]) or ''
-local j = parse_payload(payload)
-if not j then return { 'gone' } end
-local status = ARGV[2]
-local c = job(j, now, status ~= '' and ('c' .. status) or nil)
-if c.state == 'gone' then return { 'gone' } end
-if c.state == 'susp' then
-  requeue_front(payload, now)
-  flush_jobs()
-  return { 'parked' }
+local ZERO = { '0', '0', '0', '0', '0' }
+-- Sequence numbers for every child of the batch, reserved at once; a refused child leaves a
+-- gap, which orders nothing differently.
+local leases, children = tonumber(ARGV[1]), 0
+do
+  local at = 2
+  for _ = 1, leases do
+    local n = tonumber(ARGV[at + 5])
+    children = children + n
+    at = at + 6 + 4 * n
+  end
 end
-bump(c, 'f', -1)
-if status == '' then
-  bump(c, 'er', 1)
-else
-  bump(c, 'pg', 1)
-  bump(c, 'c' .. status, 1)
+local seq = children > 0 and redis.call('INCRBY', K_SEQ, children) - children or 0
+-- The spider's rolling counts per status label, written once per label.
+local labels = {}
+
+-- The lease whose fields start at ARGV[at]; returns its tag and counts.
+local function complete_one(at)
+  if redis.call('ZREM', K_DEADLINES, ARGV[at]) == 0 then return 'stale', ZERO end
+  local payload = lease_payload(ARGV[at]) or ''
+  local j = parse_payload(payload)
+  if not j then return 'gone', ZERO end
+  local status = ARGV[at + 1]
+  local c = job(j, now, status ~= '' and ('c' .. status) or nil)
+  if c.state == 'gone' then return 'gone', ZERO end
+  if c.state == 'susp' then
+    requeue_front(payload, now)
+    return 'parked', ZERO
+  end
+  bump(c, 'f', -1)
+  if status == '' then
+    bump(c, 'er', 1)
+  else
+    bump(c, 'pg', 1)
+    bump(c, 'c' .. status, 1)
+  end
+  bump(c, 'by', tonumber(ARGV[at + 2]))
+  bump(c, 'it', tonumber(ARGV[at + 3]))
+  local step = tonumber(ARGV[at + 4])
+  if step > c.n.stp then set(c, 'stp', step) end
+  local label = status == '' and 'error' or status
+  labels[label] = (labels[label] or 0) + 1
+  local n = tonumber(ARGV[at + 5])
+  local a, du, o, r, bl = 0, 0, 0, 0, 0
+  if c.state == 'run' then
+    a, du, o, bl = enqueue_all(j, c, at + 6, n, seq)
+    seq = seq + n
+  else
+    r = n
+  end
+  return 'acked', { n2s(a), n2s(du), n2s(o), n2s(r), n2s(bl) }
 end
-bump(c, 'by', tonumber(ARGV[3]))
-bump(c, 'it', tonumber(ARGV[4]))
-local step = tonumber(ARGV[5])
-if step > c.n.stp then set(c, 'stp', step) end
-if status == '' then spider_count('error', now) else spider_count(status, now) end
-local n = tonumber(ARGV[6])
-local a, du, o, r, bl = 0, 0, 0, 0, 0
-if c.state == 'run' then
-  a, du, o, bl = enqueue_all(j, c, 7, n)
-else
-  r = n
+
+local out = {}
+local at = 2
+for _ = 1, leases do
+  local tag, counts = complete_one(at)
+  out[#out + 1] = tag
+  for k = 1, 5 do out[#out + 1] = counts[k] end
+  at = at + 6 + 4 * tonumber(ARGV[at + 5])
 end
+for label, n in pairs(labels) do spider_count(label, now, n) end
 flush_jobs()
-return { 'acked', n2s(a), n2s(du), n2s(o), n2s(r), n2s(bl) }
+return out
