@@ -57,6 +57,7 @@ use crate::robots::RobotsCache;
 use crate::sink::Sink;
 use crate::spider::Spider;
 
+mod acks;
 mod outcome;
 mod stages;
 
@@ -84,6 +85,10 @@ pub struct WorkerConfig {
     pub per_host_concurrency: usize,
     /// The most requests asked for in one lease call.
     pub lease_batch: usize,
+    /// The most acknowledgements sent in one call (those ready at the same time; nothing
+    /// waits to fill a batch). 0 or 1: each lease task acknowledges on its own, which suits
+    /// the in-memory frontier, where a call costs no round trip.
+    pub ack_batch: usize,
     /// How long a lease holds its request.
     pub lease_duration: Duration,
     /// Retries of a transient failure before the last answer is taken as final. Must match
@@ -113,6 +118,7 @@ impl Default for WorkerConfig {
             concurrency: 64,
             per_host_concurrency: 16,
             lease_batch: 32,
+            ack_batch: 64,
             lease_duration: Duration::from_secs(120),
             max_retries: 3,
             idle_poll: Duration::from_secs(1),
@@ -165,6 +171,8 @@ pub struct Worker {
     sink: Arc<dyn Sink>,
     metrics: Metrics,
     config: WorkerConfig,
+    /// The batching acknowledger, when `config.ack_batch` > 1; started by [`Worker::run`].
+    acks: Option<acks::Acks>,
     jobs: Mutex<HashMap<JobRef, Arc<JobContext>>>,
     hosts: Mutex<HashMap<String, Arc<Semaphore>>>,
     leased: Mutex<HashMap<String, Lease>>,
@@ -191,7 +199,12 @@ impl Worker {
         metrics: Metrics,
         config: WorkerConfig,
     ) -> Self {
+        // Batches need a task of their own; without a runtime (never, in the binaries) each
+        // lease task acknowledges on its own.
+        let acks = (config.ack_batch > 1 && tokio::runtime::Handle::try_current().is_ok())
+            .then(|| acks::Acks::start(frontier.clone(), config.ack_batch));
         Self {
+            acks,
             frontier,
             fetcher,
             robots,

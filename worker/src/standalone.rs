@@ -220,6 +220,8 @@ fn worker_config(args: &CrawlArgs, job: &JobRef, config: &FrontierConfig) -> Wor
         concurrency: args.fetch.concurrency,
         per_host_concurrency: args.fetch.per_host_concurrency,
         lease_batch: args.fetch.concurrency.min(64),
+        // The in-memory frontier answers at once: batching would only add a hand-off.
+        ack_batch: if args.redis.is_some() { 64 } else { 1 },
         lease_duration: Duration::from_secs(120),
         max_retries: config.max_retries,
         robots_retry: args.fetch.robots_retry,

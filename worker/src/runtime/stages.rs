@@ -366,13 +366,21 @@ impl Worker {
 
     /// Acknowledges the lease; `done` names the outcome when the frontier counted it.
     async fn ack(&self, lease: &Lease, outcome: Outcome, done: LeaseOutcome) -> LeaseOutcome {
-        match self.frontier.complete(lease, outcome).await {
+        let completion = match &self.acks {
+            Some(acks) => acks.complete(lease, outcome).await,
+            None => self
+                .frontier
+                .complete(lease, outcome)
+                .await
+                .map_err(|e| format_chain(&e)),
+        };
+        match completion {
             Ok(Completion::Acked(_)) => done,
             Ok(Completion::Parked) => LeaseOutcome::Parked,
             Ok(Completion::JobGone) => LeaseOutcome::JobGone,
             Ok(Completion::Stale) => LeaseOutcome::Stale,
             Err(e) => {
-                tracing::warn!(error = %format_chain(&e), "acknowledging failed; the lease will expire");
+                tracing::warn!(error = %e, "acknowledging failed; the lease will expire");
                 LeaseOutcome::AckFailed
             }
         }
