@@ -11,6 +11,10 @@
 #   the real Kafka (KAFKA_BROKERS), each lease acknowledged only after Kafka confirmed its
 #   record: `kubecrawl-worker crawl --redis --kafka`, pages over wall time.
 # - pages, site_cpu_s (the site's CPU during the standalone crawl), distributed_cpu_s_per_1000_pages.
+# - redis_cpu_s_per_1000_pages and kafka_cpu_s_per_1000_pages: the Redis server's (INFO cpu)
+#   and the test environment's Kafka broker's CPU during the distributed crawl, per 1000 pages
+#   (null for a broker this script cannot see): what the distributed path costs beside the
+#   worker, on the same cores.
 #
 # Both crawls must find the site's whole ground truth, or the bench fails. The site, the
 # crawler and Redis/Kafka share the machine, so the figures include their cost.
@@ -103,9 +107,22 @@ s_distinct=$(jq -r .url "$WORK/pages.jsonl" | sort -u | wc -l)
 [ "$s_distinct" -eq "$REACHABLE" ] || die "standalone crawl found $s_distinct of $REACHABLE pages"
 rm -f "$WORK/pages.jsonl"
 
+# redis_cpu: the Redis server's CPU seconds so far (its INFO, children included).
+redis_cpu() {
+  redis-cli -u "$REDIS_URL" INFO cpu | tr -d '\r' |
+    awk -F: '/^used_cpu_(sys|user)(_children)?:/ { t += $2 } END { printf "%.2f", t }'
+}
+# The test environment's Kafka broker, when it runs here (its pid file); its CPU is reported.
+KAFKA_PID=$(cat "${KUBECRAWL_STATE:-.testenv}/pids/kafka.pid" 2>/dev/null || true)
+kafka_cpu() { if [ -n "$KAFKA_PID" ] && [ -r "/proc/$KAFKA_PID/stat" ]; then cpu_of "$KAFKA_PID"; else echo null; fi; }
+
 say "distributed: one worker, Redis frontier $REDIS_URL, Kafka $KAFKA_BROKERS, prefix $RUN"
+redis_before=$(redis_cpu)
+kafka_before=$(kafka_cpu)
 run distributed "${CRAWL[@]}" --crawlid bench --redis "$REDIS_URL" --redis-prefix "$RUN" \
   --kafka "$KAFKA_BROKERS" --topic-prefix "$RUN"
+redis_after=$(redis_cpu)
+kafka_after=$(kafka_cpu)
 read -r d_wall d_user d_sys _ <"$WORK/distributed.time"
 d_pages=$(pages_of distributed)
 d_distinct=$(timeout 120 kcat -b "$KAFKA_BROKERS" -C -t "$TOPIC" -o beginning -e -q -f '%k\n' | sort -u | wc -l) ||
@@ -117,7 +134,9 @@ result=$(jq -cn \
   --argjson s_sys "$s_sys" --argjson s_rss "$s_rss" \
   --argjson site_before "$site_cpu_before" --argjson site_after "$site_cpu_after" \
   --argjson d_pages "$d_pages" --argjson d_wall "$d_wall" --argjson d_user "$d_user" \
-  --argjson d_sys "$d_sys" --argjson page_bytes "$PAGE_BYTES" --argjson links "$LINKS" '
+  --argjson d_sys "$d_sys" --argjson page_bytes "$PAGE_BYTES" --argjson links "$LINKS" \
+  --argjson redis_before "$redis_before" --argjson redis_after "$redis_after" \
+  --argjson kafka_before "$kafka_before" --argjson kafka_after "$kafka_after" '
   def r(n): (. * n | round) / n;
   {
     standalone_pages_per_s: ($pages / $s_wall | r(1)),
@@ -128,7 +147,10 @@ result=$(jq -cn \
     page_bytes: $page_bytes,
     links: $links,
     site_cpu_s: ($site_after - $site_before | r(100)),
-    distributed_cpu_s_per_1000_pages: (($d_user + $d_sys) / $d_pages * 1000 | r(1000))
+    distributed_cpu_s_per_1000_pages: (($d_user + $d_sys) / $d_pages * 1000 | r(1000)),
+    redis_cpu_s_per_1000_pages: (($redis_after - $redis_before) / $d_pages * 1000 | r(1000)),
+    kafka_cpu_s_per_1000_pages: (if $kafka_after == null then null
+      else ($kafka_after - $kafka_before) / $d_pages * 1000 | r(1000) end)
   }')
 # Clean up first, so that nothing it says comes after the result line.
 cleanup
