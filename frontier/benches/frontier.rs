@@ -4,10 +4,18 @@
 //! - `pages_per_s`: leases plus acknowledgements per second, each page acknowledged with 10
 //!   children (new URLs on 1000 domains, so every child goes through filters, dedupe, budgets
 //!   and the enqueue), from 32 concurrent tasks over 4 connections (as several worker pods
-//!   would) in one client process.
+//!   would) in one client process. Each task leases 16 pages and acknowledges them in one
+//!   `complete_many` call, as the worker's acknowledger does under load. Each child leads to a
+//!   random one of the 1000 domains, so each needs a queue push of its own: the worst case.
 //! - `round_trips_per_page`: requests Redis received per page, from the `INFO commandstats`
 //!   delta of the commands a client sends (scripts; commands run *inside* scripts are not
 //!   round trips), cross-checked against the client's own count.
+//! - `one_by_one_pages_per_s`, `one_by_one_round_trips_per_page`: the same with one
+//!   `complete` call per page.
+//! - `same_host_pages_per_s`: batched, with every child on its page's own domain, as on a site
+//!   crawl where most links stay on the host.
+//!
+//! Each throughput run also prints the commands Redis ran per page (inside scripts included).
 //! - `bytes_per_queued_request`: the `INFO memory` `used_memory` that 100,000 queued requests
 //!   (children with a referer, URLs of about 60 characters) hold and give back when drained.
 //! - `bytes_per_seen_url`: what stays after draining: the exact-dedupe fingerprints of the
@@ -82,10 +90,30 @@ async fn run(url: &str) -> serde_json::Value {
     println!("machine load before: {}", loadavg.trim());
 
     let (queued, seen) = memory(&frontier, &mut admin).await;
-    let (pages_per_s, round_trips, client_trips) =
-        throughput(&frontier, &mut admin, url, Acks::Batched).await;
-    let (one_by_one_pages_per_s, one_by_one_round_trips, _) =
-        throughput(&frontier, &mut admin, url, Acks::OneByOne).await;
+    let (pages_per_s, round_trips, client_trips) = throughput(
+        &frontier,
+        &mut admin,
+        url,
+        Acks::Batched,
+        Children::Scattered,
+    )
+    .await;
+    let (one_by_one_pages_per_s, one_by_one_round_trips, _) = throughput(
+        &frontier,
+        &mut admin,
+        url,
+        Acks::OneByOne,
+        Children::Scattered,
+    )
+    .await;
+    let (same_host_pages_per_s, _, _) = throughput(
+        &frontier,
+        &mut admin,
+        url,
+        Acks::Batched,
+        Children::SameHost,
+    )
+    .await;
 
     cleanup(&mut admin, &prefix).await;
     let loadavg = std::fs::read_to_string("/proc/loadavg").unwrap_or_default();
@@ -96,6 +124,7 @@ async fn run(url: &str) -> serde_json::Value {
         "client_round_trips_per_page": (client_trips * 1000.0).round() / 1000.0,
         "one_by_one_pages_per_s": one_by_one_pages_per_s.round(),
         "one_by_one_round_trips_per_page": (one_by_one_round_trips * 1000.0).round() / 1000.0,
+        "same_host_pages_per_s": same_host_pages_per_s.round(),
         "bytes_per_queued_request": queued.round(),
         "bytes_per_seen_url": seen.round(),
     })
@@ -253,12 +282,22 @@ enum Acks {
     OneByOne,
 }
 
+/// Where a page's children lead.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Children {
+    /// Each to a random one of the 1000 domains: every child its own queue (the worst case).
+    Scattered,
+    /// All to the page's own domain, as on a site crawl, where most links stay on the host.
+    SameHost,
+}
+
 /// Lease + complete with 10 children per page, from concurrent tasks.
 async fn throughput(
     frontier: &RedisFrontier,
     admin: &mut redis::aio::MultiplexedConnection,
     redis_url: &str,
     acks: Acks,
+    shape: Children,
 ) -> (f64, f64, f64) {
     let mut clients = vec![frontier.clone()];
     for _ in 1..CONNECTIONS {
@@ -268,7 +307,7 @@ async fn throughput(
                 .expect("connects to REDIS_URL"),
         );
     }
-    let j = job(&format!("throughput-{acks:?}"));
+    let j = job(&format!("throughput-{acks:?}-{shape:?}"));
     frontier
         .register(&j, &JobPolicy::unlimited())
         .await
@@ -301,9 +340,18 @@ async fn throughput(
                 }
                 let mut batch = Vec::with_capacity(leases.len());
                 for lease in leases {
+                    let own = lease
+                        .domain
+                        .strip_prefix("www.domain")
+                        .and_then(|d| d.get(..4))
+                        .and_then(|d| d.parse().ok())
+                        .expect("a bench domain");
                     let children = (0..CHILDREN)
                         .map(|c| {
-                            let domain = rng.usize(0..DOMAINS);
+                            let domain = match shape {
+                                Children::Scattered => rng.usize(0..DOMAINS),
+                                Children::SameHost => own,
+                            };
                             lease
                                 .request
                                 .child(url(domain, (t * 10_000_000) + n * CHILDREN + c + 1))
@@ -336,12 +384,12 @@ async fn throughput(
     let cpu = redis_cpu(admin).await - cpu0;
     let pages_per_s = pages as f64 / elapsed.as_secs_f64();
     println!(
-        "throughput ({acks:?} acknowledgements): {pages} pages with {CHILDREN} children each in {elapsed:?} = \
+        "throughput ({acks:?} acknowledgements, {shape:?} children): {pages} pages with {CHILDREN} children each in {elapsed:?} = \
          {pages_per_s:.0} pages/s; {calls} script calls seen by Redis, {client_trips} sent by \
          the client; Redis used {cpu:.1} s of CPU ({:.0}% of one core)",
         100.0 * cpu / elapsed.as_secs_f64()
     );
-    println!("throughput ({acks:?} acknowledgements): Redis ran {commands}");
+    println!("throughput ({acks:?}, {shape:?}): Redis ran {commands}");
     let stats = frontier
         .job_stats(&j)
         .await

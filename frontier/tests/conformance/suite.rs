@@ -313,8 +313,8 @@ pub(crate) async fn complete_filters_children_and_accounts<H: Harness>(h: &H) {
 }
 
 /// A batch of acknowledgements answers each lease as separate calls would, in order: a child
-/// two pages of the batch share is admitted once, a lease already acknowledged is stale, a
-/// suspended job's lease is parked, and the counters add up.
+/// two pages of the batch share is admitted once, a lease already acknowledged (before or
+/// earlier in the batch) is stale, a suspended job's lease is parked, and the counters add up.
 pub(crate) async fn a_batch_of_acknowledgements_is_the_same_as_one_by_one<H: Harness>(h: &H) {
     let j = registered(h, "batch", &delay_policy(0)).await;
     let parked = registered(h, "batch-parked", &delay_policy(0)).await;
@@ -370,6 +370,8 @@ pub(crate) async fn a_batch_of_acknowledgements_is_the_same_as_one_by_one<H: Har
         ),
         (b3.clone(), Outcome::status(200, 10)),
         (p.clone(), Outcome::status(200, 30)),
+        // The same lease twice in one batch: held for the first acknowledgement only.
+        (b1.clone(), Outcome::status(200, 100)),
     ];
     let done = h.frontier().complete_many(&batch).await.expect("completes");
     let admissions: Vec<_> = done
@@ -381,11 +383,12 @@ pub(crate) async fn a_batch_of_acknowledgements_is_the_same_as_one_by_one<H: Har
         .collect();
     assert_eq!(
         admissions,
-        [Some((2, 0, 1)), Some((1, 1, 0)), None, None],
+        [Some((2, 0, 1)), Some((1, 1, 0)), None, None, None],
         "{done:?}"
     );
     assert_eq!(done[2], Completion::Stale, "{done:?}");
     assert_eq!(done[3], Completion::Parked, "{done:?}");
+    assert_eq!(done[4], Completion::Stale, "{done:?}");
     let s = stats(h, &j).await;
     assert_eq!(
         (s.pages, s.items, s.bytes, s.queued, s.in_flight, s.admitted),

@@ -10,12 +10,30 @@ local ZERO = { '0', '0', '0', '0', '0' }
 -- Sequence numbers for every child of the batch, reserved at once; a refused child leaves a
 -- gap, which orders nothing differently.
 local leases, children = tonumber(ARGV[1]), 0
+-- Which leases are still held, read at once; then all of those are removed at once. A lease
+-- named twice in a batch is held for its first acknowledgement only.
+local held = {}
 do
-  local at = 2
+  local at, members = 2, {}
   for _ = 1, leases do
     local n = tonumber(ARGV[at + 5])
+    members[#members + 1] = ARGV[at]
     children = children + n
     at = at + 6 + 4 * n
+  end
+  local gone = {}
+  for from = 1, #members, 1000 do
+    local to = math.min(from + 999, #members)
+    local scores = redis.call('ZMSCORE', K_DEADLINES, unpack(members, from, to))
+    for i = from, to do
+      if scores[i - from + 1] and not held[members[i]] then
+        held[members[i]] = true
+        gone[#gone + 1] = members[i]
+      end
+    end
+  end
+  for from = 1, #gone, 1000 do
+    redis.call('ZREM', K_DEADLINES, unpack(gone, from, math.min(from + 999, #gone)))
   end
 end
 local seq = children > 0 and redis.call('INCRBY', K_SEQ, children) - children or 0
@@ -24,7 +42,8 @@ local labels = {}
 
 -- The lease whose fields start at ARGV[at]; returns its tag and counts.
 local function complete_one(at)
-  if redis.call('ZREM', K_DEADLINES, ARGV[at]) == 0 then return 'stale', ZERO end
+  if not held[ARGV[at]] then return 'stale', ZERO end
+  held[ARGV[at]] = nil
   local payload = lease_payload(ARGV[at]) or ''
   local j = parse_payload(payload)
   if not j then return 'gone', ZERO end

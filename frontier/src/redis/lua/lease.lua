@@ -9,6 +9,8 @@ local out = { n2s(now), n2s(now + dur), n2s(reclaimed) }
 if max_n > 0 then
   local lid = redis.call('INCRBY', K_LID, max_n) - max_n
   local served, guard = 0, 0
+  -- (deadline, lease) pairs, added to the deadlines set in one ZADD at the end
+  local deadline, deadlines = n2s(now + dur), {}
   while served < max_n and guard < max_n * 4 + 64 do
     guard = guard + 1
     local d = redis.call('ZRANGE', K_READY, 0, 0)[1]
@@ -72,7 +74,8 @@ if max_n > 0 then
           end
           lid = lid + 1
           local member = n2s(lid) .. '|' .. j .. '|' .. p .. '|' .. d .. '|' .. seq .. '|' .. rec
-          redis.call('ZADD', K_DEADLINES, n2s(now + dur), member)
+          deadlines[#deadlines + 1] = deadline
+          deadlines[#deadlines + 1] = member
           bump(c, 'q', -1)
           bump(c, 'f', 1)
           served = served + 1
@@ -83,6 +86,9 @@ if max_n > 0 then
         end
       end
     end
+  end
+  for from = 1, #deadlines, 1000 do
+    redis.call('ZADD', K_DEADLINES, unpack(deadlines, from, math.min(from + 999, #deadlines)))
   end
 end
 flush_jobs()
