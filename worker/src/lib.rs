@@ -150,7 +150,7 @@ async fn kafka_sink(
     kubecrawl_process::connect::kafka::check(&client, brokers, security.kafka_connect_timeout)
         .await
         .map_err(|source| Error::Connect { source })?;
-    sink::kafka::KafkaSink::new(sink::kafka::KafkaConfig {
+    let sink = sink::kafka::KafkaSink::new(sink::kafka::KafkaConfig {
         brokers: brokers.to_owned(),
         topic_prefix: args.topic_prefix.clone(),
         per_appid_topics: args.per_appid_topics,
@@ -158,7 +158,9 @@ async fn kafka_sink(
         delivery_timeout: args.delivery_timeout,
         compression: args.compression.clone(),
     })
-    .map_err(|source| Error::Sink { source })
+    .map_err(|source| Error::Sink { source })?;
+    sink.ensure_topics(security.kafka_connect_timeout).await;
+    Ok(sink)
 }
 
 /// The robots.txt cache a worker uses: bounded to 10,000 origins.

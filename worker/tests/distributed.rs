@@ -30,6 +30,7 @@ use nix::unistd::Pid;
 use rdkafka::ClientConfig;
 use rdkafka::admin::{AdminClient, AdminOptions};
 use rdkafka::client::DefaultClientContext;
+use rdkafka::consumer::{BaseConsumer, Consumer};
 
 /// The spider fleet the workers serve.
 const SPIDER: &str = "link";
@@ -369,6 +370,19 @@ impl Crawl {
     }
 }
 
+/// Whether `topic` exists with partitions, from the metadata of all topics (asking for one by
+/// name may create it).
+fn topic_exists(services: &Services, topic: &str) -> bool {
+    let client: BaseConsumer = services.kafka_config().create().expect("kafka client");
+    let metadata = client
+        .fetch_metadata(None, Duration::from_secs(10))
+        .expect("kafka metadata");
+    metadata
+        .topics()
+        .iter()
+        .any(|t| t.name() == topic && !t.partitions().is_empty())
+}
+
 fn user_agent(worker: &str) -> String {
     format!("kubecrawl-e2e/{worker}")
 }
@@ -631,13 +645,20 @@ async fn a_record_kafka_never_accepts_is_dead_lettered_not_looped() {
         )],
     )];
     crawl.wait_for_workers(1, &mut workers).await;
+    // The worker created its topics at start-up, before any record: the first dead letters
+    // never race the topic's automatic creation (one was lost to that race once).
+    let dead_letters = format!("{}.crawled_deadletter", crawl.prefix);
+    for topic in [crawl.topic(), dead_letters.clone()] {
+        assert!(
+            topic_exists(&crawl.services, &topic),
+            "{topic} does not exist after start-up"
+        );
+    }
     crawl.seed().await;
     let stats = crawl.wait_finished(&mut workers).await;
     workers[0].stop().await;
     let published = crawl.records().await;
-    let dead = crawl
-        .records_of(format!("{}.crawled_deadletter", crawl.prefix))
-        .await;
+    let dead = crawl.records_of(dead_letters).await;
     let log = crawl.site.request_log();
     crawl.clean_up().await;
 

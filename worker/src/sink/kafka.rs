@@ -13,6 +13,9 @@ use std::time::Duration;
 use async_trait::async_trait;
 use kubecrawl_api::PageRecord;
 use kubecrawl_api::contract::topic;
+use rdkafka::ClientConfig;
+use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, TopicReplication};
+use rdkafka::client::DefaultClientContext;
 use rdkafka::error::{KafkaError, RDKafkaErrorCode};
 use rdkafka::producer::{FutureProducer, FutureRecord, Producer};
 
@@ -38,6 +41,8 @@ pub struct KafkaConfig {
 /// Publishes page records to Kafka.
 pub struct KafkaSink {
     producer: FutureProducer,
+    /// The connection settings alone (brokers, security), for the admin client.
+    connection: ClientConfig,
     config: KafkaConfig,
     firehose: String,
     dead_letters: String,
@@ -64,6 +69,7 @@ impl KafkaSink {
             .map_err(|source| Error::Settings { source })?;
         // The security settings' extra properties win, as they did before.
         let extra: Vec<(String, String)> = config.security.kafka_properties.clone();
+        let connection = client.clone();
         client
             .set("enable.idempotence", "true")
             .set("acks", "all")
@@ -94,10 +100,66 @@ impl KafkaSink {
         let dead_letters = topic::dead_letter(&config.topic_prefix);
         Ok(Self {
             producer,
+            connection,
             config,
             firehose,
             dead_letters,
         })
+    }
+
+    /// Creates the firehose and dead-letter topics that do not exist yet, with the broker's
+    /// default partitions and replication, so that the first records never race a topic's
+    /// automatic creation and a broker with `auto.create.topics.enable=false` works.
+    /// Per-appid topics are not created here (they appear with new appids). Never fails the
+    /// worker: a topic it may not create (no permission, a policy) is logged, and records
+    /// wait for it as for any unavailable topic. Returns each topic with the problem met, if
+    /// any (a topic that exists already is none).
+    pub async fn ensure_topics(&self, timeout: Duration) -> Vec<(String, Option<String>)> {
+        let topics = [self.firehose.as_str(), self.dead_letters.as_str()];
+        let problems = match self.create_topics(&topics, timeout).await {
+            Ok(results) => results,
+            Err(e) => vec![Some(e.to_string()); topics.len()],
+        };
+        let done: Vec<(String, Option<String>)> = topics
+            .iter()
+            .map(|t| (*t).to_owned())
+            .zip(problems)
+            .collect();
+        for (topic, problem) in &done {
+            match problem {
+                None => tracing::debug!(%topic, "kafka topic ready"),
+                Some(problem) => tracing::warn!(
+                    %topic,
+                    %problem,
+                    "could not create the kafka topic; records wait until it exists"
+                ),
+            }
+        }
+        done
+    }
+
+    /// One CreateTopics request; the problem per topic, `None` when created or existing.
+    async fn create_topics(
+        &self,
+        topics: &[&str],
+        timeout: Duration,
+    ) -> Result<Vec<Option<String>>, KafkaError> {
+        let admin: AdminClient<DefaultClientContext> = self.connection.create()?;
+        let new: Vec<NewTopic<'_>> = topics
+            .iter()
+            .map(|t| NewTopic::new(t, -1, TopicReplication::Fixed(-1)))
+            .collect();
+        let options = AdminOptions::new()
+            .request_timeout(Some(timeout))
+            .operation_timeout(Some(timeout));
+        let results = admin.create_topics(&new, &options).await?;
+        Ok(results
+            .into_iter()
+            .map(|r| match r {
+                Ok(_) | Err((_, RDKafkaErrorCode::TopicAlreadyExists)) => None,
+                Err((_, code)) => Some(code.to_string()),
+            })
+            .collect())
     }
 
     /// Whether a broker returns the cluster's metadata within `timeout`, on the producer's
