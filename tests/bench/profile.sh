@@ -54,5 +54,7 @@ pages=$(wc -l <"$WORK/pages.jsonl")
 read -r wall user sys rss <"$WORK/time"
 say "$pages pages in $wall s; crawler and perf: $(awk -v u="$user" -v s="$sys" -v p="$pages" 'BEGIN { printf "%.3f", (u + s) / p * 1000 }') CPU-s per 1000 pages, peak RSS $((rss / 1024)) MB"
 echo "top $TOP entries, self time (the crawler's threads):"
-perf report -q -i "$WORK/perf.data" --no-children --sort dso,symbol --stdio 2>/dev/null \
-  | grep -v '^$' | head -n "$TOP"
+# Into a file first: a pipe into `head` would end perf report with SIGPIPE, failing the script.
+perf report -q -i "$WORK/perf.data" --no-children --sort dso,symbol --stdio >"$WORK/report.txt" 2>/dev/null \
+  || die "perf report failed"
+awk -v top="$TOP" 'NF && n++ < top { sub(/[ \t]+(-[ \t]+)*$/, ""); print }' "$WORK/report.txt"
