@@ -335,6 +335,9 @@ impl Frontier for MemoryFrontier {
         self.with_spider(spiderid, |s, now| match hint {
             DomainHint::CrawlDelay(d) => s.crawl_delay(&domain, duration_micros(d), now + ttl, now),
             DomainHint::RetryAfter(d) => s.retry_after(&domain, now + duration_micros(d)),
+            DomainHint::Adaptive(d) => {
+                s.adaptive_delay(&domain, duration_micros(d), now + ttl, now);
+            }
         })
     }
 

@@ -10,7 +10,8 @@
 //! - the fleet default rate when the job sets no politeness,
 //! - a robots.txt Crawl-delay a worker reported for the domain ([`DomainHint::CrawlDelay`]),
 //! - a throttle set for the domain (or a parent domain) for the whole fleet
-//!   ([`crate::rules`], [`crate::Frontier::set_domain_rules`]).
+//!   ([`crate::rules`], [`crate::Frontier::set_domain_rules`]),
+//! - the adaptive delay a worker learnt from the domain's answers ([`DomainHint::Adaptive`]).
 //!
 //! A [`DomainHint::RetryAfter`] pushes the clock to at least that time. Only a lease charges
 //! the clock — a filtered, refused or retried request costs nothing — and the charge and the
@@ -36,6 +37,11 @@ pub enum DomainHint {
     /// The server answered 429 or 503 with Retry-After: no dispatch to the domain before this
     /// much time from now.
     RetryAfter(Duration),
+    /// The worker's adaptive delay for the domain, learnt from its answers (429, 503,
+    /// connection errors, latency): the least interval between dispatches while it is set,
+    /// on top of the others; zero clears it. Remembered for
+    /// [`FrontierConfig::crawl_delay_ttl`], so a delay no worker renews lapses.
+    Adaptive(Duration),
 }
 
 /// The least time between two dispatches to one domain under `politeness` (or the fleet

@@ -25,6 +25,7 @@
 //! | `P:{S}:ready` | sorted set | domains that may be fetched now → best head score |
 //! | `P:{S}:wait` | sorted set | domains whose clock has not passed → next allowed time (µs) |
 //! | `P:{S}:cd:D` | string, TTL | a reported robots.txt Crawl-delay (µs) |
+//! | `P:{S}:ad:D` | string, TTL | a worker's adaptive delay for the domain (µs) |
 //! | `P:{S}:th` | hash | domain → throttle, the least interval between dispatches to each of its hosts (µs) ([`crate::rules`]) |
 //! | `P:{S}:bl` | set | blacklisted domains ([`crate::rules`]) |
 //! | `P:{S}:seq`, `P:{S}:lid` | string | enqueue sequence, lease numbers |
@@ -516,6 +517,7 @@ impl Frontier for RedisFrontier {
         let (kind, delay) = match hint {
             DomainHint::CrawlDelay(d) => ("cd", d),
             DomainHint::RetryAfter(d) => ("ra", d),
+            DomainHint::Adaptive(d) => ("ad", d),
         };
         let mut inv = self.inner.scripts.domain.prepare_invoke();
         inv.key(&base)

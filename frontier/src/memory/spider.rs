@@ -118,6 +118,8 @@ pub(crate) struct Spider {
     ready: ZSet<String>,
     wait: ZSet<String>,
     crawl_delay: HashMap<String, (u64, u64)>,
+    /// Domain -> (adaptive delay µs, expiry µs) reported by workers.
+    adaptive: HashMap<String, (u64, u64)>,
     seq: u64,
     lease_numbers: u64,
     pub(crate) leases: HashMap<u64, Leased>,
@@ -447,7 +449,11 @@ impl Spider {
             Some((delay, expires)) if *expires > now => *delay,
             _ => 0,
         };
-        let interval = job.interval.max(crawl_delay).max(throttle);
+        let adaptive = match self.adaptive.get(d) {
+            Some((delay, expires)) if *expires > now => *delay,
+            _ => 0,
+        };
+        let interval = job.interval.max(crawl_delay).max(throttle).max(adaptive);
         job.stats.queued = job.stats.queued.saturating_sub(1);
         job.stats.in_flight += 1;
         if interval > 0 {
@@ -496,6 +502,16 @@ impl Spider {
     pub(crate) fn crawl_delay(&mut self, d: &str, delay: u64, expires: u64, now: u64) {
         self.crawl_delay.retain(|_, (_, until)| *until > now);
         self.crawl_delay.insert(d.to_owned(), (delay, expires));
+    }
+
+    /// Sets (or, with a zero delay, clears) a domain's adaptive delay.
+    pub(crate) fn adaptive_delay(&mut self, d: &str, delay: u64, expires: u64, now: u64) {
+        self.adaptive.retain(|_, (_, until)| *until > now);
+        if delay == 0 {
+            self.adaptive.remove(d);
+        } else {
+            self.adaptive.insert(d.to_owned(), (delay, expires));
+        }
     }
 
     pub(crate) fn retry_after(&mut self, d: &str, until: u64) {

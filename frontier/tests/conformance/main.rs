@@ -41,6 +41,7 @@ conformance!(
     suite::seeding_is_idempotent,
     suite::priority_across_domains_then_fifo,
     suite::politeness_spaces_dispatches_per_domain,
+    suite::an_adaptive_delay_spaces_a_domain_until_cleared,
     suite::complete_filters_children_and_accounts,
     suite::a_batch_of_acknowledgements_is_the_same_as_one_by_one,
     suite::budgets_cap_admissions,

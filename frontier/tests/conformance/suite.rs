@@ -221,6 +221,39 @@ pub(crate) async fn politeness_spaces_dispatches_per_domain<H: Harness>(h: &H) {
     assert_eq!(rest, vec!["http://d1.test/4", "http://d2.test/2"]);
 }
 
+/// A worker's adaptive delay spaces its domain like any interval until it is cleared.
+pub(crate) async fn an_adaptive_delay_spaces_a_domain_until_cleared<H: Harness>(h: &H) {
+    let j = registered(h, "adaptive", &delay_policy(0)).await;
+    let seeds: Vec<CrawlRequest> = (1..=4)
+        .map(|i| req(&format!("http://a.test/{i}"), 1))
+        .collect();
+    h.frontier().seed(&j, &seeds).await.expect("seeds");
+    h.frontier()
+        .report_domain(
+            SPIDER,
+            "a.test",
+            DomainHint::Adaptive(Duration::from_secs(1)),
+        )
+        .await
+        .expect("reports");
+    assert_eq!(lease_urls(h, 10).await, vec!["http://a.test/1"]);
+    assert!(
+        lease_urls(h, 10).await.is_empty(),
+        "the adaptive delay did not space the domain"
+    );
+    h.advance(Duration::from_millis(1100)).await;
+    assert_eq!(lease_urls(h, 10).await, vec!["http://a.test/2"]);
+    // Cleared: the next charge uses the job's interval (none) again.
+    h.frontier()
+        .report_domain(SPIDER, "a.test", DomainHint::Adaptive(Duration::ZERO))
+        .await
+        .expect("reports");
+    h.advance(Duration::from_millis(1100)).await;
+    let mut rest = lease_urls(h, 10).await;
+    rest.sort();
+    assert_eq!(rest, vec!["http://a.test/3", "http://a.test/4"]);
+}
+
 pub(crate) async fn complete_filters_children_and_accounts<H: Harness>(h: &H) {
     let policy = JobPolicy {
         maxdepth: 2,

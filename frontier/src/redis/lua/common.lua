@@ -30,6 +30,7 @@ local function k_jq(j) return B .. ':jq:' .. j end
 local function k_q(j, p, d) return B .. ':q:' .. j .. ':' .. p .. ':' .. d end
 local function k_dq(d) return B .. ':dq:' .. d end
 local function k_cd(d) return B .. ':cd:' .. d end
+local function k_ad(d) return B .. ':ad:' .. d end
 local function k_seen(j, b) return B .. ':s:' .. j .. ':' .. b end
 
 local function score(p, seq) return (PRIO_MAX - tonumber(p)) * SEQ_SPAN + tonumber(seq) end

@@ -57,8 +57,12 @@ if max_n > 0 then
         else
           local seq, rec = string.match(e, '^(%d+) (.*)$')
           local iv = c.iv
-          local cd = tonumber(redis.call('GET', k_cd(d)) or '0') or 0
+          -- a robots.txt Crawl-delay and a worker's adaptive delay, in one read
+          local delays = redis.call('MGET', k_cd(d), k_ad(d))
+          local cd = tonumber(delays[1] or '0') or 0
           if cd > iv then iv = cd end
+          local ad = tonumber(delays[2] or '0') or 0
+          if ad > iv then iv = ad end
           local th = domain_rule(d).th
           if th > iv then iv = th end
           if iv > 0 then
