@@ -179,6 +179,7 @@ pub(crate) struct Site {
     prepared: HashMap<Node, Prepared>,
     huge_chunk: Bytes,
     recorder: Recorder,
+    overload: server::Overload,
 }
 
 impl Site {
@@ -199,6 +200,7 @@ impl Site {
             pages,
             prepared,
             huge_chunk: traps::huge_chunk(),
+            overload: server::Overload::default(),
         }
     }
 }
@@ -389,6 +391,12 @@ impl TestSite {
     /// The most recent requests (at most [`SiteConfig::log_capacity`]), oldest first.
     pub fn request_log(&self) -> Vec<Hit> {
         self.site.recorder.log()
+    }
+
+    /// How many page requests the overloaded host ([`SiteConfig::overload`]) refused with a
+    /// 503.
+    pub fn overload_refusals(&self) -> u64 {
+        self.site.overload.refusals()
     }
 
     /// Forgets all counts and the log (the flaky traps fail again afterwards).

@@ -27,6 +27,7 @@ use std::sync::Arc;
 
 use clap::Parser;
 
+pub mod adaptive;
 pub mod args;
 pub mod charset;
 pub mod cluster;

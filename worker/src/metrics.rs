@@ -11,6 +11,7 @@ use kubecrawl_process::admin::Readiness;
 use prometheus_client::encoding::EncodeLabelSet;
 use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::metrics::histogram::{Histogram, exponential_buckets};
 use prometheus_client::registry::Registry;
 
@@ -46,6 +47,8 @@ struct Inner {
     leases: Family<OutcomeLabels, Counter>,
     fetch_seconds: Family<SpiderLabels, Histogram, fn() -> Histogram>,
     body_bytes: Family<SpiderLabels, Counter>,
+    slowed_hosts: Gauge,
+    adaptive_delay_max: Gauge<f64, std::sync::atomic::AtomicU64>,
     readiness: Readiness,
     outcomes: Mutex<BTreeMap<&'static str, u64>>,
 }
@@ -89,12 +92,26 @@ impl Metrics {
             "Response body bytes fetched",
             body_bytes.clone(),
         );
+        let slowed_hosts = Gauge::default();
+        registry.register(
+            "slowed_hosts",
+            "Hosts this worker slows down now (adaptive politeness)",
+            slowed_hosts.clone(),
+        );
+        let adaptive_delay_max = Gauge::<f64, std::sync::atomic::AtomicU64>::default();
+        registry.register(
+            "adaptive_delay_max_seconds",
+            "The largest adaptive delay this worker holds for a host now",
+            adaptive_delay_max.clone(),
+        );
         Self {
             inner: Arc::new(Inner {
                 registry,
                 leases,
                 fetch_seconds,
                 body_bytes,
+                slowed_hosts,
+                adaptive_delay_max,
                 readiness: Readiness::default(),
                 outcomes: Mutex::new(BTreeMap::new()),
             }),
@@ -132,6 +149,20 @@ impl Metrics {
             .body_bytes
             .get_or_create(&labels)
             .inc_by(bytes as u64);
+    }
+
+    /// The hosts slowed down now and their delays (adaptive politeness): how many, and the
+    /// largest delay. Hosts are never labels; the worker's log names each change.
+    pub fn adaptive_delays(&self, slowed: &[(String, Duration)]) {
+        self.inner
+            .slowed_hosts
+            .set(i64::try_from(slowed.len()).unwrap_or(i64::MAX));
+        self.inner.adaptive_delay_max.set(
+            slowed
+                .iter()
+                .map(|(_, d)| d.as_secs_f64())
+                .fold(0.0, f64::max),
+        );
     }
 
     /// Handled leases per outcome label so far.
@@ -183,7 +214,16 @@ mod tests {
             LeaseOutcome::FetchFailed(crate::fetch::FetchErrorKind::TooManyRedirects),
         );
         m.fetched("link", Duration::from_millis(12), 100);
+        m.adaptive_delays(&[
+            ("a.test".to_owned(), Duration::from_millis(250)),
+            ("b.test".to_owned(), Duration::from_secs(2)),
+        ]);
         let text = m.encode();
+        assert!(text.contains("kubecrawl_worker_slowed_hosts 2"), "{text}");
+        assert!(
+            text.contains("kubecrawl_worker_adaptive_delay_max_seconds 2.0"),
+            "{text}"
+        );
         assert!(
             text.contains(r#"kubecrawl_worker_leases_total{spider="link",outcome="ok"} 2"#),
             "{text}"

@@ -51,6 +51,7 @@ use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
 use tracing::Instrument;
 
+use crate::adaptive::AdaptiveDelays;
 use crate::fetch::Fetcher;
 use crate::metrics::Metrics;
 use crate::robots::RobotsCache;
@@ -171,8 +172,10 @@ pub struct Worker {
     sink: Arc<dyn Sink>,
     metrics: Metrics,
     config: WorkerConfig,
-    /// The batching acknowledger, when `config.ack_batch` > 1; started by [`Worker::run`].
+    /// The batching acknowledger, when `config.ack_batch` > 1.
     acks: Option<acks::Acks>,
+    /// Per host, the delay learnt from its answers ([`crate::adaptive`]).
+    adaptive: AdaptiveDelays,
     jobs: Mutex<HashMap<JobRef, Arc<JobContext>>>,
     hosts: Mutex<HashMap<String, Arc<Semaphore>>>,
     leased: Mutex<HashMap<String, Lease>>,
@@ -205,6 +208,7 @@ impl Worker {
             .then(|| acks::Acks::start(frontier.clone(), config.ack_batch));
         Self {
             acks,
+            adaptive: AdaptiveDelays::new(),
             frontier,
             fetcher,
             robots,
@@ -222,6 +226,11 @@ impl Worker {
     /// The worker's metrics.
     pub fn metrics(&self) -> &Metrics {
         &self.metrics
+    }
+
+    /// The hosts this worker slowed down, and their delays ([`crate::adaptive`]).
+    pub fn adaptive_delays(&self) -> &AdaptiveDelays {
+        &self.adaptive
     }
 
     /// Runs until `shutdown` is cancelled (or, for a standalone crawl, the job is finished).

@@ -36,6 +36,8 @@ pub struct CrawlSummary {
     pub elapsed: Duration,
     /// The crawl was interrupted (Ctrl-C) before it finished.
     pub interrupted: bool,
+    /// The hosts adaptive politeness slowed down, with the largest delay each had.
+    pub slowed_hosts: Vec<(String, Duration)>,
 }
 
 impl std::fmt::Display for CrawlSummary {
@@ -84,7 +86,16 @@ impl std::fmt::Display for CrawlSummary {
             .iter()
             .map(|(o, n)| format!("{o}: {n}"))
             .collect();
-        write!(f, "outcomes: {}", outcomes.join(", "))
+        write!(f, "outcomes: {}", outcomes.join(", "))?;
+        if !self.slowed_hosts.is_empty() {
+            let slowed: Vec<String> = self
+                .slowed_hosts
+                .iter()
+                .map(|(host, peak)| format!("{host} (at most {:.2} s)", peak.as_secs_f64()))
+                .collect();
+            write!(f, "\nslowed down: {}", slowed.join(", "))?;
+        }
+        Ok(())
     }
 }
 
@@ -134,7 +145,7 @@ pub async fn crawl(
             shutdown.child_token(),
         ))
     });
-    worker.run(shutdown.child_token()).await;
+    worker.clone().run(shutdown.child_token()).await;
     if let Some(bar) = progress {
         bar.abort();
     }
@@ -149,6 +160,7 @@ pub async fn crawl(
         outcomes: metrics.outcomes(),
         elapsed: started.elapsed(),
         interrupted: shutdown.is_cancelled(),
+        slowed_hosts: worker.adaptive_delays().peaks(),
     })
 }
 

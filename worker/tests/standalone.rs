@@ -504,3 +504,59 @@ async fn a_panicking_spider_costs_its_page_not_the_crawl() {
         assert!(!summary.interrupted, "{name}");
     }
 }
+
+/// Adaptive politeness: a host that answers 503 to more than 20 page requests a second (for
+/// its first 5 s) is slowed down at once instead of being hammered, loses no page, and is
+/// crawled at full speed again once it recovers.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_host_answering_503_under_load_is_slowed_then_recovers() {
+    let lasts = Duration::from_secs(5);
+    let site = TestSite::start(
+        SiteConfig::default()
+            .with_pages(600)
+            .with_overload(20, lasts),
+    )
+    .await
+    .expect("site starts");
+    let truth = site.reachable(&site.reach()).expect("ground truth");
+    let started = std::time::Instant::now();
+    let (summary, records) = run(
+        &site,
+        "overload",
+        &site.root(),
+        &["--maxdepth", "1000", "--allowed-domain", "site.test"],
+    )
+    .await;
+    let took = started.elapsed();
+    assert_same(&urls(&records), &truth.urls());
+    assert_eq!(summary.stats.pages, truth.len() as u64, "{summary}");
+    assert!(
+        !summary.outcomes.contains_key("gave_up"),
+        "a page was given up: {summary}"
+    );
+    let refusals = site.overload_refusals();
+    assert!(
+        refusals > 0,
+        "the host was never overloaded: the test proves nothing"
+    );
+    let peak = summary
+        .slowed_hosts
+        .iter()
+        .find(|(host, _)| host == "site.test")
+        .map(|(_, peak)| *peak)
+        .unwrap_or_else(|| panic!("site.test was never slowed down: {summary}"));
+    assert!(peak >= kubecrawl_worker::adaptive::FIRST_STEP, "{summary}");
+    // Without adaptive politeness the crawler keeps asking at full speed through the 5 s and
+    // is refused hundreds of times; slowed at the first refusals, it settles under the rate.
+    assert!(
+        refusals <= 150,
+        "refused {refusals} times: the host was not slowed enough\n{summary}"
+    );
+    // Recovered: the ~600 pages left after the overload came at full speed again, not one
+    // per peak delay.
+    assert!(
+        took < lasts + Duration::from_secs(15),
+        "the crawl took {took:?}: the delay did not relax\n{summary}"
+    );
+    println!("overload: {refusals} refusals, peak delay {peak:?}, crawl {took:?}\n{summary}");
+}

@@ -93,6 +93,10 @@ pub struct SiteConfig {
     pub robots_failures: u32,
     /// Redirects from `/trap/chain/0` to the page at its end (at least 1).
     pub chain_len: u32,
+    /// A host under load: main pages of `site.test` answer 503 (without Retry-After) to
+    /// every request past this many in one second, for this long after the first page
+    /// request; then they answer normally. `None` by default.
+    pub overload: Option<(u32, Duration)>,
     /// Requests kept in the request log; the oldest are dropped first.
     pub log_capacity: usize,
     /// Port to listen on (0: any free port).
@@ -123,6 +127,7 @@ impl Default for SiteConfig {
             flaky_failures: 2,
             robots_failures: 0,
             chain_len: 30,
+            overload: None,
             log_capacity: 100_000,
             port: 0,
             address: Ipv4Addr::LOCALHOST,
@@ -221,6 +226,13 @@ impl SiteConfig {
     /// Sets [`SiteConfig::chain_len`].
     pub fn with_chain_len(mut self, hops: u32) -> Self {
         self.chain_len = hops;
+        self
+    }
+
+    /// Sets [`SiteConfig::overload`]: at most `per_second` page requests a second are served
+    /// during the first `lasts` of the crawl, the others get a 503.
+    pub fn with_overload(mut self, per_second: u32, lasts: Duration) -> Self {
+        self.overload = Some((per_second, lasts));
         self
     }
 

@@ -120,6 +120,53 @@ impl Recorder {
     }
 }
 
+/// The state of [`SiteConfig::overload`](super::SiteConfig::overload): when the first page
+/// request came, the current second's count, and the refusals.
+#[derive(Debug, Default)]
+pub(crate) struct Overload {
+    inner: Mutex<OverloadState>,
+}
+
+#[derive(Debug, Default)]
+struct OverloadState {
+    started: Option<Instant>,
+    second: u64,
+    in_second: u32,
+    refusals: u64,
+}
+
+impl Overload {
+    /// Whether this page request is refused, under at most `per_second` a second during the
+    /// first `lasts`.
+    fn refuses(&self, per_second: u32, lasts: Duration) -> bool {
+        let now = Instant::now();
+        let mut state = self.inner.lock().unwrap_or_else(PoisonError::into_inner);
+        let started = *state.started.get_or_insert(now);
+        let elapsed = now.duration_since(started);
+        if elapsed >= lasts {
+            return false;
+        }
+        let second = elapsed.as_secs();
+        if second != state.second {
+            state.second = second;
+            state.in_second = 0;
+        }
+        state.in_second += 1;
+        let refused = state.in_second > per_second;
+        if refused {
+            state.refusals += 1;
+        }
+        refused
+    }
+
+    pub(crate) fn refusals(&self) -> u64 {
+        self.inner
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .refusals
+    }
+}
+
 /// Serves `site` on `listener` until `stop` fires or is dropped; then aborts every connection.
 pub(crate) async fn serve(listener: TcpListener, site: Arc<Site>, mut stop: oneshot::Receiver<()>) {
     let router = Router::new().fallback(handle).with_state(site);
@@ -171,6 +218,11 @@ impl Site {
         if let Node::Page(i) = node
             && let Some(body) = self.pages.get(i as usize)
         {
+            if let Some((per_second, lasts)) = self.config.overload
+                && self.overload.refuses(per_second, lasts)
+            {
+                return respond(&status_page(503));
+            }
             return html(body.clone());
         }
         match behaviour(&self.config, node) {

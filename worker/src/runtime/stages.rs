@@ -13,9 +13,10 @@ use kubecrawl_frontier::{Completion, DomainHint, Lease, Outcome, RetryOutcome, R
 use url::Url;
 
 use super::{JobContext, LeaseOutcome, SINK_PAUSE, Worker, format_chain, lock};
+use crate::adaptive::Answer;
 use crate::charset::{self, Decoded};
 use crate::extract;
-use crate::fetch::{Fetched, RequestOptions};
+use crate::fetch::{FetchErrorKind, Fetched, RequestOptions};
 use crate::spider::{Output, Response};
 
 /// What a stage hands on: `Ok`, the next stage's input; `Err`, the lease's outcome, its
@@ -168,6 +169,22 @@ impl Worker {
         };
         let fetched = self.fetcher.fetch(url, options, follow).await;
         drop(host_slot);
+        let answer = match &fetched {
+            Ok(page) if matches!(page.status, 429 | 503) => Some(Answer::Overloaded),
+            Ok(page) => Some(Answer::Answered(page.elapsed)),
+            Err(e)
+                if matches!(
+                    e.kind(),
+                    FetchErrorKind::Timeout | FetchErrorKind::Transport
+                ) =>
+            {
+                Some(Answer::Overloaded)
+            }
+            Err(_) => None,
+        };
+        if let Some(answer) = answer {
+            self.adapt(lease, answer).await;
+        }
         let last_try = lease.request.retries >= self.config.max_retries;
         let page = match fetched {
             Ok(page) => page,
@@ -191,6 +208,21 @@ impl Worker {
             return Err(self.server_asked_retry(lease, &page).await);
         }
         Ok(page)
+    }
+
+    /// Learns from how the lease's host answered ([`crate::adaptive`]); a changed delay goes to
+    /// the frontier, which spaces the host for every worker.
+    async fn adapt(&self, lease: &Lease, answer: Answer) {
+        let Some(delay) = self.adaptive.observe(&lease.domain, answer) else {
+            return;
+        };
+        if delay.is_zero() {
+            tracing::info!(host = %lease.domain, "host answers well again, adaptive delay cleared");
+        } else {
+            tracing::info!(host = %lease.domain, ?delay, "adaptive delay for the host");
+        }
+        self.metrics.adaptive_delays(&self.adaptive.slowed());
+        self.report_domain(lease, DomainHint::Adaptive(delay)).await;
     }
 
     /// A 429 or 5xx with retries left: the retry waits for the Retry-After, which the
