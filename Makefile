@@ -12,7 +12,7 @@ ENV := . $(or $(KUBECRAWL_STATE),.testenv)/env &&
 NODE_ENV := $(or $(KUBECRAWL_NODE_STATE),$(or $(KUBECRAWL_STATE),.testenv)/node)/env
 
 .PHONY: help env-up env-down env-status env-clean test unit lint crds bench-frontier bench-crawl bench-compression \
-	profile-crawl images push push-check node-up node-down node-images test-node chaos chaos-hot
+	profile-crawl images push push-check prune-target node-up node-down node-images test-node chaos chaos-hot
 
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | sed 's/:.*## /\t/' | column -t -s $$'\t'
@@ -47,6 +47,9 @@ images: ## build the operator, worker, cli and example-spider images with builda
 
 push: ## push the images to REGISTRY (e.g. make push REGISTRY=ghcr.io/me); prints each digest
 	@bash docker/push.sh
+
+prune-target: ## drop older builds of the test binaries and the workspace's crates from the shared target dir
+	@bash tests/env/prune-target.sh
 
 push-check: ## push the images to a local registry on 127.0.0.1 and pull them back by digest
 	@bash tests/env/push-check.sh
