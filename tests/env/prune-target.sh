@@ -4,10 +4,12 @@
 # workspace's crates and test binaries (their hashes include the path), so each CI run on a
 # fresh clone left 10 GB or more behind; this machine's disk filled twice from it.
 #
-# Removes, in each profile's deps/ and incremental/, every older build of the same name: of the
-# test and binary executables, of the workspace's own libraries (kubecrawl*), and of the
-# incremental caches. The newest of each stays, so a warm build stays warm; third-party
-# libraries are never touched. Never run it while a build uses the target dir.
+# Removes, in each profile's deps/ and incremental/, the builds of a name that are more than an
+# hour older than its newest: of the test and binary executables, of the workspace's own
+# libraries (kubecrawl*), and of the incremental caches. What the newest build made stays (two
+# crates' test binaries may share a name, `startup`, and are built in the same run), so a warm
+# build stays warm; third-party libraries are never touched. Never run it while a build uses
+# the target dir.
 set -euo pipefail
 
 : "${CARGO_TARGET_DIR:?CARGO_TARGET_DIR is not set: run make prune-target}"
@@ -23,6 +25,8 @@ import shutil
 import sys
 
 target = sys.argv[1]
+# Builds of one run are minutes apart; older runs are hours away.
+SAME_RUN = 3600
 artifact = re.compile(r'^(.*)-([0-9a-f]{16})(\..*)?$')
 cache = re.compile(r'^(.*)-([0-9a-z]+)$')
 for profile in ("debug", "release"):
@@ -40,9 +44,10 @@ for profile in ("debug", "release"):
             if executable or ours:
                 groups[(stem, ext, executable)].append((os.path.getmtime(path), path))
         for versions in groups.values():
-            versions.sort()
-            for _, path in versions[:-1]:
-                os.remove(path)
+            newest = max(t for t, _ in versions)
+            for t, path in versions:
+                if t < newest - SAME_RUN:
+                    os.remove(path)
     incremental = os.path.join(target, profile, "incremental")
     if os.path.isdir(incremental):
         groups = collections.defaultdict(list)
@@ -52,9 +57,10 @@ for profile in ("debug", "release"):
                 path = os.path.join(incremental, name)
                 groups[m.group(1)].append((os.path.getmtime(path), path))
         for versions in groups.values():
-            versions.sort()
-            for _, path in versions[:-1]:
-                shutil.rmtree(path, ignore_errors=True)
+            newest = max(t for t, _ in versions)
+            for t, path in versions:
+                if t < newest - SAME_RUN:
+                    shutil.rmtree(path, ignore_errors=True)
 EOF
 after=$(du -sm "$CARGO_TARGET_DIR" | cut -f1)
 say "$CARGO_TARGET_DIR: $before MB -> $after MB"
