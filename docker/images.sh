@@ -52,19 +52,27 @@ log "release build in $((SECONDS - start)) s"
 
 mkdir -p "$out"
 work=$(mktemp -d)
-trap 'rm -rf "$work"' EXIT
-# Untagged images in buildah's store: the stage that lays out the files, and the image a new
-# tag replaces. Those this run leaves are removed at the end, or every run would leave about
-# 135 MB behind (a vfs store copies every layer in full).
+# Untagged images in buildah's store (the stage that lays out the files, and the image a new
+# tag replaces), and the working containers a failed build leaves, which pin their images:
+# those this run leaves are removed when it ends, or every run would leave about 135 MB
+# behind (a vfs store copies every layer in full), and a failed one gigabytes.
 dangling() { buildah --storage-driver vfs images --filter dangling=true --noheading --format '{{.ID}}' 2>/dev/null | sort -u; }
+working() { buildah --storage-driver vfs containers --noheading --format '{{.ContainerID}}' 2>/dev/null | sort -u; }
 dangling_before=$(dangling)
+working_before=$(working)
+tidy() {
+  comm -13 <(echo "$working_before") <(working) | xargs -r buildah --storage-driver vfs rm >/dev/null 2>&1 || true
+  comm -13 <(echo "$dangling_before") <(dangling) | xargs -r buildah --storage-driver vfs rmi >/dev/null 2>&1 \
+    || log "warning: could not remove the untagged images this build left"
+  rm -rf "$work"
+}
+trap tidy EXIT
 for i in $images; do
   read -r _ bin dockerfile aliases <<<"$(spec "$i")"
   ref=$prefix/$i:$tag
   # shellcheck disable=SC2086 # aliases is a word list
   bash "$root/docker/rootfs.sh" "$CARGO_TARGET_DIR/release/$bin" "$work/$i/rootfs" $aliases
-  # --force-rm: a failed build leaves no working container behind (one pins its images).
-  buildah --storage-driver vfs bud --quiet --layers=false --force-rm --build-arg ROOTFS=rootfs-local \
+  buildah --storage-driver vfs bud --quiet --layers=false --build-arg ROOTFS=rootfs-local \
     --build-arg VERSION="$tag" --build-arg REVISION="$revision" \
     -f "$root/$dockerfile" -t "$ref" "$work/$i" >/dev/null || die "buildah could not build $ref"
   # What the image promises, checked on what was built: the user, the labels, no shell.
@@ -77,5 +85,3 @@ for i in $images; do
     || die "could not write $out/$i.tar"
   log "$ref: $(du -h "$out/$i.tar" | cut -f1) OCI archive ($out/$i.tar), $(du -sh "$work/$i/rootfs" | cut -f1) unpacked"
 done
-comm -13 <(echo "$dangling_before") <(dangling) | xargs -r buildah --storage-driver vfs rmi >/dev/null 2>&1 \
-  || log "warning: could not remove the untagged images this build left"
