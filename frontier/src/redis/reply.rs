@@ -132,7 +132,6 @@ impl Reply {
         })
     }
 
-    /// A lease reply: now, deadline, reclaimed, then [`LEASE_FIELDS`] per lease.
     /// The answers of `complete.lua`, one per lease; `filtered[i]` is how many children of
     /// lease `i` the client's filter refused.
     pub(crate) fn completions(&self, filtered: &[u64]) -> Result<Vec<Completion>> {
@@ -160,6 +159,7 @@ impl Reply {
             .collect()
     }
 
+    /// A lease reply: now, deadline, reclaimed, then [`LEASE_FIELDS`] per lease.
     pub(crate) fn leases(&self, spiderid: &str) -> Result<Vec<Lease>> {
         let items = self.items()?;
         if items.len() < 3 || (items.len() - 3) % LEASE_FIELDS != 0 {

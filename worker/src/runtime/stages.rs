@@ -462,8 +462,6 @@ fn is_retryable_status(status: u16) -> bool {
     matches!(status, 429 | 500 | 502 | 503 | 504)
 }
 
-/// Turns a fetched page into what the spider sees: decoded text, extracted links, the
-/// job's attrs. CPU work; runs on a blocking thread.
 /// The message of a caught panic, as a string.
 fn panic_message(panic: &(dyn std::any::Any + Send)) -> String {
     panic
@@ -473,6 +471,9 @@ fn panic_message(panic: &(dyn std::any::Any + Send)) -> String {
         .unwrap_or_else(|| "a panic with no message".to_owned())
 }
 
+/// Turns a fetched page into what the spider sees: decoded text, extracted links, the
+/// job's attrs. CPU work: in the lease's task, or on a blocking thread for a large body
+/// (`Worker::parse_page`).
 fn build_response(lease: &Lease, page: Fetched, job: &JobContext) -> Response {
     let content_type_header = page.header("content-type").map(str::to_owned);
     let content_type = charset::media_type(content_type_header.as_deref());
