@@ -106,13 +106,13 @@ impl AdaptiveDelays {
         let h = hosts.entry(host.to_owned()).or_default();
         match answer {
             Answer::Overloaded => {
-                let settled = h
-                    .raised_at
-                    .is_none_or(|at| now.saturating_duration_since(at).as_secs_f64() >= h.delay);
                 if h.delay == 0.0 {
                     h.delay = FIRST_STEP.as_secs_f64();
                     h.raised_at = Some(now);
-                } else if settled {
+                } else if h
+                    .raised_at
+                    .is_none_or(|at| now.saturating_duration_since(at).as_secs_f64() >= h.delay)
+                {
                     h.delay = (h.delay * 2.0).min(MAX_DELAY.as_secs_f64());
                     h.raised_at = Some(now);
                 }
@@ -141,44 +141,39 @@ impl AdaptiveDelays {
             }
         }
         h.peak = h.peak.max(h.delay);
-        let tell = h.delay > h.reported
-            || (h.delay == 0.0 && h.reported > 0.0)
-            || h.delay <= h.reported / 2.0;
-        if !tell || h.delay == h.reported {
+        // Told: a raise, a clear, or a relax to half of what was last told.
+        let unchanged = h.delay == h.reported;
+        let small_relax = h.delay < h.reported && h.delay > h.reported / 2.0;
+        if unchanged || small_relax {
             return None;
         }
         h.reported = h.delay;
         Some(Duration::from_secs_f64(h.delay))
     }
 
-    /// The hosts that have a delay now, and how many there are.
+    /// The hosts that have a delay now, and their delays.
     pub fn slowed(&self) -> Vec<(String, Duration)> {
-        let hosts = self
-            .hosts
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner);
-        let mut slowed: Vec<(String, Duration)> = hosts
-            .iter()
-            .filter(|(_, h)| h.delay > 0.0)
-            .map(|(name, h)| (name.clone(), Duration::from_secs_f64(h.delay)))
-            .collect();
-        slowed.sort();
-        slowed
+        self.listed(|h| h.delay)
     }
 
     /// The largest delay each host that was ever slowed had.
     pub fn peaks(&self) -> Vec<(String, Duration)> {
+        self.listed(|h| h.peak)
+    }
+
+    /// The hosts whose `value` (seconds) is not zero, with it, by name.
+    fn listed(&self, value: fn(&Host) -> f64) -> Vec<(String, Duration)> {
         let hosts = self
             .hosts
             .lock()
             .unwrap_or_else(std::sync::PoisonError::into_inner);
-        let mut peaks: Vec<(String, Duration)> = hosts
+        let mut listed: Vec<(String, Duration)> = hosts
             .iter()
-            .filter(|(_, h)| h.peak > 0.0)
-            .map(|(name, h)| (name.clone(), Duration::from_secs_f64(h.peak)))
+            .filter(|(_, h)| value(h) > 0.0)
+            .map(|(name, h)| (name.clone(), Duration::from_secs_f64(value(h))))
             .collect();
-        peaks.sort();
-        peaks
+        listed.sort();
+        listed
     }
 }
 

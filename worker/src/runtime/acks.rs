@@ -75,25 +75,23 @@ async fn send_batches(
             .drain(..)
             .map(|p| ((p.lease, p.outcome), p.answer))
             .unzip();
-        match frontier.complete_many(&acks).await {
-            Ok(done) if done.len() == answers.len() => {
+        let done = match frontier.complete_many(&acks).await {
+            Ok(done) if done.len() == answers.len() => Ok(done),
+            Ok(done) => Err(format!(
+                "the frontier answered {} of {} acknowledgements",
+                done.len(),
+                answers.len()
+            )),
+            Err(e) => Err(format_chain(&e)),
+        };
+        // A task that gave up waiting (page timeout) has dropped its receiver.
+        match done {
+            Ok(done) => {
                 for (answer, completion) in answers.into_iter().zip(done) {
-                    // A task that gave up waiting (page timeout) has dropped its receiver.
                     let _ = answer.send(Ok(completion));
                 }
             }
-            Ok(done) => {
-                let e = format!(
-                    "the frontier answered {} of {} acknowledgements",
-                    done.len(),
-                    answers.len()
-                );
-                for answer in answers {
-                    let _ = answer.send(Err(e.clone()));
-                }
-            }
             Err(e) => {
-                let e = format_chain(&e);
                 for answer in answers {
                     let _ = answer.send(Err(e.clone()));
                 }
