@@ -107,6 +107,30 @@ pub(crate) struct Leased {
     pub(crate) request: CrawlRequest,
 }
 
+/// Per-domain delays a worker reported, each until it expires: domain -> (delay µs, expiry µs).
+#[derive(Debug, Default)]
+struct Delays(HashMap<String, (u64, u64)>);
+
+impl Delays {
+    /// The domain's delay at `now` (0: none, or expired).
+    fn get(&self, d: &str, now: u64) -> u64 {
+        match self.0.get(d) {
+            Some((delay, expires)) if *expires > now => *delay,
+            _ => 0,
+        }
+    }
+
+    /// Sets the domain's delay until `expires` (zero clears it), forgetting expired ones.
+    fn set(&mut self, d: &str, delay: u64, expires: u64, now: u64) {
+        self.0.retain(|_, (_, until)| *until > now);
+        if delay == 0 {
+            self.0.remove(d);
+        } else {
+            self.0.insert(d.to_owned(), (delay, expires));
+        }
+    }
+}
+
 /// One spider's state.
 #[derive(Debug, Default)]
 pub(crate) struct Spider {
@@ -117,9 +141,10 @@ pub(crate) struct Spider {
     by_domain: HashMap<String, ZSet<(u64, i32)>>,
     ready: ZSet<String>,
     wait: ZSet<String>,
-    crawl_delay: HashMap<String, (u64, u64)>,
-    /// Domain -> (adaptive delay µs, expiry µs) reported by workers.
-    adaptive: HashMap<String, (u64, u64)>,
+    /// robots.txt Crawl-delays reported by workers.
+    crawl_delay: Delays,
+    /// Adaptive delays reported by workers.
+    adaptive: Delays,
     seq: u64,
     lease_numbers: u64,
     pub(crate) leases: HashMap<u64, Leased>,
@@ -440,20 +465,16 @@ impl Spider {
     }
 
     /// Counts a dispatch of job `j` to domain `d` and starts the domain's politeness wait
-    /// (the longest of the job's interval, the robots Crawl-delay and a throttle). `None`
-    /// when the job is gone.
+    /// (the longest of the job's interval, the robots Crawl-delay, a throttle and the adaptive
+    /// delay). `None` when the job is gone.
     fn charge(&mut self, j: u64, d: &str, now: u64) -> Option<()> {
         let throttle = self.rules.throttle_for(d).map_or(0, duration_micros);
         let job = self.job.get_mut(&j)?;
-        let crawl_delay = match self.crawl_delay.get(d) {
-            Some((delay, expires)) if *expires > now => *delay,
-            _ => 0,
-        };
-        let adaptive = match self.adaptive.get(d) {
-            Some((delay, expires)) if *expires > now => *delay,
-            _ => 0,
-        };
-        let interval = job.interval.max(crawl_delay).max(throttle).max(adaptive);
+        let interval = job
+            .interval
+            .max(self.crawl_delay.get(d, now))
+            .max(throttle)
+            .max(self.adaptive.get(d, now));
         job.stats.queued = job.stats.queued.saturating_sub(1);
         job.stats.in_flight += 1;
         if interval > 0 {
@@ -500,18 +521,12 @@ impl Spider {
     }
 
     pub(crate) fn crawl_delay(&mut self, d: &str, delay: u64, expires: u64, now: u64) {
-        self.crawl_delay.retain(|_, (_, until)| *until > now);
-        self.crawl_delay.insert(d.to_owned(), (delay, expires));
+        self.crawl_delay.set(d, delay, expires, now);
     }
 
     /// Sets (or, with a zero delay, clears) a domain's adaptive delay.
     pub(crate) fn adaptive_delay(&mut self, d: &str, delay: u64, expires: u64, now: u64) {
-        self.adaptive.retain(|_, (_, until)| *until > now);
-        if delay == 0 {
-            self.adaptive.remove(d);
-        } else {
-            self.adaptive.insert(d.to_owned(), (delay, expires));
-        }
+        self.adaptive.set(d, delay, expires, now);
     }
 
     pub(crate) fn retry_after(&mut self, d: &str, until: u64) {

@@ -19,6 +19,21 @@ local K_BL = B .. ':bl'
 -- `make bench-frontier`); every number written here is integral and far below 2^53.
 local function n2s(x) return string.format('%d', x) end
 
+-- Runs `cmd key` with items[first..last] (all of `items` by default) as further arguments,
+-- 1000 at a time (unpack's stack limit; pairs stay whole when they start at `first`). Returns
+-- the last reply, and the elements of array replies in order.
+local function call_chunked(cmd, key, items, first, last)
+  first, last = first or 1, last or #items
+  local reply, all = nil, {}
+  for from = first, last, 1000 do
+    reply = redis.call(cmd, key, unpack(items, from, math.min(from + 999, last)))
+    if type(reply) == 'table' then
+      for i = 1, #reply do all[#all + 1] = reply[i] end
+    end
+  end
+  return reply, all
+end
+
 local function now_us()
   local t = redis.call('TIME')
   return tonumber(t[1]) * 1000000 + tonumber(t[2])
@@ -293,11 +308,7 @@ local function enqueue_all(j, c, first, count, seq)
   end
   for _, qk in ipairs(order) do
     local g = pushes[qk]
-    local n = 0
-    for from = 1, g.n, 1000 do
-      n = redis.call('RPUSH', qk, unpack(g, from, math.min(from + 999, g.n)))
-    end
-    if n == g.n then
+    if call_chunked('RPUSH', qk, g, 1, g.n) == g.n then
       redis.call('SADD', k_jq(j), g.p .. ':' .. g.d)
       if c.state == 'run' then attach(j, g.p, g.d) end
     end

@@ -21,20 +21,15 @@ do
     children = children + n
     at = at + 6 + 4 * n
   end
+  local _, scores = call_chunked('ZMSCORE', K_DEADLINES, members)
   local gone = {}
-  for from = 1, #members, 1000 do
-    local to = math.min(from + 999, #members)
-    local scores = redis.call('ZMSCORE', K_DEADLINES, unpack(members, from, to))
-    for i = from, to do
-      if scores[i - from + 1] and not held[members[i]] then
-        held[members[i]] = true
-        gone[#gone + 1] = members[i]
-      end
+  for i, member in ipairs(members) do
+    if scores[i] and not held[member] then
+      held[member] = true
+      gone[#gone + 1] = member
     end
   end
-  for from = 1, #gone, 1000 do
-    redis.call('ZREM', K_DEADLINES, unpack(gone, from, math.min(from + 999, #gone)))
-  end
+  call_chunked('ZREM', K_DEADLINES, gone)
 end
 local seq = children > 0 and redis.call('INCRBY', K_SEQ, children) - children or 0
 -- The spider's rolling counts per status label, written once per label.

@@ -91,9 +91,7 @@ if max_n > 0 then
       end
     end
   end
-  for from = 1, #deadlines, 1000 do
-    redis.call('ZADD', K_DEADLINES, unpack(deadlines, from, math.min(from + 999, #deadlines)))
-  end
+  call_chunked('ZADD', K_DEADLINES, deadlines)
 end
 flush_jobs()
 return out
