@@ -145,6 +145,17 @@ pub struct Admission {
     pub blacklisted: u64,
 }
 
+impl std::ops::AddAssign for Admission {
+    fn add_assign(&mut self, other: Self) {
+        self.admitted += other.admitted;
+        self.duplicates += other.duplicates;
+        self.filtered += other.filtered;
+        self.over_budget += other.over_budget;
+        self.refused += other.refused;
+        self.blacklisted += other.blacklisted;
+    }
+}
+
 /// A job's accounting, as the operator copies it into `CrawlJob.status`.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct JobStats {
@@ -182,6 +193,28 @@ pub struct JobStats {
 }
 
 impl JobStats {
+    /// Adds another part of the job's accounting to this one (the shards of a sharded
+    /// frontier): counters add up, the furthest step is the furthest, and a flag set on any part
+    /// is set on the whole.
+    pub fn absorb(&mut self, other: &Self) {
+        self.queued += other.queued;
+        self.in_flight += other.in_flight;
+        self.pages += other.pages;
+        self.items += other.items;
+        self.bytes += other.bytes;
+        self.errors += other.errors;
+        self.retries += other.retries;
+        self.admitted += other.admitted;
+        self.blacklisted += other.blacklisted;
+        for (code, n) in &other.status_codes {
+            *self.status_codes.entry(*code).or_default() += n;
+        }
+        self.furthest_step = self.furthest_step.max(other.furthest_step);
+        self.seeded |= other.seeded;
+        self.suspended |= other.suspended;
+        self.settling |= other.settling;
+    }
+
     /// Seeded, and nothing is queued or in flight: the crawl has run out of work. (The
     /// operator still waits a grace period before calling the job Succeeded.)
     pub fn finished(&self) -> bool {

@@ -28,12 +28,14 @@
 //! - **What cannot be lost.** Requests admitted to a job's queue, leased requests (until
 //!   acknowledged or reclaimed), and scheduled retries. An acknowledgement and everything it
 //!   changes — the children it enqueues, the job's counters, the spider's rolling counts — is one
-//!   atomic step: it happens entirely or not at all.
+//!   atomic step: it happens entirely or not at all. (On a sharded Redis frontier, per shard:
+//!   children on other shards are enqueued first; see [`redis`]'s "Shards".)
 //! - **Politeness is fleet-wide.** A domain's clock lives in the frontier and is charged when a
 //!   request of that domain is leased (really dispatched), atomically, so any number of workers
 //!   are together as polite as one. See [`politeness`].
 //! - **Priority across domains.** A lease returns the highest-priority request among the
-//!   domains that may be fetched now, first in first out within one priority (see [`schedule`]).
+//!   domains that may be fetched now, first in first out within one priority (see [`schedule`]);
+//!   on a sharded Redis frontier, among the domains of each shard.
 //!
 //! # Tour
 //! - [`Frontier`]: the operations, their contracts and errors.
@@ -140,6 +142,19 @@ pub enum Error {
         /// Why it is refused.
         reason: &'static str,
     },
+    /// The frontier under this prefix was first used with another number of shards. A
+    /// domain's shard depends on the number, so the frontier refuses to run with another one.
+    #[error(
+        "the frontier under prefix {prefix:?} spreads over {stored} shard(s), but this client was given {configured}: list the same Redis servers (or --redis-shards) as the other processes, or use a new prefix"
+    )]
+    Shards {
+        /// The key prefix.
+        prefix: String,
+        /// The number of shards recorded under the prefix.
+        stored: usize,
+        /// The number this client was configured with.
+        configured: usize,
+    },
     /// A request record could not be encoded or decoded as JSON.
     #[error("request record is not valid json")]
     Record {
@@ -164,6 +179,7 @@ impl Error {
             | Self::UnknownJob { .. }
             | Self::Purging { .. }
             | Self::InvalidName { .. }
+            | Self::Shards { .. }
             | Self::Record { .. } => false,
         }
     }

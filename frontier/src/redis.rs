@@ -6,12 +6,43 @@
 //! each touches a bounded number of keys, O(log n) in the size of the backlog (sorted-set
 //! operations), except purge, which is proportional to the purged job and runs in chunks.
 //!
+//! # Shards
+//!
+//! One Redis core serves one spider's frontier when it lives in one hash slot. To go past it,
+//! a frontier spreads each spider over `n` shards: independent Redis servers
+//! ([`RedisFrontier::connect_shards`]) or the primaries of a Redis Cluster
+//! ([`RedisFrontier::connect_cluster`]). A domain (host) lives in one shard, chosen by a hash of
+//! its name ([`RedisFrontier::shard_of`]), with its queues, clock, Crawl-delay and the
+//! fingerprints of its URLs, so politeness and dedupe stay exact; every script still touches
+//! one shard's slot. What changes with more than one shard:
+//!
+//! - **Priority is exact within a shard.** A lease asks every shard at once for its share and
+//!   then, while short, the shards that had more; across shards, requests of lower priority
+//!   may be leased while another shard still holds higher ones.
+//! - **An acknowledgement is atomic per shard.** The children that live on other shards are
+//!   enqueued there first (dedupe makes that idempotent), then the lease is acknowledged with
+//!   its own shard's children. A failure in between leaves the children enqueued and the lease
+//!   held: it expires and the page is fetched again, and its children are duplicates. A
+//!   stale, parked or purged lease's children on other shards stay admitted.
+//! - **`maxPages` is a budget on the first shard.** The client takes budget for a batch's
+//!   children before enqueuing them and gives back what was not admitted, so the cap is never
+//!   exceeded; a client killed in between leaves the job that many pages short.
+//!   `domainMaxPages` stays exact (a domain is in one shard).
+//! - **Jobs are registered, suspended, resumed and purged on every shard**, one after the
+//!   other; a reader in between sees some shards changed and others not.
+//! - **Accounting adds up the shards.** [`Frontier::job_stats`] reads every shard; a job that
+//!   looks finished is read again until two reads agree (a page's children reach their shard
+//!   before its lease is acknowledged on its own, so one read could miss them).
+//! - **The number of shards is pinned.** The first client records it under `P:shards`;
+//!   another number is refused ([`Error::Shards`]), since it would move domains between shards.
+//!
 //! # Key layout
 //!
-//! `P` is the prefix ([`RedisFrontier::connect`], `kubecrawl` in the binaries), `S` the spiderid, `J` a job's
-//! number (assigned at registration, unique within its spider), `D` a domain (host), `p` a
-//! priority. Every key of a spider starts with `P:{S}`, so all keys one script touches share
-//! one Redis Cluster hash slot (`{S}` is the hash tag).
+//! `P` is the prefix ([`RedisFrontier::connect`], `kubecrawl` in the binaries), `S` the
+//! spiderid, `J` a job's number (assigned at registration, unique within its spider and shard),
+//! `D` a domain (host), `p` a priority. Every key of a spider's shard starts with `P:{S}` (one
+//! shard) or `P:{S#k}` (shard `i` of several; `k` is picked so that the shards' slots spread over the cluster), so all keys one
+//! script touches share one Redis Cluster hash slot. The table writes `P:{S}` for either.
 //!
 //! | key | type | holds |
 //! |---|---|---|
@@ -36,8 +67,10 @@
 //! | `P:{S}:st:last` | string | the newest 10 s bucket, not yet rolled up into the coarser ones |
 //! | `P:{S}:st:life` | hash | lifetime spider counts per status label (rolled up) |
 //! | `P:{S}:epoch` | string | the identity of the spider's state ([`crate::Frontier::epoch`]) |
-//! | `P:{S}:workers` | sorted set, TTL | worker name → heartbeat expiry (µs) |
+//! | `P:{S}:workers` | sorted set, TTL | worker name → heartbeat expiry (µs); first shard only |
 //! | `P:spiders` | sorted set, TTL | spiderid → latest heartbeat expiry (µs); its own slot |
+//! | `P:shards` | string | the number of shards the frontier was first used with; its own slot |
+//! | `P:{S}:budget` | hash | first shard of several only: job field → `maxPages` (-1: none), `<field>#n` → pages taken |
 //!
 //! # Memory
 //!
@@ -58,18 +91,21 @@
 
 mod reply;
 mod scripts;
+mod shards;
 
 use std::collections::{BTreeMap, HashMap};
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use async_trait::async_trait;
+use futures::future::try_join_all;
 use kubecrawl_api::{CrawlRequest, JobRef};
 use redis::aio::ConnectionManager;
 
-use self::reply::Reply;
+use self::reply::{Enqueued, Reply};
 use self::scripts::Scripts;
+use self::shards::{Conn, Layout};
 use crate::clock::duration_micros;
 use crate::filter::{LinkFilter, Prepared};
 use crate::lease::{Completion, Lease, LeaseId, Outcome, RetryOutcome, RetryRequest};
@@ -86,41 +122,70 @@ const PURGE_CHUNK: u32 = 2000;
 const STATE_CHUNK: u32 = 1000;
 /// Requests one enqueue script call carries at most (seeds are sent in chunks of this).
 const SEED_CHUNK: usize = 1000;
+/// How many times [`Frontier::job_stats`] reads a sharded job again when the shards' answers
+/// looked finished but changed between two reads.
+const STATS_READS: usize = 5;
 
-/// The frontier on Redis. Cheap to clone; clones share one multiplexed connection.
+/// The frontier on Redis: one server, several independent servers (shards), or a Redis
+/// Cluster. Cheap to clone; clones share the connections.
 #[derive(Clone)]
 pub struct RedisFrontier {
     inner: Arc<Inner>,
 }
 
-/// A job's compiled filter and the policy generation it was compiled from.
-type CachedFilter = (u64, Arc<LinkFilter>);
+/// A job's compiled filter, the policy generation it was compiled from, and whether the job
+/// has a `maxPages` (which a sharded frontier takes from the job's budget before enqueuing).
+type CachedFilter = (u64, Arc<LinkFilter>, bool);
 
 struct Inner {
-    conn: ConnectionManager,
+    /// One connection per shard (clones of one cluster connection for a Redis Cluster).
+    shards: Vec<Conn>,
+    layout: Layout,
     prefix: String,
     config: FrontierConfig,
     scripts: Scripts,
-    /// (spiderid, job number) → (generation, compiled filter).
-    filters: Mutex<HashMap<(String, u64), CachedFilter>>,
+    /// (spiderid, shard, job number) → the job's compiled filter.
+    filters: Mutex<HashMap<(String, usize, u64), CachedFilter>>,
     round_trips: AtomicU64,
+    /// The shard a lease call starts with, turning so that small leases visit every shard.
+    next_shard: AtomicUsize,
 }
 
 impl std::fmt::Debug for RedisFrontier {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("RedisFrontier")
             .field("prefix", &self.inner.prefix)
+            .field("shards", &self.inner.layout.count())
             .field("config", &self.inner.config)
             .finish_non_exhaustive()
     }
 }
 
+/// Children of acknowledgement `.0` (its index in the batch) of job field `.1` that live on
+/// another shard than its lease.
+type RemoteGroup<'a> = (usize, String, &'a [Prepared]);
+
+/// One acknowledgement of a batch, prepared: its children filtered and split by shard.
+struct Ack<'a> {
+    lease: &'a Lease,
+    outcome: &'a Outcome,
+    shard: usize,
+    /// Children per shard, in the order the spider yielded them.
+    children: BTreeMap<usize, Vec<Prepared>>,
+    /// What the client already decided: filtered out, and over the job's budget.
+    decided: Admission,
+    /// What other shards did with the children they hold.
+    remote: Admission,
+    /// The job's budget field, when the children were taken from its budget.
+    budget: Option<String>,
+}
+
 impl RedisFrontier {
-    /// Connects to Redis at `url` (`redis://host:port/db`) and uses keys under `prefix`.
+    /// Connects to one Redis at `url` (`redis://host:port/db`) and uses keys under `prefix`.
     ///
     /// # Errors
     /// [`Error::InvalidName`] for a prefix with braces, [`Error::Connect`] when Redis cannot
-    /// be reached.
+    /// be reached, [`Error::Shards`] when the prefix holds a sharded frontier.
     pub async fn connect(url: &str, prefix: &str, config: FrontierConfig) -> Result<Self> {
         let client = redis::Client::open(url).map_err(|source| Error::Connect { source })?;
         Self::connect_client(client, prefix, config).await
@@ -130,37 +195,142 @@ impl RedisFrontier {
     /// `kubecrawl_process::connect::redis` flags build it) and uses keys under `prefix`.
     ///
     /// # Errors
-    /// [`Error::InvalidName`] for a prefix with braces, [`Error::Connect`] when Redis cannot
-    /// be reached.
+    /// As [`RedisFrontier::connect`].
     pub async fn connect_client(
         client: redis::Client,
         prefix: &str,
         config: FrontierConfig,
     ) -> Result<Self> {
-        check_name("prefix", prefix)?;
-        let conn = ConnectionManager::new(client)
-            .await
-            .map_err(|source| Error::Connect { source })?;
-        Ok(Self::with_connection(conn, prefix, config))
+        Self::connect_shards(vec![client], prefix, config).await
     }
 
-    /// Uses an existing connection manager.
+    /// Connects to independent Redis servers, one shard each, in the order given: every client
+    /// of the frontier must list the same servers in the same order. One client is the
+    /// unsharded frontier.
+    ///
+    /// # Errors
+    /// As [`RedisFrontier::connect`]; [`Error::Shards`] when the prefix was first used with
+    /// another number of shards.
+    pub async fn connect_shards(
+        clients: Vec<redis::Client>,
+        prefix: &str,
+        config: FrontierConfig,
+    ) -> Result<Self> {
+        check_name("prefix", prefix)?;
+        if clients.is_empty() {
+            return Err(Error::Shards {
+                prefix: prefix.to_owned(),
+                stored: 0,
+                configured: 0,
+            });
+        }
+        let conns = try_join_all(clients.into_iter().map(ConnectionManager::new))
+            .await
+            .map_err(|source| Error::Connect { source })?;
+        let shards: Vec<Conn> = conns.into_iter().map(Conn::Single).collect();
+        let count = shards.len();
+        Self::open(shards, count, prefix, config).await
+    }
+
+    /// Connects to a Redis Cluster (cluster-aware: it follows the cluster's slots) and spreads
+    /// each spider over `shards` shards, or, when `None`, over as many as the frontier was
+    /// first used with, else as the cluster has primaries.
+    ///
+    /// # Errors
+    /// As [`RedisFrontier::connect_shards`].
+    pub async fn connect_cluster(
+        client: redis::cluster::ClusterClient,
+        shards: Option<usize>,
+        prefix: &str,
+        config: FrontierConfig,
+    ) -> Result<Self> {
+        check_name("prefix", prefix)?;
+        let mut conn = client
+            .get_async_connection()
+            .await
+            .map_err(|source| Error::Connect { source })?;
+        let count = match shards {
+            Some(n) => n,
+            None => match stored_shards(&mut conn, prefix).await? {
+                Some(n) => n,
+                None => primaries(&mut conn).await?,
+            },
+        };
+        let conn = Conn::Cluster(conn);
+        Self::open(vec![conn; count.max(1)], count, prefix, config).await
+    }
+
+    /// Uses an existing connection manager: one shard, without checking how the prefix was
+    /// first used.
     pub fn with_connection(conn: ConnectionManager, prefix: &str, config: FrontierConfig) -> Self {
+        Self::new(vec![Conn::Single(conn)], prefix, config)
+    }
+
+    fn new(shards: Vec<Conn>, prefix: &str, config: FrontierConfig) -> Self {
         Self {
             inner: Arc::new(Inner {
-                conn,
+                layout: Layout::new(prefix, shards.len()),
+                shards,
                 prefix: prefix.to_owned(),
                 config,
                 scripts: Scripts::new(),
                 filters: Mutex::new(HashMap::new()),
                 round_trips: AtomicU64::new(0),
+                next_shard: AtomicUsize::new(0),
             }),
         }
+    }
+
+    /// Records the number of shards under the prefix the first time, and refuses another
+    /// number later: a domain's shard depends on it, so a changed count would lose requests.
+    async fn open(
+        shards: Vec<Conn>,
+        count: usize,
+        prefix: &str,
+        config: FrontierConfig,
+    ) -> Result<Self> {
+        let mut first = shards[0].clone();
+        let stored: Option<usize> = redis::cmd("SET")
+            .arg(format!("{prefix}:shards"))
+            .arg(count)
+            .arg("NX")
+            .arg("GET")
+            .query_async(&mut first)
+            .await
+            .map_err(|source| Error::Connect { source })?;
+        if let Some(stored) = stored.filter(|n| *n != count) {
+            return Err(Error::Shards {
+                prefix: prefix.to_owned(),
+                stored,
+                configured: count,
+            });
+        }
+        Ok(Self::new(shards, prefix, config))
     }
 
     /// The key prefix.
     pub fn prefix(&self) -> &str {
         &self.inner.prefix
+    }
+
+    /// The number of shards each spider's frontier spreads over.
+    pub fn shards(&self) -> usize {
+        self.inner.layout.count()
+    }
+
+    /// The shard that holds `domain`'s queues, clock and dedupe (0 with one shard).
+    pub fn shard_of(&self, domain: &str) -> usize {
+        self.inner.layout.shard_of(&domain.to_ascii_lowercase())
+    }
+
+    /// The key base `P:{tag}` of every shard of `spiderid`, in shard order (the benchmark and
+    /// tests read Redis's own view of a shard with it).
+    ///
+    /// # Errors
+    /// [`Error::InvalidName`] for a spiderid with braces.
+    pub fn shard_bases(&self, spiderid: &str) -> Result<Vec<String>> {
+        check_name("spiderid", spiderid)?;
+        Ok(self.inner.layout.bases(spiderid).to_vec())
     }
 
     /// Requests this client sent to Redis so far (scripts and commands; the benchmark
@@ -169,86 +339,291 @@ impl RedisFrontier {
         self.inner.round_trips.load(Ordering::Relaxed)
     }
 
-    fn base(&self, spiderid: &str) -> Result<String> {
+    fn base(&self, spiderid: &str, shard: usize) -> Result<String> {
         check_name("spiderid", spiderid)?;
-        Ok(format!("{}:{{{spiderid}}}", self.inner.prefix))
+        Ok(self.inner.layout.bases(spiderid)[shard].clone())
+    }
+
+    fn conn(&self, shard: usize) -> Conn {
+        self.inner.round_trips.fetch_add(1, Ordering::Relaxed);
+        self.inner.shards[shard].clone()
+    }
+
+    /// Every shard's number.
+    fn every_shard(&self) -> std::ops::Range<usize> {
+        0..self.inner.layout.count()
     }
 
     async fn run(
         &self,
         op: &'static str,
+        shard: usize,
         invocation: &redis::ScriptInvocation<'_>,
     ) -> Result<redis::Value> {
-        self.inner.round_trips.fetch_add(1, Ordering::Relaxed);
-        let mut conn = self.inner.conn.clone();
         invocation
-            .invoke_async(&mut conn)
+            .invoke_async(&mut self.conn(shard))
             .await
             .map_err(|source| Error::Redis { op, source })
     }
 
-    /// Acknowledges leases of one spider in one script call (`complete.lua`); answers each in
-    /// order.
-    async fn complete_batch(&self, acks: &[(&Lease, &Outcome)]) -> Result<Vec<Completion>> {
-        let Some((first, _)) = acks.first() else {
-            return Ok(Vec::new());
-        };
-        let base = self.base(&first.id.spiderid)?;
-        let mut inv = self.inner.scripts.complete.prepare_invoke();
-        inv.key(&base).arg(acks.len());
-        let mut filtered = Vec::with_capacity(acks.len());
+    async fn query<T: redis::FromRedisValue>(
+        &self,
+        op: &'static str,
+        shard: usize,
+        cmd: &redis::Cmd,
+    ) -> Result<T> {
+        cmd.query_async(&mut self.conn(shard))
+            .await
+            .map_err(|source| Error::Redis { op, source })
+    }
+
+    /// Acknowledges leases of one spider (one hash slot per shard): the children that live on
+    /// other shards are enqueued there first, then each shard's leases are acknowledged with
+    /// their own children in one script call (`complete.lua`). Answers each lease in order.
+    async fn complete_spider(&self, acks: &[(&Lease, &Outcome)]) -> Result<Vec<Completion>> {
+        let mut prepared = Vec::with_capacity(acks.len());
         for (lease, outcome) in acks {
-            if lease.id.spiderid != first.id.spiderid {
-                return Err(Error::Reply {
-                    op: "complete",
-                    detail: "one batch holds leases of two spiders".to_owned(),
-                });
+            prepared.push(self.prepare_ack(lease, outcome).await?);
+        }
+        let sharded = self.shards() > 1;
+        if sharded {
+            self.take_children_budget(&mut prepared).await?;
+            self.enqueue_remote_children(&mut prepared).await?;
+        }
+        let mut by_shard: BTreeMap<usize, Vec<usize>> = BTreeMap::new();
+        for (i, ack) in prepared.iter().enumerate() {
+            by_shard.entry(ack.shard).or_default().push(i);
+        }
+        let answers = try_join_all(by_shard.iter().map(|(shard, indices)| {
+            let batch: Vec<&Ack<'_>> = indices.iter().map(|i| &prepared[*i]).collect();
+            self.complete_on_shard(*shard, batch)
+        }))
+        .await?;
+        let mut done = vec![Completion::Stale; prepared.len()];
+        for (indices, answers) in by_shard.values().zip(answers) {
+            for (i, answer) in indices.iter().zip(answers) {
+                done[*i] = answer;
             }
-            let mut children = Vec::with_capacity(outcome.children.len());
-            let mut rejected = 0;
-            if !outcome.children.is_empty() {
-                let filter = self.filter(&lease.id, &lease.job).await?;
-                for child in &outcome.children {
-                    match filter.check(child) {
-                        Ok(prepared) => children.push(prepared),
-                        Err(_) => rejected += 1,
-                    }
+        }
+        for (ack, completion) in prepared.iter().zip(done.iter_mut()) {
+            if let Completion::Acked(admission) = completion {
+                *admission += ack.decided;
+                *admission += ack.remote;
+            }
+        }
+        if sharded {
+            self.give_back_budget(&prepared, &done).await?;
+        }
+        Ok(done)
+    }
+
+    /// Filters a lease's children through its job's policy and splits them by shard.
+    async fn prepare_ack<'a>(&self, lease: &'a Lease, outcome: &'a Outcome) -> Result<Ack<'a>> {
+        let shard = self.shard_of(&lease.domain);
+        let mut ack = Ack {
+            lease,
+            outcome,
+            shard,
+            children: BTreeMap::new(),
+            decided: Admission::default(),
+            remote: Admission::default(),
+            budget: None,
+        };
+        if outcome.children.is_empty() {
+            return Ok(ack);
+        }
+        let (filter, budgeted) = self.filter(&lease.id, shard, &lease.job).await?;
+        for child in &outcome.children {
+            match filter.check(child) {
+                Ok(prepared) => {
+                    let to = self.inner.layout.shard_of(&prepared.domain);
+                    ack.children.entry(to).or_default().push(prepared);
+                }
+                Err(_) => ack.decided.filtered += 1,
+            }
+        }
+        if budgeted && self.shards() > 1 && !ack.children.is_empty() {
+            ack.budget = Some(job_field(&lease.job)?);
+        }
+        Ok(ack)
+    }
+
+    /// Takes the children of budgeted jobs from their jobs' budgets; those beyond it are
+    /// dropped and counted over budget.
+    async fn take_children_budget(&self, acks: &mut [Ack<'_>]) -> Result<()> {
+        let mut wanted: BTreeMap<(String, String), u64> = BTreeMap::new();
+        for ack in acks.iter() {
+            if let Some(field) = &ack.budget {
+                let n: usize = ack.children.values().map(Vec::len).sum();
+                *wanted
+                    .entry((ack.lease.id.spiderid.clone(), field.clone()))
+                    .or_default() += n as u64;
+            }
+        }
+        for ((spiderid, field), n) in wanted {
+            let mut granted = self.budget(&spiderid, &field, "take", n).await?;
+            for ack in acks
+                .iter_mut()
+                .filter(|a| a.budget.as_ref() == Some(&field))
+            {
+                for children in ack.children.values_mut() {
+                    let keep = usize::try_from(granted)
+                        .unwrap_or(usize::MAX)
+                        .min(children.len());
+                    granted -= keep as u64;
+                    ack.decided.over_budget += (children.len() - keep) as u64;
+                    children.truncate(keep);
                 }
             }
-            filtered.push(rejected);
+        }
+        Ok(())
+    }
+
+    /// Enqueues each acknowledgement's children that live on other shards than its lease, one
+    /// call per shard (all shards at once), and notes what each did.
+    async fn enqueue_remote_children(&self, acks: &mut [Ack<'_>]) -> Result<()> {
+        let mut calls: BTreeMap<usize, Vec<RemoteGroup<'_>>> = BTreeMap::new();
+        for (i, ack) in acks.iter().enumerate() {
+            for (shard, children) in &ack.children {
+                if *shard != ack.shard && !children.is_empty() {
+                    calls.entry(*shard).or_default().push((
+                        i,
+                        job_field(&ack.lease.job)?,
+                        children,
+                    ));
+                }
+            }
+        }
+        if calls.is_empty() {
+            return Ok(());
+        }
+        let spiderid = acks[0].lease.id.spiderid.clone();
+        let answers = try_join_all(calls.iter().map(|(shard, groups)| {
+            let groups: Vec<(&str, &[Prepared])> =
+                groups.iter().map(|(_, f, c)| (f.as_str(), *c)).collect();
+            self.enqueue(&spiderid, *shard, false, groups)
+        }))
+        .await?;
+        let mut remote = vec![Admission::default(); acks.len()];
+        for (groups, answers) in calls.values().zip(answers) {
+            for ((i, _, children), answer) in groups.iter().zip(answers) {
+                remote[*i] += match answer {
+                    Enqueued::Done(admission) => admission,
+                    Enqueued::Refused | Enqueued::Unknown => Admission {
+                        refused: children.len() as u64,
+                        ..Admission::default()
+                    },
+                };
+            }
+        }
+        for (ack, remote) in acks.iter_mut().zip(remote) {
+            ack.remote = remote;
+        }
+        Ok(())
+    }
+
+    /// Gives back to each budgeted job what it took and did not admit.
+    async fn give_back_budget(&self, acks: &[Ack<'_>], done: &[Completion]) -> Result<()> {
+        let mut unused: BTreeMap<(String, String), u64> = BTreeMap::new();
+        for (ack, completion) in acks.iter().zip(done) {
+            let Some(field) = &ack.budget else { continue };
+            let taken: u64 = ack.children.values().map(|c| c.len() as u64).sum();
+            // An acknowledged lease's admission already counts its other shards' children.
+            let admitted = match completion {
+                Completion::Acked(a) => a.admitted,
+                _ => ack.remote.admitted,
+            };
+            *unused
+                .entry((ack.lease.id.spiderid.clone(), field.clone()))
+                .or_default() += taken.saturating_sub(admitted);
+        }
+        for ((spiderid, field), n) in unused {
+            if n > 0 {
+                self.budget(&spiderid, &field, "give", n).await?;
+            }
+        }
+        Ok(())
+    }
+
+    /// Acknowledges leases held on one shard, each with the children that live on that shard.
+    async fn complete_on_shard(
+        &self,
+        shard: usize,
+        acks: Vec<&Ack<'_>>,
+    ) -> Result<Vec<Completion>> {
+        let Some(first) = acks.first() else {
+            return Ok(Vec::new());
+        };
+        let base = self.base(&first.lease.id.spiderid, shard)?;
+        let mut inv = self.inner.scripts.complete.prepare_invoke();
+        inv.key(&base).arg(acks.len());
+        for ack in &acks {
+            let (lease, outcome) = (ack.lease, ack.outcome);
+            let children = ack.children.get(&shard).map_or(&[][..], Vec::as_slice);
             inv.arg(&lease.id.token)
                 .arg(outcome.status.map(|s| s.to_string()).unwrap_or_default())
                 .arg(outcome.bytes)
                 .arg(outcome.items)
                 .arg(outcome.step.unwrap_or(lease.request.depth))
                 .arg(children.len());
-            push_requests(&mut inv, &children)?;
+            push_requests(&mut inv, children)?;
         }
-        let reply = Reply::new("complete", self.run("complete", &inv).await?)?;
-        reply.completions(&filtered)
+        let reply = Reply::new("complete", self.run("complete", shard, &inv).await?)?;
+        reply.completions(&vec![0; acks.len()])
     }
 
-    /// The compiled filter of a job, from the cache or from Redis.
-    async fn filter(&self, id: &LeaseId, job: &JobRef) -> Result<Arc<LinkFilter>> {
-        let key = (id.spiderid.clone(), id.job);
-        if let Some((generation, filter)) = self.cached_filter(&key)
+    /// Enqueues groups of (job field, requests) on one shard (`enqueue.lua`).
+    async fn enqueue(
+        &self,
+        spiderid: &str,
+        shard: usize,
+        seeds: bool,
+        groups: Vec<(&str, &[Prepared])>,
+    ) -> Result<Vec<Enqueued>> {
+        let base = self.base(spiderid, shard)?;
+        let mut inv = self.inner.scripts.enqueue.prepare_invoke();
+        inv.key(&base)
+            .arg(if seeds { "1" } else { "0" })
+            .arg(groups.len());
+        for (field, requests) in &groups {
+            inv.arg(*field).arg(requests.len());
+            push_requests(&mut inv, requests)?;
+        }
+        let op = if seeds { "seed" } else { "enqueue" };
+        Reply::new(op, self.run(op, shard, &inv).await?)?.enqueued(groups.len())
+    }
+
+    /// Takes, gives back, sets or forgets a job's budget on its spider's first shard
+    /// (`budget.lua`).
+    async fn budget(&self, spiderid: &str, field: &str, op: &str, n: u64) -> Result<u64> {
+        let mut inv = self.inner.scripts.budget.prepare_invoke();
+        inv.key(self.base(spiderid, 0)?).arg(field).arg(op).arg(n);
+        let reply = Reply::new("budget", self.run("budget", 0, &inv).await?)?;
+        Ok(u64::try_from(reply.int()?).unwrap_or(0))
+    }
+
+    /// The compiled filter of a job on one shard, from the cache or from Redis, and whether the
+    /// job has a `maxPages`.
+    async fn filter(
+        &self,
+        id: &LeaseId,
+        shard: usize,
+        job: &JobRef,
+    ) -> Result<(Arc<LinkFilter>, bool)> {
+        let key = (id.spiderid.clone(), shard, id.job);
+        if let Some((generation, filter, budgeted)) = self.cached_filter(&key)
             && generation >= id.generation
         {
-            return Ok(filter);
+            return Ok((filter, budgeted));
         }
-        let jk = format!("{}:job:{}", self.base(&id.spiderid)?, id.job);
-        self.inner.round_trips.fetch_add(1, Ordering::Relaxed);
-        let mut conn = self.inner.conn.clone();
-        let (policy, generation): (Option<String>, Option<u64>) = redis::cmd("HMGET")
-            .arg(&jk)
-            .arg("pol")
-            .arg("gen")
-            .query_async(&mut conn)
-            .await
-            .map_err(|source| Error::Redis {
-                op: "load policy",
-                source,
-            })?;
+        let jk = format!("{}:job:{}", self.base(&id.spiderid, shard)?, id.job);
+        let (policy, generation): (Option<String>, Option<u64>) = self
+            .query(
+                "load policy",
+                shard,
+                redis::cmd("HMGET").arg(&jk).arg("pol").arg("gen"),
+            )
+            .await?;
         // A purged job has no policy; its children are refused by the script anyway.
         let policy: JobPolicy = match policy {
             Some(text) => serde_json::from_str(&text).map_err(|source| Error::Record { source })?,
@@ -258,19 +633,105 @@ impl RedisFrontier {
             job: job.clone(),
             source,
         })?);
+        let budgeted = policy.max_pages.is_some();
         if let Ok(mut cache) = self.inner.filters.lock() {
-            cache.insert(key, (generation.unwrap_or(0), filter.clone()));
+            cache.insert(key, (generation.unwrap_or(0), filter.clone(), budgeted));
         }
-        Ok(filter)
+        Ok((filter, budgeted))
     }
 
-    fn cached_filter(&self, key: &(String, u64)) -> Option<CachedFilter> {
+    fn cached_filter(&self, key: &(String, usize, u64)) -> Option<CachedFilter> {
         self.inner
             .filters
             .lock()
             .ok()
             .and_then(|cache| cache.get(key).cloned())
     }
+
+    /// Leases up to `max` from one shard.
+    async fn lease_from(
+        &self,
+        spiderid: &str,
+        shard: usize,
+        max: usize,
+        duration: Duration,
+    ) -> Result<Vec<Lease>> {
+        let base = self.base(spiderid, shard)?;
+        let mut inv = self.inner.scripts.lease.prepare_invoke();
+        inv.key(&base)
+            .arg(max)
+            .arg(duration_micros(duration).max(1))
+            .arg(self.inner.config.housekeeping_batch);
+        let reply = Reply::new("lease", self.run("lease", shard, &inv).await?)?;
+        reply.leases(spiderid)
+    }
+
+    /// A job's accounting on every shard, added up; `None` when no shard knows the job.
+    async fn read_job_stats(&self, job: &JobRef) -> Result<Option<JobStats>> {
+        let field = job_field(job)?;
+        let parts = try_join_all(self.every_shard().map(|shard| {
+            let field = field.clone();
+            async move {
+                let mut inv = self.inner.scripts.stats.prepare_invoke();
+                inv.key(self.base(&job.spiderid, shard)?).arg(field);
+                Reply::new("job stats", self.run("job stats", shard, &inv).await?)?.job_stats()
+            }
+        }))
+        .await?;
+        let mut total: Option<JobStats> = None;
+        for part in parts.into_iter().flatten() {
+            total.get_or_insert_with(JobStats::default).absorb(&part);
+        }
+        Ok(total)
+    }
+
+    /// Suspends or resumes a job on every shard, one chunk of its queues per call, until every
+    /// queue is detached or attached. Interrupted, it leaves the job [`JobStats::settling`],
+    /// and the next call for the same state carries on where it stopped.
+    async fn set_state(&self, job: &JobRef, state: &'static str) -> Result<bool> {
+        let field = job_field(job)?;
+        let mut known = false;
+        for shard in self.every_shard() {
+            let base = self.base(&job.spiderid, shard)?;
+            loop {
+                let mut inv = self.inner.scripts.suspend.prepare_invoke();
+                inv.key(&base).arg(&field).arg(state).arg(STATE_CHUNK);
+                let reply = Reply::new("suspend", self.run("suspend", shard, &inv).await?)?;
+                match reply.status_text() {
+                    Some("done") => {
+                        known = true;
+                        break;
+                    }
+                    Some("none") => break,
+                    Some("more") => {}
+                    _ => return Err(reply.unexpected()),
+                }
+            }
+        }
+        Ok(known)
+    }
+}
+
+/// The number of shards first used under `prefix`, if any.
+async fn stored_shards(
+    conn: &mut impl redis::aio::ConnectionLike,
+    prefix: &str,
+) -> Result<Option<usize>> {
+    redis::cmd("GET")
+        .arg(format!("{prefix}:shards"))
+        .query_async(conn)
+        .await
+        .map_err(|source| Error::Connect { source })
+}
+
+/// The number of primaries of a Redis Cluster (`CLUSTER SHARDS`).
+async fn primaries(conn: &mut impl redis::aio::ConnectionLike) -> Result<usize> {
+    let shards: Vec<redis::Value> = redis::cmd("CLUSTER")
+        .arg("SHARDS")
+        .query_async(conn)
+        .await
+        .map_err(|source| Error::Connect { source })?;
+    Ok(shards.len().max(1))
 }
 
 /// The field naming a job in `P:{S}:jobs`.
@@ -299,22 +760,37 @@ impl Frontier for RedisFrontier {
             job: job.clone(),
             source,
         })?;
-        let base = self.base(&job.spiderid)?;
+        check_name("spiderid", &job.spiderid)?;
+        let field = job_field(job)?;
         let text = serde_json::to_string(policy).map_err(|source| Error::Record { source })?;
         let limit = |v: Option<u64>| v.map_or(-1, |n| i64::try_from(n).unwrap_or(i64::MAX));
-        let mut inv = self.inner.scripts.register.prepare_invoke();
-        inv.key(&base)
-            .arg(job_field(job)?)
-            .arg(&job.appid)
-            .arg(&job.crawlid)
-            .arg(text)
-            .arg(policy.expires_micros())
-            .arg(limit(policy.max_pages))
-            .arg(limit(policy.domain_max_pages))
-            .arg(duration_micros(policy.interval(&self.inner.config)));
-        let reply = Reply::new("register", self.run("register", &inv).await?)?;
-        if reply.tag() == Some("purging") {
-            return Err(Error::Purging { job: job.clone() });
+        let sharded = self.shards() > 1;
+        // Sharded, the job-wide cap lives in the budget of the first shard, not in each shard.
+        let max_pages = if sharded { -1 } else { limit(policy.max_pages) };
+        if sharded {
+            let cap = limit(policy.max_pages);
+            let mut inv = self.inner.scripts.budget.prepare_invoke();
+            inv.key(self.base(&job.spiderid, 0)?)
+                .arg(&field)
+                .arg("set")
+                .arg(cap);
+            self.run("register", 0, &inv).await?;
+        }
+        for shard in self.every_shard() {
+            let mut inv = self.inner.scripts.register.prepare_invoke();
+            inv.key(self.base(&job.spiderid, shard)?)
+                .arg(&field)
+                .arg(&job.appid)
+                .arg(&job.crawlid)
+                .arg(&text)
+                .arg(policy.expires_micros())
+                .arg(max_pages)
+                .arg(limit(policy.domain_max_pages))
+                .arg(duration_micros(policy.interval(&self.inner.config)));
+            let reply = Reply::new("register", self.run("register", shard, &inv).await?)?;
+            if reply.tag() == Some("purging") {
+                return Err(Error::Purging { job: job.clone() });
+            }
         }
         // An expired job registered again: attach its queues, in chunks.
         self.set_state(job, "run").await?;
@@ -322,7 +798,7 @@ impl Frontier for RedisFrontier {
     }
 
     async fn seed(&self, job: &JobRef, seeds: &[CrawlRequest]) -> Result<Admission> {
-        let base = self.base(&job.spiderid)?;
+        check_name("spiderid", &job.spiderid)?;
         let field = job_field(job)?;
         let mut total = Admission::default();
         let prepared: Vec<Prepared> = seeds.iter().filter_map(Prepared::seed).collect();
@@ -332,39 +808,98 @@ impl Frontier for RedisFrontier {
             // Still ask, so that an unknown job is reported as such.
             chunks.push(&[]);
         }
+        let sharded = self.shards() > 1;
         for chunk in chunks {
-            let mut inv = self.inner.scripts.seed.prepare_invoke();
-            inv.key(&base).arg(&field).arg(chunk.len());
-            push_requests(&mut inv, chunk)?;
-            let reply = Reply::new("seed", self.run("seed", &inv).await?)?;
-            match reply.tag() {
-                Some("ok") => {
-                    total.admitted += reply.u64_at(1)?;
-                    total.duplicates += reply.u64_at(2)?;
-                    total.over_budget += reply.u64_at(3)?;
-                    total.blacklisted += reply.u64_at(4)?;
+            let mut chunk = chunk;
+            if sharded {
+                let granted = self
+                    .budget(&job.spiderid, &field, "take", chunk.len() as u64)
+                    .await?;
+                let keep = usize::try_from(granted)
+                    .unwrap_or(usize::MAX)
+                    .min(chunk.len());
+                total.over_budget += (chunk.len() - keep) as u64;
+                chunk = &chunk[..keep];
+            }
+            let mut by_shard: BTreeMap<usize, Vec<Prepared>> = BTreeMap::new();
+            for request in chunk {
+                let shard = self.inner.layout.shard_of(&request.domain);
+                by_shard.entry(shard).or_default().push(request.clone());
+            }
+            if by_shard.is_empty() {
+                by_shard.insert(0, Vec::new());
+            }
+            let answers = try_join_all(by_shard.iter().map(|(shard, requests)| {
+                self.enqueue(&job.spiderid, *shard, true, vec![(&field, requests)])
+            }))
+            .await?;
+            let mut admitted = 0;
+            for (requests, answer) in by_shard.values().zip(answers.into_iter().flatten()) {
+                match answer {
+                    Enqueued::Done(a) => {
+                        admitted += a.admitted;
+                        total += a;
+                    }
+                    Enqueued::Refused => total.refused += requests.len() as u64,
+                    Enqueued::Unknown => return Err(Error::UnknownJob { job: job.clone() }),
                 }
-                Some("refused") => total.refused += chunk.len() as u64,
-                Some("unknown") => return Err(Error::UnknownJob { job: job.clone() }),
-                _ => return Err(reply.unexpected()),
+            }
+            if sharded && (chunk.len() as u64) > admitted {
+                self.budget(&job.spiderid, &field, "give", chunk.len() as u64 - admitted)
+                    .await?;
             }
         }
         Ok(total)
     }
 
     async fn lease(&self, spiderid: &str, max: usize, duration: Duration) -> Result<Vec<Lease>> {
-        let base = self.base(spiderid)?;
-        let mut inv = self.inner.scripts.lease.prepare_invoke();
-        inv.key(&base)
-            .arg(max)
-            .arg(duration_micros(duration).max(1))
-            .arg(self.inner.config.housekeeping_batch);
-        let reply = Reply::new("lease", self.run("lease", &inv).await?)?;
-        reply.leases(spiderid)
+        let count = self.shards();
+        if count == 1 {
+            return self.lease_from(spiderid, 0, max, duration).await;
+        }
+        // First every shard at once, each for its share of `max`; then, while short, one shard
+        // after the other among those not asked or not exhausted.
+        let start = self.inner.next_shard.fetch_add(1, Ordering::Relaxed);
+        let order: Vec<usize> = (0..count).map(|i| (start + i) % count).collect();
+        let share = |i: usize| max / count + usize::from(i < max % count);
+        let asked: Vec<(usize, usize)> = order
+            .iter()
+            .enumerate()
+            .map(|(i, shard)| (*shard, share(i)))
+            .filter(|(_, n)| *n > 0)
+            .collect();
+        let answers = try_join_all(
+            asked
+                .iter()
+                .map(|(shard, n)| self.lease_from(spiderid, *shard, *n, duration)),
+        )
+        .await?;
+        let mut more: Vec<usize> = order
+            .iter()
+            .copied()
+            .filter(|shard| !asked.iter().any(|(s, _)| s == shard))
+            .collect();
+        let mut out = Vec::with_capacity(max);
+        for ((shard, n), leases) in asked.iter().zip(answers) {
+            if leases.len() == *n {
+                more.push(*shard);
+            }
+            out.extend(leases);
+        }
+        for shard in more {
+            if out.len() >= max {
+                break;
+            }
+            let leases = self
+                .lease_from(spiderid, shard, max - out.len(), duration)
+                .await?;
+            out.extend(leases);
+        }
+        Ok(out)
     }
 
     async fn complete(&self, lease: &Lease, outcome: Outcome) -> Result<Completion> {
-        let mut done = self.complete_batch(&[(lease, &outcome)]).await?;
+        let mut done = self.complete_spider(&[(lease, &outcome)]).await?;
         done.pop().ok_or_else(|| Error::Reply {
             op: "complete",
             detail: "no answer for the lease".to_owned(),
@@ -373,16 +908,17 @@ impl Frontier for RedisFrontier {
 
     async fn complete_many(&self, acks: &[(Lease, Outcome)]) -> Result<Vec<Completion>> {
         let mut done = Vec::with_capacity(acks.len());
-        // One script call per run of leases of one spider (one hash slot).
+        // One script call per shard per run of leases of one spider.
         for group in acks.chunk_by(|a, b| a.0.id.spiderid == b.0.id.spiderid) {
             let group: Vec<(&Lease, &Outcome)> = group.iter().map(|(l, o)| (l, o)).collect();
-            done.extend(self.complete_batch(&group).await?);
+            done.extend(self.complete_spider(&group).await?);
         }
         Ok(done)
     }
 
     async fn retry(&self, lease: &Lease, retry: RetryRequest) -> Result<RetryOutcome> {
-        let base = self.base(&lease.id.spiderid)?;
+        let shard = self.shard_of(&lease.domain);
+        let base = self.base(&lease.id.spiderid, shard)?;
         let config = &self.inner.config;
         let attempt = lease.request.retries.saturating_add(1);
         let give_up = attempt > config.max_retries;
@@ -399,7 +935,7 @@ impl Frontier for RedisFrontier {
             .arg(duration_micros(delay))
             .arg(record)
             .arg(retry.status.map(|s| s.to_string()).unwrap_or_default());
-        let reply = Reply::new("retry", self.run("retry", &inv).await?)?;
+        let reply = Reply::new("retry", self.run("retry", shard, &inv).await?)?;
         match reply.tag() {
             Some("scheduled") => Ok(RetryOutcome::Scheduled { attempt, delay }),
             Some("gaveup") => Ok(RetryOutcome::GaveUp),
@@ -410,38 +946,51 @@ impl Frontier for RedisFrontier {
     }
 
     async fn extend(&self, leases: &[Lease], duration: Duration) -> Result<usize> {
-        let mut by_spider: BTreeMap<&str, Vec<&Lease>> = BTreeMap::new();
+        let mut by_shard: BTreeMap<(&str, usize), Vec<&Lease>> = BTreeMap::new();
         for lease in leases {
-            by_spider.entry(&lease.id.spiderid).or_default().push(lease);
+            by_shard
+                .entry((&lease.id.spiderid, self.shard_of(&lease.domain)))
+                .or_default()
+                .push(lease);
         }
         let mut held = 0;
-        for (spiderid, leases) in by_spider {
-            let base = self.base(spiderid)?;
+        for ((spiderid, shard), leases) in by_shard {
             let mut inv = self.inner.scripts.extend.prepare_invoke();
-            inv.key(&base).arg(duration_micros(duration).max(1));
+            inv.key(self.base(spiderid, shard)?)
+                .arg(duration_micros(duration).max(1));
             for lease in leases {
                 inv.arg(&lease.id.token);
             }
-            let reply = Reply::new("extend", self.run("extend", &inv).await?)?;
+            let reply = Reply::new("extend", self.run("extend", shard, &inv).await?)?;
             held += usize::try_from(reply.int()?).unwrap_or(0);
         }
         Ok(held)
     }
 
     async fn release(&self, lease: &Lease) -> Result<bool> {
-        let base = self.base(&lease.id.spiderid)?;
+        let shard = self.shard_of(&lease.domain);
         let mut inv = self.inner.scripts.release.prepare_invoke();
-        inv.key(&base).arg(&lease.id.token);
-        let reply = Reply::new("release", self.run("release", &inv).await?)?;
+        inv.key(self.base(&lease.id.spiderid, shard)?)
+            .arg(&lease.id.token);
+        let reply = Reply::new("release", self.run("release", shard, &inv).await?)?;
         Ok(reply.int()? == 1)
     }
 
     async fn reclaim_expired(&self, spiderid: &str, max: usize) -> Result<usize> {
-        let base = self.base(spiderid)?;
-        let mut inv = self.inner.scripts.lease.prepare_invoke();
-        inv.key(&base).arg(0).arg(1).arg(max);
-        let reply = Reply::new("reclaim", self.run("reclaim", &inv).await?)?;
-        Ok(usize::try_from(reply.u64_at(2)?).unwrap_or(usize::MAX))
+        let mut reclaimed = 0;
+        for shard in self.every_shard() {
+            if reclaimed >= max {
+                break;
+            }
+            let mut inv = self.inner.scripts.lease.prepare_invoke();
+            inv.key(self.base(spiderid, shard)?)
+                .arg(0)
+                .arg(1)
+                .arg(max - reclaimed);
+            let reply = Reply::new("reclaim", self.run("reclaim", shard, &inv).await?)?;
+            reclaimed += usize::try_from(reply.u64_at(2)?).unwrap_or(usize::MAX);
+        }
+        Ok(reclaimed)
     }
 
     async fn suspend(&self, job: &JobRef) -> Result<bool> {
@@ -453,135 +1002,161 @@ impl Frontier for RedisFrontier {
     }
 
     async fn purge(&self, job: &JobRef) -> Result<bool> {
-        let base = self.base(&job.spiderid)?;
         let field = job_field(job)?;
-        let mut calls = 0u64;
-        loop {
-            let mut inv = self.inner.scripts.purge.prepare_invoke();
-            inv.key(&base).arg(&field).arg(PURGE_CHUNK);
-            let reply = Reply::new("purge", self.run("purge", &inv).await?)?;
-            calls += 1;
-            match reply.status_text() {
-                Some("none") => return Ok(calls > 1),
-                Some("done") => {
-                    tracing::debug!(job = %job, calls, "job purged");
-                    if let Ok(mut cache) = self.inner.filters.lock() {
-                        cache.retain(|(spider, _), _| spider != &job.spiderid);
+        let mut known = false;
+        for shard in self.every_shard() {
+            let base = self.base(&job.spiderid, shard)?;
+            let mut calls = 0u64;
+            loop {
+                let mut inv = self.inner.scripts.purge.prepare_invoke();
+                inv.key(&base).arg(&field).arg(PURGE_CHUNK);
+                let reply = Reply::new("purge", self.run("purge", shard, &inv).await?)?;
+                calls += 1;
+                match reply.status_text() {
+                    Some("none") => {
+                        known |= calls > 1;
+                        break;
                     }
-                    return Ok(true);
+                    Some("done") => {
+                        tracing::debug!(job = %job, shard, calls, "job purged");
+                        known = true;
+                        break;
+                    }
+                    Some("more") => {}
+                    _ => return Err(reply.unexpected()),
                 }
-                Some("more") => continue,
-                _ => return Err(reply.unexpected()),
             }
         }
+        if self.shards() > 1 {
+            self.budget(&job.spiderid, &field, "del", 0).await?;
+        }
+        if let Ok(mut cache) = self.inner.filters.lock() {
+            cache.retain(|(spider, _, _), _| spider != &job.spiderid);
+        }
+        Ok(known)
     }
 
     async fn epoch(&self, spiderid: &str) -> Result<String> {
-        let key = format!("{}:epoch", self.base(spiderid)?);
-        let fresh = crate::new_epoch();
-        self.inner.round_trips.fetch_add(1, Ordering::Relaxed);
-        let mut conn = self.inner.conn.clone();
-        // SET NX GET: the existing epoch, or none when ours was just set.
-        let existing: Option<String> = redis::cmd("SET")
-            .arg(&key)
-            .arg(&fresh)
-            .arg("NX")
-            .arg("GET")
-            .query_async(&mut conn)
-            .await
-            .map_err(|source| Error::Redis {
-                op: "epoch",
-                source,
-            })?;
-        Ok(existing.unwrap_or(fresh))
+        // One epoch per shard: when any shard loses its state, the whole changes.
+        let mut parts = Vec::with_capacity(self.shards());
+        for shard in self.every_shard() {
+            let fresh = crate::new_epoch();
+            // SET NX GET: the existing epoch, or none when ours was just set.
+            let existing: Option<String> = self
+                .query(
+                    "epoch",
+                    shard,
+                    redis::cmd("SET")
+                        .arg(format!("{}:epoch", self.base(spiderid, shard)?))
+                        .arg(&fresh)
+                        .arg("NX")
+                        .arg("GET"),
+                )
+                .await?;
+            parts.push(existing.unwrap_or(fresh));
+        }
+        Ok(parts.join("."))
     }
 
     async fn job_stats(&self, job: &JobRef) -> Result<Option<JobStats>> {
-        let base = self.base(&job.spiderid)?;
-        let mut inv = self.inner.scripts.stats.prepare_invoke();
-        inv.key(&base).arg(job_field(job)?);
-        let reply = Reply::new("job stats", self.run("job stats", &inv).await?)?;
-        reply.job_stats()
+        let mut stats = self.read_job_stats(job).await?;
+        if self.shards() == 1 {
+            return Ok(stats);
+        }
+        // The shards are read one by one, and a page's children are enqueued on their shards
+        // before its lease is acknowledged on its own: a read can see the lease gone and miss
+        // the children. A job that looks finished is read again until two reads agree.
+        for _ in 1..STATS_READS {
+            if !stats.as_ref().is_some_and(JobStats::finished) {
+                break;
+            }
+            let again = self.read_job_stats(job).await?;
+            if again == stats {
+                break;
+            }
+            stats = again;
+        }
+        Ok(stats)
     }
 
     async fn policy(&self, job: &JobRef) -> Result<Option<JobPolicy>> {
-        let base = self.base(&job.spiderid)?;
         let mut inv = self.inner.scripts.stats.prepare_invoke();
-        inv.key(&base).arg(job_field(job)?);
-        let reply = Reply::new("job policy", self.run("job policy", &inv).await?)?;
+        inv.key(self.base(&job.spiderid, 0)?).arg(job_field(job)?);
+        let reply = Reply::new("job policy", self.run("job policy", 0, &inv).await?)?;
         reply.job_policy()
     }
 
     async fn report_domain(&self, spiderid: &str, domain: &str, hint: DomainHint) -> Result<()> {
-        let base = self.base(spiderid)?;
+        let domain = domain.to_ascii_lowercase();
+        let shard = self.inner.layout.shard_of(&domain);
         let (kind, delay) = match hint {
             DomainHint::CrawlDelay(d) => ("cd", d),
             DomainHint::RetryAfter(d) => ("ra", d),
             DomainHint::Adaptive(d) => ("ad", d),
         };
         let mut inv = self.inner.scripts.domain.prepare_invoke();
-        inv.key(&base)
-            .arg(domain.to_ascii_lowercase())
+        inv.key(self.base(spiderid, shard)?)
+            .arg(domain)
             .arg(kind)
             .arg(duration_micros(delay))
             .arg(self.inner.config.crawl_delay_ttl.as_secs().max(1));
-        self.run("report domain", &inv).await?;
+        self.run("report domain", shard, &inv).await?;
         Ok(())
     }
 
     async fn spider_stats(&self, spiderid: &str) -> Result<SpiderStats> {
-        let base = self.base(spiderid)?;
-        let mut inv = self.inner.scripts.spider_stats.prepare_invoke();
-        inv.key(&base);
-        for window in Window::ALL {
-            if let (Some(seconds), Some(g)) = (window.seconds(), window.granularity()) {
-                inv.arg(window.label()).arg(seconds).arg(g);
+        let parts = try_join_all(self.every_shard().map(|shard| async move {
+            let mut inv = self.inner.scripts.spider_stats.prepare_invoke();
+            inv.key(self.base(spiderid, shard)?);
+            for window in Window::ALL {
+                if let (Some(seconds), Some(g)) = (window.seconds(), window.granularity()) {
+                    inv.arg(window.label()).arg(seconds).arg(g);
+                }
             }
+            Reply::new("spider stats", self.run("spider stats", shard, &inv).await?)?.spider_stats()
+        }))
+        .await?;
+        let mut total = SpiderStats::default();
+        for part in parts {
+            total.absorb(part);
         }
-        let reply = Reply::new("spider stats", self.run("spider stats", &inv).await?)?;
-        reply.spider_stats()
+        Ok(total)
     }
 
     async fn heartbeat(&self, spiderid: &str, worker: &str, ttl: Duration) -> Result<()> {
-        let base = self.base(spiderid)?;
+        let base = self.base(spiderid, 0)?;
         check_name("worker", worker)?;
         let ttl = duration_micros(ttl).max(1);
         let mut inv = self.inner.scripts.heartbeat.prepare_invoke();
         inv.key(format!("{base}:workers")).arg(worker).arg(ttl);
-        self.run("heartbeat", &inv).await?;
+        self.run("heartbeat", 0, &inv).await?;
         let mut inv = self.inner.scripts.heartbeat.prepare_invoke();
         inv.key(format!("{}:spiders", self.inner.prefix))
             .arg(spiderid)
             .arg(ttl);
-        self.run("heartbeat", &inv).await?;
+        self.run("heartbeat", 0, &inv).await?;
         Ok(())
     }
 
     async fn workers(&self) -> Result<WorkerCounts> {
         let mut inv = self.inner.scripts.live.prepare_invoke();
         inv.key(format!("{}:spiders", self.inner.prefix));
-        let reply = Reply::new("workers", self.run("workers", &inv).await?)?;
+        let reply = Reply::new("workers", self.run("workers", 0, &inv).await?)?;
         let (now, spiders) = reply.live()?;
         let mut counts = WorkerCounts::default();
-        if spiders.is_empty() {
-            return Ok(counts);
-        }
-        let mut pipe = redis::pipe();
-        for spider in &spiders {
-            pipe.cmd("ZCOUNT")
-                .arg(format!("{}:workers", self.base(spider)?))
-                .arg(format!("({now}"))
-                .arg("+inf");
-        }
-        self.inner.round_trips.fetch_add(1, Ordering::Relaxed);
-        let mut conn = self.inner.conn.clone();
-        let live: Vec<u64> = pipe
-            .query_async(&mut conn)
+        // Each spider's workers live in its own hash slot: one command each, all at once.
+        let live = try_join_all(spiders.iter().map(|spider| async move {
+            self.query::<u64>(
+                "workers",
+                0,
+                redis::cmd("ZCOUNT")
+                    .arg(format!("{}:workers", self.base(spider, 0)?))
+                    .arg(format!("({now}"))
+                    .arg("+inf"),
+            )
             .await
-            .map_err(|source| Error::Redis {
-                op: "workers",
-                source,
-            })?;
+        }))
+        .await?;
         let per_spider: BTreeMap<String, u64> = spiders
             .into_iter()
             .zip(live)
@@ -594,85 +1169,92 @@ impl Frontier for RedisFrontier {
     }
 
     async fn backlog(&self, spiderid: &str) -> Result<SpiderBacklog> {
-        let base = self.base(spiderid)?;
         let mut out = SpiderBacklog::default();
-        let mut first = true;
-        for set in ["ready", "wait"] {
-            let mut offset = 0usize;
-            loop {
-                let mut inv = self.inner.scripts.backlog.prepare_invoke();
-                inv.key(&base)
-                    .arg(set)
-                    .arg(offset)
-                    .arg(crate::backlog::PAGE);
-                let reply = Reply::new("backlog", self.run("backlog", &inv).await?)?;
-                let page = reply.backlog_page()?;
-                if first {
-                    (out.in_flight, out.retrying) = (page.in_flight, page.retrying);
-                    first = false;
+        for shard in self.every_shard() {
+            let base = self.base(spiderid, shard)?;
+            let mut first = true;
+            for set in ["ready", "wait"] {
+                let mut offset = 0usize;
+                loop {
+                    let mut inv = self.inner.scripts.backlog.prepare_invoke();
+                    inv.key(&base)
+                        .arg(set)
+                        .arg(offset)
+                        .arg(crate::backlog::PAGE);
+                    let reply = Reply::new("backlog", self.run("backlog", shard, &inv).await?)?;
+                    let page = reply.backlog_page()?;
+                    if first {
+                        out.in_flight += page.in_flight;
+                        out.retrying += page.retrying;
+                        first = false;
+                    }
+                    // A domain moved between the sets meanwhile is counted once.
+                    for (domain, queued) in page.domains {
+                        out.domains.entry(domain).or_insert(queued);
+                    }
+                    if page.looked < crate::backlog::PAGE {
+                        break;
+                    }
+                    offset += page.looked;
                 }
-                // A domain moved between the sets meanwhile is counted once.
-                for (domain, queued) in page.domains {
-                    out.domains.entry(domain).or_insert(queued);
-                }
-                if page.looked < crate::backlog::PAGE {
-                    break;
-                }
-                offset += page.looked;
             }
         }
         Ok(out)
     }
 
     async fn job_backlog(&self, job: &JobRef) -> Result<JobBacklog> {
-        let base = self.base(&job.spiderid)?;
         let field = job_field(job)?;
         let mut out = JobBacklog::default();
-        let mut cursor = "0".to_owned();
-        loop {
-            let mut inv = self.inner.scripts.job_backlog.prepare_invoke();
-            inv.key(&base)
-                .arg(&field)
-                .arg(&cursor)
-                .arg(crate::backlog::PAGE);
-            let reply = Reply::new("job backlog", self.run("job backlog", &inv).await?)?;
-            let (next, queues) = reply.job_backlog_page()?;
-            for (priority, domain, queued) in queues {
-                out.add(&domain, priority, queued);
+        for shard in self.every_shard() {
+            let base = self.base(&job.spiderid, shard)?;
+            let mut cursor = "0".to_owned();
+            loop {
+                let mut inv = self.inner.scripts.job_backlog.prepare_invoke();
+                inv.key(&base)
+                    .arg(&field)
+                    .arg(&cursor)
+                    .arg(crate::backlog::PAGE);
+                let reply = Reply::new("job backlog", self.run("job backlog", shard, &inv).await?)?;
+                let (next, queues) = reply.job_backlog_page()?;
+                for (priority, domain, queued) in queues {
+                    out.add(&domain, priority, queued);
+                }
+                if next == "0" {
+                    break;
+                }
+                cursor = next;
             }
-            if next == "0" {
-                return Ok(out);
-            }
-            cursor = next;
         }
+        Ok(out)
     }
 
     async fn set_domain_rules(&self, spiderid: &str, rules: &DomainRules) -> Result<()> {
-        let base = self.base(spiderid)?;
         let rules = rules.normalized();
-        let mut inv = self.inner.scripts.rules.prepare_invoke();
-        inv.key(&base).arg(rules.throttles.len());
-        for (domain, interval) in &rules.throttles {
-            inv.arg(domain).arg(duration_micros(*interval));
+        // Every shard holds the rules: a throttle names a domain whose hosts may live anywhere.
+        for shard in self.every_shard() {
+            let mut inv = self.inner.scripts.rules.prepare_invoke();
+            inv.key(self.base(spiderid, shard)?)
+                .arg(rules.throttles.len());
+            for (domain, interval) in &rules.throttles {
+                inv.arg(domain).arg(duration_micros(*interval));
+            }
+            for domain in &rules.blacklist {
+                inv.arg(domain);
+            }
+            self.run("set domain rules", shard, &inv).await?;
         }
-        for domain in &rules.blacklist {
-            inv.arg(domain);
-        }
-        self.run("set domain rules", &inv).await?;
         Ok(())
     }
 
     async fn domain_rules(&self, spiderid: &str) -> Result<DomainRules> {
-        let base = self.base(spiderid)?;
-        self.inner.round_trips.fetch_add(1, Ordering::Relaxed);
-        let mut conn = self.inner.conn.clone();
+        let base = self.base(spiderid, 0)?;
         let (throttles, blacklist): (BTreeMap<String, u64>, std::collections::BTreeSet<String>) =
             redis::pipe()
                 .cmd("HGETALL")
                 .arg(format!("{base}:th"))
                 .cmd("SMEMBERS")
                 .arg(format!("{base}:bl"))
-                .query_async(&mut conn)
+                .query_async(&mut self.conn(0))
                 .await
                 .map_err(|source| Error::Redis {
                     op: "domain rules",
@@ -685,26 +1267,5 @@ impl Frontier for RedisFrontier {
                 .collect(),
             blacklist,
         })
-    }
-}
-
-impl RedisFrontier {
-    /// Suspends or resumes a job, one chunk of its queues per call, until every queue is
-    /// detached or attached. Interrupted, it leaves the job [`JobStats::settling`], and the
-    /// next call for the same state carries on where it stopped.
-    async fn set_state(&self, job: &JobRef, state: &'static str) -> Result<bool> {
-        let base = self.base(&job.spiderid)?;
-        let field = job_field(job)?;
-        loop {
-            let mut inv = self.inner.scripts.suspend.prepare_invoke();
-            inv.key(&base).arg(&field).arg(state).arg(STATE_CHUNK);
-            let reply = Reply::new("suspend", self.run("suspend", &inv).await?)?;
-            match reply.status_text() {
-                Some("done") => return Ok(true),
-                Some("none") => return Ok(false),
-                Some("more") => {}
-                _ => return Err(reply.unexpected()),
-            }
-        }
     }
 }

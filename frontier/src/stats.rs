@@ -124,6 +124,16 @@ pub struct SpiderStats {
 }
 
 impl SpiderStats {
+    /// Adds another part's counts to these (the shards of a sharded frontier).
+    pub fn absorb(&mut self, other: Self) {
+        for (window, labels) in other.counts {
+            let mine = self.counts.entry(window).or_default();
+            for (label, n) in labels {
+                *mine.entry(label).or_default() += n;
+            }
+        }
+    }
+
     /// The count of one status label in one window (0 when none).
     pub fn count(&self, window: Window, status: &str) -> u64 {
         self.counts

@@ -5,7 +5,7 @@ set -uo pipefail
 . "$(dirname "$0")/lib.sh"
 
 PIDS=$KC_STATE/pids
-for name in kube-scheduler kube-controller-manager kube-apiserver etcd kafka-tls redis-tls kafka redis; do
+for name in kube-scheduler kube-controller-manager kube-apiserver etcd kafka-tls redis-tls $(redis_shard_names) kafka redis; do
   f=$PIDS/$name.pid
   [ -f "$f" ] || continue
   pid=$(cat "$f")

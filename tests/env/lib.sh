@@ -28,6 +28,17 @@ KAFKA_CONTROLLER_PORT=${KUBECRAWL_KAFKA_CONTROLLER_PORT:-19093}
 # TLS and authentication (tls.sh): a TLS-only Redis with an ACL user, and a second Kafka
 # node whose clients must use SASL_SSL (SCRAM, PLAIN) or SSL with a client certificate.
 REDIS_TLS_PORT=${KUBECRAWL_REDIS_TLS_PORT:-16380}
+# Three independent Redis servers (a frontier's shards) and a Redis Cluster of three primaries
+# (redis-shards.sh); a cluster node also listens on its port + 10000 (the cluster bus).
+REDIS_SHARD_PORTS=${KUBECRAWL_REDIS_SHARD_PORTS:-16381 16382 16383}
+REDIS_CLUSTER_PORTS=${KUBECRAWL_REDIS_CLUSTER_PORTS:-16391 16392 16393}
+# The names of the Redis shard and cluster processes, as their pid files are named.
+redis_shard_names() {
+  local i=0 p
+  for p in $REDIS_SHARD_PORTS; do i=$((i + 1)); printf 'redis-shard%s ' "$i"; done
+  i=0
+  for p in $REDIS_CLUSTER_PORTS; do i=$((i + 1)); printf 'redis-cluster%s ' "$i"; done
+}
 KAFKA_SASL_PORT=${KUBECRAWL_KAFKA_SASL_PORT:-19094}
 KAFKA_MTLS_PORT=${KUBECRAWL_KAFKA_MTLS_PORT:-19095}
 KAFKA_TLS_INTERNAL_PORT=${KUBECRAWL_KAFKA_TLS_INTERNAL_PORT:-19096}

@@ -5,7 +5,7 @@ set -uo pipefail
 
 PIDS=$KC_STATE/pids
 rc=0
-for name in redis kafka redis-tls kafka-tls etcd kube-apiserver kube-controller-manager kube-scheduler; do
+for name in redis $(redis_shard_names) kafka redis-tls kafka-tls etcd kube-apiserver kube-controller-manager kube-scheduler; do
   f=$PIDS/$name.pid
   if pid_alive "$f"; then
     printf '%-24s running  pid %s\n' "$name" "$(cat "$f")"

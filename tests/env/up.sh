@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Brings up the real services kubecrawl's tests use, all on 127.0.0.1:
-#   Redis (Debian's redis-server), Apache Kafka (KRaft, one node, jars from Maven Central),
+#   Redis (Debian's redis-server; also three shards and a Redis Cluster of three primaries),
+#   Apache Kafka (KRaft, one node, jars from Maven Central),
 #   a TLS Redis and a SASL_SSL / mTLS Kafka node with a CA made at test time (tls.sh),
 #   etcd, kube-apiserver, kube-controller-manager and kube-scheduler (built from the Go module proxy).
 # Installs what is missing, reuses what is cached, records every pid it starts under
@@ -53,6 +54,10 @@ else
     --dir "$KC_STATE/redis" --protected-mode yes
   wait_for 20 redis redis-cli -p "$REDIS_PORT" ping || die "redis did not start (see $LOGS/redis.log)"
 fi
+
+# --- Redis shards and a Redis Cluster (redis-shards.sh) ------------------------------------
+. "$(dirname "$0")/redis-shards.sh"
+start_redis_shards
 
 # --- Kafka -----------------------------------------------------------------------------
 kafka_ready() { kcat -b "127.0.0.1:$KAFKA_PORT" -L -m 2 -J | grep -q '"brokers":\[{'; }
@@ -169,5 +174,6 @@ export KUBECONFIG=$KUBECONFIG_FILE
 export PATH=$BIN:\$PATH
 export SCRAPY_CLUSTER_PYTHON=$KC_CACHE/python-kafka-$KAFKA_PYTHON_VERSION/bin/python
 $(tls_env)
+$(redis_shards_env)
 ENV
 log "environment up in $((SECONDS - total_start)) s; source $KC_STATE/env"

@@ -29,6 +29,20 @@ pub(crate) struct BacklogPage {
     pub(crate) domains: Vec<(String, u64)>,
 }
 
+/// What an enqueue call did with one group of requests.
+#[derive(Debug, Clone, Copy)]
+pub(crate) enum Enqueued {
+    /// Went through dedupe and budgets as counted (`filtered` and `refused` are 0).
+    Done(Admission),
+    /// The job accepts nothing (suspended, expired).
+    Refused,
+    /// The job is not registered (or was purged).
+    Unknown,
+}
+
+/// Fields per group in an enqueue reply: the tag and four counts.
+const ENQUEUE_FIELDS: usize = 5;
+
 /// A decoded script reply.
 #[derive(Debug)]
 pub(crate) struct Reply {
@@ -154,6 +168,29 @@ impl Reply {
                 "parked" => Ok(Completion::Parked),
                 "gone" => Ok(Completion::JobGone),
                 "stale" => Ok(Completion::Stale),
+                _ => Err(self.unexpected()),
+            })
+            .collect()
+    }
+
+    /// The answers of `enqueue.lua`, one per group, in order.
+    pub(crate) fn enqueued(&self, groups: usize) -> Result<Vec<Enqueued>> {
+        let items = self.items()?;
+        if items.len() != groups * ENQUEUE_FIELDS {
+            return Err(self.unexpected());
+        }
+        items
+            .chunks_exact(ENQUEUE_FIELDS)
+            .map(|f| match f[0].as_str() {
+                "ok" => Ok(Enqueued::Done(Admission {
+                    admitted: self.number(&f[1])?,
+                    duplicates: self.number(&f[2])?,
+                    over_budget: self.number(&f[3])?,
+                    blacklisted: self.number(&f[4])?,
+                    ..Admission::default()
+                })),
+                "refused" => Ok(Enqueued::Refused),
+                "unknown" => Ok(Enqueued::Unknown),
                 _ => Err(self.unexpected()),
             })
             .collect()

@@ -28,6 +28,10 @@ pub(crate) trait Harness: Send + Sync {
     fn advance(&self, by: Duration) -> impl Future<Output = ()> + Send;
     /// Another client on the same state (its own connection, for Redis).
     fn client(&self) -> impl Future<Output = Self::F> + Send;
+    /// The shard holding a domain (0 unless the frontier is sharded).
+    fn shard_of(&self, _domain: &str) -> usize {
+        0
+    }
 }
 
 pub(crate) struct Memory {
@@ -61,16 +65,66 @@ impl Harness for Memory {
 
 pub(crate) struct Redis {
     frontier: RedisFrontier,
-    url: String,
+    target: Target,
     prefix: String,
+}
+
+/// Where a Redis frontier under test keeps its state.
+#[derive(Clone)]
+pub(crate) enum Target {
+    /// One Redis server (REDIS_URL).
+    One(String),
+    /// Independent Redis servers, one shard each (REDIS_SHARD_URLS).
+    Shards(Vec<String>),
+    /// A Redis Cluster of three primaries (REDIS_CLUSTER_URLS).
+    Cluster(Vec<String>),
+}
+
+impl Target {
+    /// The servers whose keys a test may have written.
+    pub(crate) fn servers(&self) -> Vec<String> {
+        match self {
+            Self::One(url) => vec![url.clone()],
+            Self::Shards(urls) | Self::Cluster(urls) => urls.clone(),
+        }
+    }
+
+    pub(crate) async fn connect(&self, prefix: &str) -> RedisFrontier {
+        match self {
+            Self::One(url) => RedisFrontier::connect(url, prefix, config()).await,
+            Self::Shards(urls) => {
+                let clients = urls
+                    .iter()
+                    .map(|u| ::redis::Client::open(u.as_str()).expect("valid url"))
+                    .collect();
+                RedisFrontier::connect_shards(clients, prefix, config()).await
+            }
+            Self::Cluster(urls) => {
+                let client =
+                    ::redis::cluster::ClusterClient::new(urls.clone()).expect("valid urls");
+                RedisFrontier::connect_cluster(client, None, prefix, config()).await
+            }
+        }
+        .expect("connects to the test environment's redis")
+    }
 }
 
 /// The Redis of the test environment. Fails (never skips) when REDIS_URL is unset.
 pub(crate) fn redis_url() -> String {
-    std::env::var("REDIS_URL").expect(
-        "REDIS_URL is not set: these tests need the real Redis (`make env-up`, then \
-         `. .testenv/env`), e.g. REDIS_URL=redis://127.0.0.1:6379",
-    )
+    env_var("REDIS_URL")
+}
+
+fn env_var(name: &str) -> String {
+    std::env::var(name).unwrap_or_else(|_| {
+        panic!(
+            "{name} is not set: these tests need the real Redis servers (`make env-up`, then \
+             `. .testenv/env`)"
+        )
+    })
+}
+
+fn urls(name: &str) -> Vec<String> {
+    env_var(name).split(',').map(str::to_owned).collect()
 }
 
 /// A key prefix no other test (or run) uses.
@@ -87,23 +141,43 @@ pub(crate) fn unique_prefix(name: &str) -> String {
     )
 }
 
+/// A frontier on one Redis server.
 pub(crate) async fn redis(name: &str) -> Redis {
-    let url = redis_url();
+    on(Target::One(redis_url()), name).await
+}
+
+/// A frontier spread over three independent Redis servers.
+pub(crate) async fn shards(name: &str) -> Redis {
+    on(Target::Shards(urls("REDIS_SHARD_URLS")), name).await
+}
+
+/// A frontier spread over a Redis Cluster of three primaries.
+pub(crate) async fn cluster(name: &str) -> Redis {
+    on(Target::Cluster(urls("REDIS_CLUSTER_URLS")), name).await
+}
+
+async fn on(target: Target, name: &str) -> Redis {
     let prefix = unique_prefix(name);
-    let frontier = RedisFrontier::connect(&url, &prefix, config())
-        .await
-        .expect("connects to REDIS_URL");
+    let frontier = target.connect(&prefix).await;
     Redis {
         frontier,
-        url,
+        target,
         prefix,
     }
 }
 
 impl Redis {
+    /// Where the frontier keeps its state.
+    #[allow(dead_code, reason = "used by tests/shards.rs, which shares this harness")]
+    pub(crate) fn target(&self) -> &Target {
+        &self.target
+    }
+
     /// Deletes every key of this test (tests may SCAN; the frontier never does).
     pub(crate) async fn cleanup(&self) {
-        delete_prefix(&self.url, &self.prefix).await;
+        for server in self.target.servers() {
+            delete_prefix(&server, &self.prefix).await;
+        }
     }
 }
 
@@ -115,12 +189,13 @@ pub(crate) async fn delete_prefix(url: &str, prefix: &str) -> usize {
         .get_multiplexed_async_connection()
         .await
         .expect("connects");
+    // One DEL per key: a cluster node refuses a DEL of keys in different slots.
     for chunk in keys.chunks(500) {
-        let _: () = ::redis::cmd("DEL")
-            .arg(chunk)
-            .query_async(&mut conn)
-            .await
-            .expect("deletes");
+        let mut pipe = ::redis::pipe();
+        for key in chunk {
+            pipe.cmd("DEL").arg(key).ignore();
+        }
+        let _: () = pipe.query_async(&mut conn).await.expect("deletes");
     }
     keys.len()
 }
@@ -164,8 +239,10 @@ impl Harness for Redis {
     }
 
     async fn client(&self) -> RedisFrontier {
-        RedisFrontier::connect(&self.url, &self.prefix, config())
-            .await
-            .expect("connects to REDIS_URL")
+        self.target.connect(&self.prefix).await
+    }
+
+    fn shard_of(&self, domain: &str) -> usize {
+        self.frontier.shard_of(domain)
     }
 }

@@ -1,5 +1,7 @@
 //! One conformance suite, run against both implementations: the in-memory twin (on a manual
-//! clock) and Redis (the real one at REDIS_URL; these tests fail, never skip, without it).
+//! clock) and Redis — one server (REDIS_URL), three independent shards (REDIS_SHARD_URLS) and a
+//! Redis Cluster of three primaries (REDIS_CLUSTER_URLS); these tests fail, never skip, without
+//! them.
 //! Each Redis test uses its own key prefix and deletes its keys at the end.
 
 mod domains;
@@ -30,6 +32,30 @@ macro_rules! conformance {
                     tokio::time::timeout(crate::DEADLINE, crate::$module::$name(&h))
                         .await
                         .expect(concat!(stringify!($name), " deadlocked (redis)"));
+                    h.cleanup().await;
+                }
+            )*
+        }
+        mod shards {
+            $(
+                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+                async fn $name() {
+                    let h = crate::harness::shards(stringify!($name)).await;
+                    tokio::time::timeout(crate::DEADLINE, crate::$module::$name(&h))
+                        .await
+                        .expect(concat!(stringify!($name), " deadlocked (3 shards)"));
+                    h.cleanup().await;
+                }
+            )*
+        }
+        mod cluster {
+            $(
+                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+                async fn $name() {
+                    let h = crate::harness::cluster(stringify!($name)).await;
+                    tokio::time::timeout(crate::DEADLINE, crate::$module::$name(&h))
+                        .await
+                        .expect(concat!(stringify!($name), " deadlocked (redis cluster)"));
                     h.cleanup().await;
                 }
             )*
