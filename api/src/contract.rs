@@ -24,8 +24,13 @@ pub mod env {
     pub const WORKER_NAME: &str = "KUBECRAWL_WORKER_NAME";
     /// The log format, `plain` or `json` (`--log-format`).
     pub const LOG_FORMAT: &str = "KUBECRAWL_LOG_FORMAT";
-    /// The Redis URL of the frontier, `rediss://` for TLS (`--redis-url`).
+    /// The Redis URL of the frontier, `rediss://` for TLS; several, comma-separated, for a
+    /// sharded frontier or a cluster's nodes (`--redis-url`).
     pub const REDIS_URL: &str = "KUBECRAWL_REDIS_URL";
+    /// The Redis URLs are nodes of a Redis Cluster (`--redis-cluster`).
+    pub const REDIS_CLUSTER: &str = "KUBECRAWL_REDIS_CLUSTER";
+    /// The number of shards of a frontier on a Redis Cluster (`--redis-shards`).
+    pub const REDIS_SHARDS: &str = "KUBECRAWL_REDIS_SHARDS";
     /// The Redis key prefix the operator and the workers share (`--redis-prefix`).
     pub const REDIS_PREFIX: &str = "KUBECRAWL_REDIS_PREFIX";
     /// The Redis ACL user (`--redis-username`).
@@ -74,6 +79,8 @@ pub mod env {
         WORKER_NAME,
         LOG_FORMAT,
         REDIS_URL,
+        REDIS_CLUSTER,
+        REDIS_SHARDS,
         REDIS_PREFIX,
         REDIS_USERNAME,
         REDIS_PASSWORD_FILE,

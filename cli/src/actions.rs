@@ -27,13 +27,13 @@ pub const STATS_KINDS: [&str; 4] = ["all", "crawler", "spider", "queue"];
 /// # Errors
 /// [`Error::Connect`] when Redis refuses the settings or cannot be reached.
 pub async fn connect_frontier(redis: &RedisArgs) -> Result<Arc<dyn Frontier>> {
-    let client = redis
+    let servers = redis
         .connection
-        .client()
+        .servers()
         .await
         .map_err(|source| Error::Connect { source })?;
-    let frontier = RedisFrontier::connect_client(
-        client,
+    let frontier = RedisFrontier::connect_servers(
+        servers,
         &redis.connection.redis_prefix,
         FrontierConfig::default(),
     )

@@ -1,5 +1,5 @@
 //! `make bench-frontier`: the Redis frontier's throughput and memory against the real Redis
-//! at REDIS_URL. Prints what it does, then, as its last line, one JSON object:
+//! at REDIS_URL, and its throughput on three shards (REDIS_SHARD_URLS). Prints what it does, then, as its last line, one JSON object:
 //!
 //! - `pages_per_s`: leases plus acknowledgements per second, each page acknowledged with 10
 //!   children (new URLs on 1000 domains, so every child goes through filters, dedupe, budgets
@@ -14,6 +14,11 @@
 //!   `complete` call per page.
 //! - `same_host_pages_per_s`: batched, with every child on its page's own domain, as on a site
 //!   crawl where most links stay on the host.
+//! - `redis_cpu_ms_per_page`: the CPU Redis used per page in the batched run (`INFO cpu`).
+//! - `sharded_pages_per_s`, `sharded_redis_cpu_ms_per_page_per_shard`: the batched run on a
+//!   frontier spread over the three Redis servers of REDIS_SHARD_URLS, with each server's CPU
+//!   per page; `busiest_shard_cpu_vs_one_shard` divides the busiest shard's by the one-server
+//!   figure (how well the work divides: 1/3 would be perfect).
 //!
 //! Each throughput run also prints the commands Redis ran per page (inside scripts included).
 //! - `bytes_per_queued_request`: the `INFO memory` `used_memory` that 100,000 queued requests
@@ -65,11 +70,19 @@ fn main() {
         .enable_all()
         .build()
         .expect("tokio runtime starts");
-    let result = runtime.block_on(run(&url));
+    let shard_urls: Vec<String> = std::env::var("REDIS_SHARD_URLS")
+        .expect(
+            "REDIS_SHARD_URLS is not set: the frontier bench also runs on three Redis shards \
+             (`make env-up` starts them, then `. .testenv/env`)",
+        )
+        .split(',')
+        .map(str::to_owned)
+        .collect();
+    let result = runtime.block_on(run(&url, &shard_urls));
     println!("{result}");
 }
 
-async fn run(url: &str) -> serde_json::Value {
+async fn run(url: &str, shard_urls: &[String]) -> serde_json::Value {
     let prefix = format!(
         "kcbench-{}-{}",
         std::process::id(),
@@ -78,56 +91,74 @@ async fn run(url: &str) -> serde_json::Value {
             .map(|d| d.as_millis())
             .unwrap_or(0)
     );
-    let client = redis::Client::open(url).expect("valid REDIS_URL");
-    let mut admin = client
-        .get_multiplexed_async_connection()
-        .await
-        .expect("connects to REDIS_URL");
-    let frontier = RedisFrontier::connect(url, &prefix, FrontierConfig::default())
-        .await
-        .expect("connects to REDIS_URL");
+    let one = [url.to_owned()];
+    let mut admin = admins(&one).await.remove(0);
+    let frontier = connect(&one, &prefix).await;
     let loadavg = std::fs::read_to_string("/proc/loadavg").unwrap_or_default();
     println!("machine load before: {}", loadavg.trim());
 
     let (queued, seen) = memory(&frontier, &mut admin).await;
-    let (pages_per_s, round_trips, client_trips) = throughput(
-        &frontier,
-        &mut admin,
-        url,
+    let batched = throughput(&one, &prefix, Acks::Batched, Children::Scattered).await;
+    let one_by_one = throughput(&one, &prefix, Acks::OneByOne, Children::Scattered).await;
+    let same_host = throughput(&one, &prefix, Acks::Batched, Children::SameHost).await;
+    let sharded_prefix = format!("{prefix}-sharded");
+    let sharded = throughput(
+        shard_urls,
+        &sharded_prefix,
         Acks::Batched,
         Children::Scattered,
-    )
-    .await;
-    let (one_by_one_pages_per_s, one_by_one_round_trips, _) = throughput(
-        &frontier,
-        &mut admin,
-        url,
-        Acks::OneByOne,
-        Children::Scattered,
-    )
-    .await;
-    let (same_host_pages_per_s, _, _) = throughput(
-        &frontier,
-        &mut admin,
-        url,
-        Acks::Batched,
-        Children::SameHost,
     )
     .await;
 
-    cleanup(&mut admin, &prefix).await;
+    cleanup(&one, &prefix).await;
+    cleanup(shard_urls, &sharded_prefix).await;
     let loadavg = std::fs::read_to_string("/proc/loadavg").unwrap_or_default();
     println!("machine load after: {}", loadavg.trim());
+    let single_cpu = batched.cpu_ms_per_page[0];
+    let busiest = sharded.cpu_ms_per_page.iter().copied().fold(0.0, f64::max);
+    let ms = |v: f64| (v * 10_000.0).round() / 10_000.0;
     serde_json::json!({
-        "pages_per_s": pages_per_s.round(),
-        "round_trips_per_page": (round_trips * 1000.0).round() / 1000.0,
-        "client_round_trips_per_page": (client_trips * 1000.0).round() / 1000.0,
-        "one_by_one_pages_per_s": one_by_one_pages_per_s.round(),
-        "one_by_one_round_trips_per_page": (one_by_one_round_trips * 1000.0).round() / 1000.0,
-        "same_host_pages_per_s": same_host_pages_per_s.round(),
+        "pages_per_s": batched.pages_per_s.round(),
+        "round_trips_per_page": (batched.round_trips * 1000.0).round() / 1000.0,
+        "client_round_trips_per_page": (batched.client_trips * 1000.0).round() / 1000.0,
+        "redis_cpu_ms_per_page": ms(single_cpu),
+        "one_by_one_pages_per_s": one_by_one.pages_per_s.round(),
+        "one_by_one_round_trips_per_page": (one_by_one.round_trips * 1000.0).round() / 1000.0,
+        "same_host_pages_per_s": same_host.pages_per_s.round(),
+        "shards": sharded.cpu_ms_per_page.len(),
+        "sharded_pages_per_s": sharded.pages_per_s.round(),
+        "sharded_round_trips_per_page": (sharded.round_trips * 1000.0).round() / 1000.0,
+        "sharded_redis_cpu_ms_per_page_per_shard": sharded.cpu_ms_per_page.iter().map(|v| ms(*v)).collect::<Vec<_>>(),
+        "busiest_shard_cpu_vs_one_shard": (busiest / single_cpu * 1000.0).round() / 1000.0,
         "bytes_per_queued_request": queued.round(),
         "bytes_per_seen_url": seen.round(),
     })
+}
+
+/// A frontier client on `servers`: one server, or one shard per server.
+async fn connect(servers: &[String], prefix: &str) -> RedisFrontier {
+    let clients = servers
+        .iter()
+        .map(|u| redis::Client::open(u.as_str()).expect("valid redis url"))
+        .collect();
+    RedisFrontier::connect_shards(clients, prefix, FrontierConfig::default())
+        .await
+        .expect("connects to the bench's redis")
+}
+
+/// An admin connection to each server, for INFO.
+async fn admins(servers: &[String]) -> Vec<redis::aio::MultiplexedConnection> {
+    let mut out = Vec::with_capacity(servers.len());
+    for url in servers {
+        let client = redis::Client::open(url.as_str()).expect("valid redis url");
+        out.push(
+            client
+                .get_multiplexed_async_connection()
+                .await
+                .expect("connects to the bench's redis"),
+        );
+    }
+    out
 }
 
 async fn used_memory(admin: &mut redis::aio::MultiplexedConnection) -> i64 {
@@ -155,6 +186,37 @@ async fn redis_cpu(admin: &mut redis::aio::MultiplexedConnection) -> f64 {
             matches!(k, "used_cpu_sys" | "used_cpu_user").then(|| v.trim().parse::<f64>().ok())?
         })
         .sum()
+}
+
+/// [`redis_cpu`] of each server.
+async fn cpu_each(admins: &mut [redis::aio::MultiplexedConnection]) -> Vec<f64> {
+    let mut out = Vec::with_capacity(admins.len());
+    for admin in admins {
+        out.push(redis_cpu(admin).await);
+    }
+    out
+}
+
+/// [`client_calls`] over every server.
+async fn client_calls_all(admins: &mut [redis::aio::MultiplexedConnection]) -> u64 {
+    let mut total = 0;
+    for admin in admins {
+        total += client_calls(admin).await;
+    }
+    total
+}
+
+/// [`command_calls`] added up over every server.
+async fn command_calls_all(
+    admins: &mut [redis::aio::MultiplexedConnection],
+) -> HashMap<String, u64> {
+    let mut total: HashMap<String, u64> = HashMap::new();
+    for admin in admins {
+        for (name, n) in command_calls(admin).await {
+            *total.entry(name).or_default() += n;
+        }
+    }
+    total
 }
 
 async fn client_calls(admin: &mut redis::aio::MultiplexedConnection) -> u64 {
@@ -291,22 +353,26 @@ enum Children {
     SameHost,
 }
 
-/// Lease + complete with 10 children per page, from concurrent tasks.
-async fn throughput(
-    frontier: &RedisFrontier,
-    admin: &mut redis::aio::MultiplexedConnection,
-    redis_url: &str,
-    acks: Acks,
-    shape: Children,
-) -> (f64, f64, f64) {
-    let mut clients = vec![frontier.clone()];
-    for _ in 1..CONNECTIONS {
-        clients.push(
-            RedisFrontier::connect(redis_url, frontier.prefix(), FrontierConfig::default())
-                .await
-                .expect("connects to REDIS_URL"),
-        );
+/// What one throughput run measured.
+struct Run {
+    pages_per_s: f64,
+    /// Script calls Redis received per page (all servers).
+    round_trips: f64,
+    /// Requests the clients sent per page.
+    client_trips: f64,
+    /// CPU milliseconds each server used per page.
+    cpu_ms_per_page: Vec<f64>,
+}
+
+/// Lease + complete with 10 children per page, from concurrent tasks, on `servers` (one
+/// server, or one shard per server).
+async fn throughput(servers: &[String], prefix: &str, acks: Acks, shape: Children) -> Run {
+    let mut admins = admins(servers).await;
+    let mut clients = Vec::with_capacity(CONNECTIONS);
+    for _ in 0..CONNECTIONS {
+        clients.push(connect(servers, prefix).await);
     }
+    let frontier = clients[0].clone();
     let j = job(&format!("throughput-{acks:?}-{shape:?}"));
     frontier
         .register(&j, &JobPolicy::unlimited())
@@ -316,9 +382,9 @@ async fn throughput(
         .map(|d| CrawlRequest::seed(url(d, 0), 1))
         .collect();
     frontier.seed(&j, &seeds).await.expect("seeds");
-    let cpu0 = redis_cpu(admin).await;
-    let calls0 = client_calls(admin).await;
-    let commands0 = command_calls(admin).await;
+    let cpu0 = cpu_each(&mut admins).await;
+    let calls0 = client_calls_all(&mut admins).await;
+    let commands0 = command_calls_all(&mut admins).await;
     let client0: u64 = clients.iter().map(RedisFrontier::round_trips).sum();
     let started = Instant::now();
     let done = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
@@ -378,18 +444,29 @@ async fn throughput(
     tasks.join_all().await;
     let elapsed = started.elapsed();
     let pages = done.load(std::sync::atomic::Ordering::Relaxed);
-    let calls = client_calls(admin).await - calls0;
-    let commands = per_page(&commands0, &command_calls(admin).await, pages);
+    let calls = client_calls_all(&mut admins).await - calls0;
+    let commands = per_page(&commands0, &command_calls_all(&mut admins).await, pages);
     let client_trips = clients.iter().map(RedisFrontier::round_trips).sum::<u64>() - client0;
-    let cpu = redis_cpu(admin).await - cpu0;
+    let cpu: Vec<f64> = cpu_each(&mut admins)
+        .await
+        .iter()
+        .zip(&cpu0)
+        .map(|(after, before)| after - before)
+        .collect();
     let pages_per_s = pages as f64 / elapsed.as_secs_f64();
+    let shards = servers.len();
+    let busy: Vec<String> = cpu
+        .iter()
+        .map(|c| format!("{:.0}%", 100.0 * c / elapsed.as_secs_f64()))
+        .collect();
     println!(
-        "throughput ({acks:?} acknowledgements, {shape:?} children): {pages} pages with {CHILDREN} children each in {elapsed:?} = \
+        "throughput ({shards} shard(s), {acks:?} acknowledgements, {shape:?} children): {pages} pages with {CHILDREN} children each in {elapsed:?} = \
          {pages_per_s:.0} pages/s; {calls} script calls seen by Redis, {client_trips} sent by \
-         the client; Redis used {cpu:.1} s of CPU ({:.0}% of one core)",
-        100.0 * cpu / elapsed.as_secs_f64()
+         the client; Redis used {:.1} s of CPU ({} of one core per server)",
+        cpu.iter().sum::<f64>(),
+        busy.join(", ")
     );
-    println!("throughput ({acks:?}, {shape:?}): Redis ran {commands}");
+    println!("throughput ({shards} shard(s), {acks:?}, {shape:?}): Redis ran {commands}");
     let stats = frontier
         .job_stats(&j)
         .await
@@ -401,38 +478,41 @@ async fn throughput(
         frontier.purge(&j).await.expect("purges"),
         "the job is registered"
     );
-    (
+    Run {
         pages_per_s,
-        calls as f64 / pages as f64,
-        client_trips as f64 / pages as f64,
-    )
+        round_trips: calls as f64 / pages as f64,
+        client_trips: client_trips as f64 / pages as f64,
+        cpu_ms_per_page: cpu.iter().map(|c| 1000.0 * c / pages as f64).collect(),
+    }
 }
 
-async fn cleanup(admin: &mut redis::aio::MultiplexedConnection, prefix: &str) {
-    let mut cursor = 0u64;
+async fn cleanup(servers: &[String], prefix: &str) {
     let mut deleted = 0usize;
-    loop {
-        let (next, keys): (u64, Vec<String>) = redis::cmd("SCAN")
-            .arg(cursor)
-            .arg("MATCH")
-            .arg(format!("{prefix}:*"))
-            .arg("COUNT")
-            .arg(1000)
-            .query_async(admin)
-            .await
-            .expect("scans");
-        if !keys.is_empty() {
-            deleted += keys.len();
-            let _: () = redis::cmd("UNLINK")
-                .arg(&keys)
+    for admin in &mut admins(servers).await {
+        let mut cursor = 0u64;
+        loop {
+            let (next, keys): (u64, Vec<String>) = redis::cmd("SCAN")
+                .arg(cursor)
+                .arg("MATCH")
+                .arg(format!("{prefix}:*"))
+                .arg("COUNT")
+                .arg(1000)
                 .query_async(admin)
                 .await
-                .expect("deletes");
+                .expect("scans");
+            if !keys.is_empty() {
+                deleted += keys.len();
+                let _: () = redis::cmd("UNLINK")
+                    .arg(&keys)
+                    .query_async(admin)
+                    .await
+                    .expect("deletes");
+            }
+            if next == 0 {
+                break;
+            }
+            cursor = next;
         }
-        if next == 0 {
-            break;
-        }
-        cursor = next;
     }
     println!("cleanup: deleted {deleted} keys under {prefix}");
 }

@@ -78,7 +78,7 @@ pub use job::{Admission, JobPolicy, JobStats};
 pub use lease::{Completion, Lease, LeaseId, Outcome, RetryOutcome, RetryRequest};
 pub use memory::MemoryFrontier;
 pub use politeness::DomainHint;
-pub use redis::RedisFrontier;
+pub use redis::{RedisFrontier, Servers};
 pub use rules::DomainRules;
 pub use stats::{SpiderStats, Window, WorkerCounts};
 

@@ -126,6 +126,22 @@ const SEED_CHUNK: usize = 1000;
 /// looked finished but changed between two reads.
 const STATS_READS: usize = 5;
 
+/// Where a frontier lives: independent Redis servers, one shard each (one server: no
+/// sharding), or a Redis Cluster spread over `shards` shards (`None`: as many as the frontier
+/// was first used with, else as the cluster has primaries).
+#[derive(Debug, Clone)]
+pub enum Servers {
+    /// Independent servers, one shard each, in shard order.
+    List(Vec<redis::Client>),
+    /// A Redis Cluster.
+    Cluster {
+        /// The cluster-aware client.
+        client: Box<redis::cluster::ClusterClient>,
+        /// The number of shards.
+        shards: Option<usize>,
+    },
+}
+
 /// The frontier on Redis: one server, several independent servers (shards), or a Redis
 /// Cluster. Cheap to clone; clones share the connections.
 #[derive(Clone)]
@@ -258,6 +274,23 @@ impl RedisFrontier {
         };
         let conn = Conn::Cluster(conn);
         Self::open(vec![conn; count.max(1)], count, prefix, config).await
+    }
+
+    /// Connects to the servers the binaries' `--redis-url` flags name.
+    ///
+    /// # Errors
+    /// As [`RedisFrontier::connect_shards`].
+    pub async fn connect_servers(
+        servers: Servers,
+        prefix: &str,
+        config: FrontierConfig,
+    ) -> Result<Self> {
+        match servers {
+            Servers::List(clients) => Self::connect_shards(clients, prefix, config).await,
+            Servers::Cluster { client, shards } => {
+                Self::connect_cluster(*client, shards, prefix, config).await
+            }
+        }
     }
 
     /// Uses an existing connection manager: one shard, without checking how the prefix was
@@ -1189,7 +1222,10 @@ impl Frontier for RedisFrontier {
                         first = false;
                     }
                     // A domain moved between the sets meanwhile is counted once.
-                    for (domain, queued) in page.domains {
+                    for (domain, queued, ready) in page.domains {
+                        if ready {
+                            out.ready.insert(domain.clone());
+                        }
                         out.domains.entry(domain).or_insert(queued);
                     }
                     if page.looked < crate::backlog::PAGE {

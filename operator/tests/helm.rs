@@ -150,6 +150,8 @@ fn worker_deployments_pass_the_restricted_pod_security_standard() {
         redis_prefix: "kubecrawl".into(),
         kafka_brokers: "kafka:9092".into(),
         topic_prefix: "kubecrawl".into(),
+        redis_cluster: false,
+        redis_shards: None,
     };
     let manifest = serde_json::to_string(&deployment(&config, &conns, "link", 2)).expect("json");
     let out = ns.dry_run_apply(&manifest).expect("kubectl runs");

@@ -143,7 +143,8 @@ pub struct CrawlArgs {
     #[arg(short = 'o', long, default_value = "-")]
     pub output: PathBuf,
     /// Use the Redis frontier at this URL instead of the in-memory one (other workers can then
-    /// join the crawl with `kubecrawl-worker run`); `rediss://` for TLS.
+    /// join the crawl with `kubecrawl-worker run`); `rediss://` for TLS. Several URLs,
+    /// comma-separated, are the frontier's shards.
     #[arg(long)]
     pub redis: Option<String>,
     /// The Redis key prefix, with --redis.

@@ -31,10 +31,16 @@ pub async fn run(args: RunArgs, registry: &Registry, shutdown: CancellationToken
         .client()
         .await
         .map_err(|source| Error::Connect { source })?;
-    let probe_client = client.clone();
-    let frontier = RedisFrontier::connect_client(client, &args.redis.redis_prefix, config.clone())
+    let probe_client = client;
+    let servers = args
+        .redis
+        .servers()
         .await
-        .map_err(Error::frontier("connect"))?;
+        .map_err(|source| Error::Connect { source })?;
+    let frontier =
+        RedisFrontier::connect_servers(servers, &args.redis.redis_prefix, config.clone())
+            .await
+            .map_err(Error::frontier("connect"))?;
     let sink = Arc::new(
         kafka_sink(
             &args.kafka.kafka_brokers,

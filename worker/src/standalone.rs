@@ -177,12 +177,12 @@ async fn frontier(args: &CrawlArgs, config: &FrontierConfig) -> Result<Arc<dyn F
     let Some(url) = &args.redis else {
         return Ok(Arc::new(MemoryFrontier::new(config.clone())));
     };
-    let client = args
+    let servers = args
         .redis_security
-        .client(url)
+        .servers(url, false, None)
         .await
         .map_err(|source| Error::Connect { source })?;
-    let frontier = RedisFrontier::connect_client(client, &args.redis_prefix, config.clone())
+    let frontier = RedisFrontier::connect_servers(servers, &args.redis_prefix, config.clone())
         .await
         .map_err(Error::frontier("connect"))?;
     Ok(Arc::new(frontier))

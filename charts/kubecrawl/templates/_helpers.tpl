@@ -80,6 +80,14 @@ volumes), *Mounts (container volumeMounts). Each renders nothing when nothing is
 {{- end -}}
 
 {{- define "kubecrawl.redisEnv" -}}
+{{- if .Values.redis.cluster }}
+- name: KUBECRAWL_REDIS_CLUSTER
+  value: "true"
+{{- if .Values.redis.shards }}
+- name: KUBECRAWL_REDIS_SHARDS
+  value: {{ .Values.redis.shards | quote }}
+{{- end }}
+{{- end }}
 {{- with .Values.redis.username }}
 - name: KUBECRAWL_REDIS_USERNAME
   value: {{ . | quote }}

@@ -168,7 +168,10 @@ async fn on(target: Target, name: &str) -> Redis {
 
 impl Redis {
     /// Where the frontier keeps its state.
-    #[allow(dead_code, reason = "used by tests/shards.rs, which shares this harness")]
+    #[allow(
+        dead_code,
+        reason = "used by tests/shards.rs, which shares this harness"
+    )]
     pub(crate) fn target(&self) -> &Target {
         &self.target
     }

@@ -12,6 +12,7 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use kubecrawl_api::contract::env;
+use kubecrawl_frontier::Servers;
 use redis::{ConnectionAddr, IntoConnectionInfo};
 
 use super::secret::{self, Secret};
@@ -22,25 +23,59 @@ use super::{Error, Result, read};
 #[group(id = "redis-connection")]
 pub struct RedisArgs {
     /// The Redis frontier, `redis://[user[:password]@]host:port[/db]`, or `rediss://…` for
-    /// TLS.
+    /// TLS. Several URLs, comma-separated, are the frontier's shards (every process must list
+    /// the same servers in the same order), or with --redis-cluster the nodes of a Redis
+    /// Cluster.
     #[arg(long, env = env::REDIS_URL)]
     pub redis_url: String,
     /// The Redis key prefix shared by the operator and the workers.
     #[arg(long, env = env::REDIS_PREFIX, default_value = "kubecrawl")]
     pub redis_prefix: String,
+    /// The --redis-url URLs are nodes of a Redis Cluster; the frontier spreads each spider
+    /// over shards on its primaries.
+    #[arg(long, env = env::REDIS_CLUSTER)]
+    pub redis_cluster: bool,
+    /// With --redis-cluster: the number of shards. Default: as many as the frontier was first
+    /// used with, else as the cluster has primaries.
+    #[arg(long, env = env::REDIS_SHARDS, requires = "redis_cluster", value_parser = clap::value_parser!(u16).range(1..=1024))]
+    pub redis_shards: Option<u16>,
     /// TLS and authentication.
     #[command(flatten)]
     pub security: RedisSecurity,
 }
 
 impl RedisArgs {
-    /// A client for these flags that has answered a PING (see [`RedisSecurity::client`]).
+    /// A client of the first URL that has answered a PING (see [`RedisSecurity::client`]):
+    /// what a probe of Redis needs.
     ///
     /// # Errors
     /// As [`RedisSecurity::client`].
     pub async fn client(&self) -> Result<redis::Client> {
-        self.security.client(&self.redis_url).await
+        self.security.client(first_url(&self.redis_url)).await
     }
+
+    /// The frontier's servers, each of which has answered a PING (see
+    /// [`RedisSecurity::servers`]).
+    ///
+    /// # Errors
+    /// As [`RedisSecurity::servers`].
+    pub async fn servers(&self) -> Result<Servers> {
+        self.security
+            .servers(
+                &self.redis_url,
+                self.redis_cluster,
+                self.redis_shards.map(usize::from),
+            )
+            .await
+    }
+}
+
+/// The first of comma-separated URLs.
+fn first_url(urls: &str) -> &str {
+    urls.split(',')
+        .map(str::trim)
+        .find(|u| !u.is_empty())
+        .unwrap_or(urls)
 }
 
 /// TLS and authentication for Redis, shared by every process that connects.
@@ -101,6 +136,70 @@ impl RedisSecurity {
         Ok(client)
     }
 
+    /// The servers of a frontier: the comma-separated `urls` as independent shards, or as the
+    /// nodes of a Redis Cluster (`cluster`, with `shards` shards). Each server answers a PING
+    /// within `--redis-connect-timeout` before this returns.
+    ///
+    /// # Errors
+    /// As [`RedisSecurity::client`], for the first URL that fails; [`Error::RedisConfig`]
+    /// when `urls` lists none.
+    pub async fn servers(
+        &self,
+        urls: &str,
+        cluster: bool,
+        shards: Option<usize>,
+    ) -> Result<Servers> {
+        let list: Vec<&str> = urls
+            .split(',')
+            .map(str::trim)
+            .filter(|u| !u.is_empty())
+            .collect();
+        if list.is_empty() {
+            return Err(Error::RedisConfig {
+                endpoint: String::new(),
+                source: redis::RedisError::from((
+                    redis::ErrorKind::InvalidClientConfig,
+                    "no redis url given",
+                )),
+            });
+        }
+        let mut clients = Vec::with_capacity(list.len());
+        for url in &list {
+            clients.push(self.client(url).await?);
+        }
+        if !cluster {
+            return Ok(Servers::List(clients));
+        }
+        let infos: Vec<redis::ConnectionInfo> = clients
+            .iter()
+            .map(|c| c.get_connection_info().clone())
+            .collect();
+        let config_error = |source| Error::RedisConfig {
+            endpoint: redact(list[0]),
+            source,
+        };
+        let mut builder = redis::cluster::ClusterClientBuilder::new(infos.clone())
+            .connection_timeout(self.redis_connect_timeout);
+        let settings = infos[0].redis_settings();
+        if let Some(user) = settings.username() {
+            builder = builder.username(user);
+        }
+        if let Some(password) = settings.password() {
+            builder = builder.password(password);
+        }
+        if matches!(infos[0].addr(), ConnectionAddr::TcpTls { .. }) {
+            builder = builder.tls(redis::cluster::TlsMode::Secure);
+            if let Some(certificates) = self.certificates()? {
+                builder = builder.certs(certificates);
+            }
+        }
+        let client = builder.build().map_err(config_error)?;
+        Ok(Servers::Cluster {
+            client: Box::new(client),
+            shards,
+        })
+    }
+
     /// Builds the client for `url` without connecting.
     ///
     /// # Errors
@@ -142,6 +241,18 @@ impl RedisSecurity {
                 "a CA or client certificate file needs a rediss:// URL",
             ))));
         }
+        let certificates = self.certificates()?.unwrap_or(redis::TlsCertificates {
+            client_tls: None,
+            root_cert: None,
+        });
+        redis::Client::build_with_tls(info, certificates).map_err(config_error)
+    }
+
+    /// The CA and client certificate files, read; `None` when no file is named.
+    fn certificates(&self) -> Result<Option<redis::TlsCertificates>> {
+        if self.redis_ca_file.is_none() && self.redis_cert_file.is_none() {
+            return Ok(None);
+        }
         let root_cert = self
             .redis_ca_file
             .as_deref()
@@ -154,14 +265,10 @@ impl RedisSecurity {
             }),
             _ => None,
         };
-        redis::Client::build_with_tls(
-            info,
-            redis::TlsCertificates {
-                client_tls,
-                root_cert,
-            },
-        )
-        .map_err(config_error)
+        Ok(Some(redis::TlsCertificates {
+            client_tls,
+            root_cert,
+        }))
     }
 }
 
