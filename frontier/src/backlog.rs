@@ -1,6 +1,6 @@
 //! A spider's backlog: what waits in its queues, per domain (Scrapy Cluster's queue stats).
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 
 /// Domains one backlog read looks at per round trip, bounding how long it blocks Redis.
 pub const PAGE: usize = 1000;
@@ -20,6 +20,9 @@ pub struct SpiderBacklog {
     /// Requests leased to workers and not yet acknowledged (expired leases included until
     /// they are reclaimed).
     pub in_flight: u64,
+    /// The domains of `domains` that may be fetched now: their clock allows a dispatch. What
+    /// the operator sizes a fleet by (with `in_flight`).
+    pub ready: BTreeSet<String>,
 }
 
 impl SpiderBacklog {
@@ -84,6 +87,7 @@ mod tests {
             domains: [("a.test".to_owned(), 3), ("b.test".to_owned(), 4)].into(),
             retrying: 1,
             in_flight: 2,
+            ready: BTreeSet::new(),
         };
         assert_eq!(b.queued(), 7);
         assert_eq!(SpiderBacklog::default().queued(), 0);

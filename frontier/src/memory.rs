@@ -385,7 +385,7 @@ impl Frontier for MemoryFrontier {
     }
 
     async fn backlog(&self, spiderid: &str) -> Result<SpiderBacklog> {
-        self.with_spider(spiderid, |s, _| s.backlog())
+        self.with_spider(spiderid, |s, now| s.backlog(now))
     }
 
     async fn job_backlog(&self, job: &JobRef) -> Result<JobBacklog> {

@@ -12,7 +12,8 @@
 //! kept in an annotation), so steady state costs no writes.
 
 use std::collections::{BTreeMap, BTreeSet};
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
 
 use k8s_openapi::api::apps::v1::{
     Deployment, DeploymentSpec, DeploymentStrategy, RollingUpdateDeployment,
@@ -29,8 +30,11 @@ use kube::runtime::reflector::{ObjectRef, Store};
 use kube::{Client, ResourceExt};
 use kubecrawl_api::contract::{self, env};
 use kubecrawl_api::{CrawlJob, Phase};
+use kubecrawl_frontier::{Frontier, FrontierConfig, JobPolicy};
+use kubecrawl_process::format_chain;
 use serde::{Deserialize, Serialize};
 
+use crate::autoscale::{self, Autoscale, Damper};
 use crate::{Error, Result};
 
 /// The field manager of every write the operator makes.
@@ -100,6 +104,10 @@ pub struct FleetSettings {
     /// Where the worker container mounts `volumes`.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub volume_mounts: Vec<VolumeMount>,
+    /// Size the fleet by the ready work in its frontier instead of its jobs' `workers`
+    /// (see [`crate::autoscale`]).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub autoscale: Option<Autoscale>,
 }
 
 impl FleetSettings {
@@ -151,6 +159,7 @@ impl FleetSettings {
             metrics_port: over.metrics_port.or(self.metrics_port),
             volumes,
             volume_mounts,
+            autoscale: over.autoscale.or(self.autoscale),
         }
     }
 }
@@ -263,6 +272,10 @@ pub struct Connections {
     pub redis_url: String,
     /// The Redis key prefix.
     pub redis_prefix: String,
+    /// The Redis URLs are nodes of a Redis Cluster.
+    pub redis_cluster: bool,
+    /// The number of shards of a frontier on a Redis Cluster, when set.
+    pub redis_shards: Option<u16>,
     /// Kafka brokers.
     pub kafka_brokers: String,
     /// Kafka topic prefix.
@@ -287,7 +300,7 @@ pub fn is_active(job: &CrawlJob) -> bool {
 
 /// Desired replicas per spiderid: the sum of `workers` over active jobs, capped, for every
 /// configured fleet and every spiderid a job names. `exclude` is left out (a job being
-/// deleted).
+/// deleted). Autoscaled fleets are sized by [`Fleets::sync`] from their ready work instead.
 pub fn desired_replicas(
     config: &FleetConfig,
     jobs: &[Arc<CrawlJob>],
@@ -487,6 +500,13 @@ impl WorkerPod<'_> {
                 }),
             },
         ];
+        // Only when set, so that the template (and its hash) of an unsharded fleet is as before.
+        if connections.redis_cluster {
+            env.push(plain_env(env::REDIS_CLUSTER, "true"));
+        }
+        if let Some(shards) = connections.redis_shards {
+            env.push(plain_env(env::REDIS_SHARDS, &shards.to_string()));
+        }
         for extra in &self.settings.env {
             env.retain(|e| e.name != extra.name);
             env.push(extra.clone());
@@ -607,6 +627,8 @@ pub struct Fleets {
     deployments: Store<Deployment>,
     // Serialises syncs, so two reconciles never race to apply one Deployment.
     lock: Arc<tokio::sync::Mutex<()>>,
+    /// What each autoscaled fleet runs, as [`Fleets::autoscale`] last decided.
+    autoscaled: Arc<Mutex<(BTreeMap<String, u32>, Damper)>>,
 }
 
 impl std::fmt::Debug for Fleets {
@@ -631,7 +653,60 @@ impl Fleets {
             connections: Arc::new(connections),
             deployments,
             lock: Arc::new(tokio::sync::Mutex::new(())),
+            autoscaled: Arc::new(Mutex::new((BTreeMap::new(), Damper::default()))),
         }
+    }
+
+    /// Sizes every autoscaled fleet from its spider's backlog (see [`crate::autoscale`]); the
+    /// next [`Fleets::sync`] applies it. A fleet whose backlog cannot be read keeps its last
+    /// size.
+    pub async fn autoscale(&self, frontier: &dyn Frontier, jobs: &[Arc<CrawlJob>]) {
+        let config = FrontierConfig::default();
+        for spider in self.config.fleets.keys() {
+            let settings = self.config.settings(spider);
+            let Some(autoscale) = settings.autoscale else {
+                continue;
+            };
+            let backlog = match frontier.backlog(spider).await {
+                Ok(b) => b,
+                Err(e) => {
+                    tracing::warn!(spider, error = %format_chain(&e), "reading the backlog for autoscaling failed");
+                    continue;
+                }
+            };
+            let polite = jobs
+                .iter()
+                .filter(|j| j.spec.spiderid == *spider && is_active(j))
+                .all(|j| !JobPolicy::from_spec(&j.spec).interval(&config).is_zero());
+            let max = settings.max_replicas.unwrap_or(DEFAULT_MAX_REPLICAS);
+            let wanted = autoscale::workers(&backlog, polite, &autoscale, max);
+            let window = Duration::from_secs(u64::from(autoscale.scale_down_after_seconds));
+            let Ok(mut state) = self.autoscaled.lock() else {
+                continue;
+            };
+            let (decided, damper) = &mut *state;
+            let run = damper.damp(spider, wanted, Instant::now(), window);
+            if decided.insert(spider.clone(), run) != Some(run) {
+                tracing::info!(
+                    spider,
+                    workers = run,
+                    wanted,
+                    in_flight = backlog.in_flight,
+                    ready_hosts = backlog.ready.len(),
+                    queued = backlog.queued(),
+                    "autoscaled fleet sized"
+                );
+            }
+        }
+    }
+
+    /// The replicas of an autoscaled fleet: the last decision, or its minimum before the first.
+    fn autoscaled(&self, spider: &str, autoscale: &Autoscale) -> u32 {
+        self.autoscaled
+            .lock()
+            .ok()
+            .and_then(|state| state.0.get(spider).copied())
+            .unwrap_or(autoscale.min_replicas)
     }
 
     /// The configuration.
@@ -665,7 +740,10 @@ impl Fleets {
         let spiders: BTreeSet<String> = self.config.fleets.keys().cloned().collect();
         let desired = desired_replicas(&self.config, jobs, exclude);
         for spider in spiders {
-            let replicas = desired.get(&spider).copied().unwrap_or(0);
+            let replicas = match self.config.settings(&spider).autoscale {
+                Some(autoscale) => self.autoscaled(&spider, &autoscale),
+                None => desired.get(&spider).copied().unwrap_or(0),
+            };
             let want = deployment(&self.config, &self.connections, &spider, replicas);
             let key = ObjectRef::new(&deployment_name(&spider)).within(&self.config.namespace);
             match self.deployments.get(&key) {
@@ -761,6 +839,8 @@ mod tests {
             redis_prefix: "kc".into(),
             kafka_brokers: "k:9092".into(),
             topic_prefix: "demo".into(),
+            redis_cluster: false,
+            redis_shards: None,
         };
         let d = deployment(&config, &conns, "link", 3);
         let spec = d.spec;
@@ -791,6 +871,8 @@ mod tests {
             redis_prefix: "kc".into(),
             kafka_brokers: "k:9092".into(),
             topic_prefix: "demo".into(),
+            redis_cluster: false,
+            redis_shards: None,
         };
         let pod = |spider: &str| {
             deployment(&config, &conns, spider, 1)
@@ -847,6 +929,8 @@ mod tests {
             redis_prefix: "kc".into(),
             kafka_brokers: "k:9093".into(),
             topic_prefix: "demo".into(),
+            redis_cluster: false,
+            redis_shards: None,
         };
         let pod = deployment(&config, &conns, "link", 1)
             .spec
@@ -918,12 +1002,38 @@ mod tests {
             redis_prefix: "kc".into(),
             kafka_brokers: "k:9092".into(),
             topic_prefix: "demo".into(),
+            redis_cluster: false,
+            redis_shards: None,
         };
         let d = deployment(&config, &conns, "link", 2);
         assert_eq!(
             d.annotations().get(TEMPLATE_HASH).map(String::as_str),
             Some("0f35187bd6fadbd2")
         );
+    }
+
+    #[test]
+    fn a_cluster_frontier_reaches_the_workers() {
+        let config = FleetConfig::default();
+        let conns = Connections {
+            redis_url: "redis://a:6379,redis://b:6379".into(),
+            redis_prefix: "kc".into(),
+            kafka_brokers: "k:9092".into(),
+            topic_prefix: "demo".into(),
+            redis_cluster: true,
+            redis_shards: Some(6),
+        };
+        let d = deployment(&config, &conns, "link", 1);
+        let pod = d.spec.template.spec.expect("pod spec");
+        let env: BTreeMap<String, String> = pod.containers[0]
+            .env
+            .iter()
+            .flatten()
+            .filter_map(|e| Some((e.name.clone(), e.value.clone()?)))
+            .collect();
+        assert_eq!(env[env::REDIS_URL], "redis://a:6379,redis://b:6379");
+        assert_eq!(env[env::REDIS_CLUSTER], "true");
+        assert_eq!(env[env::REDIS_SHARDS], "6");
     }
 
     #[test]

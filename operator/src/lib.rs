@@ -39,6 +39,7 @@ use tokio_util::sync::CancellationToken;
 use tracing::Instrument;
 
 pub mod args;
+pub mod autoscale;
 #[cfg(test)]
 mod fixtures;
 pub mod fleet;
@@ -200,8 +201,13 @@ impl Services {
             .client()
             .await
             .map_err(|source| Error::Connect { source })?;
-        let frontier = RedisFrontier::connect_client(
-            redis.clone(),
+        let servers = args
+            .redis
+            .servers()
+            .await
+            .map_err(|source| Error::Connect { source })?;
+        let frontier = RedisFrontier::connect_servers(
+            servers,
             &args.redis.redis_prefix,
             FrontierConfig::default(),
         )
@@ -315,6 +321,8 @@ fn start(
         redis_prefix: args.redis.redis_prefix.clone(),
         kafka_brokers: args.kafka_brokers.clone(),
         topic_prefix: args.topic_prefix.clone(),
+        redis_cluster: args.redis.redis_cluster,
+        redis_shards: args.redis.redis_shards,
     };
     let fleets = fleet::Fleets::new(
         services.client.clone(),
@@ -349,7 +357,13 @@ fn start(
     spawn_leader_tasks(args, services, tasks, stop);
     tasks.spawn(
         "fleet sync",
-        periodic_fleet_sync(fleets, controller.store(), deployments, stop.clone()),
+        periodic_fleet_sync(
+            fleets,
+            services.frontier.clone(),
+            controller.store(),
+            deployments,
+            stop.clone(),
+        ),
     );
     controller
         .graceful_shutdown_on(stop.clone().cancelled_owned())
@@ -415,10 +429,12 @@ fn spawn_leader_tasks(
     );
 }
 
-/// Syncs the fleets every few seconds, beside the reconciles, so that a Deployment changed
-/// or deleted by hand is put right even when no job changes.
+/// Sizes the autoscaled fleets from their backlogs and syncs every fleet every few seconds,
+/// beside the reconciles, so that a Deployment changed or deleted by hand is put right even
+/// when no job changes.
 async fn periodic_fleet_sync(
     fleets: fleet::Fleets,
+    frontier: Arc<dyn Frontier>,
     jobs: reflector::Store<CrawlJob>,
     deployments: reflector::Store<Deployment>,
     stop: CancellationToken,
@@ -432,15 +448,20 @@ async fn periodic_fleet_sync(
         () = stop.cancelled() => return,
     }
     loop {
-        if let Err(e) = fleets.sync(&jobs.state(), None).await {
+        let state = jobs.state();
+        fleets.autoscale(frontier.as_ref(), &state).await;
+        if let Err(e) = fleets.sync(&state, None).await {
             tracing::warn!(error = %format_chain(&e), "fleet sync failed");
         }
         tokio::select! {
-            () = tokio::time::sleep(Duration::from_secs(10)) => {},
+            () = tokio::time::sleep(FLEET_SYNC_INTERVAL) => {},
             () = stop.cancelled() => return,
         }
     }
 }
+
+/// How often the fleets are sized and synced outside reconciles.
+const FLEET_SYNC_INTERVAL: Duration = Duration::from_secs(5);
 
 fn default_identity() -> String {
     let host = std::env::var("HOSTNAME")

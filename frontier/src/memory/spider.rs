@@ -1,7 +1,7 @@
 //! One spider's frontier state in memory: the same structures and steps as the Redis
 //! scripts (`src/redis/lua`), function for function, so that both behave alike.
 
-use std::collections::{BTreeMap, HashMap, HashSet, VecDeque};
+use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet, VecDeque};
 use std::sync::Arc;
 
 use kubecrawl_api::CrawlRequest;
@@ -539,8 +539,9 @@ impl Spider {
 
     /// Queued requests per domain over the attached queues (the Redis backlog script reads
     /// the same through the ready and wait sets), retries, leases.
-    pub(crate) fn backlog(&self) -> SpiderBacklog {
+    pub(crate) fn backlog(&self, now: u64) -> SpiderBacklog {
         let mut domains = BTreeMap::new();
+        let mut ready = BTreeSet::new();
         for (d, z) in &self.by_domain {
             let queued: u64 = z
                 .members()
@@ -552,12 +553,16 @@ impl Spider {
                 .sum();
             if queued > 0 {
                 domains.insert(d.clone(), queued);
+                if self.ready.contains(d) || self.wait.score(d).is_some_and(|at| at <= now) {
+                    ready.insert(d.clone());
+                }
             }
         }
         SpiderBacklog {
             domains,
             retrying: self.retry_entries.len() as u64,
             in_flight: self.leases.len() as u64,
+            ready,
         }
     }
 

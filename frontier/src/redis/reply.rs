@@ -25,8 +25,8 @@ pub(crate) struct BacklogPage {
     pub(crate) retrying: u64,
     /// Domains of the set the page looked at.
     pub(crate) looked: usize,
-    /// (domain, queued) for those with something queued.
-    pub(crate) domains: Vec<(String, u64)>,
+    /// (domain, queued, may be fetched now) for those with something queued.
+    pub(crate) domains: Vec<(String, u64, bool)>,
 }
 
 /// What an enqueue call did with one group of requests.
@@ -312,15 +312,16 @@ impl Reply {
         Ok(stats)
     }
 
-    /// A backlog page: in flight, retrying, domains looked at, then (domain, queued) pairs.
+    /// A backlog page: in flight, retrying, domains looked at, then (domain, queued, ready)
+    /// triples.
     pub(crate) fn backlog_page(&self) -> Result<BacklogPage> {
         let items = self.items()?;
-        if items.len() < 3 || (items.len() - 3) % 2 != 0 {
+        if items.len() < 3 || (items.len() - 3) % 3 != 0 {
             return Err(self.unexpected());
         }
         let domains = items[3..]
-            .chunks_exact(2)
-            .map(|p| Ok((p[0].clone(), self.number(&p[1])?)))
+            .chunks_exact(3)
+            .map(|p| Ok((p[0].clone(), self.number(&p[1])?, p[2] == "1")))
             .collect::<Result<_>>()?;
         Ok(BacklogPage {
             in_flight: self.number(&items[0])?,

@@ -261,6 +261,14 @@ pub(crate) async fn the_backlog_counts_queues_per_domain<H: Harness>(h: &H) {
         expect(&[("a.test", 4), ("b.test", 1), ("c.test", 1)])
     );
     assert_eq!((b.queued(), b.retrying, b.in_flight), (6, 0, 0));
+    let names = |v: &[&str]| -> std::collections::BTreeSet<String> {
+        v.iter().map(|d| (*d).to_owned()).collect()
+    };
+    assert_eq!(
+        b.ready,
+        names(&["a.test", "b.test", "c.test"]),
+        "all may be fetched"
+    );
 
     // One lease per domain (the interval is a second): c, a, b's heads.
     let leased = h.frontier().lease(SPIDER, 10, LONG).await.expect("leases");
@@ -272,6 +280,10 @@ pub(crate) async fn the_backlog_counts_queues_per_domain<H: Harness>(h: &H) {
         "domains waiting for their clock count too"
     );
     assert_eq!((b.queued(), b.in_flight), (3, 3));
+    assert!(b.ready.is_empty(), "a.test waits for its clock: {b:?}");
+    h.advance(Duration::from_millis(1100)).await;
+    let b = h.frontier().backlog(SPIDER).await.expect("reads");
+    assert_eq!(b.ready, names(&["a.test"]), "a.test's clock has passed");
 
     let retried = h
         .frontier()
