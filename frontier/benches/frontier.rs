@@ -1,5 +1,6 @@
 //! `make bench-frontier`: the Redis frontier's throughput and memory against the real Redis
-//! at REDIS_URL, and its throughput on three shards (REDIS_SHARD_URLS). Prints what it does, then, as its last line, one JSON object:
+//! at REDIS_URL, and its throughput on three shards (REDIS_SHARD_URLS). Prints what it does,
+//! then, as its last line, one JSON object:
 //!
 //! - `pages_per_s`: leases plus acknowledgements per second, each page acknowledged with 10
 //!   children (new URLs on 1000 domains, so every child goes through filters, dedupe, budgets

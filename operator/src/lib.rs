@@ -23,7 +23,7 @@ use std::future::Future;
 use std::sync::Arc;
 use std::time::Duration;
 
-use futures::StreamExt;
+use futures::{FutureExt, StreamExt};
 use k8s_openapi::api::apps::v1::Deployment;
 use k8s_openapi::api::coordination::v1::Lease;
 use kube::api::Api;
@@ -439,19 +439,22 @@ async fn periodic_fleet_sync(
     deployments: reflector::Store<Deployment>,
     stop: CancellationToken,
 ) {
-    let ready = async {
-        let _ = tokio::time::timeout(Duration::from_secs(30), jobs.wait_until_ready()).await;
-        let _ = tokio::time::timeout(Duration::from_secs(30), deployments.wait_until_ready()).await;
-    };
-    tokio::select! {
-        () = ready => {},
-        () = stop.cancelled() => return,
-    }
+    // Autoscaled fleets are sized from the first tick (reconciles apply the sizes too); the
+    // sync waits for both stores, or 30 s, so that an empty store never scales fleets down.
+    let started = tokio::time::Instant::now();
+    let mut synced_once = false;
     loop {
         let state = jobs.state();
         fleets.autoscale(frontier.as_ref(), &state).await;
-        if let Err(e) = fleets.sync(&state, None).await {
-            tracing::warn!(error = %format_chain(&e), "fleet sync failed");
+        let ready = synced_once
+            || started.elapsed() >= Duration::from_secs(30)
+            || (jobs.wait_until_ready().now_or_never().is_some()
+                && deployments.wait_until_ready().now_or_never().is_some());
+        if ready {
+            synced_once = true;
+            if let Err(e) = fleets.sync(&state, None).await {
+                tracing::warn!(error = %format_chain(&e), "fleet sync failed");
+            }
         }
         tokio::select! {
             () = tokio::time::sleep(FLEET_SYNC_INTERVAL) => {},

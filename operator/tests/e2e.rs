@@ -13,6 +13,7 @@ use kube::runtime::watcher::{self, Event};
 use kubecrawl_api::{CrawlJob, Phase};
 use kubecrawl_e2e::cluster::{Cluster, ClusterConfig, take_turn};
 use kubecrawl_e2e::crawljob::{has_pages, link_spec, phase};
+use kubecrawl_e2e::farm::FarmConfig;
 use kubecrawl_e2e::kubectl_ok;
 use kubecrawl_e2e::site::{GroundTruth, SiteConfig};
 use kubecrawl_frontier::Frontier;
@@ -248,6 +249,74 @@ async fn jobs_of_one_spider_share_a_deployment_with_summed_capped_replicas() {
             .expect("delete");
     }
     wait_replicas(&cluster, 0).await;
+    cluster.shutdown().await.expect("clean shutdown");
+}
+
+/// A fleet sized by ready work (`autoscale`): a polite crawl of one host keeps one worker,
+/// hundreds of hosts that may be fetched now take the fleet to its maximum, and with nothing
+/// left the fleet goes to zero, then comes back when a job is added.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_autoscaled_fleet_follows_its_ready_work() {
+    let config = ClusterConfig {
+        max_replicas: 3,
+        farm: Some(FarmConfig {
+            hosts: 300,
+            pages: 20,
+            links: 4,
+            latency: Duration::from_millis(500),
+        }),
+        autoscale: Some(serde_json::json!({
+            "workerConcurrency": 8, "perHostConcurrency": 2, "scaleDownAfterSeconds": 5
+        })),
+        ..ClusterConfig::default()
+    };
+    let (_turn, cluster) = start("e2e-autoscale", config).await;
+    assert_eq!(cluster.fleet_replicas("link").await.expect("get"), None);
+
+    cluster
+        .create_link_job("polite", 9, 1000)
+        .await
+        .expect("created");
+    wait_replicas(&cluster, 1).await;
+    with_pages(&cluster, "polite", 2, "the polite job crawls").await;
+    let watch_until = Instant::now() + Duration::from_secs(12);
+    while Instant::now() < watch_until {
+        let replicas = cluster.fleet_replicas("link").await.expect("get");
+        assert_eq!(
+            replicas,
+            Some(1),
+            "one polite host, whatever `workers` asks"
+        );
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    }
+
+    let farm = cluster.farm.as_ref().expect("a farm");
+    let seeds: Vec<String> = farm
+        .hosts()
+        .iter()
+        .map(|h| format!("http://{h}:{}/p/0", farm.addr().port()))
+        .collect();
+    let mut spec = link_spec(&seeds[0], "farm", 1, 0);
+    spec["seeds"] = serde_json::json!(seeds);
+    spec["allowedDomains"] = serde_json::json!(["farm.test"]);
+    cluster.create_job("farm", spec).await.expect("created");
+    wait_replicas(&cluster, 3).await;
+
+    for name in ["polite", "farm"] {
+        cluster
+            .jobs()
+            .delete(name, &DeleteParams::default())
+            .await
+            .expect("delete");
+    }
+    wait_replicas(&cluster, 0).await;
+
+    cluster
+        .create_link_job("again", 1, 0)
+        .await
+        .expect("created");
+    wait_replicas(&cluster, 1).await;
+    succeeded(&cluster, "again", 120, "the new job crawls the site").await;
     cluster.shutdown().await.expect("clean shutdown");
 }
 

@@ -17,6 +17,7 @@ use kubecrawl_api::{CrawlJob, JobRef};
 use tokio::process::{Child, Command};
 
 use crate::crawljob::{link_spec, wait_job};
+use crate::farm::{Farm, FarmConfig};
 use crate::kubelet::{CommandMap, FakeKubelet, KubeletConfig, Signal};
 use crate::poll::Wait;
 use crate::site::{SiteConfig, TestSite};
@@ -44,6 +45,10 @@ pub struct ClusterConfig {
     pub status_interval: Duration,
     /// The operator's `--completion-grace`.
     pub completion_grace: Duration,
+    /// A latency-bound site of many hosts beside the synthetic one, resolved by the workers.
+    pub farm: Option<FarmConfig>,
+    /// Every fleet's `autoscale` settings (sized by ready work), when set.
+    pub autoscale: Option<serde_json::Value>,
 }
 
 impl Default for ClusterConfig {
@@ -53,6 +58,8 @@ impl Default for ClusterConfig {
             max_replicas: 4,
             status_interval: Duration::from_secs(1),
             completion_grace: Duration::from_secs(3),
+            farm: None,
+            autoscale: None,
         }
     }
 }
@@ -66,6 +73,8 @@ pub struct Cluster {
     pub kubelet: FakeKubelet,
     /// The synthetic site.
     pub site: TestSite,
+    /// The farm of [`ClusterConfig::farm`].
+    pub farm: Option<Farm>,
     /// The Redis key prefix shared by this test's operator and workers.
     pub redis_prefix: String,
     /// The Kafka topic prefix of this test.
@@ -97,6 +106,16 @@ impl Cluster {
             );
         }
         let site = TestSite::start(config.site.clone()).await?;
+        let farm = match config.farm {
+            Some(farm) => Some(Farm::start(farm).await?),
+            None => None,
+        };
+        let mut resolve = site.resolve();
+        if let Some(farm) = &farm {
+            for host in farm.hosts() {
+                resolve.push_str(&format!(",{host}={}", farm.addr().ip()));
+            }
+        }
         let log_dir = std::env::temp_dir().join(format!("kubecrawl-e2e-{}", ns.name));
         std::fs::create_dir_all(&log_dir)?;
         let node = format!("{}-node", ns.name);
@@ -125,7 +144,7 @@ impl Cluster {
                 "nodeSelector": selector,
                 "env": [
                     {"name": "KUBECRAWL_ALLOW_PRIVATE_NETWORKS", "value": "true"},
-                    {"name": "KUBECRAWL_RESOLVE", "value": site.resolve()},
+                    {"name": "KUBECRAWL_RESOLVE", "value": resolve},
                     {"name": "KUBECRAWL_METRICS_ADDR", "value": "127.0.0.1:0"},
                     {"name": "KUBECRAWL_LEASE_DURATION", "value": "15s"},
                     {"name": "KUBECRAWL_DRAIN_TIMEOUT", "value": "5s"},
@@ -134,6 +153,10 @@ impl Cluster {
             },
             "fleets": {"link": {}, "wandering": {}},
         });
+        let mut fleet = fleet;
+        if let Some(autoscale) = &config.autoscale {
+            fleet["defaults"]["autoscale"] = autoscale.clone();
+        }
         let fleet_config = log_dir.join("fleets.yaml");
         std::fs::write(&fleet_config, serde_yaml::to_string(&fleet)?)?;
 
@@ -143,6 +166,7 @@ impl Cluster {
             ns,
             kubelet,
             site,
+            farm,
             client,
             env,
             operator_bin: operator_bin.to_owned(),

@@ -16,6 +16,8 @@ pub mod chaos;
 /// A whole kubecrawl installation per test: operator, fake kubelet, site.
 pub mod cluster;
 pub mod crawljob;
+/// A latency-bound site of many hosts, for `make bench-scale`.
+pub mod farm;
 pub mod keys;
 /// A fake kubelet that runs real local processes for the Pods bound to a fake Node.
 pub mod kubelet;
