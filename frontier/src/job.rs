@@ -141,7 +141,8 @@ pub struct Admission {
     /// Refused because the job accepts nothing (suspended, expired, purged).
     pub refused: u64,
     /// Refused because the request's domain is on the spider's blacklist
-    /// ([`crate::rules`]).
+    /// ([`crate::rules`]) or was cut off for the job as a crawler trap
+    /// ([`crate::Frontier::cut_off`]).
     pub blacklisted: u64,
 }
 
@@ -180,7 +181,7 @@ pub struct JobStats {
     /// The furthest depth (hop from a seed, or the spider's step) of a fetched page.
     pub furthest_step: u32,
     /// Requests refused at admission or dropped from the queue because their domain is on the
-    /// spider's blacklist ([`crate::rules`]).
+    /// spider's blacklist ([`crate::rules`]) or was cut off for the job as a crawler trap.
     pub blacklisted: u64,
     /// At least one seed was admitted.
     pub seeded: bool,
@@ -190,6 +191,8 @@ pub struct JobStats {
     /// was interrupted): calling [`crate::Frontier::suspend`] or [`crate::Frontier::resume`]
     /// again finishes it.
     pub settling: bool,
+    /// Hosts cut off for this job as crawler traps ([`crate::Frontier::cut_off`]), with why.
+    pub traps: BTreeMap<String, String>,
 }
 
 impl JobStats {
@@ -213,6 +216,7 @@ impl JobStats {
         self.seeded |= other.seeded;
         self.suspended |= other.suspended;
         self.settling |= other.settling;
+        self.traps.extend(other.traps.clone());
     }
 
     /// Seeded, and nothing is queued or in flight: the crawl has run out of work. (The

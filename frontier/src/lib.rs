@@ -316,6 +316,13 @@ pub trait Frontier: Send + Sync {
     /// domain's interval for a day) or a Retry-After (no dispatch before it passes).
     async fn report_domain(&self, spiderid: &str, domain: &str, hint: DomainHint) -> Result<()>;
 
+    /// Cuts `domain` off for `job` as a crawler trap (a worker found that the host explodes:
+    /// see the worker's `traps` module), saying why: the job's queued requests for the domain
+    /// are dropped when they come up and its links to the domain are refused, both counted as
+    /// blacklisted, and [`JobStats::traps`] lists it. Returns false when the job is not
+    /// registered; a domain cut off twice keeps its first reason.
+    async fn cut_off(&self, job: &JobRef, domain: &str, reason: &str) -> Result<bool>;
+
     /// The spider's rolling counts per status code for each [`Window`].
     async fn spider_stats(&self, spiderid: &str) -> Result<SpiderStats>;
 

@@ -324,6 +324,24 @@ impl Frontier for MemoryFrontier {
         })
     }
 
+    async fn cut_off(&self, job: &JobRef, domain: &str, reason: &str) -> Result<bool> {
+        let domain = domain.to_ascii_lowercase();
+        self.with_spider(&job.spiderid, |s, _| {
+            let Some(j) = s.jobs.get(&(job.appid.clone(), job.crawlid.clone())) else {
+                return false;
+            };
+            let Some(entry) = s.job.get_mut(j) else {
+                return false;
+            };
+            entry
+                .stats
+                .traps
+                .entry(domain)
+                .or_insert_with(|| reason.to_owned());
+            true
+        })
+    }
+
     async fn report_domain(&self, spiderid: &str, domain: &str, hint: DomainHint) -> Result<()> {
         let ttl = duration_micros(
             self.inner

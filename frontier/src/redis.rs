@@ -48,7 +48,7 @@
 //! |---|---|---|
 //! | `P:{S}:jobs` | hash | `["appid","crawlid"]` → `J` |
 //! | `P:{S}:jobno` | string | last job number |
-//! | `P:{S}:job:J` | hash | the job: `st` (run, susp, purge), `app`, `crawl`, `gen`, `pol` (policy JSON), `exp`, `mp`, `dmp`, `iv` (politeness interval µs), counters `q` queued, `f` in flight, `pg` pages, `it` items, `by` bytes, `er` errors, `rt` retries, `ad` admitted, `stp` furthest step, `c<code>` per status, `sd` seeded, dedupe state `dl`/`ds`/`dn` |
+//! | `P:{S}:job:J` | hash | the job: `st` (run, susp, purge), `app`, `crawl`, `gen`, `pol` (policy JSON), `exp`, `mp`, `dmp`, `iv` (politeness interval µs), counters `q` queued, `f` in flight, `pg` pages, `it` items, `by` bytes, `er` errors, `rt` retries, `ad` admitted, `stp` furthest step, `c<code>` per status, `sd` seeded, dedupe state `dl`/`ds`/`dn`, `t:<D>` → why domain `D` was cut off as a crawler trap and `nt` how many were ([`crate::Frontier::cut_off`]) |
 //! | `P:{S}:jd:J` | hash | `D` → requests admitted in that domain; kept only while the job has a `domainMaxPages` (set one later and counting starts then) |
 //! | `P:{S}:jq:J` | set | `p:D` of each non-empty queue of the job (suspend, resume, purge) |
 //! | `P:{S}:q:J:p:D` | list | the queue: `<seq> <request JSON>`, oldest first |
@@ -1135,6 +1135,19 @@ impl Frontier for RedisFrontier {
             .arg(self.inner.config.crawl_delay_ttl.as_secs().max(1));
         self.run("report domain", shard, &inv).await?;
         Ok(())
+    }
+
+    async fn cut_off(&self, job: &JobRef, domain: &str, reason: &str) -> Result<bool> {
+        let domain = domain.to_ascii_lowercase();
+        // The domain's queues and admissions live in its own shard only.
+        let shard = self.inner.layout.shard_of(&domain);
+        let mut inv = self.inner.scripts.cutoff.prepare_invoke();
+        inv.key(self.base(&job.spiderid, shard)?)
+            .arg(job_field(job)?)
+            .arg(domain)
+            .arg(reason);
+        let reply = Reply::new("cut off", self.run("cut off", shard, &inv).await?)?;
+        Ok(reply.int()? >= 0)
     }
 
     async fn spider_stats(&self, spiderid: &str) -> Result<SpiderStats> {

@@ -281,6 +281,11 @@ async fn write_status(
     if let Some(lost) = frontier_lost {
         warn_event(ctx, job, status::FRONTIER_LOST, lost).await;
     }
+    if let Some(traps) = status::traps_reported(Some(next))
+        && status::traps_reported(job.status.as_ref()) != Some(traps)
+    {
+        warn_event(ctx, job, status::TRAP_DETECTED, traps).await;
+    }
     Ok(())
 }
 

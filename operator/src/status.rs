@@ -16,6 +16,11 @@ pub const COMPLETE: &str = "Complete";
 /// Condition type: the frontier's state of this job was lost (Redis lost its data) and the
 /// job was seeded again.
 pub const FRONTIER_LOST: &str = "FrontierLost";
+/// Condition type: workers cut hosts off for this job as crawler traps (hosts that explode:
+/// errors only, endless duplicates, growing URLs); the message names them and why.
+pub const TRAP_DETECTED: &str = "TrapDetected";
+/// Hosts named in a [`TRAP_DETECTED`] message at most; the rest are counted.
+const TRAP_HOSTS_SHOWN: usize = 10;
 /// Reason of `Seeded=False`: the frontier refused every seed (blacklisted domains, budgets),
 /// so the job can make no progress.
 pub const SEEDS_REFUSED: &str = "SeedsRefused";
@@ -200,6 +205,9 @@ impl Conditions<'_> {
         if let Some(message) = observed.refused() {
             self.set(SEEDED, false, SEEDS_REFUSED, message);
         }
+        if let Some(stats) = observed.stats.as_ref().filter(|s| !s.traps.is_empty()) {
+            self.set(TRAP_DETECTED, true, "HostsCutOff", &trap_message(stats));
+        }
     }
 
     /// [`COMPLETE`], from the phase: set when the job is done, reset to False once it has
@@ -218,6 +226,37 @@ impl Conditions<'_> {
             }
         }
     }
+}
+
+/// "2 hosts cut off as crawler traps: a.test (errors: …), b.test (duplicates: …)", naming at
+/// most [`TRAP_HOSTS_SHOWN`].
+fn trap_message(stats: &JobStats) -> String {
+    let n = stats.traps.len();
+    let shown: Vec<String> = stats
+        .traps
+        .iter()
+        .take(TRAP_HOSTS_SHOWN)
+        .map(|(host, reason)| format!("{host} ({reason})"))
+        .collect();
+    let more = if n > TRAP_HOSTS_SHOWN {
+        format!(" and {} more", n - TRAP_HOSTS_SHOWN)
+    } else {
+        String::new()
+    };
+    let hosts = if n == 1 { "host" } else { "hosts" };
+    format!(
+        "{n} {hosts} cut off as crawler traps: {}{more}",
+        shown.join(", ")
+    )
+}
+
+/// The message of the job's [`TRAP_DETECTED`] condition, if it has one.
+pub fn traps_reported(status: Option<&CrawlJobStatus>) -> Option<&str> {
+    status?
+        .conditions
+        .iter()
+        .find(|c| c.type_ == TRAP_DETECTED && c.status == "True")
+        .map(|c| c.message.as_str())
 }
 
 /// The message of a `Seeded=False` / [`SEEDS_REFUSED`] condition written for this generation
@@ -351,6 +390,54 @@ mod tests {
         j.status = Some(s);
         assert!(seeds_refused(j.status.as_ref(), Some(2)).is_some());
         assert!(seeds_refused(j.status.as_ref(), Some(3)).is_none());
+    }
+
+    #[test]
+    fn hosts_cut_off_as_traps_are_a_condition_naming_them() {
+        let mut j = job();
+        let mut with_traps = stats(1, 1, 10);
+        with_traps
+            .traps
+            .insert("cal.test".to_owned(), "duplicates: ...".to_owned());
+        let observed = Observed {
+            stats: Some(with_traps.clone()),
+            ..Observed::default()
+        };
+        let s = next(&j, &observed, Duration::from_secs(5), &now());
+        assert_eq!(s.phase, Phase::Running, "a trap does not stop the job");
+        let message = traps_reported(Some(&s)).expect("a TrapDetected condition");
+        assert_eq!(
+            message,
+            "1 host cut off as crawler traps: cal.test (duplicates: ...)"
+        );
+        j.status = Some(s);
+        for i in 0..12 {
+            with_traps
+                .traps
+                .insert(format!("h{i:02}.test"), "errors".to_owned());
+        }
+        let observed = Observed {
+            stats: Some(with_traps),
+            ..Observed::default()
+        };
+        let s = next(&j, &observed, Duration::from_secs(5), &now());
+        let message = traps_reported(Some(&s)).expect("still there");
+        assert!(
+            message.starts_with(
+                "13 hosts cut off as crawler traps: cal.test (duplicates: ...), h00.test (errors)"
+            ),
+            "{message}"
+        );
+        assert!(message.ends_with(" and 3 more"), "{message}");
+        assert!(
+            traps_reported(Some(&next(
+                &job(),
+                &Observed::default(),
+                Duration::from_secs(5),
+                &now()
+            )))
+            .is_none()
+        );
     }
 
     #[test]

@@ -801,3 +801,68 @@ async fn a_frontier_that_lost_its_data_is_detected_and_the_job_reseeded() {
     assert!(events.contains("lost"), "no FrontierLost event: {events}");
     cluster.shutdown().await.expect("clean shutdown");
 }
+
+/// A host a worker finds to be a crawler trap (here: 300 seeds on a host that answers only
+/// 404) is cut off for the job, and the job says so: a `TrapDetected` condition naming it and
+/// an event. The rest of the crawl carries on to success.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_crawler_trap_is_cut_off_and_reported_on_the_job() {
+    let (_turn, cluster) = start("e2e-trap", ClusterConfig::default()).await;
+    let truth = cluster.site.truth();
+    let mut seeds = vec![cluster.site.root()];
+    seeds.extend((0..300).map(|i| {
+        cluster
+            .site
+            .url(kubecrawl_e2e::site::OTHER_HOST, &format!("/missing/{i}"))
+    }));
+    let mut spec = link_spec(&seeds[0], "trap", 1, 0);
+    spec["seeds"] = serde_json::json!(seeds);
+    cluster.create_job("trap", spec).await.expect("created");
+    let job = cluster
+        .wait_job("trap", Duration::from_secs(90), |j| {
+            j.status.as_ref().is_some_and(|s| {
+                s.conditions
+                    .iter()
+                    .any(|c| c.type_ == "TrapDetected" && c.status == "True")
+            })
+        })
+        .await
+        .expect("the trap is reported");
+    let condition = job
+        .status
+        .as_ref()
+        .and_then(|s| s.conditions.iter().find(|c| c.type_ == "TrapDetected"))
+        .expect("condition")
+        .clone();
+    assert!(
+        condition
+            .message
+            .starts_with("1 host cut off as crawler traps: other.test (errors"),
+        "{}",
+        condition.message
+    );
+    let done = succeeded(&cluster, "trap", 180, "the rest of the crawl finishes").await;
+    let pages = done.status.expect("status").pages;
+    assert!(
+        pages >= truth.len() as u64 + 50 && pages < truth.len() as u64 + 300,
+        "{pages} pages: the site's {} and part of the dead host",
+        truth.len()
+    );
+    let events = kubectl_ok(
+        &[
+            "get",
+            "events",
+            "-n",
+            &cluster.ns.name,
+            "--field-selector",
+            "reason=TrapDetected",
+        ],
+        None,
+    )
+    .expect("kubectl get events");
+    assert!(
+        events.contains("other.test"),
+        "no TrapDetected event: {events}"
+    );
+    cluster.shutdown().await.expect("clean shutdown");
+}

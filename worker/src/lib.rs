@@ -41,6 +41,7 @@ pub mod sink;
 pub mod spider;
 pub mod spiders;
 pub mod standalone;
+pub mod traps;
 
 /// Everything that stops a worker from starting or running.
 #[derive(Debug, thiserror::Error)]

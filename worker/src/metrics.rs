@@ -37,6 +37,11 @@ struct SpiderLabels {
     spider: String,
 }
 
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct TrapLabels {
+    reason: &'static str,
+}
+
 fn fetch_histogram() -> Histogram {
     // 5 ms to about 80 s.
     Histogram::new(exponential_buckets(0.005, 2.0, 15))
@@ -49,6 +54,7 @@ struct Inner {
     body_bytes: Family<SpiderLabels, Counter>,
     slowed_hosts: Gauge,
     adaptive_delay_max: Gauge<f64, std::sync::atomic::AtomicU64>,
+    traps: Family<TrapLabels, Counter>,
     readiness: Readiness,
     outcomes: Mutex<BTreeMap<&'static str, u64>>,
 }
@@ -104,6 +110,12 @@ impl Metrics {
             "The largest adaptive delay this worker holds for a host now",
             adaptive_delay_max.clone(),
         );
+        let traps = Family::<TrapLabels, Counter>::default();
+        registry.register(
+            "traps",
+            "Hosts this worker cut off for a job as crawler traps, by rule",
+            traps.clone(),
+        );
         Self {
             inner: Arc::new(Inner {
                 registry,
@@ -112,10 +124,16 @@ impl Metrics {
                 body_bytes,
                 slowed_hosts,
                 adaptive_delay_max,
+                traps,
                 readiness: Readiness::default(),
                 outcomes: Mutex::new(BTreeMap::new()),
             }),
         }
+    }
+
+    /// Counts a host cut off as a crawler trap, by the rule that found it.
+    pub fn trap(&self, reason: &'static str) {
+        self.inner.traps.get_or_create(&TrapLabels { reason }).inc();
     }
 
     /// Counts one handled lease.

@@ -57,6 +57,7 @@ use crate::metrics::Metrics;
 use crate::robots::RobotsCache;
 use crate::sink::Sink;
 use crate::spider::Spider;
+use crate::traps::TrapDetector;
 
 mod acks;
 mod outcome;
@@ -176,6 +177,8 @@ pub struct Worker {
     acks: Option<acks::Acks>,
     /// Per host, the delay learnt from its answers ([`crate::adaptive`]).
     adaptive: AdaptiveDelays,
+    /// Per job and host, what shows a crawler trap ([`crate::traps`]).
+    traps: TrapDetector,
     jobs: Mutex<HashMap<JobRef, Arc<JobContext>>>,
     hosts: Mutex<HashMap<String, Arc<Semaphore>>>,
     leased: Mutex<HashMap<String, Lease>>,
@@ -209,6 +212,7 @@ impl Worker {
         Self {
             acks,
             adaptive: AdaptiveDelays::new(),
+            traps: TrapDetector::new(),
             frontier,
             fetcher,
             robots,

@@ -95,6 +95,15 @@ impl std::fmt::Display for CrawlSummary {
                 .collect();
             write!(f, "\nslowed down: {}", slowed.join(", "))?;
         }
+        if !self.stats.traps.is_empty() {
+            let cut: Vec<String> = self
+                .stats
+                .traps
+                .iter()
+                .map(|(host, reason)| format!("{host} ({reason})"))
+                .collect();
+            write!(f, "\ncut off as traps: {}", cut.join(", "))?;
+        }
         Ok(())
     }
 }

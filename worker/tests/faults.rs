@@ -127,6 +127,14 @@ impl Frontier for Blipping {
     ) -> kubecrawl_frontier::Result<()> {
         self.inner.report_domain(spiderid, domain, hint).await
     }
+    async fn cut_off(
+        &self,
+        job: &JobRef,
+        domain: &str,
+        reason: &str,
+    ) -> kubecrawl_frontier::Result<bool> {
+        self.inner.cut_off(job, domain, reason).await
+    }
     async fn spider_stats(&self, spiderid: &str) -> kubecrawl_frontier::Result<SpiderStats> {
         self.inner.spider_stats(spiderid).await
     }

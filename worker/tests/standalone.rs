@@ -560,3 +560,51 @@ async fn a_host_answering_503_under_load_is_slowed_then_recovers() {
     );
     println!("overload: {refusals} refusals, peak delay {peak:?}, crawl {took:?}\n{summary}");
 }
+
+/// A host answering nothing but errors is cut off for the job after 50 answers: its other
+/// queued requests are dropped (counted as blacklisted), the summary names it, and the rest of
+/// the crawl is untouched.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_host_of_errors_only_is_cut_off_as_a_trap() {
+    use kubecrawl_e2e::site::OTHER_HOST;
+    let site = TestSite::start(SiteConfig::default().with_pages(100))
+        .await
+        .expect("site starts");
+    let truth = site.reachable(&site.reach()).expect("ground truth");
+    let mut args: Vec<String> = (0..300)
+        .map(|i| site.url(OTHER_HOST, &format!("/missing/{i}")))
+        .collect();
+    args.extend(["--maxdepth", "1000", "--allowed-domain", "site.test"].map(str::to_owned));
+    let args: Vec<&str> = args.iter().map(String::as_str).collect();
+    let (summary, records) = run(&site, "trap-errors", &site.root(), &args).await;
+    let reason = summary
+        .stats
+        .traps
+        .get(OTHER_HOST)
+        .unwrap_or_else(|| panic!("other.test was not cut off: {summary}"));
+    assert!(reason.starts_with("errors"), "{reason}");
+    let other = records
+        .iter()
+        .filter(|r| r.url.contains(OTHER_HOST))
+        .count();
+    assert!(
+        (50..200).contains(&other),
+        "{other} pages of the dead host fetched\n{summary}"
+    );
+    assert_eq!(
+        summary.stats.blacklisted,
+        300 - other as u64,
+        "the rest was dropped and counted\n{summary}"
+    );
+    let main: BTreeSet<String> = urls(&records)
+        .into_iter()
+        .filter(|u| !u.contains(OTHER_HOST))
+        .collect();
+    assert_same(&main, &truth.urls());
+    assert!(
+        summary
+            .to_string()
+            .contains("cut off as traps: other.test (errors"),
+        "{summary}"
+    );
+}

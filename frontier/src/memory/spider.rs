@@ -276,7 +276,8 @@ impl Spider {
         };
         let mut fresh = Vec::new();
         for item in items {
-            if self.rules.is_blacklisted(&item.domain) {
+            if self.rules.is_blacklisted(&item.domain) || job.stats.traps.contains_key(&item.domain)
+            {
                 // Refused before the dedupe, so the URL is admitted once the domain is allowed.
                 out.blacklisted += 1;
                 job.stats.blacklisted += 1;
@@ -396,7 +397,11 @@ impl Spider {
                 self.detach(j, p, &d);
                 continue;
             }
-            if self.rules.is_blacklisted(&d) {
+            let cut = self
+                .job
+                .get(&j)
+                .is_some_and(|job| job.stats.traps.contains_key(&d));
+            if cut || self.rules.is_blacklisted(&d) {
                 self.drop_blacklisted(j, p, &d);
                 continue;
             }

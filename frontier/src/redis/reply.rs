@@ -270,6 +270,9 @@ impl Reply {
                 "sd" => stats.seeded = value == "1",
                 "st" => stats.suspended = value == "susp",
                 "cur" => stats.settling = true,
+                _ if field.starts_with("t:") => {
+                    stats.traps.insert(field[2..].to_owned(), value.to_owned());
+                }
                 _ => {
                     if let Some(code) = field.strip_prefix('c').and_then(|c| c.parse().ok()) {
                         stats.status_codes.insert(code, n());

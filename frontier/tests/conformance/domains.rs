@@ -398,3 +398,52 @@ pub(crate) async fn a_jobs_backlog_reads_every_queue_of_a_large_job<H: Harness>(
     assert_eq!(b.domains.len(), domains, "a page of queues was skipped");
     assert_eq!(b.queued(), stats(h, &j).await.queued);
 }
+
+pub(crate) async fn a_cut_off_domain_is_dropped_and_refused_for_its_job_only<H: Harness>(h: &H) {
+    let one = registered(h, "one", &delay_policy(0)).await;
+    let two = registered(h, "two", &delay_policy(0)).await;
+    seed(h, &one, &["trap.test/1", "trap.test/2", "ok.test/1"], 1).await;
+    seed(h, &two, &["trap.test/3"], 1).await;
+    let f = h.frontier();
+    assert!(f.cut_off(&one, "Trap.test", "errors").await.expect("cuts"));
+    assert!(
+        f.cut_off(&one, "trap.test", "duplicates")
+            .await
+            .expect("again"),
+        "cutting again is fine"
+    );
+    assert!(
+        !f.cut_off(&crate::suite::job("nope"), "trap.test", "errors")
+            .await
+            .expect("unknown job"),
+        "an unknown job is reported"
+    );
+    // Job one's queued trap.test requests are dropped when they come up; job two's are not.
+    assert_eq!(lease_urls(h, 10).await, urls(&["ok.test/1", "trap.test/3"]));
+    let s = stats(h, &one).await;
+    assert_eq!(
+        s.traps,
+        BTreeMap::from([("trap.test".to_owned(), "errors".to_owned())]),
+        "the first reason stays"
+    );
+    assert_eq!((s.queued, s.in_flight, s.blacklisted), (0, 1, 2), "{s:?}");
+    assert!(stats(h, &two).await.traps.is_empty());
+
+    // Its links to the domain are refused, counted as blacklisted.
+    seed(h, &one, &["ok.test/2"], 1).await;
+    let leases = f.lease(SPIDER, 1, LONG).await.expect("leases");
+    assert_eq!(leases.len(), 1);
+    let children = ["http://trap.test/9", "http://ok.test/3"]
+        .iter()
+        .map(|u| leases[0].request.child(*u))
+        .collect();
+    let done = f
+        .complete(&leases[0], Outcome::status(200, 1).with_children(children))
+        .await
+        .expect("completes");
+    let Completion::Acked(a) = done else {
+        panic!("{done:?}")
+    };
+    assert_eq!((a.admitted, a.blacklisted), (1, 1), "{a:?}");
+    assert_eq!(stats(h, &one).await.blacklisted, 3);
+}

@@ -90,4 +90,5 @@ conformance!(
     domains::the_backlog_reads_every_domain_of_a_large_spider,
     domains::a_jobs_backlog_counts_its_own_queues_per_domain_and_priority,
     domains::a_jobs_backlog_reads_every_queue_of_a_large_job,
+    domains::a_cut_off_domain_is_dropped_and_refused_for_its_job_only,
 );

@@ -18,6 +18,7 @@ use crate::charset::{self, Decoded};
 use crate::extract;
 use crate::fetch::{FetchErrorKind, Fetched, RequestOptions};
 use crate::spider::{Output, Response};
+use crate::traps;
 
 /// What a stage hands on: `Ok`, the next stage's input; `Err`, the lease's outcome, its
 /// handling having ended in this stage.
@@ -185,6 +186,20 @@ impl Worker {
         if let Some(answer) = answer {
             self.adapt(lease, answer).await;
         }
+        // An outage (5xx, 408, 429, a failure worth retrying) is for retries and adaptive
+        // politeness, not a trap: a host down for a while is not cut off.
+        let fetch = match &fetched {
+            Ok(page) if page.status >= 500 || matches!(page.status, 408 | 429) => None,
+            Ok(page) => Some(traps::Fetch::Response {
+                status: page.status,
+                body: xxhash_rust::xxh3::xxh3_64(&page.body),
+            }),
+            Err(e) if e.is_transient() => None,
+            Err(_) => Some(traps::Fetch::Failed),
+        };
+        if let Some(fetch) = fetch {
+            self.watch_for_traps(lease, fetch).await;
+        }
         let last_try = lease.request.retries >= self.config.max_retries;
         let page = match fetched {
             Ok(page) => page,
@@ -223,6 +238,29 @@ impl Worker {
         }
         self.metrics.adaptive_delays(&self.adaptive.slowed());
         self.report_domain(lease, DomainHint::Adaptive(delay)).await;
+    }
+
+    /// Cuts the lease's host off for its job when it shows itself a crawler trap
+    /// ([`crate::traps`]). If the frontier cannot record it now, the next page of the host
+    /// tries again.
+    async fn watch_for_traps(&self, lease: &Lease, fetch: traps::Fetch) {
+        let job = lease.job.to_string();
+        let Some(trap) = self
+            .traps
+            .observe(&job, &lease.domain, &lease.request.url, fetch)
+        else {
+            return;
+        };
+        tracing::warn!(host = %lease.domain, job = %lease.job, reason = trap.reason(), "crawler trap: host cut off for the job");
+        self.metrics.trap(trap.label());
+        if let Err(e) = self
+            .frontier
+            .cut_off(&lease.job, &lease.domain, trap.reason())
+            .await
+        {
+            tracing::warn!(host = %lease.domain, error = %format_chain(&e), "recording the cut-off failed; the host's next page tries again");
+            self.traps.forget(&job, &lease.domain);
+        }
     }
 
     /// A 429 or 5xx with retries left: the retry waits for the Retry-After, which the

@@ -65,7 +65,7 @@ end
 -- Jobs touched by this script call: read once, counters written back once at the end (one
 -- HSET of absolute values; the script is atomic, so read-modify-write is safe).
 local JOB_FIELDS = { 'st', 'exp', 'iv', 'gen', 'app', 'crawl', 'mp', 'dmp',
-  'q', 'f', 'pg', 'it', 'by', 'er', 'rt', 'ad', 'stp', 'dl', 'ds', 'dn' }
+  'q', 'f', 'pg', 'it', 'by', 'er', 'rt', 'ad', 'stp', 'dl', 'ds', 'dn', 'nt' }
 local FIRST_COUNTER = 9
 local JOBS = {}
 -- `extra` names one more counter to read with the others (a 'c<code>' about to be bumped).
@@ -127,6 +127,20 @@ local function flush_jobs()
 end
 
 local function in_wait(d) return redis.call('ZSCORE', K_WAIT, d) end
+
+-- Whether job j (its state c) cut domain d off as a crawler trap ('t:<domain>' fields of the
+-- job hash, counted in 'nt'): no lookup at all while the job has none.
+local CUT = {}
+local function cut_off(c, j, d)
+  if c.n.nt == 0 then return false end
+  local key = j .. '|' .. d
+  local r = CUT[key]
+  if r == nil then
+    r = redis.call('HEXISTS', k_job(j), 't:' .. d) == 1
+    CUT[key] = r
+  end
+  return r
+end
 
 -- Domain rules (throttles 'th', blacklist 'bl'): an entry for a domain covers its subdomains,
 -- the longest matching domain's throttle wins. Looked up once per domain per script call, and
@@ -270,7 +284,7 @@ local function enqueue_all(j, c, first, count, seq)
   for i = 0, count - 1 do
     local at = first + i * 4
     local d, p, fp, rec = ARGV[at], ARGV[at + 1], ARGV[at + 2], ARGV[at + 3]
-    local banned = domain_rule(d).bl
+    local banned = domain_rule(d).bl or cut_off(c, j, d)
     local ok = not banned and not (c.mp >= 0 and c.n.ad >= c.mp)
     if ok and c.dmp >= 0 then
       local n = dcount[d]

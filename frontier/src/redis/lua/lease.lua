@@ -29,8 +29,9 @@ if max_n > 0 then
         redis.call('ZREM', k_dq(d), m)
         if c.state == 'exp' then redis.call('HSET', k_job(j), 'xd', '1') end
         refresh_domain(d)
-      elseif domain_rule(d).bl then
-        -- queued before its domain was blacklisted: the whole queue is dropped, and counted
+      elseif domain_rule(d).bl or cut_off(c, j, d) then
+        -- queued before its domain was blacklisted (or cut off for the job as a trap): the
+        -- whole queue is dropped, and counted
         local qk = k_q(j, p, d)
         local n = redis.call('LLEN', qk)
         redis.call('UNLINK', qk)
