@@ -125,6 +125,18 @@ async fn another_number_of_shards_is_refused() {
     h.cleanup().await;
 }
 
+/// Registers job `crawlid` without limits and seeds it with page 0 of host h0.test.
+async fn seeded_from_h0(f: &RedisFrontier, crawlid: &str) -> JobRef {
+    let j = job(crawlid);
+    f.register(&j, &JobPolicy::unlimited())
+        .await
+        .expect("registers");
+    f.seed(&j, &[CrawlRequest::seed("http://h0.test/0", 1)])
+        .await
+        .expect("seeds");
+    j
+}
+
 /// Leases and completes until nothing is left, yielding `links(url)` as children; returns the
 /// URLs it fetched.
 async fn crawl(client: RedisFrontier, links: fn(&str) -> Vec<String>) -> Vec<String> {
@@ -171,14 +183,8 @@ fn tree_links(url: &str) -> Vec<String> {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_crawl_over_shards_fetches_every_page_once() {
     let h = harness::shards("tree").await;
-    let j = job("tree");
     let f = h.frontier().clone();
-    f.register(&j, &JobPolicy::unlimited())
-        .await
-        .expect("registers");
-    f.seed(&j, &[CrawlRequest::seed("http://h0.test/0", 1)])
-        .await
-        .expect("seeds");
+    let j = seeded_from_h0(&f, "tree").await;
     let mut crawlers = tokio::task::JoinSet::new();
     for _ in 0..3 {
         crawlers.spawn(crawl(h.client().await, tree_links));
@@ -243,14 +249,8 @@ async fn a_crawl_over_shards_never_looks_finished_early() {
     let Target::Shards(urls) = h.target().clone() else {
         panic!("sharded target")
     };
-    let j = job("chain");
     let f = h.frontier().clone();
-    f.register(&j, &JobPolicy::unlimited())
-        .await
-        .expect("registers");
-    f.seed(&j, &[CrawlRequest::seed("http://h0.test/0", 1)])
-        .await
-        .expect("seeds");
+    let j = seeded_from_h0(&f, "chain").await;
     let slow = f.shard_of("h0.test");
     let mut watched = urls.clone();
     watched[slow] = slow_proxy(&urls[slow], Duration::from_millis(40)).await;
