@@ -608,3 +608,33 @@ async fn a_host_of_errors_only_is_cut_off_as_a_trap() {
         "{summary}"
     );
 }
+
+/// A path that grows forever (`/trap/repeat/a/a/a/…`, each page linking one level deeper) is
+/// cut off by the growing-URLs rule after about 30 pages, instead of being followed to the
+/// depth limit.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_path_that_keeps_growing_is_cut_off_as_a_trap() {
+    use kubecrawl_e2e::site::{MAIN_HOST, traps};
+    let site = TestSite::start(SiteConfig::default().with_traps(true))
+        .await
+        .expect("site starts");
+    let seed = site.url(MAIN_HOST, traps::REPEAT);
+    let (summary, records) = run(
+        &site,
+        "trap-repeat",
+        &seed,
+        &["--maxdepth", "1000", "--allowed-domain", "site.test"],
+    )
+    .await;
+    let reason = summary
+        .stats
+        .traps
+        .get(MAIN_HOST)
+        .unwrap_or_else(|| panic!("the growing path was not cut off: {summary}"));
+    assert!(reason.starts_with("growing URLs"), "{reason}");
+    assert!(
+        (30..100).contains(&records.len()),
+        "{} pages of the growing path fetched\n{summary}",
+        records.len()
+    );
+}
