@@ -482,18 +482,19 @@ impl RedisFrontier {
     }
 
     /// Takes the children of budgeted jobs from their jobs' budgets; those beyond it are
-    /// dropped and counted over budget.
+    /// dropped and counted over budget. The acknowledgements are of one spider.
     async fn take_children_budget(&self, acks: &mut [Ack<'_>]) -> Result<()> {
-        let mut wanted: BTreeMap<(String, String), u64> = BTreeMap::new();
+        let Some(spiderid) = acks.first().map(|a| a.lease.id.spiderid.clone()) else {
+            return Ok(());
+        };
+        let mut wanted: BTreeMap<String, u64> = BTreeMap::new();
         for ack in acks.iter() {
             if let Some(field) = &ack.budget {
                 let n: usize = ack.children.values().map(Vec::len).sum();
-                *wanted
-                    .entry((ack.lease.id.spiderid.clone(), field.clone()))
-                    .or_default() += n as u64;
+                *wanted.entry(field.clone()).or_default() += n as u64;
             }
         }
-        for ((spiderid, field), n) in wanted {
+        for (field, n) in wanted {
             let mut granted = self.budget(&spiderid, &field, "take", n).await?;
             for ack in acks
                 .iter_mut()
@@ -555,9 +556,13 @@ impl RedisFrontier {
         Ok(())
     }
 
-    /// Gives back to each budgeted job what it took and did not admit.
+    /// Gives back to each budgeted job what it took and did not admit. The acknowledgements
+    /// are of one spider.
     async fn give_back_budget(&self, acks: &[Ack<'_>], done: &[Completion]) -> Result<()> {
-        let mut unused: BTreeMap<(String, String), u64> = BTreeMap::new();
+        let Some(spiderid) = acks.first().map(|a| &a.lease.id.spiderid) else {
+            return Ok(());
+        };
+        let mut unused: BTreeMap<String, u64> = BTreeMap::new();
         for (ack, completion) in acks.iter().zip(done) {
             let Some(field) = &ack.budget else { continue };
             let taken: u64 = ack.children.values().map(|c| c.len() as u64).sum();
@@ -566,13 +571,11 @@ impl RedisFrontier {
                 Completion::Acked(a) => a.admitted,
                 _ => ack.remote.admitted,
             };
-            *unused
-                .entry((ack.lease.id.spiderid.clone(), field.clone()))
-                .or_default() += taken.saturating_sub(admitted);
+            *unused.entry(field.clone()).or_default() += taken.saturating_sub(admitted);
         }
-        for ((spiderid, field), n) in unused {
+        for (field, n) in unused {
             if n > 0 {
-                self.budget(&spiderid, &field, "give", n).await?;
+                self.budget(spiderid, &field, "give", n).await?;
             }
         }
         Ok(())
@@ -602,7 +605,7 @@ impl RedisFrontier {
             push_requests(&mut inv, children)?;
         }
         let reply = Reply::new("complete", self.run("complete", shard, &inv).await?)?;
-        reply.completions(&vec![0; acks.len()])
+        reply.completions(acks.len())
     }
 
     /// Enqueues groups of (job field, requests) on one shard (`enqueue.lua`).

@@ -146,24 +146,23 @@ impl Reply {
         })
     }
 
-    /// The answers of `complete.lua`, one per lease; `filtered[i]` is how many children of
-    /// lease `i` the client's filter refused.
-    pub(crate) fn completions(&self, filtered: &[u64]) -> Result<Vec<Completion>> {
+    /// The answers of `complete.lua` for `leases` leases, in order (what the client decided
+    /// itself, such as the children its filter refused, is added by the caller).
+    pub(crate) fn completions(&self, leases: usize) -> Result<Vec<Completion>> {
         let items = self.items()?;
-        if items.len() != filtered.len() * COMPLETION_FIELDS {
+        if items.len() != leases * COMPLETION_FIELDS {
             return Err(self.unexpected());
         }
         items
             .chunks_exact(COMPLETION_FIELDS)
-            .zip(filtered)
-            .map(|(f, &filtered)| match f[0].as_str() {
+            .map(|f| match f[0].as_str() {
                 "acked" => Ok(Completion::Acked(Admission {
                     admitted: self.number(&f[1])?,
                     duplicates: self.number(&f[2])?,
                     over_budget: self.number(&f[3])?,
                     refused: self.number(&f[4])?,
                     blacklisted: self.number(&f[5])?,
-                    filtered,
+                    ..Admission::default()
                 })),
                 "parked" => Ok(Completion::Parked),
                 "gone" => Ok(Completion::JobGone),
