@@ -51,7 +51,10 @@ impl RedisArgs {
     /// # Errors
     /// As [`RedisSecurity::client`].
     pub async fn client(&self) -> Result<redis::Client> {
-        self.security.client(first_url(&self.redis_url)).await
+        let urls = split_urls(&self.redis_url);
+        self.security
+            .client(urls.first().copied().unwrap_or(&self.redis_url))
+            .await
     }
 
     /// The frontier's servers, each of which has answered a PING (see
@@ -70,12 +73,12 @@ impl RedisArgs {
     }
 }
 
-/// The first of comma-separated URLs.
-fn first_url(urls: &str) -> &str {
+/// Comma-separated URLs, trimmed, empty ones left out.
+fn split_urls(urls: &str) -> Vec<&str> {
     urls.split(',')
         .map(str::trim)
-        .find(|u| !u.is_empty())
-        .unwrap_or(urls)
+        .filter(|u| !u.is_empty())
+        .collect()
 }
 
 /// TLS and authentication for Redis, shared by every process that connects.
@@ -149,11 +152,7 @@ impl RedisSecurity {
         cluster: bool,
         shards: Option<usize>,
     ) -> Result<Servers> {
-        let list: Vec<&str> = urls
-            .split(',')
-            .map(str::trim)
-            .filter(|u| !u.is_empty())
-            .collect();
+        let list = split_urls(urls);
         if list.is_empty() {
             return Err(Error::RedisConfig {
                 endpoint: String::new(),
