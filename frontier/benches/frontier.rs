@@ -29,6 +29,13 @@
 //!
 //! Everything lives under its own key prefix, deleted at the end; nothing else is touched.
 
+#[path = "../tests/conformance/harness.rs"]
+#[allow(
+    dead_code,
+    reason = "shared with the conformance suite; the bench uses its key cleanup"
+)]
+mod harness;
+
 use std::collections::HashMap;
 use std::time::{Duration, Instant};
 
@@ -489,31 +496,8 @@ async fn throughput(servers: &[String], prefix: &str, acks: Acks, shape: Childre
 
 async fn cleanup(servers: &[String], prefix: &str) {
     let mut deleted = 0usize;
-    for admin in &mut admins(servers).await {
-        let mut cursor = 0u64;
-        loop {
-            let (next, keys): (u64, Vec<String>) = redis::cmd("SCAN")
-                .arg(cursor)
-                .arg("MATCH")
-                .arg(format!("{prefix}:*"))
-                .arg("COUNT")
-                .arg(1000)
-                .query_async(admin)
-                .await
-                .expect("scans");
-            if !keys.is_empty() {
-                deleted += keys.len();
-                let _: () = redis::cmd("UNLINK")
-                    .arg(&keys)
-                    .query_async(admin)
-                    .await
-                    .expect("deletes");
-            }
-            if next == 0 {
-                break;
-            }
-            cursor = next;
-        }
+    for url in servers {
+        deleted += harness::delete_prefix(url, prefix).await;
     }
     println!("cleanup: deleted {deleted} keys under {prefix}");
 }

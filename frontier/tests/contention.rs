@@ -11,6 +11,13 @@
 //! No libtest harness (a worker must run as a plain process), so it prints the plain closing
 //! line `contention: 1 passed, 0 failed` and exits non-zero on failure.
 
+#[path = "conformance/harness.rs"]
+#[allow(
+    dead_code,
+    reason = "shared with the conformance suite; this test uses its key cleanup"
+)]
+mod harness;
+
 use std::collections::HashMap;
 use std::io::{BufRead, BufReader};
 use std::process::{Command, Stdio};
@@ -274,32 +281,5 @@ async fn coordinator() {
          {forgot} leases forgotten, {stale} late acks refused, {releases} re-leases"
     );
     assert!(frontier.purge(&job()).await.expect("purges"));
-    let client = redis::Client::open(redis_url().as_str()).expect("valid url");
-    let mut conn = client
-        .get_multiplexed_async_connection()
-        .await
-        .expect("connects");
-    let mut cursor = 0u64;
-    loop {
-        let (next, keys): (u64, Vec<String>) = redis::cmd("SCAN")
-            .arg(cursor)
-            .arg("MATCH")
-            .arg(format!("{prefix}:*"))
-            .arg("COUNT")
-            .arg(1000)
-            .query_async(&mut conn)
-            .await
-            .expect("scans");
-        if !keys.is_empty() {
-            let _: () = redis::cmd("DEL")
-                .arg(&keys)
-                .query_async(&mut conn)
-                .await
-                .expect("cleans up");
-        }
-        if next == 0 {
-            break;
-        }
-        cursor = next;
-    }
+    harness::delete_prefix(&redis_url(), &prefix).await;
 }
