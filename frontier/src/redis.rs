@@ -16,9 +16,9 @@
 //! fingerprints of its URLs, so politeness and dedupe stay exact; every script still touches
 //! one shard's slot. What changes with more than one shard:
 //!
-//! - **Priority is exact within a shard.** A lease asks every shard at once for its share and
-//!   then, while short, the shards that had more; across shards, requests of lower priority
-//!   may be leased while another shard still holds higher ones.
+//! - **Priority is exact within a shard.** A lease asks one shard in turn for the whole batch
+//!   and, while short, the others; across shards, requests of lower priority may be leased
+//!   while another shard still holds higher ones.
 //! - **An acknowledgement is atomic per shard.** The children that live on other shards are
 //!   enqueued there first (dedupe makes that idempotent), then the lease is acknowledged with
 //!   its own shard's children. A failure in between leaves the children enqueued and the lease
@@ -163,7 +163,7 @@ struct Inner {
     /// (spiderid, shard, job number) → the job's compiled filter.
     filters: Mutex<HashMap<(String, usize, u64), CachedFilter>>,
     round_trips: AtomicU64,
-    /// The shard a lease call starts with, turning so that small leases visit every shard.
+    /// The shard a lease call asks first, turning so that successive leases visit every shard.
     next_shard: AtomicUsize,
 }
 
@@ -893,12 +893,19 @@ impl Frontier for RedisFrontier {
         if count == 1 {
             return self.lease_from(spiderid, 0, max, duration).await;
         }
-        // First every shard at once, each for its share of `max`; then, while short, one shard
-        // after the other among those not asked or not exhausted.
-        let start = self.inner.next_shard.fetch_add(1, Ordering::Relaxed);
-        let order: Vec<usize> = (0..count).map(|i| (start + i) % count).collect();
-        let share = |i: usize| max / count + usize::from(i < max % count);
-        let asked: Vec<(usize, usize)> = order
+        // One shard in turn for the whole batch, so that a batch's leases (and so its
+        // acknowledgements) mostly touch one shard: fewer, larger script calls than a share
+        // from every shard. While short, the other shards at once for their share of what is
+        // missing, then one after the other those that had more.
+        let start = self.inner.next_shard.fetch_add(1, Ordering::Relaxed) % count;
+        let mut out = self.lease_from(spiderid, start, max, duration).await?;
+        if out.len() >= max {
+            return Ok(out);
+        }
+        let rest: Vec<usize> = (1..count).map(|i| (start + i) % count).collect();
+        let missing = max - out.len();
+        let share = |i: usize| missing / rest.len() + usize::from(i < missing % rest.len());
+        let asked: Vec<(usize, usize)> = rest
             .iter()
             .enumerate()
             .map(|(i, shard)| (*shard, share(i)))
@@ -910,12 +917,7 @@ impl Frontier for RedisFrontier {
                 .map(|(shard, n)| self.lease_from(spiderid, *shard, *n, duration)),
         )
         .await?;
-        let mut more: Vec<usize> = order
-            .iter()
-            .copied()
-            .filter(|shard| !asked.iter().any(|(s, _)| s == shard))
-            .collect();
-        let mut out = Vec::with_capacity(max);
+        let mut more = Vec::new();
         for ((shard, n), leases) in asked.iter().zip(answers) {
             if leases.len() == *n {
                 more.push(*shard);
