@@ -601,6 +601,7 @@ impl RedisFrontier {
                 .arg(outcome.bytes)
                 .arg(outcome.items)
                 .arg(outcome.step.unwrap_or(lease.request.depth))
+                .arg(counters_arg(&outcome.counters))
                 .arg(children.len());
             push_requests(&mut inv, children)?;
         }
@@ -749,6 +750,15 @@ impl RedisFrontier {
 }
 
 /// The number of shards first used under `prefix`, if any.
+/// An acknowledgement's named counters as `complete.lua` reads them: `name=n;name=n`.
+fn counters_arg(counters: &[(&'static str, u64)]) -> String {
+    counters
+        .iter()
+        .map(|(name, n)| format!("{name}={n}"))
+        .collect::<Vec<_>>()
+        .join(";")
+}
+
 async fn stored_shards(
     conn: &mut impl redis::aio::ConnectionLike,
     prefix: &str,
@@ -917,7 +927,12 @@ impl Frontier for RedisFrontier {
                 .map(|(shard, n)| self.lease_from(spiderid, *shard, *n, duration)),
         )
         .await?;
-        let mut more = Vec::new();
+        // Then the shards whose share was nothing, and those that had all they were asked.
+        let mut more: Vec<usize> = rest
+            .iter()
+            .copied()
+            .filter(|shard| !asked.iter().any(|(s, _)| s == shard))
+            .collect();
         for ((shard, n), leases) in asked.iter().zip(answers) {
             if leases.len() == *n {
                 more.push(*shard);
