@@ -49,6 +49,9 @@ pub struct JobPolicy {
     /// Follow links marked `rel="nofollow"` too.
     #[serde(default)]
     pub follow_nofollow: bool,
+    /// Pages a sitemap lists with a lastmod before this time are not queued.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub sitemaps_modified_since: Option<SystemTime>,
 }
 
 impl JobPolicy {
@@ -84,6 +87,11 @@ impl JobPolicy {
             },
             attrs: spec.attrs.clone(),
             follow_nofollow: spec.follow_nofollow,
+            sitemaps_modified_since: spec
+                .sitemaps
+                .as_ref()
+                .and_then(|s| s.modified_since.as_ref())
+                .map(|t| SystemTime::from(t.0)),
         }
     }
 
@@ -193,6 +201,8 @@ pub struct JobStats {
     pub settling: bool,
     /// Hosts cut off for this job as crawler traps ([`crate::Frontier::cut_off`]), with why.
     pub traps: BTreeMap<String, String>,
+    /// Named counters the workers added with their acknowledgements ([`crate::Outcome::counters`]).
+    pub counters: BTreeMap<String, u64>,
 }
 
 impl JobStats {
@@ -217,6 +227,9 @@ impl JobStats {
         self.suspended |= other.suspended;
         self.settling |= other.settling;
         self.traps.extend(other.traps.clone());
+        for (name, n) in &other.counters {
+            *self.counters.entry(name.clone()).or_default() += n;
+        }
     }
 
     /// Seeded, and nothing is queued or in flight: the crawl has run out of work. (The

@@ -72,6 +72,9 @@ pub struct Outcome {
     pub step: Option<u32>,
     /// Requests the spider yielded. They pass the job's filters, dedupe and budgets.
     pub children: Vec<CrawlRequest>,
+    /// Named counters to add to the job's ([`crate::JobStats::counters`]), e.g. what reading a
+    /// sitemap found. Names are the program's own: lowercase letters and '_'.
+    pub counters: Vec<(&'static str, u64)>,
 }
 
 impl Outcome {
@@ -98,6 +101,16 @@ impl Outcome {
     /// Sets the item count.
     pub fn with_items(mut self, items: u64) -> Self {
         self.items = items;
+        self
+    }
+
+    /// Adds `n` to the job's counter `name` (lowercase letters and '_').
+    pub fn with_counter(mut self, name: &'static str, n: u64) -> Self {
+        debug_assert!(
+            !name.is_empty() && name.bytes().all(|b| b.is_ascii_lowercase() || b == b'_'),
+            "counter names are lowercase letters and '_'"
+        );
+        self.counters.push((name, n));
         self
     }
 }

@@ -210,6 +210,9 @@ impl Frontier for MemoryFrontier {
                 }
                 st.bytes += outcome.bytes;
                 st.items += outcome.items;
+                for (name, n) in &outcome.counters {
+                    *st.counters.entry((*name).to_owned()).or_default() += n;
+                }
                 st.furthest_step = st
                     .furthest_step
                     .max(outcome.step.unwrap_or(l.request.depth));

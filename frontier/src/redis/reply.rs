@@ -272,6 +272,9 @@ impl Reply {
                 _ if field.starts_with("t:") => {
                     stats.traps.insert(field[2..].to_owned(), value.to_owned());
                 }
+                _ if field.starts_with("x:") => {
+                    stats.counters.insert(field[2..].to_owned(), n());
+                }
                 _ => {
                     if let Some(code) = field.strip_prefix('c').and_then(|c| c.parse().ok()) {
                         stats.status_codes.insert(code, n());

@@ -402,6 +402,7 @@ pub(crate) async fn a_batch_of_acknowledgements_is_the_same_as_one_by_one<H: Har
             b1.clone(),
             Outcome::status(200, 100)
                 .with_items(1)
+                .with_counter("sitemap_urls", 3)
                 .with_children(children(
                     &b1,
                     &[
@@ -413,15 +414,24 @@ pub(crate) async fn a_batch_of_acknowledgements_is_the_same_as_one_by_one<H: Har
         ),
         (
             b2.clone(),
-            Outcome::status(404, 20).with_children(children(
-                &b2,
-                &["http://x.test/shared", "http://x.test/two"],
-            )),
+            Outcome::status(404, 20)
+                .with_counter("sitemap_urls", 2)
+                .with_counter("sitemaps_malformed", 1)
+                .with_children(children(
+                    &b2,
+                    &["http://x.test/shared", "http://x.test/two"],
+                )),
         ),
         (b3.clone(), Outcome::status(200, 10)),
-        (p.clone(), Outcome::status(200, 30)),
+        (
+            p.clone(),
+            Outcome::status(200, 30).with_counter("sitemap_urls", 10),
+        ),
         // The same lease twice in one batch: held for the first acknowledgement only.
-        (b1.clone(), Outcome::status(200, 100)),
+        (
+            b1.clone(),
+            Outcome::status(200, 100).with_counter("sitemap_urls", 100),
+        ),
     ];
     let done = h.frontier().complete_many(&batch).await.expect("completes");
     let admissions: Vec<_> = done
@@ -450,11 +460,22 @@ pub(crate) async fn a_batch_of_acknowledgements_is_the_same_as_one_by_one<H: Har
         (Some(&2), Some(&1)),
         "{s:?}"
     );
+    // Named counters add up over the acknowledged leases only (not the stale or parked ones).
+    assert_eq!(
+        s.counters,
+        [
+            ("sitemap_urls".to_owned(), 5),
+            ("sitemaps_malformed".to_owned(), 1)
+        ]
+        .into(),
+        "{s:?}"
+    );
     let p_stats = stats(h, &parked).await;
     assert_eq!(
         (p_stats.queued, p_stats.in_flight, p_stats.pages),
         (1, 0, 0)
     );
+    assert!(p_stats.counters.is_empty(), "{p_stats:?}");
     assert_eq!(
         h.frontier().complete_many(&[]).await.expect("completes"),
         Vec::<Completion>::new()

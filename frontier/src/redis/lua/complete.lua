@@ -1,6 +1,7 @@
 -- complete: acknowledges one lease or several at once (the worker batches them).
 -- ARGV = lease count, then per lease: the lease (the deadlines member), status ('' for none),
--- bytes, items, step, child count, then (domain, priority, fingerprint, record) per child.
+-- bytes, items, step, named counters ('name=n;name=n', added to the job's 'x:<name>' fields),
+-- child count, then (domain, priority, fingerprint, record) per child.
 -- Returns six strings per lease, in order: 'acked', admitted, duplicates, over budget, refused,
 -- blacklisted | 'parked' | 'gone' | 'stale' (then five '0').
 -- The leases are handled one after the other, as if acknowledged by separate calls: a child two
@@ -16,10 +17,10 @@ local held = {}
 do
   local at, members = 2, {}
   for _ = 1, leases do
-    local n = tonumber(ARGV[at + 5])
+    local n = tonumber(ARGV[at + 6])
     members[#members + 1] = ARGV[at]
     children = children + n
-    at = at + 6 + 4 * n
+    at = at + 7 + 4 * n
   end
   local _, scores = call_chunked('ZMSCORE', K_DEADLINES, members)
   local gone = {}
@@ -60,12 +61,15 @@ local function complete_one(at)
   bump(c, 'it', tonumber(ARGV[at + 3]))
   local step = tonumber(ARGV[at + 4])
   if step > c.n.stp then set(c, 'stp', step) end
+  for name, by in string.gmatch(ARGV[at + 5], '([%l_]+)=(%d+)') do
+    bump(c, 'x:' .. name, tonumber(by))
+  end
   local label = status == '' and 'error' or status
   labels[label] = (labels[label] or 0) + 1
-  local n = tonumber(ARGV[at + 5])
+  local n = tonumber(ARGV[at + 6])
   local a, du, o, r, bl = 0, 0, 0, 0, 0
   if c.state == 'run' then
-    a, du, o, bl = enqueue_all(j, c, at + 6, n, seq)
+    a, du, o, bl = enqueue_all(j, c, at + 7, n, seq)
     seq = seq + n
   else
     r = n
@@ -79,7 +83,7 @@ for _ = 1, leases do
   local tag, counts = complete_one(at)
   out[#out + 1] = tag
   for k = 1, 5 do out[#out + 1] = counts[k] end
-  at = at + 6 + 4 * tonumber(ARGV[at + 5])
+  at = at + 7 + 4 * tonumber(ARGV[at + 6])
 end
 for label, n in pairs(labels) do spider_count(label, now, n) end
 flush_jobs()
