@@ -16,6 +16,8 @@ use kube::{CustomResource, CustomResourceExt};
 use schemars::{JsonSchema, Schema, SchemaGenerator, json_schema};
 use serde::{Deserialize, Serialize};
 
+use crate::request::{CrawlRequest, SitemapRole};
+
 /// The most seeds one CrawlJob may carry. Bounded so that CEL rules on the items stay within
 /// the API server's cost budget and one object stays small in etcd.
 pub const MAX_SEEDS: usize = 1000;
@@ -25,6 +27,8 @@ pub const MAX_URL_LEN: usize = 2048;
 pub const MAX_DEPTH: u32 = 1000;
 /// The most worker replicas one job may ask for.
 pub const MAX_WORKERS: u32 = 1000;
+/// The most sitemap URLs one CrawlJob may name.
+pub const MAX_SITEMAP_URLS: usize = 100;
 
 /// Specification of a crawl job: where to start, what to follow, how fast, and for whom.
 #[derive(CustomResource, JsonSchema, Serialize, Deserialize, Clone, Debug, PartialEq)]
@@ -183,6 +187,71 @@ pub struct CrawlJobSpec {
     /// Per-domain rate limits and robots.txt handling. Unset means the fleet's defaults.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub politeness: Option<Politeness>,
+
+    /// Sitemaps to seed the crawl from, besides `seeds`: sitemap or sitemap-index URLs,
+    /// and/or those the seeds' robots.txt files list. Unset means none.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub sitemaps: Option<Sitemaps>,
+}
+
+/// Where a job's sitemaps are (sitemaps.org: XML `urlset` or `sitemapindex`, plain text, or
+/// either gzipped). The pages a sitemap lists are queued like seeds (depth 0, the job's
+/// priority and filters); a sitemap index's sitemaps are read in turn. Each sitemap is read
+/// up to 50 MiB (decompressed) and 50,000 entries, and indexes nest at most 3 deep; what is
+/// past a bound is counted as a failed sitemap, as is one that is missing or malformed,
+/// and the crawl goes on. Sitemap and robots.txt fetches count as the job's pages.
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, Eq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+#[schemars(extend("x-kubernetes-validations" = [{
+    "rule": "(has(self.urls) && size(self.urls) > 0) || (has(self.fromRobots) && self.fromRobots)",
+    "message": "sitemaps needs urls, fromRobots: true, or both"
+}]))]
+pub struct Sitemaps {
+    /// Sitemap or sitemap-index URLs to read: at most 100 absolute http or https URLs of at
+    /// most 2048 characters.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[schemars(schema_with = "sitemap_urls_schema")]
+    pub urls: Vec<String>,
+    /// Also read the sitemaps listed (`Sitemap:` lines) in the robots.txt of each seed's host.
+    /// Default false.
+    #[serde(default)]
+    pub from_robots: bool,
+    /// An RFC 3339 time: only pages whose sitemap `<lastmod>` is at or after it are queued
+    /// (entries without a lastmod, or with one that cannot be read, are queued). Unset
+    /// queues every listed page.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub modified_since: Option<Time>,
+}
+
+impl Sitemaps {
+    /// The requests that start reading the sitemaps: one per URL in `urls`, and, with
+    /// `fromRobots`, one for the robots.txt of each distinct origin among `seeds` (seeds that
+    /// are not absolute http(s) URLs are skipped).
+    pub fn requests(&self, seeds: &[String], priority: i32) -> Vec<CrawlRequest> {
+        let mut out: Vec<CrawlRequest> = self
+            .urls
+            .iter()
+            .map(|u| CrawlRequest::sitemap(u.as_str(), priority, SitemapRole::Sitemap { level: 0 }))
+            .collect();
+        if self.from_robots {
+            let mut origins: Vec<String> = seeds
+                .iter()
+                .filter_map(|s| url::Url::parse(s).ok())
+                .filter(|u| matches!(u.scheme(), "http" | "https") && u.host_str().is_some())
+                .map(|u| u.origin().ascii_serialization())
+                .collect();
+            origins.sort();
+            origins.dedup();
+            out.extend(origins.into_iter().map(|origin| {
+                CrawlRequest::sitemap(
+                    format!("{origin}/robots.txt"),
+                    priority,
+                    SitemapRole::Robots,
+                )
+            }));
+        }
+        out
+    }
 }
 
 /// How fast the fleet may fetch from one domain, enforced across all workers together.
@@ -296,6 +365,9 @@ pub struct CrawlJobStatus {
     /// Ready workers in this job's spider fleet.
     #[serde(default)]
     pub ready_workers: u32,
+    /// What reading the job's sitemaps found so far; unset when the job has none.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub sitemaps: Option<SitemapStatus>,
     /// The identity of the frontier state the job was seeded into. When the frontier's Redis
     /// loses its data (a restart without persistence, a failover to an empty replica) it
     /// changes: the operator then seeds the job again and sets the FrontierLost condition.
@@ -312,6 +384,22 @@ impl CrawlJob {
             .or(self.metadata.name.as_deref())
             .unwrap_or_default()
     }
+}
+
+/// What reading a job's sitemaps found.
+#[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq, Eq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct SitemapStatus {
+    /// Sitemaps and sitemap indexes read (robots.txt files not included).
+    pub read: u64,
+    /// Sitemaps that could not be used, wholly or in part: missing (not 2xx), malformed,
+    /// past a bound (size, entries, nesting). Each is logged by the worker with its reason.
+    pub failed: u64,
+    /// Page URLs the sitemaps listed and handed to the frontier (its filters and dedupe
+    /// then apply).
+    pub urls: u64,
+    /// Page URLs left out because their lastmod is before `sitemaps.modifiedSince`.
+    pub unmodified: u64,
 }
 
 /// The CustomResourceDefinition as YAML, exactly as `crds/crawljobs.kubecrawl.io.yaml` holds it.
@@ -342,6 +430,22 @@ fn seeds_schema(_: &mut SchemaGenerator) -> Schema {
         "type": "array",
         "minItems": 1,
         "maxItems": MAX_SEEDS,
+        "items": {
+            "type": "string",
+            "minLength": 1,
+            "maxLength": MAX_URL_LEN,
+            "x-kubernetes-validations": [{
+                "rule": "isURL(self) && url(self).getScheme() in ['http', 'https'] && url(self).getHostname() != ''",
+                "message": "must be an absolute http or https URL"
+            }]
+        }
+    })
+}
+
+fn sitemap_urls_schema(_: &mut SchemaGenerator) -> Schema {
+    json_schema!({
+        "type": "array",
+        "maxItems": MAX_SITEMAP_URLS,
         "items": {
             "type": "string",
             "minLength": 1,

@@ -22,6 +22,8 @@ pub mod crawljob;
 pub mod page;
 pub mod request;
 
-pub use crawljob::{CrawlJob, CrawlJobSpec, CrawlJobStatus, Phase, Politeness};
+pub use crawljob::{
+    CrawlJob, CrawlJobSpec, CrawlJobStatus, Phase, Politeness, SitemapStatus, Sitemaps,
+};
 pub use page::{BodyEncoding, Link, PageRecord};
-pub use request::{CrawlRequest, JobRef};
+pub use request::{CrawlRequest, JobRef, SITEMAP_META, SitemapRole};

@@ -16,6 +16,9 @@
 //! | `r` | `retries` | 0 |
 //! | `f` | `referer` | none |
 //! | `m` | `meta` | empty |
+//!
+//! A request whose meta holds [`SITEMAP_META`] is a sitemap (or a robots.txt) to read for
+//! page URLs, not a page to parse: see [`SitemapRole`].
 
 use std::collections::BTreeMap;
 
@@ -93,6 +96,71 @@ impl CrawlRequest {
     }
 }
 
+/// The meta key that marks a request as a sitemap to read: `"robots"` for a robots.txt whose
+/// `Sitemap:` lines are read, or the sitemap's nesting level, a number (0 for a sitemap the
+/// job names or a robots.txt lists, one more for each sitemap index above it).
+pub const SITEMAP_META: &str = "kubecrawl.sitemap";
+
+/// What a sitemap request is read for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SitemapRole {
+    /// A robots.txt: its `Sitemap:` lines are the sitemaps to read (level 0).
+    Robots,
+    /// A sitemap or sitemap index, `level` indexes deep.
+    Sitemap {
+        /// 0 for a sitemap the job names or a robots.txt lists.
+        level: u32,
+    },
+}
+
+impl CrawlRequest {
+    /// A request to read a sitemap (or a robots.txt's sitemaps): depth 0, marked in its meta.
+    pub fn sitemap(url: impl Into<String>, priority: i32, role: SitemapRole) -> Self {
+        let mut request = Self::seed(url, priority);
+        request.meta.insert(SITEMAP_META.to_owned(), role.to_meta());
+        request
+    }
+
+    /// What this request is read for when it is a sitemap request; `None` for a page.
+    pub fn sitemap_role(&self) -> Option<SitemapRole> {
+        match self.meta.get(SITEMAP_META)? {
+            serde_json::Value::String(s) if s == "robots" => Some(SitemapRole::Robots),
+            value => value
+                .as_u64()
+                .and_then(|n| u32::try_from(n).ok())
+                .map(|level| SitemapRole::Sitemap { level }),
+        }
+    }
+
+    /// A request for `url`, listed by this sitemap request: a sitemap to read (`Some(role)`)
+    /// or a page (`None`), at depth 0 like a seed, this request's priority, the sitemap as
+    /// referer, and this request's meta without the sitemap mark (for a page).
+    pub fn listed(&self, url: impl Into<String>, role: Option<SitemapRole>) -> Self {
+        let mut meta = self.meta.clone();
+        match role {
+            Some(role) => meta.insert(SITEMAP_META.to_owned(), role.to_meta()),
+            None => meta.remove(SITEMAP_META),
+        };
+        Self {
+            url: url.into(),
+            depth: 0,
+            priority: self.priority,
+            retries: 0,
+            referer: Some(self.url.clone()),
+            meta,
+        }
+    }
+}
+
+impl SitemapRole {
+    fn to_meta(self) -> serde_json::Value {
+        match self {
+            Self::Robots => serde_json::Value::from("robots"),
+            Self::Sitemap { level } => serde_json::Value::from(level),
+        }
+    }
+}
+
 fn default_priority() -> i32 {
     1
 }
@@ -135,6 +203,31 @@ mod tests {
     fn a_seed_is_a_url_and_nothing_else() {
         let text = serde_json::to_string(&CrawlRequest::seed("http://a.test/", 1)).expect("ok");
         assert_eq!(text, r#"{"u":"http://a.test/"}"#);
+    }
+
+    #[test]
+    fn a_sitemap_request_is_marked_and_its_pages_are_not() {
+        let robots = CrawlRequest::sitemap("http://a.test/robots.txt", 4, SitemapRole::Robots);
+        assert_eq!(robots.sitemap_role(), Some(SitemapRole::Robots));
+        let text = serde_json::to_string(&robots).expect("serializes");
+        assert_eq!(
+            text,
+            r#"{"u":"http://a.test/robots.txt","p":4,"m":{"kubecrawl.sitemap":"robots"}}"#
+        );
+        let sitemap = robots.listed(
+            "http://a.test/sitemap.xml",
+            Some(SitemapRole::Sitemap { level: 0 }),
+        );
+        assert_eq!(
+            sitemap.sitemap_role(),
+            Some(SitemapRole::Sitemap { level: 0 })
+        );
+        let page = sitemap.listed("http://a.test/page", None);
+        assert_eq!(page.sitemap_role(), None);
+        assert!(page.meta.is_empty());
+        assert_eq!((page.depth, page.priority), (0, 4));
+        assert_eq!(page.referer.as_deref(), Some("http://a.test/sitemap.xml"));
+        assert_eq!(CrawlRequest::seed("http://a.test/", 1).sitemap_role(), None);
     }
 
     #[test]

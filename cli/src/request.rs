@@ -127,6 +127,7 @@ pub fn parse(object: &Map<String, Value>, now_s: i64) -> Result<CrawlRequest, Re
         follow_nofollow: false,
         suspend: false,
         politeness: None,
+        sitemaps: None,
     };
     Ok(CrawlRequest { url, uuid, spec })
 }
