@@ -148,6 +148,11 @@ impl LinkFilter {
         {
             return Err(Rejection::Domain);
         }
+        // A sitemap (or robots.txt) to read passes the domain filter only: the link filters
+        // are for the pages it lists (a `.xml.gz` sitemap is no archive to skip).
+        if request.sitemap_role().is_some() {
+            return Ok(prepared);
+        }
         let url = prepared.request.url.as_str();
         if let Some(deny) = &self.deny
             && deny.is_match(url)
@@ -202,6 +207,28 @@ mod tests {
             maxdepth: 2,
             ..JobPolicy::default()
         }
+    }
+
+    #[test]
+    fn sitemaps_pass_the_domain_filter_only() {
+        let f = LinkFilter::new(&JobPolicy {
+            allowed_domains: vec!["a.test".into()],
+            allow_regex: vec!["/products/".into()],
+            ..JobPolicy::default()
+        })
+        .expect("compiles");
+        let sitemap = |url: &str| {
+            CrawlRequest::sitemap(url, 1, kubecrawl_api::SitemapRole::Sitemap { level: 0 })
+        };
+        assert!(f.check(&sitemap("http://a.test/sitemap.xml.gz")).is_ok());
+        assert_eq!(
+            f.check(&sitemap("http://b.test/sitemap.xml")),
+            Err(Rejection::Domain)
+        );
+        assert_eq!(
+            f.check(&req("http://a.test/sitemap.xml.gz", 0)),
+            Err(Rejection::NotAllowed)
+        );
     }
 
     #[test]

@@ -140,6 +140,7 @@ mod graph;
 mod model;
 mod render;
 mod server;
+pub mod sitemaps;
 pub mod traps;
 mod truth;
 
@@ -154,6 +155,7 @@ use tokio::task::JoinHandle;
 
 pub use config::{Error, Result, SiteConfig};
 pub use server::Hit;
+pub use sitemaps::SitemapTruth;
 pub use traps::{CharsetCase, Declared, TrapInfo};
 pub use truth::{DEFAULT_DENY_EXTENSIONS, Expected, GroundTruth, OutLink, Outcome, Reach};
 
@@ -366,6 +368,12 @@ impl TestSite {
             port: self.port(),
         }
         .robots_txt()
+    }
+
+    /// What a crawl reading this site's sitemaps (from its robots.txt) must find, with the
+    /// job's `modifiedSince` (needs [`SiteConfig::sitemaps`]).
+    pub fn sitemap_truth(&self, modified_since: Option<std::time::SystemTime>) -> SitemapTruth {
+        sitemaps::truth(&self.site.config, self.port(), modified_since)
     }
 
     /// The traps linked from `/traps`, with their expected outcomes.

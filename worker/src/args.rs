@@ -133,6 +133,17 @@ pub struct CrawlArgs {
     /// Follow links marked rel="nofollow" too.
     #[arg(long)]
     pub follow_nofollow: bool,
+    /// Also crawl the pages this sitemap (or sitemap index, plain or gzipped) lists;
+    /// repeatable.
+    #[arg(long = "sitemap")]
+    pub sitemaps: Vec<String>,
+    /// Also crawl the pages listed by the sitemaps the start URLs' robots.txt files name.
+    #[arg(long)]
+    pub sitemaps_from_robots: bool,
+    /// Queue only the sitemap pages whose lastmod is at or after this RFC 3339 time
+    /// (entries without a lastmod are queued).
+    #[arg(long, value_parser = humantime::parse_rfc3339_weak)]
+    pub sitemaps_modified_since: Option<std::time::SystemTime>,
     /// The appid written into every record.
     #[arg(long, default_value = "standalone")]
     pub appid: String,

@@ -16,7 +16,8 @@
 //! - [`runtime`]: the worker loop — lease, fetch, parse, publish, acknowledge — and shutdown.
 //! - [`fetch`]: the HTTP client (timeouts, redirects checked hop by hop, body cap);
 //!   [`guard`]: refusing private networks; [`robots`]: robots.txt per origin;
-//!   [`charset`]: decoding bodies; [`extract`]: links from HTML.
+//!   [`charset`]: decoding bodies; [`extract`]: links from HTML; [`sitemap`]: what a
+//!   sitemap or a robots.txt lists.
 //! - [`sink`]: where records go — [`sink::kafka`] or [`sink::jsonl`].
 //! - [`metrics`]: Prometheus metrics and health endpoints.
 //! - [`args`]: the command line (logging, the shutdown signal and the admin server are
@@ -38,6 +39,7 @@ pub mod metrics;
 pub mod robots;
 pub mod runtime;
 pub mod sink;
+pub mod sitemap;
 pub mod spider;
 pub mod spiders;
 pub mod standalone;
@@ -57,6 +59,12 @@ pub enum Error {
     /// A start URL is not an absolute http(s) URL.
     #[error("start URL {url:?} is not an absolute http or https URL")]
     InvalidSeed {
+        /// The URL as given.
+        url: String,
+    },
+    /// A `--sitemap` is not an absolute http(s) URL.
+    #[error("sitemap {url:?} is not an absolute http or https URL")]
+    InvalidSitemap {
         /// The URL as given.
         url: String,
     },

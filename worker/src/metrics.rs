@@ -42,6 +42,11 @@ struct TrapLabels {
     reason: &'static str,
 }
 
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct SitemapLabels {
+    result: &'static str,
+}
+
 fn fetch_histogram() -> Histogram {
     // 5 ms to about 80 s.
     Histogram::new(exponential_buckets(0.005, 2.0, 15))
@@ -55,6 +60,7 @@ struct Inner {
     slowed_hosts: Gauge,
     adaptive_delay_max: Gauge<f64, std::sync::atomic::AtomicU64>,
     traps: Family<TrapLabels, Counter>,
+    sitemaps: Family<SitemapLabels, Counter>,
     readiness: Readiness,
     outcomes: Mutex<BTreeMap<&'static str, u64>>,
 }
@@ -116,6 +122,13 @@ impl Metrics {
             "Hosts this worker cut off for a job as crawler traps, by rule",
             traps.clone(),
         );
+        let sitemaps = Family::<SitemapLabels, Counter>::default();
+        registry.register(
+            "sitemaps",
+            "Sitemaps this worker read, by result: ok, or what kept one from being read whole \
+             (unavailable, malformed, too_large, too_many_entries, bad_gzip, too_deep)",
+            sitemaps.clone(),
+        );
         Self {
             inner: Arc::new(Inner {
                 registry,
@@ -125,6 +138,7 @@ impl Metrics {
                 slowed_hosts,
                 adaptive_delay_max,
                 traps,
+                sitemaps,
                 readiness: Readiness::default(),
                 outcomes: Mutex::new(BTreeMap::new()),
             }),
@@ -134,6 +148,14 @@ impl Metrics {
     /// Counts a host cut off as a crawler trap, by the rule that found it.
     pub fn trap(&self, reason: &'static str) {
         self.inner.traps.get_or_create(&TrapLabels { reason }).inc();
+    }
+
+    /// Counts one sitemap read, by result (`ok` or its problem's label).
+    pub fn sitemap(&self, result: &'static str) {
+        self.inner
+            .sitemaps
+            .get_or_create(&SitemapLabels { result })
+            .inc();
     }
 
     /// Counts one handled lease.

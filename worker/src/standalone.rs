@@ -9,7 +9,7 @@ use std::io::IsTerminal;
 use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
-use kubecrawl_api::{CrawlRequest, JobRef, Politeness};
+use kubecrawl_api::{CrawlRequest, JobRef, Politeness, Sitemaps};
 use kubecrawl_frontier::{
     Frontier, FrontierConfig, JobPolicy, JobStats, MemoryFrontier, RedisFrontier,
 };
@@ -104,6 +104,17 @@ impl std::fmt::Display for CrawlSummary {
                 .collect();
             write!(f, "\ncut off as traps: {}", cut.join(", "))?;
         }
+        let counter = |name: &str| self.stats.counters.get(name).copied().unwrap_or(0);
+        if self.stats.counters.keys().any(|k| k.starts_with("sitemap")) {
+            write!(
+                f,
+                "\nsitemaps: {} read, {} failed, {} pages listed, {} older than --sitemaps-modified-since",
+                counter("sitemaps_read"),
+                counter("sitemaps_failed"),
+                counter("sitemap_urls"),
+                counter("sitemap_unmodified"),
+            )?;
+        }
         Ok(())
     }
 }
@@ -119,7 +130,8 @@ pub async fn crawl(
     shutdown: CancellationToken,
 ) -> Result<CrawlSummary> {
     let spider = spider(registry, &args.spider)?;
-    let seeds = seeds(&args.urls)?;
+    let mut seeds = seeds(&args.urls)?;
+    seeds.extend(sitemap_requests(&args)?);
     let job = JobRef {
         spiderid: spider.name().to_owned(),
         appid: args.appid.clone(),
@@ -217,6 +229,7 @@ fn policy(args: &CrawlArgs) -> JobPolicy {
             per_ip: false,
         }),
         follow_nofollow: args.follow_nofollow,
+        sitemaps_modified_since: args.sitemaps_modified_since,
         ..JobPolicy::default()
     }
 }
@@ -262,6 +275,24 @@ fn seeds(urls: &[String]) -> Result<Vec<CrawlRequest>> {
             _ => Err(Error::InvalidSeed { url: raw.clone() }),
         })
         .collect()
+}
+
+/// The requests that read the sitemaps `--sitemap` names and, with `--sitemaps-from-robots`,
+/// those the start URLs' robots.txt files list.
+fn sitemap_requests(args: &CrawlArgs) -> Result<Vec<CrawlRequest>> {
+    if let Some(bad) = args
+        .sitemaps
+        .iter()
+        .find(|raw| seeds(std::slice::from_ref(raw)).is_err())
+    {
+        return Err(Error::InvalidSitemap { url: bad.clone() });
+    }
+    let sitemaps = Sitemaps {
+        urls: args.sitemaps.clone(),
+        from_robots: args.sitemaps_from_robots,
+        modified_since: None,
+    };
+    Ok(sitemaps.requests(&args.urls, 1))
 }
 
 async fn progress(frontier: Arc<dyn Frontier>, job: JobRef, stop: CancellationToken) {

@@ -104,6 +104,9 @@ pub struct SiteConfig {
     /// Address to listen on: 127.0.0.1, or the real node's bridge address for Pods on its pod
     /// network (a local address with no route out either).
     pub address: Ipv4Addr,
+    /// Serve the sitemaps (`/sitemap.xml` and `/sitemaps/…`, see [`crate::site::sitemaps`])
+    /// and name them in robots.txt. Off by default.
+    pub sitemaps: bool,
 }
 
 impl Default for SiteConfig {
@@ -131,6 +134,7 @@ impl Default for SiteConfig {
             log_capacity: 100_000,
             port: 0,
             address: Ipv4Addr::LOCALHOST,
+            sitemaps: false,
         }
     }
 }
@@ -145,6 +149,12 @@ impl SiteConfig {
     /// Sets [`SiteConfig::pages`].
     pub fn with_pages(mut self, pages: usize) -> Self {
         self.pages = pages;
+        self
+    }
+
+    /// Sets [`SiteConfig::sitemaps`].
+    pub fn with_sitemaps(mut self, sitemaps: bool) -> Self {
+        self.sitemaps = sitemaps;
         self
     }
 

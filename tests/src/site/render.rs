@@ -34,7 +34,7 @@ pub(crate) struct Prepared {
 }
 
 impl Prepared {
-    fn ok(content_type: &'static str, body: impl Into<Bytes>) -> Self {
+    pub(crate) fn ok(content_type: &'static str, body: impl Into<Bytes>) -> Self {
         Self {
             status: 200,
             content_type,
@@ -193,6 +193,9 @@ impl Renderer<'_> {
         }
         if let Some(delay) = self.config.crawl_delay {
             let _ = writeln!(text, "Crawl-delay: {}", delay.as_secs_f64());
+        }
+        if self.config.sitemaps {
+            text.push_str(&super::sitemaps::robots_line(self.port));
         }
         text
     }

@@ -208,6 +208,12 @@ async fn handle(State(site): State<Arc<Site>>, request: Request) -> Response {
     let Some(host) = host else {
         return respond(&status_page(404));
     };
+    if host == Host::Site
+        && site.config.sitemaps
+        && let Some(prepared) = super::sitemaps::prepare(&site.config, site.port, uri.path())
+    {
+        return respond(&prepared);
+    }
     let node = resolve(&site.config, host, uri.path(), uri.query());
     site.answer(node, count).await
 }

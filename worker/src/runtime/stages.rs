@@ -8,7 +8,7 @@
 use std::sync::Arc;
 use std::time::SystemTime;
 
-use kubecrawl_api::{CrawlRequest, PageRecord};
+use kubecrawl_api::{CrawlRequest, PageRecord, SitemapRole};
 use kubecrawl_frontier::{Completion, DomainHint, Lease, Outcome, RetryOutcome, RetryRequest};
 use url::Url;
 
@@ -18,7 +18,7 @@ use crate::charset::{self, Decoded};
 use crate::extract;
 use crate::fetch::{FetchErrorKind, Fetched, RequestOptions};
 use crate::spider::{Output, Response};
-use crate::traps;
+use crate::{sitemap, traps};
 
 /// What a stage hands on: `Ok`, the next stage's input; `Err`, the lease's outcome, its
 /// handling having ended in this stage.
@@ -78,12 +78,18 @@ impl Worker {
             referer: lease.request.referer.as_deref(),
         };
         let obey_robots = job.policy.politeness.as_ref().is_none_or(|p| p.obey_robots);
-        if obey_robots {
+        let sitemap = lease.request.sitemap_role();
+        // robots.txt itself is always fetched (RFC 9309).
+        if obey_robots && sitemap != Some(SitemapRole::Robots) {
             self.check_robots(lease, &url, &options).await?;
         }
         let page = self
             .fetch_page(lease, &job, &url, &options, obey_robots)
             .await?;
+        if let Some(role) = sitemap {
+            let outcome = self.read_sitemap(lease, &job, role, &page);
+            return Ok(self.ack(lease, outcome, LeaseOutcome::Ok).await);
+        }
         let parsed = self.parse_page(lease, &job, page).await?;
         let outcome = self.publish_items(lease, parsed).await?;
         Ok(self.ack(lease, outcome, LeaseOutcome::Ok).await)
@@ -352,6 +358,102 @@ impl Worker {
         })
     }
 
+    /// A sitemap request's answer, read instead of parsed ([`crate::sitemap`]): the sitemaps
+    /// or pages it lists become its children (pages at depth 0, like seeds), and what was
+    /// found is added to the job's `sitemaps_*` counters. A sitemap that is missing,
+    /// malformed or past a bound is logged with its reason and counted as failed; whatever
+    /// was read of it is kept, and the crawl goes on.
+    fn read_sitemap(
+        &self,
+        lease: &Lease,
+        job: &JobContext,
+        role: SitemapRole,
+        page: &Fetched,
+    ) -> Outcome {
+        let outcome = Outcome::status(page.status, page.body.len() as u64);
+        let answered = (200..300).contains(&page.status);
+        let level = match role {
+            SitemapRole::Robots => {
+                if !answered {
+                    tracing::info!(status = page.status, "no robots.txt to read sitemaps from");
+                    return outcome;
+                }
+                let listed = sitemap::robots_sitemaps(&page.body, &page.final_url);
+                tracing::info!(sitemaps = listed.len(), "sitemaps listed in robots.txt");
+                let role = Some(SitemapRole::Sitemap { level: 0 });
+                let children = listed
+                    .into_iter()
+                    .map(|url| lease.request.listed(url, role))
+                    .collect();
+                return outcome.with_children(children);
+            }
+            SitemapRole::Sitemap { level } => level,
+        };
+        if !answered {
+            tracing::warn!(status = page.status, "sitemap unavailable");
+            self.metrics.sitemap("unavailable");
+            return outcome.with_counter("sitemaps_failed", 1);
+        }
+        let listing = sitemap::read(
+            &page.body,
+            page.truncated,
+            job.policy.sitemaps_modified_since,
+        );
+        let mut children: Vec<CrawlRequest> = listing
+            .pages
+            .iter()
+            .map(|url| lease.request.listed(url.as_str(), None))
+            .collect();
+        let mut problem = listing.problem.as_ref().map(|p| (p.label(), p.to_string()));
+        if !listing.sitemaps.is_empty() {
+            if level < sitemap::MAX_LEVEL {
+                let role = Some(SitemapRole::Sitemap { level: level + 1 });
+                children.extend(
+                    listing
+                        .sitemaps
+                        .iter()
+                        .map(|url| lease.request.listed(url.as_str(), role)),
+                );
+            } else {
+                problem = problem.or(Some((
+                    "too_deep",
+                    format!(
+                        "a sitemap index {} deep: its {} sitemaps are not read",
+                        level + 1,
+                        listing.sitemaps.len()
+                    ),
+                )));
+            }
+        }
+        let outcome = outcome
+            .with_counter("sitemaps_read", 1)
+            .with_counter("sitemap_urls", listing.pages.len() as u64)
+            .with_counter("sitemap_unmodified", listing.unmodified);
+        let outcome = match problem {
+            Some((label, reason)) => {
+                tracing::warn!(
+                    reason,
+                    pages = listing.pages.len(),
+                    sitemaps = listing.sitemaps.len(),
+                    "sitemap not read whole"
+                );
+                self.metrics.sitemap(label);
+                outcome.with_counter("sitemaps_failed", 1)
+            }
+            None => {
+                tracing::info!(
+                    pages = listing.pages.len(),
+                    sitemaps = listing.sitemaps.len(),
+                    unmodified = listing.unmodified,
+                    "sitemap read"
+                );
+                self.metrics.sitemap("ok");
+                outcome
+            }
+        };
+        outcome.with_children(children)
+    }
+
     /// Publishes every item and waits until each is durable; returns what to acknowledge.
     /// A record the sink does not take ends here (see [`Self::publish_failed`]).
     async fn publish_items(&self, lease: &Lease, parsed: Parsed) -> Stage<Outcome> {
@@ -363,6 +465,7 @@ impl Worker {
                     items: 0,
                     step: parsed.step,
                     children: parsed.children,
+                    counters: Vec::new(),
                 };
                 return Err(self.publish_failed(lease, item, &e, failed).await);
             }
@@ -373,6 +476,7 @@ impl Worker {
             items: parsed.items.len() as u64,
             step: parsed.step,
             children: parsed.children,
+            counters: Vec::new(),
         })
     }
 
