@@ -286,6 +286,11 @@ async fn write_status(
     {
         warn_event(ctx, job, status::TRAP_DETECTED, traps).await;
     }
+    if let Some((failed, message)) = status::sitemaps_failed(Some(next))
+        && status::sitemaps_failed(job.status.as_ref()).map(|(n, _)| n) != Some(failed)
+    {
+        warn_event(ctx, job, status::SITEMAPS_FAILED, &message).await;
+    }
     Ok(())
 }
 
@@ -396,12 +401,15 @@ async fn seed(
     seeded: bool,
     ctx: &Context,
 ) -> Result<Option<String>> {
-    let seeds: Vec<CrawlRequest> = job
+    let mut seeds: Vec<CrawlRequest> = job
         .spec
         .seeds
         .iter()
         .map(|u| CrawlRequest::seed(u.as_str(), job.spec.priority))
         .collect();
+    if let Some(sitemaps) = &job.spec.sitemaps {
+        seeds.extend(sitemaps.requests(&job.spec.seeds, job.spec.priority));
+    }
     let admission = frontier_op("seed", ctx.frontier.seed(jobref, &seeds).await)?;
     tracing::info!(job = %jobref, admitted = admission.admitted, duplicates = admission.duplicates, "seeded");
     if !seeded && admission.admitted == 0 && admission.duplicates == 0 {

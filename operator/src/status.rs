@@ -4,7 +4,7 @@
 use std::time::Duration;
 
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{Condition, Time};
-use kubecrawl_api::{CrawlJob, CrawlJobStatus, Phase};
+use kubecrawl_api::{CrawlJob, CrawlJobStatus, Phase, SitemapStatus};
 use kubecrawl_frontier::JobStats;
 
 /// Condition type: the spec passed the operator's checks.
@@ -19,6 +19,8 @@ pub const FRONTIER_LOST: &str = "FrontierLost";
 /// Condition type: workers cut hosts off for this job as crawler traps (hosts that explode:
 /// errors only, endless duplicates, growing URLs); the message names them and why.
 pub const TRAP_DETECTED: &str = "TrapDetected";
+/// Event reason: more of the job's sitemaps could not be read whole.
+pub const SITEMAPS_FAILED: &str = "SitemapsFailed";
 /// Hosts named in a [`TRAP_DETECTED`] message at most; the rest are counted.
 const TRAP_HOSTS_SHOWN: usize = 10;
 /// Reason of `Seeded=False`: the frontier refused every seed (blacklisted domains, budgets),
@@ -132,6 +134,36 @@ fn copy_counts(status: &mut CrawlJobStatus, stats: &JobStats) {
         .iter()
         .map(|(code, n)| (code.to_string(), *n))
         .collect();
+    let counter = |name: &str| stats.counters.get(name).copied().unwrap_or(0);
+    status.sitemaps = job_has_sitemaps(stats).then(|| SitemapStatus {
+        read: counter("sitemaps_read"),
+        failed: counter("sitemaps_failed"),
+        urls: counter("sitemap_urls"),
+        unmodified: counter("sitemap_unmodified"),
+    });
+}
+
+/// Whether workers reported reading any sitemap of the job.
+fn job_has_sitemaps(stats: &JobStats) -> bool {
+    stats.counters.keys().any(|k| k.starts_with("sitemap"))
+}
+
+/// "2 sitemaps could not be read whole (of 7 read)": the Warning a rise of
+/// `status.sitemaps.failed` raises; `None` while none failed.
+pub fn sitemaps_failed(status: Option<&CrawlJobStatus>) -> Option<(u64, String)> {
+    let sitemaps = status?.sitemaps.as_ref().filter(|s| s.failed > 0)?;
+    let noun = if sitemaps.failed == 1 {
+        "sitemap"
+    } else {
+        "sitemaps"
+    };
+    Some((
+        sitemaps.failed,
+        format!(
+            "{} {noun} could not be read whole (missing, malformed or past a bound; {} read): the workers' logs name each with its reason",
+            sitemaps.failed, sitemaps.read
+        ),
+    ))
 }
 
 /// The phase, first match wins: invalid, expired, suspended, seeds refused, out of work
@@ -390,6 +422,46 @@ mod tests {
         j.status = Some(s);
         assert!(seeds_refused(j.status.as_ref(), Some(2)).is_some());
         assert!(seeds_refused(j.status.as_ref(), Some(3)).is_none());
+    }
+
+    #[test]
+    fn sitemap_counters_show_in_the_status_and_failures_warn() {
+        let j = job();
+        let plain = Observed {
+            stats: Some(stats(1, 1, 10)),
+            ..Observed::default()
+        };
+        let s = next(&j, &plain, Duration::from_secs(5), &now());
+        assert_eq!(s.sitemaps, None, "no sitemaps, no sitemap status");
+        let mut read = stats(1, 1, 10);
+        read.counters = [
+            ("sitemaps_read".to_owned(), 7),
+            ("sitemaps_failed".to_owned(), 3),
+            ("sitemap_urls".to_owned(), 123),
+            ("sitemap_unmodified".to_owned(), 4),
+            ("other".to_owned(), 9),
+        ]
+        .into();
+        let observed = Observed {
+            stats: Some(read),
+            ..Observed::default()
+        };
+        let s = next(&j, &observed, Duration::from_secs(5), &now());
+        assert_eq!(
+            s.sitemaps,
+            Some(SitemapStatus {
+                read: 7,
+                failed: 3,
+                urls: 123,
+                unmodified: 4
+            })
+        );
+        let (failed, message) = sitemaps_failed(Some(&s)).expect("a warning");
+        assert_eq!(failed, 3);
+        assert!(
+            message.starts_with("3 sitemaps could not be read whole"),
+            "{message}"
+        );
     }
 
     #[test]

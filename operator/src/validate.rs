@@ -38,6 +38,17 @@ pub fn check(job: &CrawlJob, fleets: &FleetConfig, others: &[Arc<CrawlJob>]) -> 
             }
         }
     }
+    let sitemap_urls = spec.sitemaps.iter().flat_map(|s| s.urls.iter());
+    for (i, sitemap) in sitemap_urls.enumerate() {
+        match url::Url::parse(sitemap) {
+            Ok(u) if matches!(u.scheme(), "http" | "https") && u.host_str().is_some() => {}
+            _ => {
+                return Err(format!(
+                    "spec.sitemaps.urls[{i}]: {sitemap:?} is not an absolute http or https URL"
+                ));
+            }
+        }
+    }
     if let Err(FilterError::Regex { field, source }) = LinkFilter::new(&JobPolicy::from_spec(spec))
     {
         let which = if field == "allowRegex" {
@@ -138,6 +149,19 @@ mod tests {
         let j = job("a", serde_json::json!({"denyRegex": ["ok", "(unclosed"]}));
         let err = check(&j, &FleetConfig::default(), &[]).expect_err("refused");
         assert!(err.starts_with("spec.denyRegex[1]: \"(unclosed\""), "{err}");
+    }
+
+    #[test]
+    fn bad_sitemap_urls_are_named_with_their_index() {
+        let j = job(
+            "a",
+            serde_json::json!({"sitemaps": {"urls": ["http://site.test/s.xml", "file:///etc/passwd"]}}),
+        );
+        let err = check(&j, &FleetConfig::default(), &[]).expect_err("refused");
+        assert!(
+            err.starts_with("spec.sitemaps.urls[1]: \"file:///etc/passwd\""),
+            "{err}"
+        );
     }
 
     #[test]
