@@ -11,7 +11,7 @@ ENV := . $(or $(KUBECRAWL_STATE),.testenv)/env &&
 # The real node's env file (make node-up; KUBECRAWL_NODE_STATE moves it).
 NODE_ENV := $(or $(KUBECRAWL_NODE_STATE),$(or $(KUBECRAWL_STATE),.testenv)/node)/env
 
-.PHONY: help env-up env-down env-status env-clean test unit lint crds bench-frontier bench-crawl bench-scale bench-compression \
+.PHONY: help env-up env-down env-status env-clean test unit lint crds bench-frontier bench-crawl bench-scale bench-compression bench-sitemap \
 	profile-crawl images push push-check prune-target node-up node-down node-images test-node chaos chaos-hot
 
 help: ## list the targets
@@ -77,6 +77,9 @@ bench-frontier: env-up ## frontier throughput and memory against the real Redis;
 
 bench-scale: env-up ## 1, 2, 4 and 8 workers on a latency-bound site of 256 hosts through Redis and Kafka; last line is JSON (BENCH_SHARDED=1: on three Redis shards)
 	$(ENV) bash tests/bench/scale.sh
+
+bench-sitemap: ## what reading a full-size sitemap (50,000 URLs) costs, plain and gzipped; no services; last line is JSON
+	cargo bench -p kubecrawl-worker --bench sitemap --locked
 
 bench-compression: env-up ## what each Kafka compression codec costs on real HTML pages (CPU, bytes); last line is JSON
 	$(ENV) bash tests/bench/compression.sh

@@ -213,6 +213,9 @@ pub struct RequestOptions<'a> {
     pub cookie: Option<&'a str>,
     /// Referer header.
     pub referer: Option<&'a str>,
+    /// The most body bytes kept for this request, when not the fetcher's `max_body` (a
+    /// sitemap may be read up to 50 MiB).
+    pub max_body: Option<usize>,
 }
 
 /// The HTTP client of a worker. Cheap to clone.
@@ -307,7 +310,8 @@ impl Fetcher {
                 continue;
             }
             let headers = header_lists(response.headers());
-            let (body, truncated) = self.read_body(&current, response).await?;
+            let max = options.max_body.unwrap_or(self.config.max_body);
+            let (body, truncated) = self.read_body(&current, response, max).await?;
             return Ok(Fetched {
                 final_url: current,
                 redirect_chain: chain,
@@ -383,8 +387,8 @@ impl Fetcher {
         &self,
         url: &Url,
         mut response: reqwest::Response,
+        max: usize,
     ) -> Result<(Bytes, bool), FetchError> {
-        let max = self.config.max_body;
         let mut body = BytesMut::with_capacity(
             response
                 .content_length()

@@ -184,7 +184,13 @@ pub struct Worker {
     leased: Mutex<HashMap<String, Lease>>,
     /// No leasing before this instant: the sink could not publish (Kafka unreachable).
     sink_pause: Mutex<Option<Instant>>,
+    /// Sitemaps being fetched and read ([`SITEMAP_READS`] at most).
+    sitemap_slots: Semaphore,
 }
+
+/// Sitemaps one worker fetches and reads at once: each may hold up to 50 MiB
+/// ([`crate::sitemap::MAX_BYTES`]), and a job has few of them.
+pub const SITEMAP_READS: usize = 2;
 
 impl std::fmt::Debug for Worker {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -224,6 +230,7 @@ impl Worker {
             hosts: Mutex::new(HashMap::new()),
             leased: Mutex::new(HashMap::new()),
             sink_pause: Mutex::new(None),
+            sitemap_slots: Semaphore::new(SITEMAP_READS),
         }
     }
 

@@ -76,6 +76,7 @@ impl Worker {
             user_agent: job.policy.useragent.as_deref(),
             cookie: url.host_str().and_then(|h| job.policy.cookie_for(h)),
             referer: lease.request.referer.as_deref(),
+            max_body: None,
         };
         let obey_robots = job.policy.politeness.as_ref().is_none_or(|p| p.obey_robots);
         let sitemap = lease.request.sitemap_role();
@@ -83,13 +84,22 @@ impl Worker {
         if obey_robots && sitemap != Some(SitemapRole::Robots) {
             self.check_robots(lease, &url, &options).await?;
         }
-        let page = self
-            .fetch_page(lease, &job, &url, &options, obey_robots)
-            .await?;
         if let Some(role) = sitemap {
+            // A sitemap is read up to 50 MiB, so only a few at a time per worker.
+            let _slot = self.sitemap_slots.acquire().await.ok();
+            let options = RequestOptions {
+                max_body: matches!(role, SitemapRole::Sitemap { .. }).then_some(sitemap::MAX_BYTES),
+                ..options
+            };
+            let page = self
+                .fetch_page(lease, &job, &url, &options, obey_robots)
+                .await?;
             let outcome = self.read_sitemap(lease, &job, role, &page);
             return Ok(self.ack(lease, outcome, LeaseOutcome::Ok).await);
         }
+        let page = self
+            .fetch_page(lease, &job, &url, &options, obey_robots)
+            .await?;
         let parsed = self.parse_page(lease, &job, page).await?;
         let outcome = self.publish_items(lease, parsed).await?;
         Ok(self.ack(lease, outcome, LeaseOutcome::Ok).await)
