@@ -25,7 +25,11 @@ fn kubectl_explain_prints_the_field_docs() {
 async fn examples_are_accepted_defaulted_and_listed_with_printer_columns() {
     ensure_crd().expect("CRD applies");
     let ns = TestNamespace::create("e2e-crd").expect("namespace");
-    for example in ["examples/link.yaml", "examples/wandering.yaml"] {
+    for example in [
+        "examples/link.yaml",
+        "examples/wandering.yaml",
+        "examples/sitemaps.yaml",
+    ] {
         let path = repo_path(example);
         kubectl_ok(
             &["apply", "-n", &ns.name, "-f", path.to_str().expect("utf-8")],
@@ -42,6 +46,14 @@ async fn examples_are_accepted_defaulted_and_listed_with_printer_columns() {
         .await
         .expect("wandering example exists");
     assert_eq!(job.spec.spiderid, "wandering");
+    let sitemaps = jobs
+        .get("news-sitemaps")
+        .await
+        .expect("sitemaps example exists")
+        .spec
+        .sitemaps
+        .expect("sitemaps kept");
+    assert!(sitemaps.from_robots && sitemaps.urls.len() == 1 && sitemaps.modified_since.is_some());
     assert_eq!(
         job.spec.priority, 1,
         "the server applied the schema default"
@@ -195,6 +207,21 @@ fn invalid_cases() -> Vec<Invalid> {
             what: "hits without windowSeconds",
             spec: "politeness: {hits: 5}",
             names: "spec.politeness",
+        },
+        Invalid {
+            what: "sitemaps with neither urls nor fromRobots",
+            spec: "sitemaps: {fromRobots: false}",
+            names: "spec.sitemaps",
+        },
+        Invalid {
+            what: "a sitemap that is not an http URL",
+            spec: "sitemaps: {urls: [\"file:///etc/sitemap.xml\"]}",
+            names: "spec.sitemaps.urls[0]",
+        },
+        Invalid {
+            what: "a bad sitemaps modifiedSince",
+            spec: "sitemaps: {fromRobots: true, modifiedSince: yesterday}",
+            names: "spec.sitemaps.modifiedSince",
         },
     ]
 }
