@@ -866,3 +866,62 @@ async fn a_crawler_trap_is_cut_off_and_reported_on_the_job() {
     );
     cluster.shutdown().await.expect("clean shutdown");
 }
+
+/// A job that seeds from the sitemaps its seed host's robots.txt names: the operator seeds
+/// the robots.txt with the seed, workers read the sitemap index and its sitemaps, and the
+/// status counts what was read, what failed (with a Warning event) and every page listed.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_job_crawls_what_its_sitemaps_list_and_counts_them() {
+    let config = ClusterConfig {
+        site: SiteConfig::default().with_pages(150).with_sitemaps(true),
+        ..ClusterConfig::default()
+    };
+    let (_turn, cluster) = start("e2e-sitemaps", config).await;
+    let truth = cluster.site.sitemap_truth(None);
+    let mut spec = link_spec(&cluster.site.root(), "sitemaps", 1, 0);
+    spec["maxdepth"] = serde_json::json!(0);
+    spec["sitemaps"] = serde_json::json!({"fromRobots": true});
+    cluster.create_job("sitemaps", spec).await.expect("created");
+    let done = succeeded(&cluster, "sitemaps", 120, "the sitemap crawl finishes").await;
+    let status = done.status.expect("status");
+    let sitemaps = status.sitemaps.clone().expect("status.sitemaps");
+    assert_eq!(
+        (
+            sitemaps.read,
+            sitemaps.failed,
+            sitemaps.urls,
+            sitemaps.unmodified
+        ),
+        (truth.read, truth.failed, truth.urls, 0),
+        "{sitemaps:?}"
+    );
+    // The seed, every page the sitemaps list (once), robots.txt and the sitemaps themselves.
+    assert_eq!(
+        status.pages,
+        1 + truth.pages.len() as u64 + truth.fetches,
+        "{status:?}"
+    );
+    assert_eq!(
+        cluster.site.hits("/p/1"),
+        1,
+        "a page two sitemaps list is fetched once"
+    );
+    let events = kubectl_ok(
+        &[
+            "get",
+            "events",
+            "-n",
+            &cluster.ns.name,
+            "--field-selector",
+            "reason=SitemapsFailed",
+        ],
+        None,
+    )
+    .expect("kubectl get events");
+    // One event per rise; repeats of a reason are folded into one event by the recorder.
+    assert!(
+        events.contains("could not be read whole"),
+        "no SitemapsFailed event: {events}"
+    );
+    cluster.shutdown().await.expect("clean shutdown");
+}
