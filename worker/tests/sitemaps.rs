@@ -16,6 +16,7 @@ use kubecrawl_worker::standalone::{CrawlSummary, crawl};
 use tokio_util::sync::CancellationToken;
 
 const PAGES: usize = 120;
+const BIG_PAGES: usize = 2600;
 
 async fn crawl_site(
     site: &TestSite,
@@ -61,9 +62,14 @@ fn counter(summary: &CrawlSummary, name: &str) -> u64 {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_sitemaps_robots_txt_names_are_read_to_their_ground_truth() {
-    let site = TestSite::start(SiteConfig::default().with_pages(PAGES).with_sitemaps(true))
-        .await
-        .expect("site starts");
+    // Enough pages that a page sitemap (about 180 KB) is read off the runtime's threads.
+    let site = TestSite::start(
+        SiteConfig::default()
+            .with_pages(BIG_PAGES)
+            .with_sitemaps(true),
+    )
+    .await
+    .expect("site starts");
     let truth = site.sitemap_truth(None);
     // maxdepth 0: no link is followed, so every page but the seed comes from a sitemap.
     let (summary, records) = crawl_site(&site, &["--sitemaps-from-robots".to_owned()], "all").await;

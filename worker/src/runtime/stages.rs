@@ -94,7 +94,7 @@ impl Worker {
             let page = self
                 .fetch_page(lease, &job, &url, &options, obey_robots)
                 .await?;
-            let outcome = self.read_sitemap(lease, &job, role, &page);
+            let outcome = self.read_sitemap(lease, &job, role, &page).await;
             return Ok(self.ack(lease, outcome, LeaseOutcome::Ok).await);
         }
         let page = self
@@ -373,7 +373,7 @@ impl Worker {
     /// found is added to the job's `sitemaps_*` counters. A sitemap that is missing,
     /// malformed or past a bound is logged with its reason and counted as failed; whatever
     /// was read of it is kept, and the crawl goes on.
-    fn read_sitemap(
+    async fn read_sitemap(
         &self,
         lease: &Lease,
         job: &JobContext,
@@ -404,11 +404,24 @@ impl Worker {
             self.metrics.sitemap("unavailable");
             return outcome.with_counter("sitemaps_failed", 1);
         }
-        let listing = sitemap::read(
-            &page.body,
-            page.truncated,
-            job.policy.sitemaps_modified_since,
-        );
+        let since = job.policy.sitemaps_modified_since;
+        // A large sitemap takes a while to read (about 70 – 190 ms for 50,000 URLs): off the
+        // runtime's threads, as large pages are parsed.
+        let listing = if page.body.len() <= INLINE_PARSE_BYTES {
+            sitemap::read(&page.body, page.truncated, since)
+        } else {
+            let (body, truncated) = (page.body.clone(), page.truncated);
+            let span = tracing::Span::current();
+            tokio::task::spawn_blocking(move || {
+                let _entered = span.enter();
+                sitemap::read(&body, truncated, since)
+            })
+            .await
+            .unwrap_or_else(|e| sitemap::Listing {
+                problem: Some(sitemap::Problem::Malformed(format!("reading failed: {e}"))),
+                ..sitemap::Listing::default()
+            })
+        };
         let mut children: Vec<CrawlRequest> = listing
             .pages
             .iter()
