@@ -38,6 +38,11 @@ struct SpiderLabels {
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct WarcErrorLabels {
+    op: &'static str,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct TrapLabels {
     reason: &'static str,
 }
@@ -55,6 +60,10 @@ struct Inner {
     slowed_hosts: Gauge,
     adaptive_delay_max: Gauge<f64, std::sync::atomic::AtomicU64>,
     traps: Family<TrapLabels, Counter>,
+    warc_records: Counter,
+    warc_bytes: Counter,
+    warc_files: Counter,
+    warc_errors: Family<WarcErrorLabels, Counter>,
     readiness: Readiness,
     outcomes: Mutex<BTreeMap<&'static str, u64>>,
 }
@@ -116,6 +125,31 @@ impl Metrics {
             "Hosts this worker cut off for a job as crawler traps, by rule",
             traps.clone(),
         );
+        let warc_records = Counter::default();
+        registry.register(
+            "warc_records",
+            "WARC records written (warcinfo, request, response, metadata)",
+            warc_records.clone(),
+        );
+        let warc_bytes = Counter::default();
+        registry.register(
+            "warc_bytes",
+            "Bytes written to WARC files (compressed)",
+            warc_bytes.clone(),
+        );
+        let warc_files = Counter::default();
+        registry.register(
+            "warc_files",
+            "WARC files closed and renamed to their final name",
+            warc_files.clone(),
+        );
+        let warc_errors = Family::<WarcErrorLabels, Counter>::default();
+        registry.register(
+            "warc_errors",
+            "WARC output failures: op=write, a page whose records could not be written (its \
+             lease given back); op=close, a file that could not be fsynced or renamed",
+            warc_errors.clone(),
+        );
         Self {
             inner: Arc::new(Inner {
                 registry,
@@ -125,6 +159,10 @@ impl Metrics {
                 slowed_hosts,
                 adaptive_delay_max,
                 traps,
+                warc_records,
+                warc_bytes,
+                warc_files,
+                warc_errors,
                 readiness: Readiness::default(),
                 outcomes: Mutex::new(BTreeMap::new()),
             }),
@@ -134,6 +172,25 @@ impl Metrics {
     /// Counts a host cut off as a crawler trap, by the rule that found it.
     pub fn trap(&self, reason: &'static str) {
         self.inner.traps.get_or_create(&TrapLabels { reason }).inc();
+    }
+
+    /// Counts WARC records written and their bytes.
+    pub fn warc_written(&self, records: u64, bytes: u64) {
+        self.inner.warc_records.inc_by(records);
+        self.inner.warc_bytes.inc_by(bytes);
+    }
+
+    /// Counts a WARC file closed.
+    pub fn warc_file_closed(&self) {
+        self.inner.warc_files.inc();
+    }
+
+    /// Counts a WARC failure: `write` (a page) or `close` (a file).
+    pub fn warc_error(&self, op: &'static str) {
+        self.inner
+            .warc_errors
+            .get_or_create(&WarcErrorLabels { op })
+            .inc();
     }
 
     /// Counts one handled lease.
