@@ -105,21 +105,21 @@ pub struct KafkaOutputArgs {
 pub struct WarcArgs {
     /// Write every page as WARC/1.1 files (request, response and metadata records, gzip per
     /// record) into this directory, created if missing. Not set: no WARC output.
-    #[arg(long, env = "KUBECRAWL_WARC_DIR")]
+    #[arg(long, env = kubecrawl_api::contract::env::WARC_DIR)]
     pub warc_dir: Option<PathBuf>,
     /// The start of every WARC file's name: `<prefix>-<UTC time>-<worker>-<serial>.warc.gz`.
-    #[arg(long, env = "KUBECRAWL_WARC_PREFIX", default_value = "kubecrawl")]
+    #[arg(long, env = kubecrawl_api::contract::env::WARC_PREFIX, default_value = "kubecrawl")]
     pub warc_prefix: String,
     /// A WARC file is closed, and the next one started, once it holds this many (compressed)
     /// bytes; the default is 1 GiB.
-    #[arg(long, env = "KUBECRAWL_WARC_MAX_BYTES", default_value_t = 1 << 30)]
+    #[arg(long, env = kubecrawl_api::contract::env::WARC_MAX_BYTES, default_value_t = 1 << 30)]
     pub warc_max_bytes: u64,
     /// A WARC file is closed once it is this old, even while the worker is idle.
-    #[arg(long, env = "KUBECRAWL_WARC_MAX_AGE", default_value = "1h", value_parser = humantime::parse_duration)]
+    #[arg(long, env = kubecrawl_api::contract::env::WARC_MAX_AGE, default_value = "1h", value_parser = humantime::parse_duration)]
     pub warc_max_age: Duration,
     /// The gzip level of every WARC record, 0 (stored) to 9: higher levels make smaller files
     /// for more CPU per page (docs/performance.md, "WARC output").
-    #[arg(long, env = "KUBECRAWL_WARC_GZIP_LEVEL", default_value_t = 6, value_parser = clap::value_parser!(u32).range(0..=9))]
+    #[arg(long, env = kubecrawl_api::contract::env::WARC_GZIP_LEVEL, default_value_t = 6, value_parser = clap::value_parser!(u32).range(0..=9))]
     pub warc_gzip_level: u32,
 }
 
