@@ -70,6 +70,16 @@ pub mod env {
     /// Allow fetching private, loopback and link-local addresses
     /// (`--allow-private-networks`).
     pub const ALLOW_PRIVATE_NETWORKS: &str = "KUBECRAWL_ALLOW_PRIVATE_NETWORKS";
+    /// The directory of the worker's WARC files; unset, no WARC output (`--warc-dir`).
+    pub const WARC_DIR: &str = "KUBECRAWL_WARC_DIR";
+    /// The start of every WARC file's name (`--warc-prefix`).
+    pub const WARC_PREFIX: &str = "KUBECRAWL_WARC_PREFIX";
+    /// The size in bytes at which a WARC file is closed (`--warc-max-bytes`).
+    pub const WARC_MAX_BYTES: &str = "KUBECRAWL_WARC_MAX_BYTES";
+    /// The age at which a WARC file is closed, e.g. `1h` (`--warc-max-age`).
+    pub const WARC_MAX_AGE: &str = "KUBECRAWL_WARC_MAX_AGE";
+    /// The gzip level of WARC records, 0 to 9 (`--warc-gzip-level`).
+    pub const WARC_GZIP_LEVEL: &str = "KUBECRAWL_WARC_GZIP_LEVEL";
 
     /// Every variable above: what a worker's configuration may set from outside the
     /// worker. Each is read by `kubecrawl-worker run` (the worker's tests check it).
@@ -100,6 +110,11 @@ pub mod env {
         PER_APPID_TOPICS,
         CONCURRENCY,
         ALLOW_PRIVATE_NETWORKS,
+        WARC_DIR,
+        WARC_PREFIX,
+        WARC_MAX_BYTES,
+        WARC_MAX_AGE,
+        WARC_GZIP_LEVEL,
     ];
 }
 

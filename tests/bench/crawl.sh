@@ -21,12 +21,18 @@
 # Cleans up after itself: stops the site it started (by pid), deletes the Redis keys of its own
 # unique prefix, its Kafka topic and its files.
 #
-# Settings: BENCH_PAGES (default 20000), BENCH_CONCURRENCY (the crawler's --concurrency and
+# Settings: BENCH_BIN (a directory with release builds of kubecrawl-worker and testsite to run
+# instead of building them: a target directory shared by several checkouts holds one
+# kubecrawl-worker, which another checkout's build can replace mid-run), BENCH_PAGES (default 20000), BENCH_CONCURRENCY (the crawler's --concurrency and
 # --per-host-concurrency; default: the crawler's own defaults), BENCH_PADDING (bytes of text
 # per page, the site's --padding; default 256, pages of about 800 bytes) and BENCH_LINKS (most
 # links from one page to others, the site's --max-links; default 8). `make bench-crawl` runs
 # three sizes: the default, about 15 KB with 48 links, about 60 KB with 48 links. The JSON
 # also carries page_bytes (the size of one page's HTML) and links (BENCH_LINKS).
+# BENCH_WARC=1: both crawls also write WARC files (--warc-dir, into the bench's own temporary
+# directory; BENCH_WARC_GZIP_LEVEL sets --warc-gzip-level); the JSON then carries warc_bytes
+# (the standalone crawl's files) and warc_gzip_level, and the standalone crawl's WARC files
+# must hold one response record per page.
 set -euo pipefail
 
 cd "$(dirname "$0")/../.."
@@ -41,10 +47,16 @@ LINKS=${BENCH_LINKS:-8}
 say() { printf '[bench-crawl] %s\n' "$*" >&2; }
 die() { say "error: $*"; exit 1; }
 
-say "building release binaries"
-cargo build --release --locked -q -p kubecrawl-worker -p kubecrawl-e2e \
-  --bin kubecrawl-worker --bin testsite
-BIN=$CARGO_TARGET_DIR/release
+if [ -n "${BENCH_BIN:-}" ]; then
+  BIN=$BENCH_BIN
+  say "using the binaries in $BIN"
+else
+  say "building release binaries"
+  cargo build --release --locked -q -p kubecrawl-worker -p kubecrawl-e2e \
+    --bin kubecrawl-worker --bin testsite
+  BIN=$CARGO_TARGET_DIR/release
+fi
+[ -x "$BIN/kubecrawl-worker" ] && [ -x "$BIN/testsite" ] || die "no kubecrawl-worker and testsite in $BIN"
 
 WORK=$(mktemp -d "${TMPDIR:-/tmp}/kubecrawl-bench-crawl.XXXXXX")
 RUN=kcbench-crawl-$$-$(date +%s)
@@ -85,6 +97,14 @@ CRAWL=(crawl "$ROOT" --maxdepth 1000 --allowed-domain site.test "${RESOLVE[@]}"
 if [ -n "${BENCH_CONCURRENCY:-}" ]; then
   CRAWL+=(--concurrency "$BENCH_CONCURRENCY" --per-host-concurrency "$BENCH_CONCURRENCY")
 fi
+WARC=${BENCH_WARC:-0}
+WARC_LEVEL=${BENCH_WARC_GZIP_LEVEL:-6}
+# warc_args NAME: the WARC flags of crawl NAME, when BENCH_WARC=1.
+warc_args() {
+  if [ "$WARC" = 1 ]; then
+    echo "--warc-dir $WORK/warc-$1 --warc-gzip-level $WARC_LEVEL"
+  fi
+}
 
 # run NAME ARGS...: runs the crawler under /usr/bin/time; leaves "wall user sys maxrss_kb" in
 # $WORK/NAME.time and its summary in $WORK/NAME.log.
@@ -99,8 +119,17 @@ pages_of() { sed -nE 's/^finished [^:]+: ([0-9]+) pages.*/\1/p' "$WORK/$1.log" |
 
 say "standalone: in-memory frontier, JSON lines"
 site_cpu_before=$(cpu_of "$SITE_PID")
-run standalone "${CRAWL[@]}" -o "$WORK/pages.jsonl"
+# shellcheck disable=SC2046 # the WARC flags are words without spaces
+run standalone "${CRAWL[@]}" -o "$WORK/pages.jsonl" $(warc_args standalone)
 site_cpu_after=$(cpu_of "$SITE_PID")
+warc_bytes=null
+if [ "$WARC" = 1 ]; then
+  warc_bytes=$(cat "$WORK"/warc-standalone/*.warc.gz | wc -c)
+  responses=$(zcat "$WORK"/warc-standalone/*.warc.gz | grep -ac '^WARC-Type: response')
+  [ "$responses" -eq "$REACHABLE" ] || die "the WARC files hold $responses responses of $REACHABLE pages"
+  say "WARC: $warc_bytes bytes, $responses responses"
+  rm -rf "$WORK/warc-standalone"
+fi
 read -r s_wall s_user s_sys s_rss <"$WORK/standalone.time"
 s_pages=$(wc -l <"$WORK/pages.jsonl")
 s_distinct=$(jq -r .url "$WORK/pages.jsonl" | sort -u | wc -l)
@@ -119,8 +148,9 @@ kafka_cpu() { if [ -n "$KAFKA_PID" ] && [ -r "/proc/$KAFKA_PID/stat" ]; then cpu
 say "distributed: one worker, Redis frontier $REDIS_URL, Kafka $KAFKA_BROKERS, prefix $RUN"
 redis_before=$(redis_cpu)
 kafka_before=$(kafka_cpu)
+# shellcheck disable=SC2046 # the WARC flags are words without spaces
 run distributed "${CRAWL[@]}" --crawlid bench --redis "$REDIS_URL" --redis-prefix "$RUN" \
-  --kafka "$KAFKA_BROKERS" --topic-prefix "$RUN"
+  --kafka "$KAFKA_BROKERS" --topic-prefix "$RUN" $(warc_args distributed)
 redis_after=$(redis_cpu)
 kafka_after=$(kafka_cpu)
 read -r d_wall d_user d_sys _ <"$WORK/distributed.time"
@@ -136,7 +166,8 @@ result=$(jq -cn \
   --argjson d_pages "$d_pages" --argjson d_wall "$d_wall" --argjson d_user "$d_user" \
   --argjson d_sys "$d_sys" --argjson page_bytes "$PAGE_BYTES" --argjson links "$LINKS" \
   --argjson redis_before "$redis_before" --argjson redis_after "$redis_after" \
-  --argjson kafka_before "$kafka_before" --argjson kafka_after "$kafka_after" '
+  --argjson kafka_before "$kafka_before" --argjson kafka_after "$kafka_after" \
+  --argjson warc_bytes "$warc_bytes" --argjson warc "$WARC" --argjson warc_level "$WARC_LEVEL" '
   def r(n): (. * n | round) / n;
   {
     standalone_pages_per_s: ($pages / $s_wall | r(1)),
@@ -150,7 +181,9 @@ result=$(jq -cn \
     distributed_cpu_s_per_1000_pages: (($d_user + $d_sys) / $d_pages * 1000 | r(1000)),
     redis_cpu_s_per_1000_pages: (($redis_after - $redis_before) / $d_pages * 1000 | r(1000)),
     kafka_cpu_s_per_1000_pages: (if $kafka_after == null then null
-      else ($kafka_after - $kafka_before) / $d_pages * 1000 | r(1000) end)
+      else ($kafka_after - $kafka_before) / $d_pages * 1000 | r(1000) end),
+    warc_bytes: $warc_bytes,
+    warc_gzip_level: (if $warc == 1 then $warc_level else null end)
   }')
 # Clean up first, so that nothing it says comes after the result line.
 cleanup

@@ -14,6 +14,8 @@ KAFKA_VERSION=4.2.0
 LOG4J_VERSION=2.25.2
 # Scrapy Cluster's Kafka client, for the wire-format tests (build-python.sh).
 KAFKA_PYTHON_VERSION=3.0.12
+# The independent WARC reader that checks the worker's WARC files (build-python.sh).
+WARCIO_VERSION=1.8.1
 # The real node (build-node.sh): containerd from the Go module proxy, our own pause image.
 CONTAINERD_VERSION=v2.4.2
 REGISTRY_VERSION=v3.1.2

@@ -173,6 +173,7 @@ export KAFKA_BROKERS=127.0.0.1:$KAFKA_PORT
 export KUBECONFIG=$KUBECONFIG_FILE
 export PATH=$BIN:\$PATH
 export SCRAPY_CLUSTER_PYTHON=$KC_CACHE/python-kafka-$KAFKA_PYTHON_VERSION/bin/python
+export WARCIO=$KC_CACHE/python-warcio-$WARCIO_VERSION/bin/warcio
 $(tls_env)
 $(redis_shards_env)
 ENV

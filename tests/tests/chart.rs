@@ -201,7 +201,7 @@ fn the_workers_env_names_are_the_workers_contract() {
     use kubecrawl_api::contract::env;
     let every_option = format!(
         "{TLS},kafka.tls.clientSecret=kafka-client,workers.allowPrivateNetworks=true,\
-kafka.properties.linger\\.ms=5"
+kafka.properties.linger\\.ms=5,workers.warc.enabled=true"
     );
     let (ok, rendered) = helm(&["template", "kc", &chart(), "--set", &every_option]);
     assert!(ok, "{rendered}");
@@ -225,6 +225,8 @@ kafka.properties.linger\\.ms=5"
         env::KAFKA_PROPERTIES,
         env::KAFKA_CERT_FILE,
         env::REDIS_PASSWORD_FILE,
+        env::WARC_DIR,
+        env::WARC_MAX_BYTES,
     ] {
         assert!(names.contains(&must), "{must} rendered: {names:?}");
     }
@@ -233,6 +235,79 @@ kafka.properties.linger\\.ms=5"
             env::WORKER.contains(name),
             "the chart sets {name} for the workers, which no worker reads"
         );
+    }
+}
+
+/// The fleet defaults of `helm template` with `set`, from the fleets ConfigMap.
+fn fleet_defaults(set: &str) -> serde_yaml::Value {
+    let (ok, rendered) = template_with(set);
+    assert!(ok, "helm template --set {set}:\n{rendered}");
+    let fleets = rendered
+        .split("\n---")
+        .filter_map(|d| serde_yaml::from_str::<serde_yaml::Value>(d).ok())
+        .find(|d| d["kind"] == "ConfigMap" && d["metadata"]["name"] == "kc-kubecrawl-fleets")
+        .expect("the fleets ConfigMap is rendered");
+    let fleets: serde_yaml::Value =
+        serde_yaml::from_str(fleets["data"]["fleets.yaml"].as_str().expect("fleets.yaml"))
+            .expect("fleets.yaml is YAML");
+    fleets["defaults"].clone()
+}
+
+/// `workers.warc` sets the workers' WARC variables and mounts a volume at its `dir`: an
+/// existing claim, or an emptyDir; off by default.
+#[test]
+fn warc_output_sets_the_workers_env_and_mounts_its_volume() {
+    let named = |list: &serde_yaml::Value, name: &str| -> Option<serde_yaml::Value> {
+        list.as_sequence()
+            .into_iter()
+            .flatten()
+            .find(|v| v["name"] == name)
+            .cloned()
+    };
+    let off = fleet_defaults("workers.concurrency=64");
+    assert!(named(&off["env"], "KUBECRAWL_WARC_DIR").is_none());
+    assert!(named(&off["volumes"], "warc").is_none());
+
+    let on = fleet_defaults(
+        "workers.warc.enabled=true,workers.warc.dir=/warc,workers.warc.prefix=crawl,\
+workers.warc.maxBytes=5000000000,workers.warc.maxAge=15m,workers.warc.gzipLevel=1,\
+workers.warc.volume.claimName=archive",
+    );
+    for (name, value) in [
+        ("KUBECRAWL_WARC_DIR", "/warc"),
+        ("KUBECRAWL_WARC_PREFIX", "crawl"),
+        ("KUBECRAWL_WARC_MAX_BYTES", "5000000000"),
+        ("KUBECRAWL_WARC_MAX_AGE", "15m"),
+        ("KUBECRAWL_WARC_GZIP_LEVEL", "1"),
+    ] {
+        let env = named(&on["env"], name).unwrap_or_else(|| panic!("{name} is set"));
+        assert_eq!(env["value"].as_str(), Some(value), "{name}");
+    }
+    let volume = named(&on["volumes"], "warc").expect("the warc volume");
+    assert_eq!(volume["persistentVolumeClaim"]["claimName"], "archive");
+    let mount = named(&on["volumeMounts"], "warc").expect("the warc mount");
+    assert_eq!(mount["mountPath"], "/warc");
+    assert!(mount["readOnly"].is_null(), "the workers write there");
+
+    let scratch = fleet_defaults("workers.warc.enabled=true,workers.warc.volume.sizeLimit=20Gi");
+    let volume = named(&scratch["volumes"], "warc").expect("the warc volume");
+    assert_eq!(volume["emptyDir"]["sizeLimit"], "20Gi");
+    assert_eq!(
+        named(&scratch["volumeMounts"], "warc").expect("the warc mount")["mountPath"],
+        "/var/lib/kubecrawl/warc"
+    );
+    let plain = fleet_defaults("workers.warc.enabled=true");
+    let volume = named(&plain["volumes"], "warc").expect("the warc volume");
+    assert!(volume["emptyDir"].is_mapping(), "{volume:?}");
+
+    for bad in [
+        "workers.warc.maxAge=soon",
+        "workers.warc.gzipLevel=12",
+        "workers.warc.dir=relative",
+        "workers.warc.volume.bogus=x",
+    ] {
+        let (ok, out) = template_with(bad);
+        assert!(!ok, "{bad} is refused by the schema:\n{out}");
     }
 }
 

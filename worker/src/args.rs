@@ -99,6 +99,30 @@ pub struct KafkaOutputArgs {
     pub compression: String,
 }
 
+/// WARC output: every fetched page also written as WARC/1.1 records into rolling files
+/// (docs/operations.md, "WARC output").
+#[derive(Debug, Clone, Args)]
+pub struct WarcArgs {
+    /// Write every page as WARC/1.1 files (request, response and metadata records, gzip per
+    /// record) into this directory, created if missing. Not set: no WARC output.
+    #[arg(long, env = kubecrawl_api::contract::env::WARC_DIR)]
+    pub warc_dir: Option<PathBuf>,
+    /// The start of every WARC file's name: `<prefix>-<UTC time>-<worker>-<serial>.warc.gz`.
+    #[arg(long, env = kubecrawl_api::contract::env::WARC_PREFIX, default_value = "kubecrawl")]
+    pub warc_prefix: String,
+    /// A WARC file is closed, and the next one started, once it holds this many (compressed)
+    /// bytes; the default is 1 GiB.
+    #[arg(long, env = kubecrawl_api::contract::env::WARC_MAX_BYTES, default_value_t = 1 << 30)]
+    pub warc_max_bytes: u64,
+    /// A WARC file is closed once it is this old, even while the worker is idle.
+    #[arg(long, env = kubecrawl_api::contract::env::WARC_MAX_AGE, default_value = "1h", value_parser = humantime::parse_duration)]
+    pub warc_max_age: Duration,
+    /// The gzip level of every WARC record, 0 (stored) to 9: higher levels make smaller files
+    /// for more CPU per page (docs/performance.md, "WARC output").
+    #[arg(long, env = kubecrawl_api::contract::env::WARC_GZIP_LEVEL, default_value_t = 6, value_parser = clap::value_parser!(u32).range(0..=9))]
+    pub warc_gzip_level: u32,
+}
+
 /// `kubecrawl-worker crawl`.
 #[derive(Debug, Clone, Args)]
 pub struct CrawlArgs {
@@ -176,6 +200,9 @@ pub struct CrawlArgs {
     /// Fetching.
     #[command(flatten)]
     pub fetch: FetchArgs,
+    /// WARC output.
+    #[command(flatten)]
+    pub warc: WarcArgs,
     /// Never draw a progress bar, even on a terminal.
     #[arg(long)]
     pub no_progress: bool,
@@ -199,6 +226,9 @@ pub struct RunArgs {
     /// Fetching.
     #[command(flatten)]
     pub fetch: FetchArgs,
+    /// WARC output.
+    #[command(flatten)]
+    pub warc: WarcArgs,
     /// Where /metrics, /healthz and /readyz are served.
     #[arg(long, env = kubecrawl_api::contract::env::METRICS_ADDR, default_value = "0.0.0.0:9090")]
     pub metrics_addr: SocketAddr,
@@ -292,5 +322,29 @@ mod tests {
         };
         assert_eq!(args.maxdepth, 1);
         assert_eq!(args.output, PathBuf::from("pages.jsonl"));
+        assert_eq!(args.warc.warc_dir, None);
+    }
+
+    #[test]
+    fn warc_flags_parse_into_typed_values() {
+        let cli = Cli::try_parse_from([
+            "kubecrawl-worker",
+            "crawl",
+            "https://example.org",
+            "--warc-dir",
+            "/data/warc",
+            "--warc-max-bytes",
+            "1000000",
+            "--warc-max-age",
+            "15m",
+        ])
+        .expect("parses");
+        let Command::Crawl(args) = cli.command else {
+            panic!("crawl")
+        };
+        assert_eq!(args.warc.warc_dir, Some(PathBuf::from("/data/warc")));
+        assert_eq!(args.warc.warc_prefix, "kubecrawl");
+        assert_eq!(args.warc.warc_max_bytes, 1_000_000);
+        assert_eq!(args.warc.warc_max_age, Duration::from_secs(900));
     }
 }

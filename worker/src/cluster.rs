@@ -16,7 +16,7 @@ use crate::metrics::Metrics;
 use crate::runtime::{Worker, WorkerConfig, default_worker_name};
 use crate::sink::kafka::KafkaSink;
 use crate::spider::Registry;
-use crate::{Error, Result, fetcher, kafka_sink, robots_cache, spider};
+use crate::{Error, Result, fetcher, kafka_sink, robots_cache, spider, warc_writer};
 
 /// Runs a fleet worker until `shutdown`.
 ///
@@ -62,27 +62,37 @@ pub async fn run(args: RunArgs, registry: &Registry, shutdown: CancellationToken
         shutdown.clone(),
     ));
 
-    let worker = Arc::new(Worker::new(
-        Arc::new(frontier),
-        fetcher(&args.fetch)?,
-        robots_cache(&args.fetch),
-        spider,
-        sink,
-        metrics,
-        WorkerConfig {
-            spiderid: args.spider.clone(),
-            worker_name: args.worker_name.clone().unwrap_or_else(default_worker_name),
-            concurrency: args.fetch.concurrency,
-            per_host_concurrency: args.fetch.per_host_concurrency,
-            lease_batch: args.lease_batch,
-            lease_duration: args.lease_duration,
-            max_retries: config.max_retries,
-            robots_retry: args.fetch.robots_retry,
-            page_timeout: args.fetch.page_timeout,
-            drain_timeout: args.drain_timeout,
-            ..WorkerConfig::default()
-        },
-    ));
+    let warc = warc_writer(
+        &args.warc,
+        &args.fetch,
+        &worker_name(&args),
+        &args.spider,
+        &metrics,
+    )?;
+    let worker = Arc::new(
+        Worker::new(
+            Arc::new(frontier),
+            fetcher(&args.fetch)?,
+            robots_cache(&args.fetch),
+            spider,
+            sink,
+            metrics,
+            WorkerConfig {
+                spiderid: args.spider.clone(),
+                worker_name: worker_name(&args),
+                concurrency: args.fetch.concurrency,
+                per_host_concurrency: args.fetch.per_host_concurrency,
+                lease_batch: args.lease_batch,
+                lease_duration: args.lease_duration,
+                max_retries: config.max_retries,
+                robots_retry: args.fetch.robots_retry,
+                page_timeout: args.fetch.page_timeout,
+                drain_timeout: args.drain_timeout,
+                ..WorkerConfig::default()
+            },
+        )
+        .with_warc(warc),
+    );
     tracing::info!(spider = %args.spider, worker = %worker_name(&args), "worker started");
     let summary = worker.run(shutdown.clone()).await;
     tracing::info!(

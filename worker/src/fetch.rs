@@ -183,6 +183,10 @@ pub struct Fetched {
     pub truncated: bool,
     /// From sending the first request to the end of the last body.
     pub elapsed: Duration,
+    /// The HTTP version of the final response.
+    pub version: reqwest::Version,
+    /// The address the final response came from, when the client reports it.
+    pub remote_addr: Option<SocketAddr>,
 }
 
 impl Fetched {
@@ -310,6 +314,8 @@ impl Fetcher {
                 continue;
             }
             let headers = header_lists(response.headers());
+            let version = response.version();
+            let remote_addr = response.remote_addr();
             let max = options.max_body.unwrap_or(self.config.max_body);
             let (body, truncated) = self.read_body(&current, response, max).await?;
             return Ok(Fetched {
@@ -322,6 +328,8 @@ impl Fetcher {
                 body,
                 truncated,
                 elapsed: started.elapsed(),
+                version,
+                remote_addr,
             });
         }
     }

@@ -18,7 +18,8 @@
 //!   [`guard`]: refusing private networks; [`robots`]: robots.txt per origin;
 //!   [`charset`]: decoding bodies; [`extract`]: links from HTML; [`sitemap`]: what a
 //!   sitemap or a robots.txt lists.
-//! - [`sink`]: where records go — [`sink::kafka`] or [`sink::jsonl`].
+//! - [`sink`]: where records go — [`sink::kafka`] or [`sink::jsonl`]; [`warc`]: every page
+//!   also as WARC/1.1 records in rolling files, when enabled.
 //! - [`metrics`]: Prometheus metrics and health endpoints.
 //! - [`args`]: the command line (logging, the shutdown signal and the admin server are
 //!   [`kubecrawl_process`]'s).
@@ -44,6 +45,7 @@ pub mod spider;
 pub mod spiders;
 pub mod standalone;
 pub mod traps;
+pub mod warc;
 
 /// Everything that stops a worker from starting or running.
 #[derive(Debug, thiserror::Error)]
@@ -98,6 +100,13 @@ pub enum Error {
         /// The client's error.
         #[source]
         source: reqwest::Error,
+    },
+    /// WARC output could not be set up (bad settings, a directory that cannot be written).
+    #[error("warc output failed")]
+    Warc {
+        /// The writer's error.
+        #[source]
+        source: warc::Error,
     },
     /// The admin server (metrics, health) could not start, or failed.
     #[error("the admin server failed")]
@@ -171,6 +180,35 @@ async fn kafka_sink(
     .map_err(|source| Error::Sink { source })?;
     sink.ensure_topics(security.kafka_connect_timeout).await;
     Ok(sink)
+}
+
+/// The WARC writer the flags ask for, or `None` without `--warc-dir`.
+fn warc_writer(
+    args: &args::WarcArgs,
+    fetch: &args::FetchArgs,
+    worker_name: &str,
+    spiderid: &str,
+    metrics: &metrics::Metrics,
+) -> Result<Option<warc::WarcWriter>> {
+    let Some(dir) = &args.warc_dir else {
+        return Ok(None);
+    };
+    let config = warc::WarcConfig {
+        dir: dir.clone(),
+        prefix: args.warc_prefix.clone(),
+        max_bytes: args.warc_max_bytes,
+        max_age: args.warc_max_age,
+        worker_name: worker_name.to_owned(),
+        spiderid: spiderid.to_owned(),
+        user_agent: fetch
+            .user_agent
+            .clone()
+            .unwrap_or_else(fetch::default_user_agent),
+        gzip_level: args.warc_gzip_level,
+    };
+    warc::WarcWriter::start(config, metrics.clone())
+        .map(Some)
+        .map_err(|source| Error::Warc { source })
 }
 
 /// The robots.txt cache a worker uses: bounded to 10,000 origins.

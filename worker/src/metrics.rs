@@ -38,6 +38,11 @@ struct SpiderLabels {
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct WarcErrorLabels {
+    op: &'static str,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct TrapLabels {
     reason: &'static str,
 }
@@ -61,6 +66,10 @@ struct Inner {
     adaptive_delay_max: Gauge<f64, std::sync::atomic::AtomicU64>,
     traps: Family<TrapLabels, Counter>,
     sitemaps: Family<SitemapLabels, Counter>,
+    warc_records: Counter,
+    warc_bytes: Counter,
+    warc_files: Counter,
+    warc_errors: Family<WarcErrorLabels, Counter>,
     readiness: Readiness,
     outcomes: Mutex<BTreeMap<&'static str, u64>>,
 }
@@ -129,6 +138,31 @@ impl Metrics {
              (unavailable, malformed, too_large, too_many_entries, bad_gzip, too_deep)",
             sitemaps.clone(),
         );
+        let warc_records = Counter::default();
+        registry.register(
+            "warc_records",
+            "WARC records written (warcinfo, request, response, metadata)",
+            warc_records.clone(),
+        );
+        let warc_bytes = Counter::default();
+        registry.register(
+            "warc_bytes",
+            "Bytes written to WARC files (compressed)",
+            warc_bytes.clone(),
+        );
+        let warc_files = Counter::default();
+        registry.register(
+            "warc_files",
+            "WARC files closed and renamed to their final name",
+            warc_files.clone(),
+        );
+        let warc_errors = Family::<WarcErrorLabels, Counter>::default();
+        registry.register(
+            "warc_errors",
+            "WARC output failures: op=write, a page whose records could not be written (its \
+             lease given back); op=close, a file that could not be fsynced or renamed",
+            warc_errors.clone(),
+        );
         Self {
             inner: Arc::new(Inner {
                 registry,
@@ -139,6 +173,10 @@ impl Metrics {
                 adaptive_delay_max,
                 traps,
                 sitemaps,
+                warc_records,
+                warc_bytes,
+                warc_files,
+                warc_errors,
                 readiness: Readiness::default(),
                 outcomes: Mutex::new(BTreeMap::new()),
             }),
@@ -155,6 +193,25 @@ impl Metrics {
         self.inner
             .sitemaps
             .get_or_create(&SitemapLabels { result })
+            .inc();
+    }
+
+    /// Counts WARC records written and their bytes.
+    pub fn warc_written(&self, records: u64, bytes: u64) {
+        self.inner.warc_records.inc_by(records);
+        self.inner.warc_bytes.inc_by(bytes);
+    }
+
+    /// Counts a WARC file closed.
+    pub fn warc_file_closed(&self) {
+        self.inner.warc_files.inc();
+    }
+
+    /// Counts a WARC failure: `write` (a page) or `close` (a file).
+    pub fn warc_error(&self, op: &'static str) {
+        self.inner
+            .warc_errors
+            .get_or_create(&WarcErrorLabels { op })
             .inc();
     }
 

@@ -34,9 +34,12 @@
 //!   `JobPolicy::cookie_for`), never with robots.txt.
 //! - One bad URL never stops the worker: every failure is classified (retry, error,
 //!   robots-denied, job gone), counted, logged with fields, and acknowledged or given back.
+//! - With WARC output ([`crate::warc`]), a page's records are written before its items are
+//!   published; if they cannot be written the lease is given back and leasing pauses, as when
+//!   Kafka is unreachable: a page is never acknowledged without its records.
 //! - On shutdown the worker stops leasing, lets in-flight fetches finish within
-//!   `drain_timeout`, gives back the leases of those that did not, flushes the sink and
-//!   returns.
+//!   `drain_timeout`, gives back the leases of those that did not, flushes the sink, closes
+//!   the WARC file and returns.
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex, MutexGuard};
@@ -58,8 +61,10 @@ use crate::robots::RobotsCache;
 use crate::sink::Sink;
 use crate::spider::Spider;
 use crate::traps::TrapDetector;
+use crate::warc::WarcWriter;
 
 mod acks;
+mod archive;
 mod outcome;
 mod stages;
 
@@ -182,10 +187,13 @@ pub struct Worker {
     jobs: Mutex<HashMap<JobRef, Arc<JobContext>>>,
     hosts: Mutex<HashMap<String, Arc<Semaphore>>>,
     leased: Mutex<HashMap<String, Lease>>,
-    /// No leasing before this instant: the sink could not publish (Kafka unreachable).
+    /// No leasing before this instant: the sink could not publish (Kafka unreachable), or
+    /// the WARC writer could not write.
     sink_pause: Mutex<Option<Instant>>,
     /// Sitemaps being fetched and read ([`SITEMAP_READS`] at most).
     sitemap_slots: Semaphore,
+    /// Where every page is also written as WARC records, when enabled ([`crate::warc`]).
+    warc: Option<WarcWriter>,
 }
 
 /// Sitemaps one worker fetches and reads at once: each may hold up to 50 MiB
@@ -231,7 +239,17 @@ impl Worker {
             leased: Mutex::new(HashMap::new()),
             sink_pause: Mutex::new(None),
             sitemap_slots: Semaphore::new(SITEMAP_READS),
+            warc: None,
         }
+    }
+
+    /// Also writes every page as WARC records with `warc` (none: no WARC output). A page is
+    /// published only once its records are written; the writer is closed when the worker
+    /// stops.
+    #[must_use]
+    pub fn with_warc(mut self, warc: Option<WarcWriter>) -> Self {
+        self.warc = warc;
+        self
     }
 
     /// The worker's metrics.
@@ -304,6 +322,10 @@ impl Worker {
         summary.released = self.drain(tasks).await;
         if let Err(e) = self.sink.flush().await {
             tracing::error!(error = %format_chain(&e), "flushing the sink failed");
+        }
+        // Closing counts and logs its own failure; the records stay in the `.open` file.
+        if let Some(warc) = &self.warc {
+            let _ = warc.close().await;
         }
         heartbeat.abort();
         keeper.abort();

@@ -1,7 +1,7 @@
 //! `kubecrawl-worker crawl`: a whole crawl in one process, no cluster needed.
 //!
 //! The frontier is in memory (or Redis with `--redis`), the output JSON lines (or Kafka with
-//! `--kafka`). The records are exactly those a cluster worker publishes to Kafka. A progress
+//! `--kafka`), and with `--warc-dir` WARC files too ([`crate::warc`]). The records are exactly those a cluster worker publishes to Kafka. A progress
 //! bar is drawn on a terminal; a summary is returned at the end.
 
 use std::collections::BTreeMap;
@@ -21,7 +21,7 @@ use crate::runtime::{Worker, WorkerConfig};
 use crate::sink::Sink;
 use crate::sink::jsonl::JsonLines;
 use crate::spider::Registry;
-use crate::{Error, Result, fetcher, kafka_sink, robots_cache, spider};
+use crate::{Error, Result, fetcher, kafka_sink, robots_cache, spider, warc_writer};
 
 /// What a standalone crawl did.
 #[derive(Debug, Clone)]
@@ -148,15 +148,26 @@ pub async fn crawl(
         .await
         .map_err(Error::frontier("seed"))?;
     let metrics = Metrics::new();
-    let worker = Arc::new(Worker::new(
-        frontier.clone(),
-        fetcher(&args.fetch)?,
-        robots_cache(&args.fetch),
-        spider,
-        sink(&args).await?,
-        metrics.clone(),
-        worker_config(&args, &job, &config),
-    ));
+    let worker_config = worker_config(&args, &job, &config);
+    let warc = warc_writer(
+        &args.warc,
+        &args.fetch,
+        &worker_config.worker_name,
+        &job.spiderid,
+        &metrics,
+    )?;
+    let worker = Arc::new(
+        Worker::new(
+            frontier.clone(),
+            fetcher(&args.fetch)?,
+            robots_cache(&args.fetch),
+            spider,
+            sink(&args).await?,
+            metrics.clone(),
+            worker_config,
+        )
+        .with_warc(warc),
+    );
 
     let started = Instant::now();
     let progress = (!args.no_progress && std::io::stderr().is_terminal()).then(|| {

@@ -175,6 +175,32 @@ volumes), *Mounts (container volumeMounts). Each renders nothing when nothing is
 {{- define "kubecrawl.redisMounts" -}}
 {{- include "kubecrawl.secretMounts" (dict "v" .Values.redis "svc" "redis" "password" .Values.redis.passwordSecret) -}}
 {{- end -}}
+{{/* WARC output (workers.warc): the volume the files go to, and its mount. */}}
+{{- define "kubecrawl.warcVolumes" -}}
+{{- with .Values.workers.warc }}
+{{- if .enabled }}
+- name: warc
+{{- if .volume.claimName }}
+  persistentVolumeClaim:
+    claimName: {{ .volume.claimName }}
+{{- else if .volume.sizeLimit }}
+  emptyDir:
+    sizeLimit: {{ .volume.sizeLimit }}
+{{- else }}
+  emptyDir: {}
+{{- end }}
+{{- end }}
+{{- end }}
+{{- end -}}
+{{- define "kubecrawl.warcMounts" -}}
+{{- with .Values.workers.warc }}
+{{- if .enabled }}
+- name: warc
+  mountPath: {{ .dir }}
+{{- end }}
+{{- end }}
+{{- end -}}
+
 {{- define "kubecrawl.kafkaVolumes" -}}
 {{- include "kubecrawl.secretVolumes" (dict "v" .Values.kafka "svc" "kafka" "password" .Values.kafka.sasl.passwordSecret) -}}
 {{- end -}}

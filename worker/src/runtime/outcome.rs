@@ -38,6 +38,9 @@ pub enum LeaseOutcome {
     PublishFailed,
     /// `publish_retry`: the sink refused a record for good; a retry was scheduled.
     PublishRetry,
+    /// `warc_failed`: the page's WARC records could not be written (disk full, directory
+    /// gone); the lease was given back.
+    WarcFailed,
     /// `dead_lettered`: the sink refused a record after every retry; a dead-letter record
     /// was published and the lease acknowledged as an error.
     DeadLettered,
@@ -71,6 +74,7 @@ impl LeaseOutcome {
             Self::SpiderPanicked => "spider_panicked",
             Self::PublishFailed => "publish_failed",
             Self::PublishRetry => "publish_retry",
+            Self::WarcFailed => "warc_failed",
             Self::DeadLettered => "dead_lettered",
             Self::Parked => "parked",
             Self::Stale => "stale",
@@ -125,6 +129,7 @@ mod tests {
             (LeaseOutcome::SpiderPanicked, "spider_panicked"),
             (LeaseOutcome::PublishFailed, "publish_failed"),
             (LeaseOutcome::PublishRetry, "publish_retry"),
+            (LeaseOutcome::WarcFailed, "warc_failed"),
             (LeaseOutcome::DeadLettered, "dead_lettered"),
             (LeaseOutcome::Parked, "parked"),
             (LeaseOutcome::Stale, "stale"),

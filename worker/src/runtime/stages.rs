@@ -1,5 +1,5 @@
 //! The path of one lease, in stages: the job's policy → robots.txt → fetch → parse →
-//! publish → acknowledge.
+//! WARC records (when enabled, `runtime/archive.rs`) → publish → acknowledge.
 //!
 //! Each stage either hands its result to the next or ends the lease's handling (acknowledged,
 //! retried or given back) and says how with a [`LeaseOutcome`]; see the parent module for
@@ -100,7 +100,9 @@ impl Worker {
         let page = self
             .fetch_page(lease, &job, &url, &options, obey_robots)
             .await?;
+        let exchange = self.capture(lease, &page);
         let parsed = self.parse_page(lease, &job, page).await?;
+        self.archive(lease, exchange, &parsed.items).await?;
         let outcome = self.publish_items(lease, parsed).await?;
         Ok(self.ack(lease, outcome, LeaseOutcome::Ok).await)
     }
