@@ -140,6 +140,7 @@ impl Response {
             depth: self.request.depth,
             fetch_time_ms: u64::try_from(self.fetch_time.as_millis()).unwrap_or(u64::MAX),
             redirect_chain: self.redirect_chain.clone(),
+            fields: serde_json::Map::new(),
             error: None,
         }
     }
