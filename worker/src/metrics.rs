@@ -61,6 +61,7 @@ struct Inner {
     adaptive_delay_max: Gauge<f64, std::sync::atomic::AtomicU64>,
     traps: Family<TrapLabels, Counter>,
     sitemaps: Family<SitemapLabels, Counter>,
+    extract_rules_invalid: Family<SpiderLabels, Counter>,
     readiness: Readiness,
     outcomes: Mutex<BTreeMap<&'static str, u64>>,
 }
@@ -129,6 +130,13 @@ impl Metrics {
              (unavailable, malformed, too_large, too_many_entries, bad_gzip, too_deep)",
             sitemaps.clone(),
         );
+        let extract_rules_invalid = Family::<SpiderLabels, Counter>::default();
+        registry.register(
+            "extract_rules_invalid",
+            "Times a job's extract rules did not compile in this worker (its pages are then \
+             crawled as if it had none)",
+            extract_rules_invalid.clone(),
+        );
         Self {
             inner: Arc::new(Inner {
                 registry,
@@ -139,6 +147,7 @@ impl Metrics {
                 adaptive_delay_max,
                 traps,
                 sitemaps,
+                extract_rules_invalid,
                 readiness: Readiness::default(),
                 outcomes: Mutex::new(BTreeMap::new()),
             }),
@@ -155,6 +164,16 @@ impl Metrics {
         self.inner
             .sitemaps
             .get_or_create(&SitemapLabels { result })
+            .inc();
+    }
+
+    /// Counts a job's extract rules that did not compile.
+    pub fn extract_rules_invalid(&self, spider: &str) {
+        self.inner
+            .extract_rules_invalid
+            .get_or_create(&SpiderLabels {
+                spider: spider.to_owned(),
+            })
             .inc();
     }
 
