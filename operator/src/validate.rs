@@ -239,6 +239,15 @@ mod tests {
     }
 
     #[test]
+    fn the_extract_example_is_valid() {
+        let mut example: CrawlJob =
+            serde_yaml::from_str(include_str!("../../examples/extract.yaml")).expect("parses");
+        example.metadata.namespace = Some("ns".into());
+        assert!(example.spec.extract.is_some());
+        assert_eq!(check(&example, &FleetConfig::default(), &[]), Ok(()));
+    }
+
+    #[test]
     fn bad_sitemap_urls_are_named_with_their_index() {
         let j = job(
             "a",
