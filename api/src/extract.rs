@@ -41,7 +41,8 @@ pub const MAX_REGEX_LEN: usize = 1024;
     "message": "extract needs fields, follow or pagination"
 }]))]
 pub struct Extract {
-    /// The item fields taken from each HTML page, in this order: at most 50, names unique.
+    /// The item fields taken from each HTML page (keys of the record's `fields` object, which
+    /// lists them in name order): at most 50, names unique.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     #[schemars(
         length(max = 50),
