@@ -16,6 +16,7 @@ use kube::{CustomResource, CustomResourceExt};
 use schemars::{JsonSchema, Schema, SchemaGenerator, json_schema};
 use serde::{Deserialize, Serialize};
 
+use crate::extract::Extract;
 use crate::request::{CrawlRequest, SitemapRole};
 
 /// The most seeds one CrawlJob may carry. Bounded so that CEL rules on the items stay within
@@ -179,6 +180,13 @@ pub struct CrawlJobSpec {
     /// content="nofollow">`) too. Default false: they are reported in the item, not followed.
     #[serde(default)]
     pub follow_nofollow: bool,
+
+    /// A declarative spider: item fields taken from each page with CSS selectors, and which
+    /// links to follow (selectors with allow/deny regexes per rule, a pagination selector).
+    /// The link spider reads it; the job's link filters and maxdepth still apply. Unset means
+    /// no fields and every allowed link followed.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub extract: Option<Extract>,
 
     /// Pause the job without losing its frontier: nothing is leased while true. Default false.
     #[serde(default)]

@@ -8,6 +8,8 @@
 //! - [`crawljob`]: the `CrawlJob` custom resource (`crawljobs.kubecrawl.io/v1alpha1`), its spec
 //!   (Scrapy Cluster's crawl request in Kubernetes camelCase), its status and the validation the
 //!   API server enforces. The `crdgen` binary prints its CustomResourceDefinition.
+//! - [`extract`]: a CrawlJob's declarative spider: item fields by CSS selector, follow rules,
+//!   pagination.
 //! - [`contract`]: the names processes agree on — the worker's environment variables, Kafka
 //!   topics, the worker Deployment's name, label and annotation keys.
 //! - [`request`]: the request record the frontier queues and hands to workers.
@@ -19,11 +21,13 @@
 
 pub mod contract;
 pub mod crawljob;
+pub mod extract;
 pub mod page;
 pub mod request;
 
 pub use crawljob::{
     CrawlJob, CrawlJobSpec, CrawlJobStatus, Phase, Politeness, SitemapStatus, Sitemaps,
 };
+pub use extract::{Extract, ExtractField, FollowRule};
 pub use page::{BodyEncoding, Link, PageRecord};
 pub use request::{CrawlRequest, JobRef, SITEMAP_META, SitemapRole};

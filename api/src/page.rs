@@ -2,7 +2,8 @@
 //!
 //! It keeps every field of Scrapy Cluster's `RawResponseItem` under the same name, so existing
 //! firehose consumers keep working, and adds what they lacked: `spiderid`, `depth`,
-//! `fetch_time_ms`, `content_type`, `body_encoding`, `body_truncated`, `redirect_chain`.
+//! `fetch_time_ms`, `content_type`, `body_encoding`, `body_truncated`, `redirect_chain`, and,
+//! for a job with `extract` rules, `fields`: the item fields those rules took from the page.
 //!
 //! ```json
 //! {
@@ -15,7 +16,8 @@
 //!   "encoding": "utf-8", "content_type": "text/html",
 //!   "links": [{"url": "https://example.org/about", "text": "About"}],
 //!   "attrs": {"step": 0}, "timestamp": "2026-11-26T10:00:00.042000",
-//!   "depth": 0, "fetch_time_ms": 42, "redirect_chain": ["http://example.org/"]
+//!   "depth": 0, "fetch_time_ms": 42, "redirect_chain": ["http://example.org/"],
+//!   "fields": {"title": "Example Domain", "price": null, "images": []}
 //! }
 //! ```
 
@@ -110,9 +112,15 @@ pub struct PageRecord {
     /// kubecrawl).
     #[serde(default)]
     pub redirect_chain: Vec<String>,
+    /// The item fields a job's `extract` rules took from the page, by field name: a string
+    /// or null (the first match, or none), or a list of strings (`all: true`). Every field of
+    /// the rules is present on a page the rules ran on; absent when the job has no fields or
+    /// the spider does not read them (new in kubecrawl).
+    #[serde(default, skip_serializing_if = "serde_json::Map::is_empty")]
+    pub fields: serde_json::Map<String, serde_json::Value>,
     /// Set only on a dead-letter record: why the page's record could not be published
     /// (e.g. `record_too_large`, `topic_authorization_failed`) after its retries. Such a
-    /// record carries no body and no links (new in kubecrawl).
+    /// record carries no body, no links and no fields (new in kubecrawl).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub error: Option<String>,
 }
@@ -158,6 +166,7 @@ mod tests {
         assert_eq!(record.status_code, 200);
         assert_eq!(record.body_encoding, BodyEncoding::Text);
         assert_eq!(record.links[0].text, "About");
+        assert_eq!(record.fields["price"], serde_json::Value::Null);
         let text = serde_json::to_string(&record).expect("serializes");
         let back: PageRecord = serde_json::from_str(&text).expect("parses");
         assert_eq!(back, record);
@@ -197,6 +206,14 @@ mod tests {
         assert_eq!(value["attrs"], serde_json::Value::Null);
         let back: PageRecord = serde_json::from_value(value).expect("null attrs parse");
         assert!(back.attrs.is_empty());
+    }
+
+    #[test]
+    fn no_fields_leave_the_key_out() {
+        let mut record: PageRecord = serde_json::from_str(doc_example()).expect("parses");
+        record.fields.clear();
+        let value = serde_json::to_value(&record).expect("serializes");
+        assert!(value.get("fields").is_none(), "{value}");
     }
 
     #[test]

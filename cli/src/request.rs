@@ -125,6 +125,7 @@ pub fn parse(object: &Map<String, Value>, now_s: i64) -> Result<CrawlRequest, Re
         attrs,
         workers: 1,
         follow_nofollow: false,
+        extract: None,
         suspend: false,
         politeness: None,
         sitemaps: None,

@@ -3,7 +3,7 @@
 use std::collections::BTreeMap;
 use std::time::{Duration, SystemTime};
 
-use kubecrawl_api::{CrawlJobSpec, Politeness};
+use kubecrawl_api::{CrawlJobSpec, Extract, Politeness};
 use serde::{Deserialize, Serialize};
 
 use crate::FrontierConfig;
@@ -52,6 +52,10 @@ pub struct JobPolicy {
     /// Pages a sitemap lists with a lastmod before this time are not queued.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub sitemaps_modified_since: Option<SystemTime>,
+    /// The job's declarative spider (`spec.extract`): item fields and follow rules, which the
+    /// link spider applies. The frontier stores it for the workers and applies none of it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub extract: Option<Extract>,
 }
 
 impl JobPolicy {
@@ -92,6 +96,7 @@ impl JobPolicy {
                 .as_ref()
                 .and_then(|s| s.modified_since.as_ref())
                 .map(|t| SystemTime::from(t.0)),
+            extract: spec.extract.clone(),
         }
     }
 
@@ -263,6 +268,30 @@ mod tests {
         assert_eq!(policy.cookie_for("other.example"), Some("session=1"));
     }
 
+    /// Workers learn a job's extract rules from its stored policy, so they must survive the
+    /// trip through the policy's JSON; a policy without them stores no key for them.
+    #[test]
+    fn extract_rules_travel_with_the_policy() {
+        let spec: CrawlJobSpec = serde_json::from_value(serde_json::json!({
+            "spiderid": "link", "appid": "a", "seeds": ["http://example.test/"],
+            "extract": {
+                "fields": [{"name": "title", "selector": "h1"}],
+                "follow": [{"selector": "ul", "allow": ["/p/"]}],
+                "pagination": "a[rel=next]"
+            }
+        }))
+        .expect("spec parses");
+        let policy = JobPolicy::from_spec(&spec);
+        let stored = serde_json::to_string(&policy).expect("serializes");
+        let back: JobPolicy = serde_json::from_str(&stored).expect("parses");
+        assert_eq!(back, policy);
+        let extract = back.extract.expect("the rules are kept");
+        assert_eq!(extract.fields[0].selector, "h1");
+        assert_eq!(extract.pagination.as_deref(), Some("a[rel=next]"));
+        let plain = serde_json::to_value(JobPolicy::default()).expect("serializes");
+        assert!(plain.get("extract").is_none(), "{plain}");
+    }
+
     #[test]
     fn finished_needs_seeds_and_no_work() {
         let mut stats = JobStats::default();
@@ -285,6 +314,7 @@ mod tests {
         assert_eq!(policy.maxdepth, 3);
         assert_eq!(policy.max_pages, Some(10));
         assert_eq!(policy.allowed_domains, vec!["example.test".to_owned()]);
+        assert_eq!(policy.extract, None);
         assert_eq!(
             policy.interval(&FrontierConfig::default()),
             Duration::from_secs(2)

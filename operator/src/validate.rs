@@ -1,7 +1,8 @@
 //! What the schema cannot check about a CrawlJob, checked by the operator.
 //!
 //! The API server already refused bad URLs, ranges, lengths and unknown fields. What is left
-//! needs a program: regexes must compile (Rust `regex` syntax), the spiderid must name a fleet
+//! needs a program: regexes must compile (Rust `regex` syntax), and the CSS selectors of
+//! `extract` too; the spiderid must name a fleet
 //! this operator runs, and no other CrawlJob may already use the same spiderid, appid and
 //! crawlid (they would share one frontier job). Each failure is a message a person can act on,
 //! shown in the `Valid=False` condition.
@@ -9,7 +10,7 @@
 use std::sync::Arc;
 
 use kube::ResourceExt;
-use kubecrawl_api::CrawlJob;
+use kubecrawl_api::{CrawlJob, Extract};
 use kubecrawl_frontier::JobPolicy;
 use kubecrawl_frontier::filter::{FilterError, LinkFilter};
 
@@ -67,9 +68,52 @@ pub fn check(job: &CrawlJob, fleets: &FleetConfig, others: &[Arc<CrawlJob>]) -> 
             which.get(bad).map_or("", String::as_str)
         ));
     }
+    if let Some(extract) = &spec.extract {
+        check_extract(extract)?;
+    }
     match conflict(job, others) {
         Some(message) => Err(message),
         None => Ok(()),
+    }
+}
+
+/// Every selector of `spec.extract` must be a CSS selector the workers' engine (`scraper`)
+/// parses, and every regex of its follow rules must compile.
+fn check_extract(extract: &Extract) -> Result<(), String> {
+    for (path, selector) in extract.selectors() {
+        if let Err(e) = scraper::Selector::parse(selector) {
+            return Err(format!(
+                "spec.extract.{path}: {selector:?} is not a valid CSS selector: {}",
+                selector_reason(&e)
+            ));
+        }
+    }
+    for (path, regex) in extract.regexes() {
+        if let Err(e) = regex::Regex::new(regex) {
+            let reason = e.to_string();
+            let last_line = reason.lines().last().unwrap_or("does not compile").trim();
+            return Err(format!(
+                "spec.extract.{path}: {regex:?} is not a valid regular expression: {last_line}"
+            ));
+        }
+    }
+    Ok(())
+}
+
+/// The selector parser's complaint in one line, as the worker words it
+/// (`kubecrawl_worker::declarative`). Its own message for what the engine does not support
+/// asks to report a bug and spans many lines.
+fn selector_reason(error: &scraper::error::SelectorErrorKind) -> String {
+    use scraper::error::SelectorErrorKind as Kind;
+    match error {
+        Kind::UnexpectedToken => "unexpected token".to_owned(),
+        Kind::EndOfLine => "unexpected end of the selector".to_owned(),
+        Kind::InvalidAtRule | Kind::InvalidAtRuleBody => "an @-rule is not a selector".to_owned(),
+        Kind::QualRuleInvalid => "invalid qualified name".to_owned(),
+        Kind::TooManyNestedBlocks => "too many nested blocks".to_owned(),
+        Kind::ExpectedColonOnPseudoElement => "a pseudo-element needs '::'".to_owned(),
+        Kind::ExpectedIdentityOnPseudoElement => "a pseudo-element needs a name".to_owned(),
+        Kind::UnexpectedSelectorParseError(kind) => format!("not supported ({kind:?})"),
     }
 }
 
@@ -149,6 +193,58 @@ mod tests {
         let j = job("a", serde_json::json!({"denyRegex": ["ok", "(unclosed"]}));
         let err = check(&j, &FleetConfig::default(), &[]).expect_err("refused");
         assert!(err.starts_with("spec.denyRegex[1]: \"(unclosed\""), "{err}");
+    }
+
+    #[test]
+    fn bad_extract_selectors_and_regexes_are_named_with_their_path() {
+        let with = |extract: serde_json::Value| {
+            check(
+                &job("a", serde_json::json!({"extract": extract})),
+                &FleetConfig::default(),
+                &[],
+            )
+        };
+        let good = serde_json::json!({
+            "fields": [{"name": "title", "selector": "h1"}, {"name": "img", "selector": "img.main", "attribute": "src", "all": true}],
+            "follow": [{"selector": "ul.products", "allow": ["/p/\\d+$"], "deny": ["preview"]}],
+            "pagination": "a[rel=next]"
+        });
+        assert_eq!(with(good), Ok(()));
+        let err = with(serde_json::json!({"fields": [
+            {"name": "a", "selector": "h1"},
+            {"name": "b", "selector": "p"},
+            {"name": "c", "selector": "h1["}
+        ]}))
+        .expect_err("refused");
+        assert_eq!(
+            err,
+            "spec.extract.fields[2].selector: \"h1[\" is not a valid CSS selector: unexpected end of the selector"
+        );
+        let err =
+            with(serde_json::json!({"follow": [{"selector": "ul"}, {"selector": "p:frobnicate"}]}))
+                .expect_err("refused");
+        assert!(
+            err.starts_with("spec.extract.follow[1].selector: \"p:frobnicate\" is not a valid CSS selector: not supported"),
+            "{err}"
+        );
+        let err = with(serde_json::json!({"pagination": "a[rel=]"})).expect_err("refused");
+        assert!(err.starts_with("spec.extract.pagination: "), "{err}");
+        let err =
+            with(serde_json::json!({"follow": [{"allow": ["ok"]}, {"deny": ["x", "(unclosed"]}]}))
+                .expect_err("refused");
+        assert_eq!(
+            err,
+            "spec.extract.follow[1].deny[1]: \"(unclosed\" is not a valid regular expression: error: unclosed group"
+        );
+    }
+
+    #[test]
+    fn the_extract_example_is_valid() {
+        let mut example: CrawlJob =
+            serde_yaml::from_str(include_str!("../../examples/extract.yaml")).expect("parses");
+        example.metadata.namespace = Some("ns".into());
+        assert!(example.spec.extract.is_some());
+        assert_eq!(check(&example, &FleetConfig::default(), &[]), Ok(()));
     }
 
     #[test]

@@ -29,6 +29,7 @@ async fn examples_are_accepted_defaulted_and_listed_with_printer_columns() {
         "examples/link.yaml",
         "examples/wandering.yaml",
         "examples/sitemaps.yaml",
+        "examples/extract.yaml",
     ] {
         let path = repo_path(example);
         kubectl_ok(
@@ -62,6 +63,18 @@ async fn examples_are_accepted_defaulted_and_listed_with_printer_columns() {
         job.spec.maxdepth, 0,
         "the server applied the schema default"
     );
+
+    // A declarative spider's rules are stored as written, defaults filled in.
+    let products = jobs.get("products").await.expect("extract example exists");
+    let extract = products.spec.extract.expect("the rules are kept");
+    assert_eq!(extract.fields.len(), 4);
+    assert_eq!(extract.fields[2].attribute.as_deref(), Some("src"));
+    assert!(extract.fields[3].all && !extract.fields[0].all);
+    assert_eq!(
+        extract.follow.expect("follow rules")[0].allow,
+        [r"/product/\d+$"]
+    );
+    assert_eq!(extract.pagination.as_deref(), Some("a[rel=next]"));
 
     // The status subresource is writable on its own and feeds the printer columns.
     let status = serde_json::json!({"status": {"phase": Phase::Running, "pages": 42, "steps": 3, "queued": 7}});
@@ -223,7 +236,50 @@ fn invalid_cases() -> Vec<Invalid> {
             spec: "sitemaps: {fromRobots: true, modifiedSince: yesterday}",
             names: "spec.sitemaps.modifiedSince",
         },
+        Invalid {
+            what: "two extract fields of one name",
+            spec: "extract: {fields: [{name: title, selector: h1}, {name: title, selector: title}]}",
+            names: "spec.extract.fields: Invalid value: field names must be unique",
+        },
+        Invalid {
+            what: "an extract field name with a capital",
+            spec: "extract: {fields: [{name: Title, selector: h1}]}",
+            names: "spec.extract.fields[0].name",
+        },
+        Invalid {
+            what: "51 extract fields",
+            spec: Box::leak(too_many_fields().into_boxed_str()),
+            names: "spec.extract.fields: Too many: 51: must have at most 50 items",
+        },
+        Invalid {
+            what: "an extract field without a selector",
+            spec: "extract: {fields: [{name: title}]}",
+            names: "spec.extract.fields[0].selector: Required value",
+        },
+        Invalid {
+            what: "an attribute name with a space",
+            spec: "extract: {fields: [{name: t, selector: a, attribute: \"on click\"}]}",
+            names: "spec.extract.fields[0].attribute",
+        },
+        Invalid {
+            what: "a follow rule with an empty selector",
+            spec: "extract: {follow: [{selector: \"\"}]}",
+            names: "spec.extract.follow[0].selector",
+        },
+        Invalid {
+            what: "an empty extract",
+            spec: "extract: {}",
+            names: "extract needs fields, follow or pagination",
+        },
     ]
+}
+
+/// `extract` with one field more than the schema allows.
+fn too_many_fields() -> String {
+    let fields: Vec<String> = (0..=kubecrawl_api::extract::MAX_FIELDS)
+        .map(|i| format!("{{name: f{i}, selector: p}}"))
+        .collect();
+    format!("extract: {{fields: [{}]}}", fields.join(", "))
 }
 
 fn manifest(name: &str, spec: &str) -> String {

@@ -157,6 +157,11 @@ pub struct CrawlArgs {
     /// Follow links marked rel="nofollow" too.
     #[arg(long)]
     pub follow_nofollow: bool,
+    /// A declarative spider: a YAML or JSON file holding a CrawlJob's `extract` object (item
+    /// fields by CSS selector, follow rules, pagination). The link spider puts the fields in
+    /// every record and follows the links the rules choose.
+    #[arg(long, value_name = "FILE")]
+    pub extract: Option<PathBuf>,
     /// Also crawl the pages this sitemap (or sitemap index, plain or gzipped) lists;
     /// repeatable.
     #[arg(long = "sitemap")]

@@ -17,7 +17,8 @@
 //! - [`fetch`]: the HTTP client (timeouts, redirects checked hop by hop, body cap);
 //!   [`guard`]: refusing private networks; [`robots`]: robots.txt per origin;
 //!   [`charset`]: decoding bodies; [`extract`]: links from HTML; [`sitemap`]: what a
-//!   sitemap or a robots.txt lists.
+//!   sitemap or a robots.txt lists; [`declarative`]: a job's `extract` rules (item fields by
+//!   CSS selector, follow rules), compiled once per job.
 //! - [`sink`]: where records go — [`sink::kafka`] or [`sink::jsonl`]; [`warc`]: every page
 //!   also as WARC/1.1 records in rolling files, when enabled.
 //! - [`metrics`]: Prometheus metrics and health endpoints.
@@ -33,6 +34,7 @@ pub mod adaptive;
 pub mod args;
 pub mod charset;
 pub mod cluster;
+pub mod declarative;
 pub mod extract;
 pub mod fetch;
 pub mod guard;
@@ -69,6 +71,33 @@ pub enum Error {
     InvalidSitemap {
         /// The URL as given.
         url: String,
+    },
+    /// The `--extract` file could not be read.
+    #[error("reading the extract rules {path:?} failed")]
+    ReadExtract {
+        /// The file.
+        path: std::path::PathBuf,
+        /// Why.
+        #[source]
+        source: std::io::Error,
+    },
+    /// The `--extract` file is not an `extract` object in YAML or JSON.
+    #[error("the extract rules {path:?} are not a CrawlJob's extract object")]
+    ParseExtract {
+        /// The file.
+        path: std::path::PathBuf,
+        /// What the parser said.
+        #[source]
+        source: serde_yaml::Error,
+    },
+    /// A selector or regex of the `--extract` file does not compile.
+    #[error("the extract rules {path:?} do not compile")]
+    InvalidExtract {
+        /// The file.
+        path: std::path::PathBuf,
+        /// Which selector or regex, and why.
+        #[source]
+        source: declarative::Error,
     },
     /// A frontier operation failed.
     #[error("frontier {op} failed")]

@@ -70,6 +70,7 @@ struct Inner {
     warc_bytes: Counter,
     warc_files: Counter,
     warc_errors: Family<WarcErrorLabels, Counter>,
+    extract_rules_invalid: Family<SpiderLabels, Counter>,
     readiness: Readiness,
     outcomes: Mutex<BTreeMap<&'static str, u64>>,
 }
@@ -163,6 +164,13 @@ impl Metrics {
              lease given back); op=close, a file that could not be fsynced or renamed",
             warc_errors.clone(),
         );
+        let extract_rules_invalid = Family::<SpiderLabels, Counter>::default();
+        registry.register(
+            "extract_rules_invalid",
+            "Times a job's extract rules did not compile in this worker (its pages are then \
+             crawled as if it had none)",
+            extract_rules_invalid.clone(),
+        );
         Self {
             inner: Arc::new(Inner {
                 registry,
@@ -177,6 +185,7 @@ impl Metrics {
                 warc_bytes,
                 warc_files,
                 warc_errors,
+                extract_rules_invalid,
                 readiness: Readiness::default(),
                 outcomes: Mutex::new(BTreeMap::new()),
             }),
@@ -212,6 +221,16 @@ impl Metrics {
         self.inner
             .warc_errors
             .get_or_create(&WarcErrorLabels { op })
+            .inc();
+    }
+
+    /// Counts a job's extract rules that did not compile.
+    pub fn extract_rules_invalid(&self, spider: &str) {
+        self.inner
+            .extract_rules_invalid
+            .get_or_create(&SpiderLabels {
+                spider: spider.to_owned(),
+            })
             .inc();
     }
 

@@ -55,6 +55,7 @@ use tokio_util::sync::CancellationToken;
 use tracing::Instrument;
 
 use crate::adaptive::AdaptiveDelays;
+use crate::declarative::Rules;
 use crate::fetch::Fetcher;
 use crate::metrics::Metrics;
 use crate::robots::RobotsCache;
@@ -165,6 +166,8 @@ pub struct Summary {
 struct JobContext {
     policy: JobPolicy,
     filter: Option<LinkFilter>,
+    /// The policy's `extract` rules, compiled once per job (and again only when they change).
+    rules: Option<Arc<Rules>>,
     attrs: serde_json::Map<String, serde_json::Value>,
     read_at: Instant,
 }
@@ -479,12 +482,12 @@ impl Worker {
 
     /// The job's policy, cached for [`POLICY_TTL`]. `None` when the job is gone.
     async fn job(&self, job: &JobRef) -> kubecrawl_frontier::Result<Option<Arc<JobContext>>> {
-        let cached = lock(&self.jobs)
-            .get(job)
+        let previous = lock(&self.jobs).get(job).cloned();
+        if let Some(cached) = previous
+            .as_ref()
             .filter(|c| c.read_at.elapsed() < POLICY_TTL)
-            .cloned();
-        if cached.is_some() {
-            return Ok(cached);
+        {
+            return Ok(Some(cached.clone()));
         }
         let Some(policy) = self.frontier.policy(job).await? else {
             return Ok(None);
@@ -498,9 +501,14 @@ impl Worker {
             Some(serde_json::Value::Object(map)) => map.clone(),
             _ => serde_json::Map::new(),
         };
+        let rules = match previous.filter(|p| p.policy.extract == policy.extract) {
+            Some(unchanged) => unchanged.rules.clone(),
+            None => self.compile_rules(&policy),
+        };
         let context = Arc::new(JobContext {
             policy,
             filter,
+            rules,
             attrs,
             read_at: Instant::now(),
         });
@@ -509,6 +517,21 @@ impl Worker {
         jobs.retain(|_, c| c.read_at.elapsed() < POLICY_TTL * 6);
         jobs.insert(job.clone(), context.clone());
         Ok(Some(context))
+    }
+
+    /// The job's `extract` rules, compiled. Rules that do not compile (the operator refuses
+    /// them, so they come from elsewhere) are logged and counted, and the job's pages are
+    /// crawled as if it had none: never a panic, never a lost page.
+    fn compile_rules(&self, policy: &JobPolicy) -> Option<Arc<Rules>> {
+        let extract = policy.extract.as_ref()?;
+        match Rules::compile(extract) {
+            Ok(rules) => Some(Arc::new(rules)),
+            Err(e) => {
+                tracing::warn!(error = %format_chain(&e), "the job's extract rules do not compile, crawling without them");
+                self.metrics.extract_rules_invalid(&self.config.spiderid);
+                None
+            }
+        }
     }
 
     /// Waits for a fetch slot of `host`; the slot is freed when the guard drops.

@@ -99,11 +99,12 @@ impl Error {
     }
 }
 
-/// The dead-letter form of a record: no body, no links, `error` set.
+/// The dead-letter form of a record: no body, no links, no extracted fields, `error` set.
 pub fn dead_letter_record(record: &PageRecord, reason: &str) -> PageRecord {
     let mut slim = record.clone();
     slim.body.clear();
     slim.links.clear();
+    slim.fields.clear();
     slim.error = Some(reason.to_owned());
     slim
 }

@@ -24,6 +24,8 @@ use kubecrawl_api::page::Headers;
 use kubecrawl_api::{BodyEncoding, CrawlRequest, JobRef, Link, PageRecord};
 use url::Url;
 
+use crate::declarative::{Extracted, Rules};
+
 /// What a spider yields.
 #[derive(Debug, Clone, PartialEq)]
 pub enum Output {
@@ -84,6 +86,10 @@ pub struct Response {
     pub fetch_time: Duration,
     /// When the response arrived.
     pub timestamp: SystemTime,
+    /// The job's declarative rules (`spec.extract`), compiled; `None` when it has none (or
+    /// they did not compile). The `link` spider applies them through [`Response::extract`];
+    /// another spider may too.
+    pub rules: Option<Arc<Rules>>,
 }
 
 impl Response {
@@ -101,6 +107,19 @@ impl Response {
         self.links
             .iter()
             .filter(|l| self.follow_nofollow || !l.nofollow)
+    }
+
+    /// The job's declarative rules applied to this page: every item field, and the links
+    /// the rules follow (see [`crate::declarative`]). `None` when the job has no rules. Parses
+    /// the page into a DOM: call it once per page.
+    pub fn extract(&self) -> Option<Extracted> {
+        let rules = self.rules.as_ref()?;
+        let html = self
+            .text
+            .as_deref()
+            .filter(|_| crate::charset::is_html(&self.content_type));
+        let links: Vec<&Link> = self.followable_links().collect();
+        Some(rules.apply(html, &self.url, &links))
     }
 
     /// A request for `url`, found on this page: one hop deeper, the job's priority, this
@@ -140,6 +159,7 @@ impl Response {
             depth: self.request.depth,
             fetch_time_ms: u64::try_from(self.fetch_time.as_millis()).unwrap_or(u64::MAX),
             redirect_chain: self.redirect_chain.clone(),
+            fields: serde_json::Map::new(),
             error: None,
         }
     }
@@ -259,6 +279,7 @@ pub(crate) mod fixtures {
             redirect_chain: Vec::new(),
             fetch_time: Duration::from_millis(5),
             timestamp: SystemTime::UNIX_EPOCH,
+            rules: None,
         }
     }
 }

@@ -9,13 +9,14 @@ use std::io::IsTerminal;
 use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
-use kubecrawl_api::{CrawlRequest, JobRef, Politeness, Sitemaps};
+use kubecrawl_api::{CrawlRequest, Extract, JobRef, Politeness, Sitemaps};
 use kubecrawl_frontier::{
     Frontier, FrontierConfig, JobPolicy, JobStats, MemoryFrontier, RedisFrontier,
 };
 use tokio_util::sync::CancellationToken;
 
 use crate::args::CrawlArgs;
+use crate::declarative::Rules;
 use crate::metrics::Metrics;
 use crate::runtime::{Worker, WorkerConfig};
 use crate::sink::Sink;
@@ -123,7 +124,8 @@ impl std::fmt::Display for CrawlSummary {
 ///
 /// # Errors
 /// An unknown spider, a start URL that is not absolute http(s), a regex that does not
-/// compile, an output that cannot be created, or Redis/Kafka that cannot be reached.
+/// compile, an `--extract` file that cannot be read or does not compile, an output that
+/// cannot be created, or Redis/Kafka that cannot be reached.
 pub async fn crawl(
     args: CrawlArgs,
     registry: &Registry,
@@ -137,10 +139,12 @@ pub async fn crawl(
         appid: args.appid.clone(),
         crawlid: args.crawlid.clone().unwrap_or_else(default_crawlid),
     };
+    let mut policy = policy(&args);
+    policy.extract = args.extract.as_deref().map(read_extract).transpose()?;
     let config = FrontierConfig::default();
     let frontier = frontier(&args, &config).await?;
     frontier
-        .register(&job, &policy(&args))
+        .register(&job, &policy)
         .await
         .map_err(Error::frontier("register"))?;
     frontier
@@ -245,6 +249,24 @@ fn policy(args: &CrawlArgs) -> JobPolicy {
     }
 }
 
+/// The `extract` object of a `--extract` file (YAML or JSON), once its selectors and regexes
+/// compile: bad rules stop the crawl before it starts.
+fn read_extract(path: &std::path::Path) -> Result<Extract> {
+    let text = std::fs::read_to_string(path).map_err(|source| Error::ReadExtract {
+        path: path.to_owned(),
+        source,
+    })?;
+    let extract: Extract = serde_yaml::from_str(&text).map_err(|source| Error::ParseExtract {
+        path: path.to_owned(),
+        source,
+    })?;
+    Rules::compile(&extract).map_err(|source| Error::InvalidExtract {
+        path: path.to_owned(),
+        source,
+    })?;
+    Ok(extract)
+}
+
 /// Kafka with --kafka, else JSON lines to --output.
 async fn sink(args: &CrawlArgs) -> Result<Arc<dyn Sink>> {
     Ok(match &args.kafka {
@@ -328,6 +350,34 @@ async fn progress(frontier: Arc<dyn Frontier>, job: JobRef, stop: CancellationTo
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn extract_files_are_read_as_yaml_or_json_and_must_compile() {
+        let dir = std::env::temp_dir().join(format!("kubecrawl-extract-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).expect("a temp dir");
+        let file = |name: &str, text: &str| {
+            let path = dir.join(name);
+            std::fs::write(&path, text).expect("written");
+            path
+        };
+        let yaml = file("ok.yaml", "fields:\n  - {name: title, selector: title}\n");
+        assert_eq!(read_extract(&yaml).expect("reads").fields[0].name, "title");
+        let json = file("ok.json", r#"{"follow": [], "pagination": "a[rel=next]"}"#);
+        assert_eq!(read_extract(&json).expect("reads").follow, Some(Vec::new()));
+        let chain = |e: Error| kubecrawl_process::format_chain(&e);
+        let bad = file("bad.yaml", "fields: [{name: t, selector: 'h1['}]");
+        let err = chain(read_extract(&bad).expect_err("refused"));
+        assert!(
+            err.contains("do not compile") && err.contains("fields[0].selector: \"h1[\""),
+            "{err}"
+        );
+        let typo = file("typo.yaml", "field: []");
+        let err = chain(read_extract(&typo).expect_err("refused"));
+        assert!(err.contains("unknown field `field`"), "{err}");
+        let err = chain(read_extract(&dir.join("missing.yaml")).expect_err("refused"));
+        assert!(err.contains("missing.yaml"), "{err}");
+        std::fs::remove_dir_all(&dir).ok();
+    }
 
     #[test]
     fn start_urls_must_be_absolute_http() {

@@ -671,5 +671,6 @@ fn build_response(lease: &Lease, page: Fetched, job: &JobContext) -> Response {
         redirect_chain: page.redirect_chain,
         fetch_time: page.elapsed,
         timestamp: SystemTime::now(),
+        rules: job.rules.clone(),
     }
 }
