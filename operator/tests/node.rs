@@ -238,11 +238,13 @@ async fn the_chart_runs_on_a_real_node_and_a_deleted_worker_drains_losing_nothin
         status.image_id
     );
 
-    // A CrawlJob, applied as a user would.
+    // A CrawlJob, applied as a user would, with extract rules for the stock image's link
+    // spider: two fields from every page, every allowed link still followed.
     let job = format!(
         "apiVersion: kubecrawl.io/v1alpha1\nkind: CrawlJob\nmetadata: {{name: node-link, namespace: {}}}\n\
          spec: {{spiderid: link, appid: testapp, crawlid: node1, seeds: ['{}'], maxdepth: 1000, \
-         allowedDomains: [site.test], workers: 1, politeness: {{delayMillis: 80}}}}\n",
+         allowedDomains: [site.test], workers: 1, politeness: {{delayMillis: 80}}, \
+         extract: {{fields: [{{name: heading, selector: 'h1#top'}}, {{name: anchor, selector: h1, attribute: id}}]}}}}\n",
         ns.name,
         site.root()
     );
@@ -339,6 +341,35 @@ async fn the_chart_runs_on_a_real_node_and_a_deleted_worker_drains_losing_nothin
         Vec::<&String>::new(),
         "pages lost"
     );
+    // The extract rules ran in the image's worker: every main page's record carries its
+    // heading (the page's <title>, as the site writes both) and the heading's id.
+    let main_pages: Vec<&PageRecord> = records
+        .iter()
+        .filter(|r| {
+            r.status_code == 200
+                && r.url
+                    .rsplit_once("/p/")
+                    .is_some_and(|(_, n)| n.parse::<u32>().is_ok())
+        })
+        .collect();
+    assert!(main_pages.len() > 50, "{} main pages", main_pages.len());
+    for r in main_pages {
+        let title = r
+            .body
+            .split_once("<title>")
+            .and_then(|(_, rest)| rest.split_once("</title>"))
+            .map(|(t, _)| t)
+            .unwrap_or_else(|| panic!("{} has a title", r.url));
+        assert_eq!(
+            (r.fields.get("heading"), r.fields.get("anchor")),
+            (
+                Some(&serde_json::json!(title)),
+                Some(&serde_json::json!("top"))
+            ),
+            "the fields of {}",
+            r.url
+        );
+    }
 
     // Uninstall: the kubelet stops the operator with SIGTERM, and it exits 0.
     let op_name = op.metadata.name.clone().expect("name");
