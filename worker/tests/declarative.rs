@@ -7,16 +7,15 @@ use std::collections::BTreeSet;
 use std::path::PathBuf;
 use std::time::Duration;
 
-use clap::Parser;
 use kubecrawl_api::PageRecord;
-use kubecrawl_e2e::records::take_json_lines;
 use kubecrawl_e2e::site::{SiteConfig, TestSite};
-use kubecrawl_worker::args::{Cli, Command};
 use kubecrawl_worker::spider::Registry;
-use kubecrawl_worker::standalone::{CrawlSummary, crawl};
+use kubecrawl_worker::standalone::CrawlSummary;
 use regex::Regex;
 use serde_json::{Value, json};
-use tokio_util::sync::CancellationToken;
+
+#[path = "support/standalone.rs"]
+mod support;
 
 /// How long one crawl of the small site may take before the test counts it as hung.
 const DEADLINE: Duration = Duration::from_secs(120);
@@ -38,43 +37,22 @@ async fn run(
 ) -> (CrawlSummary, Vec<PageRecord>) {
     let rules_file = temp_path(name, "yaml");
     std::fs::write(&rules_file, rules).expect("the rules file is written");
-    let out = temp_path(name, "jsonl");
     let mut argv: Vec<String> = [
-        "kubecrawl-worker",
-        "crawl",
         &site.root(),
-        "--allow-private-networks",
-        "--no-progress",
-        "--delay",
-        "0s",
         "--maxdepth",
         "1000",
         "--allowed-domain",
         "site.test",
+        "--extract",
+        &rules_file.display().to_string(),
     ]
     .map(str::to_owned)
     .to_vec();
-    for (host, addr) in site.hosts() {
-        argv.push("--resolve".into());
-        argv.push(format!("{host}={}", addr.ip()));
-    }
-    argv.extend(["--extract".to_owned(), rules_file.display().to_string()]);
-    argv.extend(["-o".to_owned(), out.display().to_string()]);
     argv.extend(args.iter().map(|a| (*a).to_owned()));
-    let cli = Cli::try_parse_from(&argv).expect("arguments parse");
-    let Command::Crawl(args) = cli.command else {
-        panic!("a crawl command")
-    };
-    let summary = tokio::time::timeout(
-        DEADLINE,
-        crawl(args, &Registry::builtin(), CancellationToken::new()),
-    )
-    .await
-    .expect("the crawl hung")
-    .expect("the crawl runs");
+    let out = temp_path(name, "jsonl");
+    let crawled = support::crawl_site(site, &argv, &out, &Registry::builtin(), DEADLINE).await;
     std::fs::remove_file(&rules_file).ok();
-    let records = take_json_lines(&out).expect("every line of the output is a page record");
-    (summary, records)
+    crawled
 }
 
 fn urls(records: &[PageRecord]) -> BTreeSet<String> {

@@ -8,13 +8,17 @@ use std::time::{Duration, UNIX_EPOCH};
 
 use clap::Parser;
 use kubecrawl_api::PageRecord;
-use kubecrawl_e2e::records::take_json_lines;
 use kubecrawl_e2e::site::{SiteConfig, TestSite};
 use kubecrawl_worker::args::{Cli, Command};
 use kubecrawl_worker::spider::Registry;
 use kubecrawl_worker::standalone::{CrawlSummary, crawl};
 use tokio_util::sync::CancellationToken;
 
+#[path = "support/standalone.rs"]
+mod support;
+
+/// How long one crawl of the small site may take before the test counts it as hung.
+const DEADLINE: Duration = Duration::from_secs(120);
 const PAGES: usize = 120;
 const BIG_PAGES: usize = 2600;
 
@@ -27,33 +31,9 @@ async fn crawl_site(
         "kubecrawl-sitemaps-{name}-{}.jsonl",
         std::process::id()
     ));
-    let mut argv: Vec<String> = vec![
-        "kubecrawl-worker".into(),
-        "crawl".into(),
-        site.root(),
-        "--allow-private-networks".into(),
-        "--no-progress".into(),
-        "--delay".into(),
-        "0s".into(),
-        "-o".into(),
-        out.display().to_string(),
-    ];
+    let mut argv = vec![site.root()];
     argv.extend(extra.iter().cloned());
-    for (host, addr) in site.hosts() {
-        argv.extend(["--resolve".into(), format!("{host}={}", addr.ip())]);
-    }
-    let Command::Crawl(args) = Cli::try_parse_from(&argv).expect("arguments parse").command else {
-        panic!("a crawl command")
-    };
-    let summary = tokio::time::timeout(
-        Duration::from_secs(120),
-        crawl(args, &Registry::builtin(), CancellationToken::new()),
-    )
-    .await
-    .expect("the sitemap crawl hung")
-    .expect("the sitemap crawl runs");
-    let records = take_json_lines(&out).expect("every line of the output is a page record");
-    (summary, records)
+    support::crawl_site(site, &argv, &out, &Registry::builtin(), DEADLINE).await
 }
 
 fn counter(summary: &CrawlSummary, name: &str) -> u64 {

@@ -16,6 +16,9 @@ use kubecrawl_worker::standalone::{CrawlSummary, crawl};
 use regex::Regex;
 use tokio_util::sync::CancellationToken;
 
+#[path = "support/standalone.rs"]
+mod support;
+
 /// How long one crawl of the small site may take before the test counts it as hung.
 const DEADLINE: Duration = Duration::from_secs(120);
 
@@ -42,33 +45,9 @@ async fn run_with(
     args: &[&str],
     registry: &Registry,
 ) -> (CrawlSummary, Vec<PageRecord>) {
-    let out = output_path(name);
-    let mut argv: Vec<String> = [
-        "kubecrawl-worker",
-        "crawl",
-        seed,
-        "--allow-private-networks",
-        "--no-progress",
-    ]
-    .map(str::to_owned)
-    .to_vec();
-    for (host, addr) in site.hosts() {
-        argv.push("--resolve".into());
-        argv.push(format!("{host}={}", addr.ip()));
-    }
-    argv.extend(["--delay", "0s", "-o"].map(str::to_owned));
-    argv.push(out.display().to_string());
+    let mut argv = vec![seed.to_owned()];
     argv.extend(args.iter().map(|a| (*a).to_owned()));
-    let cli = Cli::try_parse_from(&argv).expect("arguments parse");
-    let Command::Crawl(args) = cli.command else {
-        panic!("a crawl command")
-    };
-    let summary = tokio::time::timeout(DEADLINE, crawl(args, registry, CancellationToken::new()))
-        .await
-        .expect("the crawl hung")
-        .expect("the crawl runs");
-    let records = take_json_lines(&out).expect("every line of the output is a page record");
-    (summary, records)
+    support::crawl_site(site, &argv, &output_path(name), registry, DEADLINE).await
 }
 
 fn urls(records: &[PageRecord]) -> BTreeSet<String> {

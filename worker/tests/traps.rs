@@ -6,15 +6,13 @@
 use std::collections::BTreeSet;
 use std::time::Duration;
 
-use clap::Parser;
-use kubecrawl_api::{BodyEncoding, PageRecord};
-use kubecrawl_e2e::records::take_json_lines;
+use kubecrawl_api::BodyEncoding;
 use kubecrawl_e2e::site::traps::{BINARY, CHARSET_CASES, GZIP_CHILD, HUGE, HUGE_CHUNKED, NEVER};
 use kubecrawl_e2e::site::{Outcome, SiteConfig, TestSite};
-use kubecrawl_worker::args::{Cli, Command};
 use kubecrawl_worker::spider::Registry;
-use kubecrawl_worker::standalone::crawl;
-use tokio_util::sync::CancellationToken;
+
+#[path = "support/standalone.rs"]
+mod support;
 
 /// Peak resident memory of this process, from /proc.
 fn peak_rss_mb() -> u64 {
@@ -40,38 +38,25 @@ async fn every_trap_is_survived_and_counted() {
     let truth = site.reachable(&reach).expect("ground truth");
 
     let out = std::env::temp_dir().join(format!("kubecrawl-traps-{}.jsonl", std::process::id()));
-    let mut argv: Vec<String> = vec![
-        "kubecrawl-worker".into(),
-        "crawl".into(),
-        site.root(),
-        "--allow-private-networks".into(),
-        "--no-progress".into(),
-        "--delay".into(),
-        "0s".into(),
-        "--maxdepth".into(),
-        "40".into(),
-        "--allowed-domain".into(),
-        "site.test".into(),
-        "--timeout".into(),
-        "3s".into(),
-        "-o".into(),
-        out.display().to_string(),
-    ];
-    for (host, addr) in site.hosts() {
-        argv.extend(["--resolve".into(), format!("{host}={}", addr.ip())]);
-    }
-    let Command::Crawl(args) = Cli::try_parse_from(&argv).expect("arguments parse").command else {
-        panic!("a crawl command")
-    };
-    let summary = tokio::time::timeout(
+    let argv: Vec<String> = [
+        &site.root(),
+        "--maxdepth",
+        "40",
+        "--allowed-domain",
+        "site.test",
+        "--timeout",
+        "3s",
+    ]
+    .map(str::to_owned)
+    .to_vec();
+    let (summary, records) = support::crawl_site(
+        &site,
+        &argv,
+        &out,
+        &Registry::builtin(),
         Duration::from_secs(240),
-        crawl(args, &Registry::builtin(), CancellationToken::new()),
     )
-    .await
-    .expect("the trap crawl hung")
-    .expect("the trap crawl runs");
-    let records: Vec<PageRecord> =
-        take_json_lines(&out).expect("every line of the output is a page record");
+    .await;
     println!("{summary}");
 
     // Pages: everything that ends in a response is published, nothing else.

@@ -8,14 +8,13 @@ use std::path::{Path, PathBuf};
 use std::process::Command as Process;
 use std::time::Duration;
 
-use clap::Parser;
 use kubecrawl_api::PageRecord;
-use kubecrawl_e2e::records::take_json_lines;
 use kubecrawl_e2e::site::{MAIN_HOST, SiteConfig, TestSite, traps};
-use kubecrawl_worker::args::{Cli, Command};
 use kubecrawl_worker::spider::Registry;
-use kubecrawl_worker::standalone::{CrawlSummary, crawl};
-use tokio_util::sync::CancellationToken;
+use kubecrawl_worker::standalone::CrawlSummary;
+
+#[path = "support/standalone.rs"]
+mod support;
 
 /// How long one crawl of the small site may take before the test counts it as hung.
 const DEADLINE: Duration = Duration::from_secs(120);
@@ -47,29 +46,11 @@ async fn run(
     seeds: &[String],
     args: &[&str],
 ) -> (CrawlSummary, Vec<PageRecord>) {
-    let out = work.join("pages.jsonl");
-    let mut argv: Vec<String> = vec!["kubecrawl-worker".into(), "crawl".into()];
-    argv.extend(seeds.iter().cloned());
-    argv.extend(["--allow-private-networks", "--no-progress", "--delay", "0s"].map(str::to_owned));
-    for (host, addr) in site.hosts() {
-        argv.push("--resolve".into());
-        argv.push(format!("{host}={}", addr.ip()));
-    }
-    argv.extend(["-o".into(), out.display().to_string()]);
+    let mut argv = seeds.to_vec();
     argv.extend(["--warc-dir".into(), work.join("warc").display().to_string()]);
     argv.extend(args.iter().map(|a| (*a).to_owned()));
-    let Command::Crawl(args) = Cli::try_parse_from(&argv).expect("arguments parse").command else {
-        panic!("a crawl command")
-    };
-    let summary = tokio::time::timeout(
-        DEADLINE,
-        crawl(args, &Registry::builtin(), CancellationToken::new()),
-    )
-    .await
-    .expect("the crawl hung")
-    .expect("the crawl runs");
-    let records = take_json_lines(&out).expect("every line of the output is a page record");
-    (summary, records)
+    let out = work.join("pages.jsonl");
+    support::crawl_site(site, &argv, &out, &Registry::builtin(), DEADLINE).await
 }
 
 /// The WARC files of a crawl, by name; none may be left open.
