@@ -434,26 +434,19 @@ fn default_true() -> bool {
 }
 
 fn seeds_schema(_: &mut SchemaGenerator) -> Schema {
-    json_schema!({
-        "type": "array",
-        "minItems": 1,
-        "maxItems": MAX_SEEDS,
-        "items": {
-            "type": "string",
-            "minLength": 1,
-            "maxLength": MAX_URL_LEN,
-            "x-kubernetes-validations": [{
-                "rule": "isURL(self) && url(self).getScheme() in ['http', 'https'] && url(self).getHostname() != ''",
-                "message": "must be an absolute http or https URL"
-            }]
-        }
-    })
+    http_urls_schema(1, MAX_SEEDS)
 }
 
 fn sitemap_urls_schema(_: &mut SchemaGenerator) -> Schema {
-    json_schema!({
+    http_urls_schema(0, MAX_SITEMAP_URLS)
+}
+
+/// A list of `min` to `max` absolute http(s) URLs of at most [`MAX_URL_LEN`] characters (the
+/// items checked by a CEL rule); `min` 0 sets no lower bound.
+fn http_urls_schema(min: usize, max: usize) -> Schema {
+    let mut schema = json_schema!({
         "type": "array",
-        "maxItems": MAX_SITEMAP_URLS,
+        "maxItems": max,
         "items": {
             "type": "string",
             "minLength": 1,
@@ -463,7 +456,11 @@ fn sitemap_urls_schema(_: &mut SchemaGenerator) -> Schema {
                 "message": "must be an absolute http or https URL"
             }]
         }
-    })
+    });
+    if min > 0 {
+        schema.insert("minItems".to_owned(), min.into());
+    }
+    schema
 }
 
 fn domains_schema(_: &mut SchemaGenerator) -> Schema {

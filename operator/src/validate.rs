@@ -29,27 +29,9 @@ pub fn check(job: &CrawlJob, fleets: &FleetConfig, others: &[Arc<CrawlJob>]) -> 
             fleets.known()
         ));
     }
-    for (i, seed) in spec.seeds.iter().enumerate() {
-        match url::Url::parse(seed) {
-            Ok(u) if matches!(u.scheme(), "http" | "https") && u.host_str().is_some() => {}
-            _ => {
-                return Err(format!(
-                    "spec.seeds[{i}]: {seed:?} is not an absolute http or https URL"
-                ));
-            }
-        }
-    }
-    let sitemap_urls = spec.sitemaps.iter().flat_map(|s| s.urls.iter());
-    for (i, sitemap) in sitemap_urls.enumerate() {
-        match url::Url::parse(sitemap) {
-            Ok(u) if matches!(u.scheme(), "http" | "https") && u.host_str().is_some() => {}
-            _ => {
-                return Err(format!(
-                    "spec.sitemaps.urls[{i}]: {sitemap:?} is not an absolute http or https URL"
-                ));
-            }
-        }
-    }
+    let sitemaps = spec.sitemaps.iter().flat_map(|s| s.urls.iter());
+    http_urls("spec.seeds", spec.seeds.iter())?;
+    http_urls("spec.sitemaps.urls", sitemaps)?;
     if let Err(FilterError::Regex { field, source }) = LinkFilter::new(&JobPolicy::from_spec(spec))
     {
         let which = if field == "allowRegex" {
@@ -141,6 +123,22 @@ pub fn conflict(job: &CrawlJob, others: &[Arc<CrawlJob>]) -> Option<String> {
             other.name_any()
         )
     })
+}
+
+/// Each of `urls` must be an absolute http(s) URL with a host; the first that is not is named
+/// by `field` and its index.
+fn http_urls<'a>(field: &str, urls: impl Iterator<Item = &'a String>) -> Result<(), String> {
+    for (i, raw) in urls.enumerate() {
+        match url::Url::parse(raw) {
+            Ok(u) if matches!(u.scheme(), "http" | "https") && u.host_str().is_some() => {}
+            _ => {
+                return Err(format!(
+                    "{field}[{i}]: {raw:?} is not an absolute http or https URL"
+                ));
+            }
+        }
+    }
+    Ok(())
 }
 
 #[cfg(test)]

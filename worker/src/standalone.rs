@@ -301,23 +301,24 @@ fn worker_config(args: &CrawlArgs, job: &JobRef, config: &FrontierConfig) -> Wor
 
 fn seeds(urls: &[String]) -> Result<Vec<CrawlRequest>> {
     urls.iter()
-        .map(|raw| match url::Url::parse(raw) {
-            Ok(u) if matches!(u.scheme(), "http" | "https") && u.host_str().is_some() => {
-                Ok(CrawlRequest::seed(u.as_str(), 1))
-            }
-            _ => Err(Error::InvalidSeed { url: raw.clone() }),
+        .map(|raw| match http_url(raw) {
+            Some(u) => Ok(CrawlRequest::seed(u.as_str(), 1)),
+            None => Err(Error::InvalidSeed { url: raw.clone() }),
         })
         .collect()
+}
+
+/// `raw` as an absolute http(s) URL with a host, if it is one.
+fn http_url(raw: &str) -> Option<url::Url> {
+    url::Url::parse(raw)
+        .ok()
+        .filter(|u| matches!(u.scheme(), "http" | "https") && u.host_str().is_some())
 }
 
 /// The requests that read the sitemaps `--sitemap` names and, with `--sitemaps-from-robots`,
 /// those the start URLs' robots.txt files list.
 fn sitemap_requests(args: &CrawlArgs) -> Result<Vec<CrawlRequest>> {
-    if let Some(bad) = args
-        .sitemaps
-        .iter()
-        .find(|raw| seeds(std::slice::from_ref(raw)).is_err())
-    {
+    if let Some(bad) = args.sitemaps.iter().find(|raw| http_url(raw).is_none()) {
         return Err(Error::InvalidSitemap { url: bad.clone() });
     }
     let sitemaps = Sitemaps {
