@@ -82,6 +82,22 @@ async fn until(cluster: &Cluster, what: &str, mut holds: impl AsyncFnMut() -> bo
         .await;
 }
 
+/// The test namespace's events of one `reason`, as `kubectl get events` prints them.
+fn events(cluster: &Cluster, reason: &str) -> String {
+    kubectl_ok(
+        &[
+            "get",
+            "events",
+            "-n",
+            &cluster.ns.name,
+            "--field-selector",
+            &format!("reason={reason}"),
+        ],
+        None,
+    )
+    .expect("kubectl get events")
+}
+
 /// `kubectl get crawljobs` as rows of columns.
 fn table(ns: &str) -> Vec<Vec<String>> {
     kubectl_ok(&["get", "crawljobs", "-n", ns], None)
@@ -786,18 +802,7 @@ async fn a_frontier_that_lost_its_data_is_detected_and_the_job_reseeded() {
         truth.len() as u64,
         "every page, counted in the new frontier"
     );
-    let events = kubectl_ok(
-        &[
-            "get",
-            "events",
-            "-n",
-            &cluster.ns.name,
-            "--field-selector",
-            "reason=FrontierLost",
-        ],
-        None,
-    )
-    .expect("kubectl get events");
+    let events = events(&cluster, "FrontierLost");
     assert!(events.contains("lost"), "no FrontierLost event: {events}");
     cluster.shutdown().await.expect("clean shutdown");
 }
@@ -848,18 +853,7 @@ async fn a_crawler_trap_is_cut_off_and_reported_on_the_job() {
         "{pages} pages: the site's {} and part of the dead host",
         truth.len()
     );
-    let events = kubectl_ok(
-        &[
-            "get",
-            "events",
-            "-n",
-            &cluster.ns.name,
-            "--field-selector",
-            "reason=TrapDetected",
-        ],
-        None,
-    )
-    .expect("kubectl get events");
+    let events = events(&cluster, "TrapDetected");
     assert!(
         events.contains("other.test"),
         "no TrapDetected event: {events}"
@@ -906,18 +900,7 @@ async fn a_job_crawls_what_its_sitemaps_list_and_counts_them() {
         1,
         "a page two sitemaps list is fetched once"
     );
-    let events = kubectl_ok(
-        &[
-            "get",
-            "events",
-            "-n",
-            &cluster.ns.name,
-            "--field-selector",
-            "reason=SitemapsFailed",
-        ],
-        None,
-    )
-    .expect("kubectl get events");
+    let events = events(&cluster, "SitemapsFailed");
     // One event per rise; repeats of a reason are folded into one event by the recorder.
     assert!(
         events.contains("could not be read whole"),
