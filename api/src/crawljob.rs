@@ -50,7 +50,9 @@ pub const MAX_SITEMAP_URLS: usize = 100;
     printcolumn = r#"{"name":"Pages","type":"integer","jsonPath":".status.pages","description":"Pages fetched so far"}"#,
     printcolumn = r#"{"name":"Steps","type":"integer","jsonPath":".status.steps","description":"The furthest depth (hop) reached"}"#,
     printcolumn = r#"{"name":"Queued","type":"integer","jsonPath":".status.queued","description":"Requests waiting in the frontier"}"#,
-    printcolumn = r#"{"name":"Age","type":"date","jsonPath":".metadata.creationTimestamp"}"#
+    printcolumn = r#"{"name":"Age","type":"date","jsonPath":".metadata.creationTimestamp"}"#,
+    printcolumn = r#"{"name":"Round","type":"integer","jsonPath":".status.recrawl.round","description":"The recrawl round (recrawling jobs)","priority":1}"#,
+    printcolumn = r#"{"name":"Next-Round","type":"date","jsonPath":".status.recrawl.nextRoundTime","description":"When the next recrawl round starts","priority":1}"#
 )]
 #[serde(rename_all = "camelCase")]
 // The job's identity (spiderid, appid, crawlid) names its state in the frontier; changing it
@@ -200,6 +202,35 @@ pub struct CrawlJobSpec {
     /// and/or those the seeds' robots.txt files list. Unset means none.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub sitemaps: Option<Sitemaps>,
+
+    /// Crawl the job again, round after round, some time after each round finished. A round
+    /// refetches every page the previous one reached with conditional requests (ETag,
+    /// Last-Modified), and publishes only the pages that changed and the new ones. Unset
+    /// means one round.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub recrawl: Option<Recrawl>,
+}
+
+/// When and how often a job is crawled again.
+///
+/// A round starts `afterSeconds` after the previous one finished (Succeeded): the job's
+/// queues, dedupe and counters are cleared, and its seeds, sitemaps and every page the last
+/// round acknowledged are queued again at their depth. A page is requested with
+/// `If-None-Match` / `If-Modified-Since` when the server gave an ETag / Last-Modified; a 304
+/// answer, or a 200 whose body is the same as before, counts as unchanged and is not
+/// published. Changed and new pages are published, with their links followed as usual.
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, Eq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct Recrawl {
+    /// Seconds from the end of a round to the start of the next, 1 to 31,536,000 (a year).
+    #[schemars(range(min = 1, max = 31_536_000))]
+    pub after_seconds: u32,
+
+    /// The most rounds, the first included (at least 2); unset means no limit. The job stays
+    /// Succeeded after its last round.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(range(min = 2, max = 1_000_000))]
+    pub max_rounds: Option<u32>,
 }
 
 /// Where a job's sitemaps are (sitemaps.org: XML `urlset` or `sitemapindex`, plain text, or
@@ -376,6 +407,9 @@ pub struct CrawlJobStatus {
     /// What reading the job's sitemaps found so far; unset when the job has none.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub sitemaps: Option<SitemapStatus>,
+    /// The job's recrawl rounds; unset when the job does not recrawl.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub recrawl: Option<RecrawlStatus>,
     /// The identity of the frontier state the job was seeded into. When the frontier's Redis
     /// loses its data (a restart without persistence, a failover to an empty replica) it
     /// changes: the operator then seeds the job again and sets the FrontierLost condition.
@@ -408,6 +442,25 @@ pub struct SitemapStatus {
     pub urls: u64,
     /// Page URLs left out because their lastmod is before `sitemaps.modifiedSince`.
     pub unmodified: u64,
+}
+
+/// Where a recrawling job is in its rounds, and what the current round found.
+#[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq, Eq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct RecrawlStatus {
+    /// The current (or last) round, 1 for the first crawl.
+    pub round: u32,
+    /// When the current round started.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub round_start_time: Option<Time>,
+    /// When the next round starts; unset while a round runs and after the last one.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub next_round_time: Option<Time>,
+    /// Pages of this round that changed since the previous round (published).
+    pub changed: u64,
+    /// Pages of this round that did not change: answered 304 Not Modified, or a body equal
+    /// to the previous round's (not published).
+    pub unchanged: u64,
 }
 
 /// The CustomResourceDefinition as YAML, exactly as `crds/crawljobs.kubecrawl.io.yaml` holds it.
@@ -567,7 +620,16 @@ mod tests {
             .collect();
         assert_eq!(
             columns,
-            ["Spider", "Phase", "Pages", "Steps", "Queued", "Age"]
+            [
+                "Spider",
+                "Phase",
+                "Pages",
+                "Steps",
+                "Queued",
+                "Age",
+                "Round",
+                "Next-Round"
+            ]
         );
         let yaml = crd_yaml().expect("renders");
         assert!(yaml.contains("x-kubernetes-validations"));

@@ -26,8 +26,9 @@ pub mod page;
 pub mod request;
 
 pub use crawljob::{
-    CrawlJob, CrawlJobSpec, CrawlJobStatus, Phase, Politeness, SitemapStatus, Sitemaps,
+    CrawlJob, CrawlJobSpec, CrawlJobStatus, Phase, Politeness, Recrawl, RecrawlStatus,
+    SitemapStatus, Sitemaps,
 };
 pub use extract::{Extract, ExtractField, FollowRule};
 pub use page::{BodyEncoding, Link, PageRecord};
-pub use request::{CrawlRequest, JobRef, SITEMAP_META, SitemapRole};
+pub use request::{CrawlRequest, JobRef, RECRAWL_META, SITEMAP_META, SitemapRole, Validators};

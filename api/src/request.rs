@@ -18,7 +18,8 @@
 //! | `m` | `meta` | empty |
 //!
 //! A request whose meta holds [`SITEMAP_META`] is a sitemap (or a robots.txt) to read for
-//! page URLs, not a page to parse: see [`SitemapRole`].
+//! page URLs, not a page to parse: see [`SitemapRole`]. A recrawling job's request for a page
+//! an earlier round fetched holds that page's [`Validators`] under [`RECRAWL_META`].
 
 use std::collections::BTreeMap;
 
@@ -83,17 +84,57 @@ impl CrawlRequest {
     }
 
     /// A request for a link found on `self`'s page: one hop deeper, same priority, the parent
-    /// as referer and the parent's meta carried over.
+    /// as referer and the parent's meta carried over (but not its [`Validators`], which are
+    /// the parent's page's own).
     pub fn child(&self, url: impl Into<String>) -> Self {
+        let mut meta = self.meta.clone();
+        meta.remove(RECRAWL_META);
         Self {
             url: url.into(),
             depth: self.depth.saturating_add(1),
             priority: self.priority,
             retries: 0,
             referer: Some(self.url.clone()),
-            meta: self.meta.clone(),
+            meta,
         }
     }
+
+    /// What the previous recrawl round learnt about this request's page; `None` for a page
+    /// not fetched before (or a record that is not an object of strings).
+    pub fn validators(&self) -> Option<Validators> {
+        serde_json::from_value(self.meta.get(RECRAWL_META)?.clone()).ok()
+    }
+
+    /// This request as the next recrawl round should make it: no retries counted, and
+    /// `validators` in its meta (none: the page is fetched whole).
+    pub fn remembered(&self, validators: Option<&Validators>) -> Self {
+        let mut request = self.clone();
+        request.retries = 0;
+        match validators.and_then(|v| serde_json::to_value(v).ok()) {
+            Some(value) => request.meta.insert(RECRAWL_META.to_owned(), value),
+            None => request.meta.remove(RECRAWL_META),
+        };
+        request
+    }
+}
+
+/// The meta key under which a recrawling job's request carries its page's [`Validators`]
+/// from the previous round.
+pub const RECRAWL_META: &str = "kubecrawl.recrawl";
+
+/// What a recrawl round keeps about a page for the next one: the server's validators, for a
+/// conditional request, and a digest of the body, for servers that give none.
+#[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq, Eq)]
+pub struct Validators {
+    /// The response's `ETag`, sent back as `If-None-Match`.
+    #[serde(default, rename = "e", skip_serializing_if = "Option::is_none")]
+    pub etag: Option<String>,
+    /// The response's `Last-Modified`, sent back as `If-Modified-Since`.
+    #[serde(default, rename = "l", skip_serializing_if = "Option::is_none")]
+    pub last_modified: Option<String>,
+    /// The body's digest (32 hex digits of xxh3-128), compared with the next round's body.
+    #[serde(default, rename = "h", skip_serializing_if = "Option::is_none")]
+    pub digest: Option<String>,
 }
 
 /// The meta key that marks a request as a sitemap to read: `"robots"` for a robots.txt whose
@@ -186,6 +227,29 @@ mod tests {
         let text = serde_json::to_string(&req).expect("serializes");
         let back: CrawlRequest = serde_json::from_str(&text).expect("parses");
         assert_eq!(back, req);
+    }
+
+    #[test]
+    fn validators_ride_in_meta_and_stay_with_their_page() {
+        let mut page = CrawlRequest::seed("https://example.org/", 1).child("https://example.org/a");
+        page.retries = 3;
+        assert_eq!(page.validators(), None);
+        let validators = Validators {
+            etag: Some("\"v1\"".to_owned()),
+            last_modified: None,
+            digest: Some("00ff".to_owned()),
+        };
+        let known = page.remembered(Some(&validators));
+        assert_eq!(known.retries, 0);
+        assert_eq!(known.depth, 1);
+        assert_eq!(known.validators(), Some(validators));
+        assert_eq!(
+            known.meta[RECRAWL_META],
+            serde_json::json!({"e": "\"v1\"", "h": "00ff"})
+        );
+        let child = known.child("https://example.org/b");
+        assert_eq!(child.validators(), None, "a child is another page");
+        assert_eq!(known.remembered(None).validators(), None);
     }
 
     #[test]

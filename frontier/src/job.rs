@@ -56,6 +56,11 @@ pub struct JobPolicy {
     /// link spider applies. The frontier stores it for the workers and applies none of it.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub extract: Option<Extract>,
+    /// The job recrawls (`spec.recrawl`): workers send a page's validators from the previous
+    /// round as conditional requests, publish only what changed, and have the frontier
+    /// remember every page for the next round.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub recrawl: bool,
 }
 
 impl JobPolicy {
@@ -97,6 +102,7 @@ impl JobPolicy {
                 .and_then(|s| s.modified_since.as_ref())
                 .map(|t| SystemTime::from(t.0)),
             extract: spec.extract.clone(),
+            recrawl: spec.recrawl.is_some(),
         }
     }
 

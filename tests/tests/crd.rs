@@ -30,6 +30,7 @@ async fn examples_are_accepted_defaulted_and_listed_with_printer_columns() {
         "examples/wandering.yaml",
         "examples/sitemaps.yaml",
         "examples/extract.yaml",
+        "examples/recrawl.yaml",
     ] {
         let path = repo_path(example);
         kubectl_ok(
@@ -55,6 +56,17 @@ async fn examples_are_accepted_defaulted_and_listed_with_printer_columns() {
         .sitemaps
         .expect("sitemaps kept");
     assert!(sitemaps.from_robots && sitemaps.urls.len() == 1 && sitemaps.modified_since.is_some());
+    let recrawl = jobs
+        .get("docs-fresh")
+        .await
+        .expect("recrawl example exists")
+        .spec
+        .recrawl
+        .expect("recrawl kept");
+    assert_eq!(
+        (recrawl.after_seconds, recrawl.max_rounds),
+        (21600, Some(28))
+    );
     assert_eq!(
         job.spec.priority, 1,
         "the server applied the schema default"
@@ -235,6 +247,21 @@ fn invalid_cases() -> Vec<Invalid> {
             what: "a bad sitemaps modifiedSince",
             spec: "sitemaps: {fromRobots: true, modifiedSince: yesterday}",
             names: "spec.sitemaps.modifiedSince",
+        },
+        Invalid {
+            what: "a recrawl without afterSeconds",
+            spec: "recrawl: {maxRounds: 3}",
+            names: "spec.recrawl.afterSeconds",
+        },
+        Invalid {
+            what: "a recrawl at once",
+            spec: "recrawl: {afterSeconds: 0}",
+            names: "spec.recrawl.afterSeconds",
+        },
+        Invalid {
+            what: "a recrawl of one round",
+            spec: "recrawl: {afterSeconds: 60, maxRounds: 1}",
+            names: "spec.recrawl.maxRounds",
         },
         Invalid {
             what: "two extract fields of one name",
