@@ -182,6 +182,7 @@ pub(crate) struct Site {
     huge_chunk: Bytes,
     recorder: Recorder,
     overload: server::Overload,
+    edits: server::Edits,
 }
 
 impl Site {
@@ -203,6 +204,7 @@ impl Site {
             prepared,
             huge_chunk: traps::huge_chunk(),
             overload: server::Overload::default(),
+            edits: server::Edits::default(),
         }
     }
 }
@@ -405,6 +407,23 @@ impl TestSite {
     /// 503.
     pub fn overload_refusals(&self) -> u64 {
         self.site.overload.refusals()
+    }
+
+    /// Changes main page `i` (`/p/i`): its body gains a paragraph naming the edit, and with
+    /// [`SiteConfig::validators`] its ETag and Last-Modified change. Returns the page's edit
+    /// count. Links are unchanged, so the ground truth stays right.
+    pub fn edit_page(&self, i: usize) -> u32 {
+        self.site.edits.edit(i)
+    }
+
+    /// The text an edited page's body holds after its `n`-th edit.
+    pub fn edit_marker(i: usize, n: u32) -> String {
+        server::edit_marker(i, n)
+    }
+
+    /// `304 Not Modified` answers sent so far.
+    pub fn not_modified(&self) -> u64 {
+        self.site.edits.not_modified()
     }
 
     /// Forgets all counts and the log (the flaky traps fail again afterwards).

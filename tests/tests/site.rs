@@ -386,6 +386,60 @@ async fn shutdown_and_drop_stop_the_site_and_its_stalled_connections() {
     .expect("shutdown hung");
 }
 
+/// With validators, a main page has an ETag and a Last-Modified; asking with them gets a 304
+/// until the page is edited, which changes its body (links kept) and its validators.
+#[tokio::test]
+async fn main_pages_answer_conditional_requests_until_edited() {
+    let site = TestSite::start(SiteConfig::default().with_pages(20).with_validators(true))
+        .await
+        .unwrap();
+    let c = client(&site);
+    let url = site.page_url(3);
+    let first = get(&c, &url).await;
+    let etag = first.headers()["etag"].to_str().unwrap().to_owned();
+    let modified = first.headers()["last-modified"]
+        .to_str()
+        .unwrap()
+        .to_owned();
+    let body = first.text().await.unwrap();
+    let ask = |header: &'static str, value: String| {
+        let request = c.get(&url).header(header, value);
+        async move { request.send().await.expect("the site answers") }
+    };
+    assert_eq!(ask("if-none-match", etag.clone()).await.status(), 304);
+    assert_eq!(
+        ask("if-modified-since", modified.clone()).await.status(),
+        304
+    );
+    assert_eq!(
+        ask("if-none-match", "\"other\"".to_owned()).await.status(),
+        200
+    );
+    assert_eq!(site.not_modified(), 2);
+
+    assert_eq!(site.edit_page(3), 1);
+    let edited = ask("if-none-match", etag.clone()).await;
+    assert_eq!(edited.status(), 200);
+    assert_ne!(edited.headers()["etag"].to_str().unwrap(), etag);
+    let text = edited.text().await.unwrap();
+    assert!(text.contains(&TestSite::edit_marker(3, 1)), "{text}");
+    let page = Url::parse(&url).unwrap();
+    assert_eq!(
+        extract(&text, &page),
+        extract(&body, &page),
+        "an edit keeps the page's links"
+    );
+    assert_eq!(ask("if-modified-since", modified).await.status(), 200);
+    assert_eq!(site.not_modified(), 2);
+    // Another page is untouched; without validators the site sends none.
+    assert_eq!(get(&c, &site.page_url(4)).await.status(), 200);
+    let plain = TestSite::start(SiteConfig::default().with_pages(20))
+        .await
+        .unwrap();
+    let answer = get(&client(&plain), &plain.page_url(3)).await;
+    assert!(answer.headers().get("etag").is_none());
+}
+
 #[tokio::test]
 async fn invalid_configs_are_refused() {
     for config in [

@@ -107,6 +107,10 @@ pub struct SiteConfig {
     /// Serve the sitemaps (`/sitemap.xml` and `/sitemaps/…`, see [`crate::site::sitemaps`])
     /// and name them in robots.txt. Off by default.
     pub sitemaps: bool,
+    /// Serve main pages with an `ETag` and a `Last-Modified`, and answer a conditional request
+    /// for an unchanged one with `304 Not Modified` (see [`crate::site::TestSite::edit_page`]).
+    /// Off by default.
+    pub validators: bool,
 }
 
 impl Default for SiteConfig {
@@ -135,6 +139,7 @@ impl Default for SiteConfig {
             port: 0,
             address: Ipv4Addr::LOCALHOST,
             sitemaps: false,
+            validators: false,
         }
     }
 }
@@ -155,6 +160,12 @@ impl SiteConfig {
     /// Sets [`SiteConfig::sitemaps`].
     pub fn with_sitemaps(mut self, sitemaps: bool) -> Self {
         self.sitemaps = sitemaps;
+        self
+    }
+
+    /// Sets [`SiteConfig::validators`].
+    pub fn with_validators(mut self, validators: bool) -> Self {
+        self.validators = validators;
         self
     }
 

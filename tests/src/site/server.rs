@@ -13,7 +13,8 @@ use axum::Router;
 use axum::body::Body;
 use axum::extract::{Request, State};
 use axum::http::header::{
-    CONTENT_ENCODING, CONTENT_LENGTH, CONTENT_TYPE, HOST, LOCATION, RETRY_AFTER, USER_AGENT,
+    CONTENT_ENCODING, CONTENT_LENGTH, CONTENT_TYPE, ETAG, HOST, IF_MODIFIED_SINCE, IF_NONE_MATCH,
+    LAST_MODIFIED, LOCATION, RETRY_AFTER, USER_AGENT,
 };
 use axum::http::{HeaderValue, StatusCode};
 use axum::response::Response;
@@ -215,7 +216,123 @@ async fn handle(State(site): State<Arc<Site>>, request: Request) -> Response {
         return respond(&prepared);
     }
     let node = resolve(&site.config, host, uri.path(), uri.query());
+    if let Node::Page(i) = node
+        && site.config.validators
+    {
+        let conditional = Conditional {
+            if_none_match: headers.get(IF_NONE_MATCH).and_then(|v| v.to_str().ok()),
+            if_modified_since: headers.get(IF_MODIFIED_SINCE).and_then(|v| v.to_str().ok()),
+        };
+        if let Some(response) = site.not_modified(i, &conditional) {
+            return response;
+        }
+    }
     site.answer(node, count).await
+}
+
+/// A request's conditional headers.
+struct Conditional<'a> {
+    if_none_match: Option<&'a str>,
+    if_modified_since: Option<&'a str>,
+}
+
+/// Edits of main pages ([`super::TestSite::edit_page`]) and the 304 answers sent.
+#[derive(Debug, Default)]
+pub(crate) struct Edits {
+    /// Page index → number of edits.
+    versions: Mutex<HashMap<usize, u32>>,
+    not_modified: std::sync::atomic::AtomicU64,
+}
+
+impl Edits {
+    pub(crate) fn edit(&self, i: usize) -> u32 {
+        let mut versions = self.versions.lock().unwrap_or_else(PoisonError::into_inner);
+        let version = versions.entry(i).or_default();
+        *version += 1;
+        *version
+    }
+
+    fn version(&self, i: usize) -> u32 {
+        self.versions
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .get(&i)
+            .copied()
+            .unwrap_or(0)
+    }
+
+    pub(crate) fn not_modified(&self) -> u64 {
+        self.not_modified.load(std::sync::atomic::Ordering::Relaxed)
+    }
+}
+
+/// The paragraph an edited page's body gains at its `n`-th edit.
+pub(crate) fn edit_marker(i: usize, n: u32) -> String {
+    format!("<p class=\"edit\">page {i}, edit {n}</p>")
+}
+
+/// A main page's ETag at `version`.
+fn etag(i: usize, version: u32) -> String {
+    format!("\"p{i}.{version}\"")
+}
+
+/// A main page's Last-Modified at `version`: a day later for every edit.
+fn last_modified(version: u32) -> String {
+    format!("Tue, {:02} Dec 2026 00:00:00 GMT", 1 + version.min(27))
+}
+
+impl Site {
+    /// `304 Not Modified` when the request's validators match page `i`'s current ones
+    /// (If-None-Match first; If-Modified-Since only without it, as RFC 9110 says).
+    fn not_modified(&self, i: u32, conditional: &Conditional<'_>) -> Option<Response> {
+        let i = i as usize;
+        let version = self.edits.version(i);
+        let fresh = match (conditional.if_none_match, conditional.if_modified_since) {
+            (Some(tags), _) => tags.split(',').any(|t| t.trim() == etag(i, version)),
+            (None, Some(since)) => since == last_modified(version),
+            (None, None) => false,
+        };
+        if !fresh {
+            return None;
+        }
+        self.edits
+            .not_modified
+            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        let mut response = Response::new(Body::empty());
+        *response.status_mut() = StatusCode::NOT_MODIFIED;
+        self.validators(i, version, &mut response);
+        Some(response)
+    }
+
+    fn validators(&self, i: usize, version: u32, response: &mut Response) {
+        let headers = response.headers_mut();
+        if let Ok(v) = HeaderValue::from_str(&etag(i, version)) {
+            headers.insert(ETAG, v);
+        }
+        if let Ok(v) = HeaderValue::from_str(&last_modified(version)) {
+            headers.insert(LAST_MODIFIED, v);
+        }
+    }
+
+    /// Main page `i`, as edited so far, with its validators when the site serves them.
+    fn main_page(&self, i: usize, body: &Bytes) -> Response {
+        let version = self.edits.version(i);
+        let mut response = if version == 0 {
+            html(body.clone())
+        } else {
+            let text = String::from_utf8_lossy(body);
+            let marker = edit_marker(i, version);
+            let edited = match text.rfind("</body>") {
+                Some(at) => format!("{}{marker}{}", &text[..at], &text[at..]),
+                None => format!("{text}{marker}"),
+            };
+            html(Bytes::from(edited))
+        };
+        if self.config.validators {
+            self.validators(i, version, &mut response);
+        }
+        response
+    }
 }
 
 impl Site {
@@ -229,7 +346,7 @@ impl Site {
             {
                 return respond(&status_page(503));
             }
-            return html(body.clone());
+            return self.main_page(i as usize, body);
         }
         match behaviour(&self.config, node) {
             Behaviour::Ok | Behaviour::Redirect { .. } => self.prepared_or_render(node),
