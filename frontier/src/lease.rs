@@ -75,6 +75,11 @@ pub struct Outcome {
     /// Named counters to add to the job's ([`crate::JobStats::counters`]), e.g. what reading a
     /// sitemap found. Names are the program's own: lowercase letters and '_'.
     pub counters: Vec<(&'static str, u64)>,
+    /// The request to offer again in the job's next recrawl round (the worker sets it, with the
+    /// validators it learnt, for jobs that recrawl); kept in the job's known pages when the
+    /// acknowledgement is applied ([`Completion::Acked`]), under its URL (a later one replaces
+    /// an earlier one). `None`: nothing remembered. See [`crate::known`].
+    pub remember: Option<CrawlRequest>,
 }
 
 impl Outcome {
@@ -111,6 +116,12 @@ impl Outcome {
             "counter names are lowercase letters and '_'"
         );
         self.counters.push((name, n));
+        self
+    }
+
+    /// Remembers `request` in the job's known pages if the acknowledgement is applied.
+    pub fn remembering(mut self, request: CrawlRequest) -> Self {
+        self.remember = Some(request);
         self
     }
 }

@@ -7,7 +7,9 @@
 //! ([`Frontier::job_stats`]) and suspends, resumes or purges it. Workers lease requests for
 //! their spider ([`Frontier::lease`]), fetch them, and then acknowledge each lease with its
 //! outcome ([`Frontier::complete`]), schedule a retry ([`Frontier::retry`]) or give it back
-//! ([`Frontier::release`]) when they shut down.
+//! ([`Frontier::release`]) when they shut down. For a job that recrawls, an acknowledgement
+//! may also remember its request among the job's *known pages*, which outlive a purge so that
+//! the next round can be seeded with them ([`known`]).
 //!
 //! What this crate is not: it does not fetch, parse robots.txt or talk to Kubernetes. It
 //! decides what is fetched next, by whom, and when.
@@ -27,8 +29,8 @@
 //!   live leases at the same time.
 //! - **What cannot be lost.** Requests admitted to a job's queue, leased requests (until
 //!   acknowledged or reclaimed), and scheduled retries. An acknowledgement and everything it
-//!   changes — the children it enqueues, the job's counters, the spider's rolling counts — is one
-//!   atomic step: it happens entirely or not at all. (On a sharded Redis frontier, per shard:
+//!   changes — the children it enqueues, the job's counters, the spider's rolling counts, the
+//!   known page it remembers — is one atomic step: it happens entirely or not at all. (On a sharded Redis frontier, per shard:
 //!   children on other shards are enqueued first; see [`redis`]'s "Shards".)
 //! - **Politeness is fleet-wide.** A domain's clock lives in the frontier and is charged when a
 //!   request of that domain is leased (really dispatched), atomically, so any number of workers
@@ -44,6 +46,7 @@
 //!   allowed domains, denied extensions, maximum depth).
 //! - [`fingerprint`]: URL canonicalisation and the 96-bit fingerprints dedupe stores.
 //! - [`lease`]: leases and what a worker reports when it acknowledges one.
+//! - [`known`]: the pages a job's recrawl rounds acknowledged, kept across rounds.
 //! - [`politeness`]: per-domain intervals, robots.txt Crawl-delay and Retry-After hints.
 //! - [`schedule`]: the order of requests (priority, then first in first out).
 //! - [`stats`]: spider-level rolling counts and worker heartbeats (Scrapy Cluster's "Crawler
@@ -64,6 +67,7 @@ pub mod config;
 pub mod filter;
 pub mod fingerprint;
 pub mod job;
+pub mod known;
 pub mod lease;
 pub mod memory;
 pub mod politeness;
@@ -75,6 +79,7 @@ pub mod stats;
 pub use backlog::{DomainQueue, JobBacklog, SpiderBacklog};
 pub use config::FrontierConfig;
 pub use job::{Admission, JobPolicy, JobStats};
+pub use known::{Known, KnownCursor};
 pub use lease::{Completion, Lease, LeaseId, Outcome, RetryOutcome, RetryRequest};
 pub use memory::MemoryFrontier;
 pub use politeness::DomainHint;
@@ -292,11 +297,44 @@ pub trait Frontier: Send + Sync {
     /// Resumes a suspended job. Returns false when the job is not registered.
     async fn resume(&self, job: &JobRef) -> Result<bool>;
 
-    /// Deletes everything the frontier holds for a job (queues, dedupe, budgets, counters).
-    /// Takes time proportional to that job's size, not to the whole backlog. In-flight leases
-    /// and scheduled retries of the job are dropped when they come back. Returns false when
-    /// the job was not registered.
+    /// Deletes everything the frontier holds for a job (queues, dedupe, budgets, counters),
+    /// except its known pages, which a recrawl round purges the job to start afresh with
+    /// ([`Frontier::drop_known`] deletes those). Takes time proportional to that job's size,
+    /// not to the whole backlog. In-flight leases and scheduled retries of the job are dropped
+    /// when they come back (and remember nothing). Returns false when the job was not
+    /// registered.
     async fn purge(&self, job: &JobRef) -> Result<bool>;
+
+    /// Starts a new round's known pages: when the job has no previous set, its current set
+    /// becomes the previous one and the current set is empty; when a previous set is still
+    /// there (an interrupted start of a round), nothing changes. Returns whether it rotated:
+    /// false means a previous set was there. A previous set is there from a rotation until
+    /// [`Frontier::drop_known`] drops it, even when it is empty (a job that remembered nothing
+    /// rotates too).
+    ///
+    /// Idempotent; does not need the job to be registered (works after purge). On a sharded
+    /// Redis frontier the shards rotate one after the other; interrupted, a call again
+    /// finishes the rotation (and returns true).
+    async fn rotate_known(&self, job: &JobRef) -> Result<bool>;
+
+    /// Reads a job's known pages — the previous set, then the current set — about `count` at a
+    /// time: pass `None` first, then the returned cursor until it is `None`. A URL in both sets
+    /// may be returned twice (seeding dedupes). Works whether or not the job is registered.
+    ///
+    /// # Guarantees
+    /// A page known for the whole walk is returned (at least once); one remembered or dropped
+    /// meanwhile may or may not be. A call may return no pages and still a cursor: carry on
+    /// until the cursor is `None`.
+    async fn known_pages(
+        &self,
+        job: &JobRef,
+        cursor: Option<KnownCursor>,
+        count: usize,
+    ) -> Result<(Vec<CrawlRequest>, Option<KnownCursor>)>;
+
+    /// Drops the previous set of a job's known pages, or both sets. Idempotent; does not need
+    /// the job to be registered.
+    async fn drop_known(&self, job: &JobRef, which: Known) -> Result<()>;
 
     /// The identity of spider `spiderid`'s frontier state: a random id created with the
     /// state's first use and kept as long as the state is. When it changes, the state was

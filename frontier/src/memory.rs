@@ -7,6 +7,7 @@
 //! [`Clock`], so tests can drive it. Nothing survives the process: "no loss" here means no
 //! loss while the process lives (a lease not acknowledged in time is reclaimed).
 
+mod known;
 mod spider;
 mod zset;
 
@@ -20,6 +21,7 @@ use kubecrawl_api::{CrawlRequest, JobRef};
 use self::spider::{Job, JobState, Spider};
 use crate::clock::{Clock, SystemClock, duration_micros, micros_system};
 use crate::filter::{LinkFilter, Prepared};
+use crate::known::{Known, KnownCursor};
 use crate::lease::{Completion, Lease, LeaseId, Outcome, RetryOutcome, RetryRequest};
 use crate::stats::{SpiderStats, Window, WorkerCounts, status_label, window_buckets};
 use crate::{
@@ -227,6 +229,12 @@ impl Frontier for MemoryFrontier {
             } else {
                 admission.refused = children.len() as u64;
             }
+            if let Some(request) = outcome.remember {
+                s.known
+                    .entry((lease.job.appid.clone(), lease.job.crawlid.clone()))
+                    .or_default()
+                    .remember(request);
+            }
             Completion::Acked(admission)
         })
     }
@@ -303,6 +311,41 @@ impl Frontier for MemoryFrontier {
 
     async fn purge(&self, job: &JobRef) -> Result<bool> {
         self.with_spider(&job.spiderid, |s, _| s.purge(&job.appid, &job.crawlid))
+    }
+
+    async fn rotate_known(&self, job: &JobRef) -> Result<bool> {
+        self.with_spider(&job.spiderid, |s, _| {
+            s.known
+                .entry((job.appid.clone(), job.crawlid.clone()))
+                .or_default()
+                .rotate()
+        })
+    }
+
+    async fn known_pages(
+        &self,
+        job: &JobRef,
+        cursor: Option<KnownCursor>,
+        count: usize,
+    ) -> Result<(Vec<CrawlRequest>, Option<KnownCursor>)> {
+        self.with_spider(&job.spiderid, |s, _| {
+            match s.known.get(&(job.appid.clone(), job.crawlid.clone())) {
+                Some(known) => known.page(cursor.unwrap_or_else(KnownCursor::start), count),
+                None => (Vec::new(), None),
+            }
+        })
+    }
+
+    async fn drop_known(&self, job: &JobRef, which: Known) -> Result<()> {
+        self.with_spider(&job.spiderid, |s, _| {
+            let key = (job.appid.clone(), job.crawlid.clone());
+            if let Some(known) = s.known.get_mut(&key) {
+                known.drop(which);
+                if known.is_empty() {
+                    s.known.remove(&key);
+                }
+            }
+        })
     }
 
     async fn epoch(&self, spiderid: &str) -> Result<String> {

@@ -4,7 +4,8 @@
 //! (with all its children) is one round trip and one atomic step. Scripts take "now" from
 //! Redis (`TIME`), so the clocks of the workers never matter. No script uses KEYS or SCAN;
 //! each touches a bounded number of keys, O(log n) in the size of the backlog (sorted-set
-//! operations), except purge, which is proportional to the purged job and runs in chunks.
+//! operations), except purge, which is proportional to the purged job and runs in chunks. (A
+//! job's known pages are read with HSCAN of their own two hashes, never of the keyspace.)
 //!
 //! # Shards
 //!
@@ -40,7 +41,8 @@
 //!
 //! `P` is the prefix ([`RedisFrontier::connect`], `kubecrawl` in the binaries), `S` the
 //! spiderid, `J` a job's number (assigned at registration, unique within its spider and shard),
-//! `D` a domain (host), `p` a priority. Every key of a spider's shard starts with `P:{S}` (one
+//! `F` a job's field (`["appid","crawlid"]`, the JSON that names it in `P:{S}:jobs`), `D` a
+//! domain (host), `p` a priority. Every key of a spider's shard starts with `P:{S}` (one
 //! shard) or `P:{S#k}` (shard `i` of several; `k` is picked so that the shards' slots spread over the cluster), so all keys one
 //! script touches share one Redis Cluster hash slot. The table writes `P:{S}` for either.
 //!
@@ -71,6 +73,9 @@
 //! | `P:spiders` | sorted set, TTL | spiderid → latest heartbeat expiry (µs); its own slot |
 //! | `P:shards` | string | the number of shards the frontier was first used with; its own slot |
 //! | `P:{S}:budget` | hash | first shard of several only: job field → `maxPages` (-1: none), `<field>#n` → pages taken |
+//! | `P:{S}:kn:F` | hash | the job's known pages of the current recrawl round ([`crate::known`]): URL → request JSON, written by `complete.lua` when an acknowledgement that remembers a request is applied, on the shard of the request's domain; kept by purge, and without the job being registered |
+//! | `P:{S}:knp:F` | hash | the previous round's known pages, as `kn` ([`crate::Frontier::rotate_known`] renames `kn` to it) |
+//! | `P:{S}:knr:F` | string | first shard only: the job's known pages have a previous set (set by a rotation once every shard rotated, deleted by [`crate::Frontier::drop_known`]; a rotation does nothing while it is there) |
 //!
 //! # Memory
 //!
@@ -79,7 +84,9 @@
 //! small hashes: a job's fingerprints live in `2^l + s` buckets that split one at a time as the
 //! job grows, so each bucket stays a compact listpack of at most ~100 entries (16 bytes per
 //! URL plus a share of the bucket's key) and looking up or adding is O(1). `make
-//! bench-frontier` measures both.
+//! bench-frontier` measures both. A job that recrawls keeps one request JSON per known page
+//! (a few hundred bytes with its validators), twice while a round re-seeds the previous
+//! round's pages; purge does not free them, [`crate::Frontier::drop_known`] does.
 //!
 //! # Where policy is evaluated
 //!
@@ -108,6 +115,7 @@ use self::scripts::Scripts;
 use self::shards::{Conn, Layout};
 use crate::clock::duration_micros;
 use crate::filter::{LinkFilter, Prepared};
+use crate::known::{Known, KnownCursor};
 use crate::lease::{Completion, Lease, LeaseId, Outcome, RetryOutcome, RetryRequest};
 use crate::stats::{SpiderStats, Window, WorkerCounts};
 use crate::{
@@ -601,8 +609,20 @@ impl RedisFrontier {
                 .arg(outcome.bytes)
                 .arg(outcome.items)
                 .arg(outcome.step.unwrap_or(lease.request.depth))
-                .arg(counters_arg(&outcome.counters))
-                .arg(children.len());
+                .arg(counters_arg(&outcome.counters));
+            match &outcome.remember {
+                Some(request) => {
+                    let record = serde_json::to_string(request)
+                        .map_err(|source| Error::Record { source })?;
+                    inv.arg(job_field(&lease.job)?)
+                        .arg(&request.url)
+                        .arg(record);
+                }
+                None => {
+                    inv.arg("").arg("").arg("");
+                }
+            }
+            inv.arg(children.len());
             push_requests(&mut inv, children)?;
         }
         let reply = Reply::new("complete", self.run("complete", shard, &inv).await?)?;
@@ -720,6 +740,12 @@ impl RedisFrontier {
             total.get_or_insert_with(JobStats::default).absorb(&part);
         }
         Ok(total)
+    }
+
+    /// The key on the first shard that says a job's known pages have a previous set (from a
+    /// rotation until it is dropped, even when empty).
+    fn rotated_key(&self, job: &JobRef, field: &str) -> Result<String> {
+        Ok(format!("{}:knr:{field}", self.base(&job.spiderid, 0)?))
     }
 
     /// Suspends or resumes a job on every shard, one chunk of its queues per call, until every
@@ -1087,6 +1113,99 @@ impl Frontier for RedisFrontier {
             cache.retain(|(spider, _, _), _| spider != &job.spiderid);
         }
         Ok(known)
+    }
+
+    async fn rotate_known(&self, job: &JobRef) -> Result<bool> {
+        let field = job_field(job)?;
+        // Whether the job has a previous set is the job's, not each shard's: a shard that had
+        // no pages when the round started must not rotate the pages it got since.
+        let rotated = self.rotated_key(job, &field)?;
+        if self
+            .query::<bool>("rotate known", 0, redis::cmd("EXISTS").arg(&rotated))
+            .await?
+        {
+            return Ok(false);
+        }
+        // Interrupted before the mark, a call again skips the shards that rotated already.
+        for shard in self.every_shard() {
+            let mut inv = self.inner.scripts.rotate_known.prepare_invoke();
+            inv.key(self.base(&job.spiderid, shard)?).arg(&field);
+            self.run("rotate known", shard, &inv).await?;
+        }
+        self.query::<()>("rotate known", 0, redis::cmd("SET").arg(&rotated).arg("1"))
+            .await?;
+        Ok(true)
+    }
+
+    async fn known_pages(
+        &self,
+        job: &JobRef,
+        cursor: Option<KnownCursor>,
+        count: usize,
+    ) -> Result<(Vec<CrawlRequest>, Option<KnownCursor>)> {
+        let field = job_field(job)?;
+        let count = count.max(1);
+        let mut at = cursor.unwrap_or_else(KnownCursor::start);
+        let mut out = Vec::new();
+        // HSCAN's COUNT is a hint (a small hash answers whole): read on until `count` or the
+        // end, moving to the current set, then to the next shard, when a scan ends.
+        while at.shard < self.shards() {
+            let set = if at.current { "kn" } else { "knp" };
+            let key = format!("{}:{set}:{field}", self.base(&job.spiderid, at.shard)?);
+            let (next, items): (u64, Vec<String>) = self
+                .query(
+                    "known pages",
+                    at.shard,
+                    redis::cmd("HSCAN")
+                        .arg(key)
+                        .arg(at.at)
+                        .arg("COUNT")
+                        .arg(count),
+                )
+                .await?;
+            for record in items.iter().skip(1).step_by(2) {
+                out.push(serde_json::from_str(record).map_err(|source| Error::Record { source })?);
+            }
+            at = match (next, at.current) {
+                (0, false) => KnownCursor {
+                    current: true,
+                    at: 0,
+                    ..at
+                },
+                (0, true) => KnownCursor {
+                    shard: at.shard + 1,
+                    current: false,
+                    at: 0,
+                },
+                (next, _) => KnownCursor { at: next, ..at },
+            };
+            if out.len() >= count {
+                break;
+            }
+        }
+        let more = at.shard < self.shards();
+        Ok((out, more.then_some(at)))
+    }
+
+    async fn drop_known(&self, job: &JobRef, which: Known) -> Result<()> {
+        let field = job_field(job)?;
+        for shard in self.every_shard() {
+            let base = self.base(&job.spiderid, shard)?;
+            let mut unlink = redis::cmd("UNLINK");
+            unlink.arg(format!("{base}:knp:{field}"));
+            if which == Known::All {
+                unlink.arg(format!("{base}:kn:{field}"));
+            }
+            self.query::<u64>("drop known", shard, &unlink).await?;
+        }
+        // Last, so that an interrupted drop still keeps a rotation from running.
+        self.query::<u64>(
+            "drop known",
+            0,
+            redis::cmd("UNLINK").arg(self.rotated_key(job, &field)?),
+        )
+        .await?;
+        Ok(())
     }
 
     async fn epoch(&self, spiderid: &str) -> Result<String> {

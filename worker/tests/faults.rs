@@ -12,8 +12,8 @@ use kubecrawl_api::{CrawlRequest, JobRef, PageRecord};
 use kubecrawl_e2e::site::{SiteConfig, TestSite};
 use kubecrawl_frontier::{
     Admission, Completion, DomainHint, DomainRules, Frontier, FrontierConfig, JobBacklog,
-    JobPolicy, JobStats, Lease, MemoryFrontier, Outcome, RetryOutcome, RetryRequest, SpiderBacklog,
-    SpiderStats, WorkerCounts,
+    JobPolicy, JobStats, Known, KnownCursor, Lease, MemoryFrontier, Outcome, RetryOutcome,
+    RetryRequest, SpiderBacklog, SpiderStats, WorkerCounts,
 };
 use kubecrawl_worker::fetch::{FetchConfig, Fetcher};
 use kubecrawl_worker::metrics::Metrics;
@@ -102,6 +102,20 @@ impl Frontier for Blipping {
     }
     async fn purge(&self, job: &JobRef) -> kubecrawl_frontier::Result<bool> {
         self.inner.purge(job).await
+    }
+    async fn rotate_known(&self, job: &JobRef) -> kubecrawl_frontier::Result<bool> {
+        self.inner.rotate_known(job).await
+    }
+    async fn known_pages(
+        &self,
+        job: &JobRef,
+        cursor: Option<KnownCursor>,
+        count: usize,
+    ) -> kubecrawl_frontier::Result<(Vec<CrawlRequest>, Option<KnownCursor>)> {
+        self.inner.known_pages(job, cursor, count).await
+    }
+    async fn drop_known(&self, job: &JobRef, which: Known) -> kubecrawl_frontier::Result<()> {
+        self.inner.drop_known(job, which).await
     }
     async fn epoch(&self, spiderid: &str) -> kubecrawl_frontier::Result<String> {
         self.inner.epoch(spiderid).await

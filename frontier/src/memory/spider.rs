@@ -6,6 +6,7 @@ use std::sync::Arc;
 
 use kubecrawl_api::CrawlRequest;
 
+use super::known::KnownPages;
 use super::zset::ZSet;
 use crate::clock::duration_micros;
 use crate::filter::{LinkFilter, Prepared};
@@ -157,6 +158,9 @@ pub(crate) struct Spider {
     pub(crate) workers: HashMap<String, u64>,
     /// Throttles and blacklist (`P:{S}:th`, `P:{S}:bl`), normalized.
     pub(crate) rules: DomainRules,
+    /// (appid, crawlid) → the job's known pages (`P:{S}:kn:<job>`, `P:{S}:knp:<job>`); kept
+    /// by purge, and whether or not the job is registered.
+    pub(crate) known: HashMap<(String, String), KnownPages>,
 }
 
 impl Spider {

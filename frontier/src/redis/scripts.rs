@@ -27,6 +27,7 @@ pub(crate) struct Scripts {
     pub(crate) cutoff: Script,
     pub(crate) suspend: Script,
     pub(crate) purge: Script,
+    pub(crate) rotate_known: Script,
     pub(crate) stats: Script,
     pub(crate) spider_stats: Script,
     pub(crate) domain: Script,
@@ -52,6 +53,7 @@ impl Scripts {
             cutoff: with_common(include_str!("lua/cutoff.lua")),
             suspend: with_common(include_str!("lua/suspend.lua")),
             purge: with_common(include_str!("lua/purge.lua")),
+            rotate_known: Script::new(include_str!("lua/rotate_known.lua")),
             stats: with_common(include_str!("lua/stats.lua")),
             spider_stats: with_common(include_str!("lua/spider_stats.lua")),
             domain: with_common(include_str!("lua/domain.lua")),
@@ -97,6 +99,7 @@ mod tests {
             COMMON,
             include_str!("lua/lease.lua"),
             include_str!("lua/purge.lua"),
+            include_str!("lua/rotate_known.lua"),
             include_str!("lua/backlog.lua"),
             include_str!("lua/rules.lua"),
         ] {

@@ -6,6 +6,7 @@
 
 mod domains;
 mod harness;
+mod known;
 mod suite;
 
 /// How long any one conformance test may take before it counts as deadlocked.
@@ -91,4 +92,7 @@ conformance!(
     domains::a_jobs_backlog_counts_its_own_queues_per_domain_and_priority,
     domains::a_jobs_backlog_reads_every_queue_of_a_large_job,
     domains::a_cut_off_domain_is_dropped_and_refused_for_its_job_only,
+    known::an_applied_acknowledgement_remembers_its_request,
+    known::known_pages_outlive_a_purge_and_rotate_per_round,
+    known::a_walk_of_known_pages_returns_every_page_and_ends,
 );

@@ -491,6 +491,7 @@ impl Worker {
                     step: parsed.step,
                     children: parsed.children,
                     counters: Vec::new(),
+                    remember: None,
                 };
                 return Err(self.publish_failed(lease, item, &e, failed).await);
             }
@@ -502,6 +503,7 @@ impl Worker {
             step: parsed.step,
             children: parsed.children,
             counters: Vec::new(),
+            remember: None,
         })
     }
 

@@ -1,12 +1,17 @@
 -- complete: acknowledges one lease or several at once (the worker batches them).
 -- ARGV = lease count, then per lease: the lease (the deadlines member), status ('' for none),
 -- bytes, items, step, named counters ('name=n;name=n', added to the job's 'x:<name>' fields),
--- child count, then (domain, priority, fingerprint, record) per child.
+-- the job field under which to remember a known page ('' for none), its URL and its record
+-- (written to the hash '<base>:kn:<job field>' when the lease is acked), child count, then
+-- (domain, priority, fingerprint, record) per child.
 -- Returns six strings per lease, in order: 'acked', admitted, duplicates, over budget, refused,
 -- blacklisted | 'parked' | 'gone' | 'stale' (then five '0').
 -- The leases are handled one after the other, as if acknowledged by separate calls: a child two
 -- of them share is admitted once. Job counters are written back once for the whole batch.
 local now = now_us()
+-- Arguments of each lease before its children; the last of them is the child count.
+local FIXED = 10
+local function next_lease(at) return at + FIXED + 4 * tonumber(ARGV[at + FIXED - 1]) end
 local ZERO = { '0', '0', '0', '0', '0' }
 -- Sequence numbers for every child of the batch, reserved at once; a refused child leaves a
 -- gap, which orders nothing differently.
@@ -17,10 +22,9 @@ local held = {}
 do
   local at, members = 2, {}
   for _ = 1, leases do
-    local n = tonumber(ARGV[at + 6])
     members[#members + 1] = ARGV[at]
-    children = children + n
-    at = at + 7 + 4 * n
+    children = children + tonumber(ARGV[at + FIXED - 1])
+    at = next_lease(at)
   end
   local _, scores = call_chunked('ZMSCORE', K_DEADLINES, members)
   local gone = {}
@@ -66,10 +70,13 @@ local function complete_one(at)
   end
   local label = status == '' and 'error' or status
   labels[label] = (labels[label] or 0) + 1
-  local n = tonumber(ARGV[at + 6])
+  if ARGV[at + 6] ~= '' then
+    redis.call('HSET', B .. ':kn:' .. ARGV[at + 6], ARGV[at + 7], ARGV[at + 8])
+  end
+  local n = tonumber(ARGV[at + FIXED - 1])
   local a, du, o, r, bl = 0, 0, 0, 0, 0
   if c.state == 'run' then
-    a, du, o, bl = enqueue_all(j, c, at + 7, n, seq)
+    a, du, o, bl = enqueue_all(j, c, at + FIXED, n, seq)
     seq = seq + n
   else
     r = n
@@ -83,7 +90,7 @@ for _ = 1, leases do
   local tag, counts = complete_one(at)
   out[#out + 1] = tag
   for k = 1, 5 do out[#out + 1] = counts[k] end
-  at = at + 7 + 4 * tonumber(ARGV[at + 6])
+  at = next_lease(at)
 end
 for label, n in pairs(labels) do spider_count(label, now, n) end
 flush_jobs()
