@@ -220,6 +220,10 @@ pub struct RequestOptions<'a> {
     /// The most body bytes kept for this request, when not the fetcher's `max_body` (a
     /// sitemap may be read up to 50 MiB).
     pub max_body: Option<usize>,
+    /// If-None-Match header: the page's ETag from the previous recrawl round.
+    pub if_none_match: Option<&'a str>,
+    /// If-Modified-Since header: the page's Last-Modified from the previous recrawl round.
+    pub if_modified_since: Option<&'a str>,
 }
 
 /// The HTTP client of a worker. Cheap to clone.
@@ -387,6 +391,18 @@ impl Fetcher {
         }
         if let Some(v) = options.referer.and_then(|r| HeaderValue::from_str(r).ok()) {
             headers.insert(header::REFERER, v);
+        }
+        if let Some(v) = options
+            .if_none_match
+            .and_then(|e| HeaderValue::from_str(e).ok())
+        {
+            headers.insert(header::IF_NONE_MATCH, v);
+        }
+        if let Some(v) = options
+            .if_modified_since
+            .and_then(|t| HeaderValue::from_str(t).ok())
+        {
+            headers.insert(header::IF_MODIFIED_SINCE, v);
         }
         headers
     }

@@ -18,7 +18,8 @@
 //!   [`guard`]: refusing private networks; [`robots`]: robots.txt per origin;
 //!   [`charset`]: decoding bodies; [`extract`]: links from HTML; [`sitemap`]: what a
 //!   sitemap or a robots.txt lists; [`declarative`]: a job's `extract` rules (item fields by
-//!   CSS selector, follow rules), compiled once per job.
+//!   CSS selector, follow rules), compiled once per job; [`recrawl`]: conditional requests
+//!   and whether a page changed since the previous recrawl round.
 //! - [`sink`]: where records go — [`sink::kafka`] or [`sink::jsonl`]; [`warc`]: every page
 //!   also as WARC/1.1 records in rolling files, when enabled.
 //! - [`metrics`]: Prometheus metrics and health endpoints.
@@ -39,6 +40,7 @@ pub mod extract;
 pub mod fetch;
 pub mod guard;
 pub mod metrics;
+pub mod recrawl;
 pub mod robots;
 pub mod runtime;
 pub mod sink;

@@ -220,10 +220,13 @@ impl RobotsCache {
         robots_url.set_path("/robots.txt");
         robots_url.set_query(None);
         robots_url.set_fragment(None);
-        // robots.txt is fetched without the job's Cookie and Referer.
+        // robots.txt is fetched without the job's Cookie and Referer, and unconditionally
+        // (the validators a page request carries are the page's).
         let options = RequestOptions {
             referer: None,
             cookie: None,
+            if_none_match: None,
+            if_modified_since: None,
             ..options.clone()
         };
         let rules = match fetcher.fetch(&robots_url, &options, |_| true).await {

@@ -11,6 +11,9 @@ use crate::fetch::FetchErrorKind;
 pub enum LeaseOutcome {
     /// `ok`: fetched, parsed, every item published, acknowledged.
     Ok,
+    /// `unchanged`: a recrawl round found the page as the previous round left it (304 Not
+    /// Modified, or the same body); acknowledged, nothing published.
+    Unchanged,
     /// `retry`: a transient fetch failure, or a status the server asks to retry (429, 5xx);
     /// a retry was scheduled.
     Retry,
@@ -62,6 +65,7 @@ impl LeaseOutcome {
     pub fn as_str(self) -> &'static str {
         match self {
             Self::Ok => "ok",
+            Self::Unchanged => "unchanged",
             Self::Retry => "retry",
             Self::PageTimeout => "page_timeout",
             Self::PolicyUnavailable => "policy_unavailable",
@@ -98,6 +102,7 @@ mod tests {
     fn every_outcome() -> Vec<(LeaseOutcome, &'static str)> {
         vec![
             (LeaseOutcome::Ok, "ok"),
+            (LeaseOutcome::Unchanged, "unchanged"),
             (LeaseOutcome::Retry, "retry"),
             (LeaseOutcome::PageTimeout, "page_timeout"),
             (LeaseOutcome::PolicyUnavailable, "policy_unavailable"),

@@ -1,5 +1,6 @@
-//! The path of one lease, in stages: the job's policy → robots.txt → fetch → parse →
-//! WARC records (when enabled, `runtime/archive.rs`) → publish → acknowledge.
+//! The path of one lease, in stages: the job's policy → robots.txt → fetch → (a recrawl
+//! round's unchanged page ends here, see [`crate::recrawl`]) → parse → WARC records (when
+//! enabled, `runtime/archive.rs`) → publish → acknowledge.
 //!
 //! Each stage either hands its result to the next or ends the lease's handling (acknowledged,
 //! retried or given back) and says how with a [`LeaseOutcome`]; see the parent module for
@@ -17,6 +18,7 @@ use crate::adaptive::Answer;
 use crate::charset::{self, Decoded};
 use crate::extract;
 use crate::fetch::{FetchErrorKind, Fetched, RequestOptions};
+use crate::recrawl::{self, Verdict};
 use crate::spider::{Output, Response};
 use crate::{sitemap, traps};
 
@@ -72,11 +74,19 @@ impl Worker {
                 .ack(lease, Outcome::failed(), LeaseOutcome::InvalidUrl)
                 .await);
         };
+        // A recrawling job's request for a page fetched before carries its validators.
+        let previous = job
+            .policy
+            .recrawl
+            .then(|| lease.request.validators())
+            .flatten();
         let options = RequestOptions {
             user_agent: job.policy.useragent.as_deref(),
             cookie: url.host_str().and_then(|h| job.policy.cookie_for(h)),
             referer: lease.request.referer.as_deref(),
             max_body: None,
+            if_none_match: previous.as_ref().and_then(|v| v.etag.as_deref()),
+            if_modified_since: previous.as_ref().and_then(|v| v.last_modified.as_deref()),
         };
         let obey_robots = job.policy.politeness.as_ref().is_none_or(|p| p.obey_robots);
         let sitemap = lease.request.sitemap_role();
@@ -100,10 +110,28 @@ impl Worker {
         let page = self
             .fetch_page(lease, &job, &url, &options, obey_robots)
             .await?;
+        // What the next recrawl round should send for this page.
+        let learnt = job
+            .policy
+            .recrawl
+            .then(|| recrawl::learnt(previous.as_ref(), &page));
+        let verdict = recrawl::verdict(previous.as_ref(), &page);
+        if verdict == Verdict::Unchanged {
+            let outcome = Outcome::status(page.status, page.body.len() as u64)
+                .with_counter(recrawl::UNCHANGED, 1)
+                .remembering(lease.request.remembered(learnt.as_ref()));
+            return Ok(self.ack(lease, outcome, LeaseOutcome::Unchanged).await);
+        }
         let exchange = self.capture(lease, &page);
         let parsed = self.parse_page(lease, &job, page).await?;
         self.archive(lease, exchange, &parsed.items).await?;
-        let outcome = self.publish_items(lease, parsed).await?;
+        let mut outcome = self.publish_items(lease, parsed).await?;
+        if let Some(learnt) = learnt {
+            if verdict == Verdict::Changed {
+                outcome = outcome.with_counter(recrawl::CHANGED, 1);
+            }
+            outcome = outcome.remembering(lease.request.remembered(Some(&learnt)));
+        }
         Ok(self.ack(lease, outcome, LeaseOutcome::Ok).await)
     }
 
@@ -230,8 +258,14 @@ impl Worker {
             Err(e) => {
                 let kind = e.kind();
                 tracing::warn!(error = %format_chain(&e), kind = kind.as_str(), "fetch failed");
+                // A recrawling job tries the page again next round, as the server may be back.
+                let mut failed = Outcome::failed();
+                if job.policy.recrawl && lease.request.sitemap_role().is_none() {
+                    let previous = lease.request.validators();
+                    failed = failed.remembering(lease.request.remembered(previous.as_ref()));
+                }
                 return Err(self
-                    .ack(lease, Outcome::failed(), LeaseOutcome::FetchFailed(kind))
+                    .ack(lease, failed, LeaseOutcome::FetchFailed(kind))
                     .await);
             }
         };
@@ -490,8 +524,7 @@ impl Worker {
                     items: 0,
                     step: parsed.step,
                     children: parsed.children,
-                    counters: Vec::new(),
-                    remember: None,
+                    ..Outcome::default()
                 };
                 return Err(self.publish_failed(lease, item, &e, failed).await);
             }
@@ -502,8 +535,7 @@ impl Worker {
             items: parsed.items.len() as u64,
             step: parsed.step,
             children: parsed.children,
-            counters: Vec::new(),
-            remember: None,
+            ..Outcome::default()
         })
     }
 
