@@ -37,7 +37,7 @@ use kube::runtime::finalizer::{Event, finalizer};
 use kube::runtime::reflector::{ObjectRef, Store};
 use kube::{Client, Resource, ResourceExt};
 use kubecrawl_api::{CrawlJob, CrawlRequest, JobRef, Phase};
-use kubecrawl_frontier::{Frontier, JobPolicy, JobStats};
+use kubecrawl_frontier::{Admission, Frontier, JobPolicy, JobStats, Known};
 
 use crate::fleet::Fleets;
 use crate::metrics::Metrics;
@@ -201,6 +201,12 @@ async fn apply(job: &CrawlJob, api: &Api<CrawlJob>, ctx: &Context) -> Result<Act
             frontier_op("purge", ctx.frontier.purge(&jobref).await)?;
             tracing::info!(job = %jobref, "expired job purged");
         }
+        if job.spec.recrawl.is_some() {
+            frontier_op(
+                "drop_known",
+                ctx.frontier.drop_known(&jobref, Known::All).await,
+            )?;
+        }
         None
     } else {
         driven = drive(job, &jobref, &current, ctx).await?;
@@ -217,8 +223,19 @@ async fn apply(job: &CrawlJob, api: &Api<CrawlJob>, ctx: &Context) -> Result<Act
         seeds_refused: driven.seeds_refused,
         epoch: driven.epoch,
         frontier_lost: driven.frontier_lost.clone(),
+        round_started: driven.round_started,
     };
     let next = status::next(job, &observed, ctx.settings.completion_grace, &now);
+    // A recrawl round that just finished no longer needs the pages it was seeded from.
+    if job.spec.recrawl.is_some()
+        && next.phase == Phase::Succeeded
+        && current.phase != Phase::Succeeded
+    {
+        frontier_op(
+            "drop_known",
+            ctx.frontier.drop_known(&jobref, Known::Previous).await,
+        )?;
+    }
     write_status(
         job,
         api,
@@ -242,7 +259,7 @@ async fn apply(job: &CrawlJob, api: &Api<CrawlJob>, ctx: &Context) -> Result<Act
         })
         .collect();
     ctx.fleets.sync(&jobs, None).await?;
-    Ok(requeue(next.phase, expires, &now, ctx))
+    Ok(requeue(&next, expires, &now, ctx))
 }
 
 /// Writes `next` as the job's status when it changed: a new phase or condition at once,
@@ -264,7 +281,7 @@ async fn write_status(
     if !status::changed(job.status.as_ref(), next) || !(significant || ctx.write_due(&key)) {
         return Ok(());
     }
-    let patch = serde_json::json!({ "status": next });
+    let patch = serde_json::json!({ "status": status_patch(next) });
     api.patch_status(
         &job.name_any(),
         &PatchParams::default(),
@@ -294,15 +311,46 @@ async fn write_status(
     Ok(())
 }
 
+/// `status` as a JSON merge patch: the fields the operator clears (an unset time, a next
+/// round that is over) are written as null, since a merge patch keeps whatever it omits.
+fn status_patch(status: &kubecrawl_api::CrawlJobStatus) -> serde_json::Value {
+    let mut patch = serde_json::to_value(status).unwrap_or_default();
+    let clear = |object: &mut serde_json::Value, fields: &[&str]| {
+        if let Some(map) = object.as_object_mut() {
+            for field in fields {
+                map.entry(*field).or_insert(serde_json::Value::Null);
+            }
+        }
+    };
+    clear(&mut patch, &["startTime", "completionTime"]);
+    if let Some(recrawl) = patch.get_mut("recrawl") {
+        clear(recrawl, &["roundStartTime", "nextRoundTime"]);
+    }
+    patch
+}
+
 /// When to look at a job again: a running one at the next status interval (or its expiry,
-/// if sooner), a suspended one in 30 s, a finished one only when it changes.
+/// if sooner), a suspended one in 30 s, a finished one when its next recrawl round is due,
+/// else only when it changes.
 fn requeue(
-    phase: Phase,
+    status: &kubecrawl_api::CrawlJobStatus,
     expires: Option<k8s_openapi::jiff::Timestamp>,
     now: &Time,
     ctx: &Context,
 ) -> Action {
-    match phase {
+    let next_round = status
+        .recrawl
+        .as_ref()
+        .and_then(|r| r.next_round_time.as_ref());
+    if let (Phase::Succeeded, Some(at)) = (status.phase, next_round) {
+        let wait = if at.0 > now.0 {
+            at.0.duration_since(now.0).unsigned_abs()
+        } else {
+            Duration::ZERO
+        };
+        return Action::requeue(wait.max(Duration::from_millis(100)));
+    }
+    match status.phase {
         Phase::Pending | Phase::Running => {
             let mut wait = ctx.settings.status_interval;
             if let Some(at) = expires {
@@ -329,6 +377,8 @@ struct Driven {
     /// The frontier lost the job's state since it was seeded (its epoch changed); the job
     /// was seeded again.
     frontier_lost: Option<String>,
+    /// A new recrawl round was started: the job was purged and seeded again.
+    round_started: bool,
 }
 
 /// Registers, seeds, suspends or resumes a valid, unexpired job; returns what it found.
@@ -344,8 +394,18 @@ async fn drive(
 ) -> Result<Driven> {
     let frontier = &ctx.frontier;
     let epoch = frontier_op("epoch", frontier.epoch(&jobref.spiderid).await)?;
-    let known = frontier_op("job_stats", frontier.job_stats(jobref).await)?;
     let new_generation = current.observed_generation != job.metadata.generation;
+    let mut known = frontier_op("job_stats", frontier.job_stats(jobref).await)?;
+    // A round is started only over a finished one: a reconcile that reads a status older
+    // than the round it started a moment ago finds that round's work in the frontier.
+    let round_started = !new_generation
+        && status::round_due(job, current, &now())
+        && known.as_ref().is_none_or(JobStats::finished)
+        && {
+            start_round(jobref, ctx).await?;
+            known = frontier_op("job_stats", frontier.job_stats(jobref).await)?;
+            true
+        };
     let lost = current
         .frontier_epoch
         .as_ref()
@@ -355,7 +415,7 @@ async fn drive(
                 "the frontier lost its state (epoch {before} became {epoch}: Redis restarted without persistence or failed over to an empty replica); pages fetched before may be fetched again"
             )
         });
-    if current.phase == Phase::Succeeded && !new_generation && known.is_none() {
+    if current.phase == Phase::Succeeded && !new_generation && !round_started && known.is_none() {
         if let Some(message) = &lost {
             tracing::warn!(job = %jobref, message, "frontier state lost after the job succeeded; nothing crawled again");
         }
@@ -390,7 +450,26 @@ async fn drive(
         seeds_refused: refused,
         epoch: Some(epoch),
         frontier_lost,
+        round_started,
     })
+}
+
+/// Starts a recrawl round of a job whose previous round succeeded: the pages that round
+/// acknowledged become the ones to seed from, then the job's queues, dedupe and counters are
+/// purged; [`drive`] then registers and seeds it as new ([`seed`] adds the known pages).
+///
+/// Interrupted anywhere, it is started again whole at the next reconcile (the job is still
+/// Succeeded in its status): the rotation keeps the pages to seed from until the round
+/// finished, and purging a half-seeded round only repeats its seeding.
+async fn start_round(jobref: &JobRef, ctx: &Context) -> Result<()> {
+    let rotated = frontier_op("rotate_known", ctx.frontier.rotate_known(jobref).await)?;
+    frontier_op("purge", ctx.frontier.purge(jobref).await)?;
+    tracing::info!(job = %jobref, rotated, "recrawl round starting");
+    Ok(())
+}
+
+fn now() -> Time {
+    Time(k8s_openapi::jiff::Timestamp::now())
 }
 
 /// Offers the job's seeds; returns why every one was refused when none was admitted the
@@ -410,7 +489,11 @@ async fn seed(
     if let Some(sitemaps) = &job.spec.sitemaps {
         seeds.extend(sitemaps.requests(&job.spec.seeds, job.spec.priority));
     }
-    let admission = frontier_op("seed", ctx.frontier.seed(jobref, &seeds).await)?;
+    let mut admission = Admission::default();
+    if job.spec.recrawl.is_some() {
+        admission = seed_known(jobref, ctx).await?;
+    }
+    admission += frontier_op("seed", ctx.frontier.seed(jobref, &seeds).await)?;
     tracing::info!(job = %jobref, admitted = admission.admitted, duplicates = admission.duplicates, "seeded");
     if !seeded && admission.admitted == 0 && admission.duplicates == 0 {
         let message = refusal_message(seeds.len(), &admission);
@@ -419,6 +502,33 @@ async fn seed(
     }
     Ok(None)
 }
+
+/// Seeds a recrawling job with the pages earlier rounds acknowledged, at their depth and
+/// with their validators, before its seeds (a seed page then keeps its validators).
+async fn seed_known(jobref: &JobRef, ctx: &Context) -> Result<Admission> {
+    let mut admission = Admission::default();
+    let mut cursor = None;
+    loop {
+        let (pages, next) = frontier_op(
+            "known_pages",
+            ctx.frontier
+                .known_pages(jobref, cursor, KNOWN_PAGES_CHUNK)
+                .await,
+        )?;
+        if !pages.is_empty() {
+            admission += frontier_op("seed", ctx.frontier.seed(jobref, &pages).await)?;
+        }
+        match next {
+            Some(next) => cursor = Some(next),
+            None => break,
+        }
+    }
+    tracing::info!(job = %jobref, admitted = admission.admitted, duplicates = admission.duplicates, "known pages seeded");
+    Ok(admission)
+}
+
+/// Known pages read (and seeded) per frontier call when a recrawl round starts.
+const KNOWN_PAGES_CHUNK: usize = 1000;
 
 /// Suspends or resumes the job in the frontier as its spec says, and returns its
 /// accounting. `settling`: an earlier suspend or resume was interrupted; doing it again
@@ -491,6 +601,12 @@ async fn cleanup(job: &CrawlJob, ctx: &Context) -> Result<Action> {
     // A job refused for sharing another job's crawlid never owned that frontier state.
     if validate::conflict(job, &ctx.jobs.state()).is_none() {
         let purged = frontier_op("purge", ctx.frontier.purge(&jobref).await)?;
+        if job.spec.recrawl.is_some() {
+            frontier_op(
+                "drop_known",
+                ctx.frontier.drop_known(&jobref, Known::All).await,
+            )?;
+        }
         tracing::info!(job = %jobref, purged, "deleted job purged");
     }
     ctx.fleets
@@ -530,4 +646,43 @@ async fn announce(ctx: &Context, job: &CrawlJob, phase: Phase, invalid: Option<&
 
 fn frontier_op<T>(op: &'static str, result: kubecrawl_frontier::Result<T>) -> Result<T> {
     result.map_err(Error::frontier(op))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Regression: a merge patch keeps what it omits, so a cleared completion time (a job
+    /// running again) or next round time stayed, and a recrawling job started its next round
+    /// at once, from its first round's completion time.
+    #[test]
+    fn the_status_patch_clears_what_is_unset() {
+        let status = kubecrawl_api::CrawlJobStatus {
+            phase: Phase::Running,
+            recrawl: Some(kubecrawl_api::RecrawlStatus {
+                round: 2,
+                ..kubecrawl_api::RecrawlStatus::default()
+            }),
+            ..kubecrawl_api::CrawlJobStatus::default()
+        };
+        let patch = status_patch(&status);
+        assert_eq!(patch["completionTime"], serde_json::Value::Null);
+        assert!(
+            patch
+                .as_object()
+                .is_some_and(|m| m.contains_key("completionTime"))
+        );
+        assert!(
+            patch["recrawl"]
+                .as_object()
+                .is_some_and(|m| m.contains_key("nextRoundTime"))
+        );
+        assert_eq!(patch["recrawl"]["round"], 2);
+        assert_eq!(patch["phase"], "Running");
+        let plain = status_patch(&kubecrawl_api::CrawlJobStatus::default());
+        assert!(
+            plain.get("recrawl").is_none(),
+            "a job that does not recrawl has none"
+        );
+    }
 }

@@ -4,7 +4,8 @@
 use std::time::Duration;
 
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{Condition, Time};
-use kubecrawl_api::{CrawlJob, CrawlJobStatus, Phase, SitemapStatus};
+use k8s_openapi::jiff::SignedDuration;
+use kubecrawl_api::{CrawlJob, CrawlJobStatus, Phase, RecrawlStatus, SitemapStatus};
 use kubecrawl_frontier::JobStats;
 
 /// Condition type: the spec passed the operator's checks.
@@ -46,6 +47,8 @@ pub struct Observed {
     pub epoch: Option<String>,
     /// What was lost, when the epoch changed since the job was seeded ([`FRONTIER_LOST`]).
     pub frontier_lost: Option<String>,
+    /// A new recrawl round was started (purged and seeded again) in this reconcile.
+    pub round_started: bool,
 }
 
 impl Default for Observed {
@@ -59,6 +62,7 @@ impl Default for Observed {
             seeds_refused: None,
             epoch: None,
             frontier_lost: None,
+            round_started: false,
         }
     }
 }
@@ -97,7 +101,15 @@ pub fn next(
     if observed.seeded() && status.start_time.is_none() {
         status.start_time = Some(now.clone());
     }
-    status.phase = phase(job, observed, current.phase, completion_grace);
+    // A new round starts over: its own start, its own completion.
+    let was = if observed.round_started {
+        status.start_time = Some(now.clone());
+        status.completion_time = None;
+        Phase::Running
+    } else {
+        current.phase
+    };
+    status.phase = phase(job, observed, was, completion_grace);
 
     let mut conditions = Conditions {
         list: &mut status.conditions,
@@ -116,7 +128,52 @@ pub fn next(
     } else if !terminal {
         status.completion_time = None;
     }
+    status.recrawl = recrawl(job, &status, observed);
     status
+}
+
+/// The recrawl status: the round (one more when a round was just started), when it
+/// started, when the next starts (a Succeeded job with rounds left: its completion time plus
+/// `afterSeconds`), and the round's `changed` and `unchanged` counters.
+fn recrawl(job: &CrawlJob, status: &CrawlJobStatus, observed: &Observed) -> Option<RecrawlStatus> {
+    let spec = job.spec.recrawl.as_ref()?;
+    let mut recrawl = status.recrawl.clone().unwrap_or_default();
+    recrawl.round = recrawl.round.max(1);
+    if observed.round_started {
+        recrawl.round += 1;
+        recrawl.round_start_time = None;
+    }
+    if recrawl.round_start_time.is_none() {
+        recrawl.round_start_time.clone_from(&status.start_time);
+    }
+    if let Some(stats) = &observed.stats {
+        let counter = |name: &str| stats.counters.get(name).copied().unwrap_or(0);
+        recrawl.changed = counter("changed");
+        recrawl.unchanged = counter("unchanged");
+    }
+    let rounds_left = spec.max_rounds.is_none_or(|max| recrawl.round < max);
+    recrawl.next_round_time = match (&status.completion_time, status.phase) {
+        (Some(done), Phase::Succeeded) if rounds_left && !job.spec.suspend => done
+            .0
+            .checked_add(SignedDuration::from_secs(i64::from(spec.after_seconds)))
+            .ok()
+            .map(Time),
+        _ => None,
+    };
+    Some(recrawl)
+}
+
+/// Whether the job's next recrawl round should start now: it recrawls, its last round
+/// succeeded, it is not suspended, and the status's next round time has come.
+pub fn round_due(job: &CrawlJob, current: &CrawlJobStatus, now: &Time) -> bool {
+    job.spec.recrawl.is_some()
+        && !job.spec.suspend
+        && current.phase == Phase::Succeeded
+        && current
+            .recrawl
+            .as_ref()
+            .and_then(|r| r.next_round_time.as_ref())
+            .is_some_and(|at| at.0 <= now.0)
 }
 
 /// The frontier's accounting, as the status shows it.
@@ -372,6 +429,75 @@ mod tests {
             pages,
             ..JobStats::default()
         }
+    }
+
+    /// A recrawling job: round 1 runs, succeeds and gets a next round time; a started round
+    /// counts one more, starts over (no completion time) and shows its own counters; the
+    /// last round has no next one.
+    #[test]
+    fn recrawl_rounds_are_counted_and_scheduled() {
+        let mut j = job();
+        j.spec.recrawl = Some(kubecrawl_api::Recrawl {
+            after_seconds: 60,
+            max_rounds: Some(2),
+        });
+        let grace = Duration::from_secs(5);
+        let running = Observed {
+            stats: Some(stats(3, 1, 0)),
+            ..Observed::default()
+        };
+        let s = next(&j, &running, grace, &now());
+        let r = s.recrawl.clone().expect("recrawl status");
+        assert_eq!((r.round, r.next_round_time), (1, None));
+        assert_eq!(r.round_start_time, s.start_time);
+        j.status = Some(s);
+        let mut done = stats(0, 0, 10);
+        done.counters.insert("changed".to_owned(), 0);
+        let finished = Observed {
+            stats: Some(done),
+            idle_for: Some(grace),
+            ..Observed::default()
+        };
+        let s = next(&j, &finished, grace, &now());
+        assert_eq!(s.phase, Phase::Succeeded);
+        let due = Time(now().0 + SignedDuration::from_secs(60));
+        assert_eq!(
+            s.recrawl.as_ref().and_then(|r| r.next_round_time.clone()),
+            Some(due.clone())
+        );
+        j.status = Some(s.clone());
+        assert!(!round_due(&j, &s, &now()), "not before its time");
+        assert!(round_due(&j, &s, &due));
+
+        let mut round = stats(5, 0, 0);
+        round.counters.insert("unchanged".to_owned(), 4);
+        round.counters.insert("changed".to_owned(), 1);
+        let started = Observed {
+            stats: Some(round),
+            round_started: true,
+            ..Observed::default()
+        };
+        let s = next(&j, &started, grace, &due);
+        assert_eq!(s.phase, Phase::Running);
+        assert_eq!(s.completion_time, None);
+        assert_eq!(s.start_time, Some(due.clone()));
+        let r = s.recrawl.clone().expect("recrawl status");
+        assert_eq!((r.round, r.changed, r.unchanged), (2, 1, 4));
+        assert_eq!(r.round_start_time, Some(due.clone()));
+        j.status = Some(s);
+        let s = next(&j, &finished, grace, &due);
+        assert_eq!(s.phase, Phase::Succeeded);
+        let r = s.recrawl.clone().expect("recrawl status");
+        assert_eq!(
+            (r.round, r.next_round_time),
+            (2, None),
+            "maxRounds 2 reached"
+        );
+        assert!(!round_due(
+            &j,
+            &s,
+            &Time(due.0 + SignedDuration::from_secs(3600))
+        ));
     }
 
     #[test]

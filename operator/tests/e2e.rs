@@ -908,3 +908,110 @@ async fn a_job_crawls_what_its_sitemaps_list_and_counts_them() {
     );
     cluster.shutdown().await.expect("clean shutdown");
 }
+
+/// A job that recrawls: the first round crawls the site; three pages change; the second round
+/// (`afterSeconds` after the first finished) asks for every page again with its validators,
+/// counts the 304s and the unchanged bodies, publishes only the changed pages, and is the
+/// last (`maxRounds: 2`).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_recrawl_round_refetches_every_page_and_publishes_only_the_changed() {
+    let config = ClusterConfig {
+        site: SiteConfig::default().with_pages(120).with_validators(true),
+        ..ClusterConfig::default()
+    };
+    let (_turn, cluster) = start("e2e-recrawl", config).await;
+    let truth = cluster.site.truth();
+    let mut spec = link_spec(&cluster.site.root(), "recrawl", 1, 0);
+    spec["recrawl"] = serde_json::json!({"afterSeconds": 8, "maxRounds": 2});
+    cluster.create_job("recrawl", spec).await.expect("created");
+    let first = succeeded(&cluster, "recrawl", 120, "round 1 finishes").await;
+    let one = first.status.expect("status");
+    let round = one.recrawl.clone().expect("status.recrawl");
+    assert_eq!((round.round, round.changed, round.unchanged), (1, 0, 0));
+    assert_eq!(one.pages, truth.len() as u64, "round 1 crawls the site");
+    let done = one.completion_time.clone().expect("completion time");
+    assert_eq!(
+        round.next_round_time.map(|t| t.0),
+        Some(done.0 + k8s_openapi::jiff::SignedDuration::from_secs(8)),
+        "the next round is afterSeconds after the first finished"
+    );
+    let firehose = kubecrawl_api::contract::topic::firehose(&cluster.topic_prefix);
+    let records = async || -> Vec<kubecrawl_api::PageRecord> {
+        kubecrawl_e2e::records::topic_records(
+            kubecrawl_e2e::TestEnv::get().kafka_config(),
+            &firehose,
+            Duration::from_secs(60),
+        )
+        .await
+        .expect("the firehose reads back")
+    };
+    let published = records().await.len();
+
+    // Three main pages change; every answer that ends on one of them changes with it.
+    let main_page = regex::Regex::new(r"/p/(\d+)$").expect("regex");
+    let edited: Vec<(usize, String)> = truth
+        .pages()
+        .iter()
+        .filter(|(url, e)| e.status == Some(200) && e.redirects == 0 && main_page.is_match(url))
+        .filter_map(|(url, _)| Some((main_page.captures(url)?[1].parse().ok()?, url.clone())))
+        .take(3)
+        .collect();
+    assert_eq!(edited.len(), 3, "the site has main pages");
+    for (i, _) in &edited {
+        cluster.site.edit_page(*i);
+    }
+    let answers_on = |urls: &[&String], status: Option<u16>| {
+        truth
+            .pages()
+            .values()
+            .filter(|e| urls.contains(&&e.final_url) && (status.is_none() || e.status == status))
+            .count() as u64
+    };
+    let edited_urls: Vec<&String> = edited.iter().map(|(_, url)| url).collect();
+    let changed = answers_on(&edited_urls, None);
+
+    let second = cluster
+        .wait_job("recrawl", Duration::from_secs(120), |j| {
+            j.status.as_ref().is_some_and(|s| {
+                s.phase == Phase::Succeeded && s.recrawl.as_ref().is_some_and(|r| r.round == 2)
+            })
+        })
+        .await
+        .expect("round 2 finishes");
+    let two = second.status.expect("status");
+    let round = two.recrawl.clone().expect("status.recrawl");
+    assert_eq!(
+        two.pages, one.pages,
+        "round 2 fetches every page round 1 did: {two:?}"
+    );
+    assert_eq!(round.changed, changed, "{round:?}");
+    assert_eq!(round.unchanged, two.pages - changed, "{round:?}");
+    assert_eq!(round.next_round_time, None, "maxRounds 2: no third round");
+    assert!(round.round_start_time.is_some_and(|t| t.0 >= done.0));
+    // Main pages answer conditional requests; the other pages' bodies are compared.
+    let not_modified = two.status_codes.get("304").copied().unwrap_or(0);
+    assert_eq!(not_modified, cluster.site.not_modified(), "{two:?}");
+    assert!(not_modified > 0 && not_modified < two.pages, "{two:?}");
+    for (_, url) in &edited {
+        let path = url::Url::parse(url).expect("url").path().to_owned();
+        assert_eq!(cluster.site.hits(&path), 2, "{url} fetched once per round");
+    }
+    // Only the changed pages were published again, with their new bodies.
+    let all = records().await;
+    assert_eq!(
+        all.len() - published,
+        changed as usize,
+        "records of round 2"
+    );
+    let marked = all
+        .iter()
+        .filter(|r| {
+            edited.iter().any(|(i, _)| {
+                r.body
+                    .contains(&kubecrawl_e2e::site::TestSite::edit_marker(*i, 1))
+            })
+        })
+        .count();
+    assert_eq!(marked as u64, changed);
+    cluster.shutdown().await.expect("clean shutdown");
+}
