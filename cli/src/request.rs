@@ -129,6 +129,7 @@ pub fn parse(object: &Map<String, Value>, now_s: i64) -> Result<CrawlRequest, Re
         suspend: false,
         politeness: None,
         sitemaps: None,
+        recrawl: None,
     };
     Ok(CrawlRequest { url, uuid, spec })
 }
