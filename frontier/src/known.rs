@@ -48,3 +48,45 @@ pub enum Known {
     /// Both sets (the job is deleted or expired).
     All,
 }
+
+/// Known pages read (and seeded) per frontier call by [`seed_known`].
+pub const SEED_CHUNK: usize = 1000;
+
+/// Starts a recrawl round of `job`: its known pages become the ones to seed from
+/// ([`crate::Frontier::rotate_known`]), then its queues, dedupe and counters are purged.
+/// Register the job and [`seed_known`] next. Returns whether the pages rotated (false: a
+/// previous set was still there, from a start that was interrupted; it is seeded from).
+///
+/// # Errors
+/// The frontier's; calling it again after an error is safe.
+pub async fn start_round(
+    frontier: &dyn crate::Frontier,
+    job: &crate::JobRef,
+) -> crate::Result<bool> {
+    let rotated = frontier.rotate_known(job).await?;
+    frontier.purge(job).await?;
+    Ok(rotated)
+}
+
+/// Seeds `job` (registered) with its known pages, [`SEED_CHUNK`] at a time, and returns what
+/// the frontier admitted. A page in both sets is offered twice and admitted once.
+///
+/// # Errors
+/// The frontier's; seeding again is safe (dedupe).
+pub async fn seed_known(
+    frontier: &dyn crate::Frontier,
+    job: &crate::JobRef,
+) -> crate::Result<crate::Admission> {
+    let mut admission = crate::Admission::default();
+    let mut cursor = None;
+    loop {
+        let (pages, next) = frontier.known_pages(job, cursor, SEED_CHUNK).await?;
+        if !pages.is_empty() {
+            admission += frontier.seed(job, &pages).await?;
+        }
+        match next {
+            Some(next) => cursor = Some(next),
+            None => return Ok(admission),
+        }
+    }
+}

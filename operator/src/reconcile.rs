@@ -37,7 +37,7 @@ use kube::runtime::finalizer::{Event, finalizer};
 use kube::runtime::reflector::{ObjectRef, Store};
 use kube::{Client, Resource, ResourceExt};
 use kubecrawl_api::{CrawlJob, CrawlRequest, JobRef, Phase};
-use kubecrawl_frontier::{Admission, Frontier, JobPolicy, JobStats, Known};
+use kubecrawl_frontier::{Admission, Frontier, JobPolicy, JobStats, Known, known};
 
 use crate::fleet::Fleets;
 use crate::metrics::Metrics;
@@ -462,8 +462,10 @@ async fn drive(
 /// Succeeded in its status): the rotation keeps the pages to seed from until the round
 /// finished, and purging a half-seeded round only repeats its seeding.
 async fn start_round(jobref: &JobRef, ctx: &Context) -> Result<()> {
-    let rotated = frontier_op("rotate_known", ctx.frontier.rotate_known(jobref).await)?;
-    frontier_op("purge", ctx.frontier.purge(jobref).await)?;
+    let rotated = frontier_op(
+        "start_round",
+        known::start_round(ctx.frontier.as_ref(), jobref).await,
+    )?;
     tracing::info!(job = %jobref, rotated, "recrawl round starting");
     Ok(())
 }
@@ -490,8 +492,13 @@ async fn seed(
         seeds.extend(sitemaps.requests(&job.spec.seeds, job.spec.priority));
     }
     let mut admission = Admission::default();
+    // Known pages first: a seed page then keeps its validators.
     if job.spec.recrawl.is_some() {
-        admission = seed_known(jobref, ctx).await?;
+        admission = frontier_op(
+            "seed_known",
+            known::seed_known(ctx.frontier.as_ref(), jobref).await,
+        )?;
+        tracing::info!(job = %jobref, admitted = admission.admitted, duplicates = admission.duplicates, "known pages seeded");
     }
     admission += frontier_op("seed", ctx.frontier.seed(jobref, &seeds).await)?;
     tracing::info!(job = %jobref, admitted = admission.admitted, duplicates = admission.duplicates, "seeded");
@@ -502,33 +509,6 @@ async fn seed(
     }
     Ok(None)
 }
-
-/// Seeds a recrawling job with the pages earlier rounds acknowledged, at their depth and
-/// with their validators, before its seeds (a seed page then keeps its validators).
-async fn seed_known(jobref: &JobRef, ctx: &Context) -> Result<Admission> {
-    let mut admission = Admission::default();
-    let mut cursor = None;
-    loop {
-        let (pages, next) = frontier_op(
-            "known_pages",
-            ctx.frontier
-                .known_pages(jobref, cursor, KNOWN_PAGES_CHUNK)
-                .await,
-        )?;
-        if !pages.is_empty() {
-            admission += frontier_op("seed", ctx.frontier.seed(jobref, &pages).await)?;
-        }
-        match next {
-            Some(next) => cursor = Some(next),
-            None => break,
-        }
-    }
-    tracing::info!(job = %jobref, admitted = admission.admitted, duplicates = admission.duplicates, "known pages seeded");
-    Ok(admission)
-}
-
-/// Known pages read (and seeded) per frontier call when a recrawl round starts.
-const KNOWN_PAGES_CHUNK: usize = 1000;
 
 /// Suspends or resumes the job in the frontier as its spec says, and returns its
 /// accounting. `settling`: an earlier suspend or resume was interrupted; doing it again
