@@ -193,6 +193,12 @@ pub struct CrawlArgs {
     /// Redis TLS and authentication, with --redis.
     #[command(flatten)]
     pub redis_security: RedisSecurity,
+    /// Make this run the next recrawl round of an earlier run with the same --crawlid on the
+    /// same Redis: every page that run reached is requested again with its ETag and
+    /// Last-Modified, a 304 or an unchanged body is counted and not written, changed and new
+    /// pages are. The first run with --recrawl is round 1. Needs --redis and --crawlid.
+    #[arg(long, requires_all = ["redis", "crawlid"])]
+    pub recrawl: bool,
     /// Publish to Kafka at these brokers instead of writing JSON lines.
     #[arg(long)]
     pub kafka: Option<String>,

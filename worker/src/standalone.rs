@@ -11,7 +11,7 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use kubecrawl_api::{CrawlRequest, Extract, JobRef, Politeness, Sitemaps};
 use kubecrawl_frontier::{
-    Frontier, FrontierConfig, JobPolicy, JobStats, MemoryFrontier, RedisFrontier,
+    Frontier, FrontierConfig, JobPolicy, JobStats, Known, MemoryFrontier, RedisFrontier, known,
 };
 use tokio_util::sync::CancellationToken;
 
@@ -22,7 +22,7 @@ use crate::runtime::{Worker, WorkerConfig};
 use crate::sink::Sink;
 use crate::sink::jsonl::JsonLines;
 use crate::spider::Registry;
-use crate::{Error, Result, fetcher, kafka_sink, robots_cache, spider, warc_writer};
+use crate::{Error, Result, fetcher, kafka_sink, recrawl, robots_cache, spider, warc_writer};
 
 /// What a standalone crawl did.
 #[derive(Debug, Clone)]
@@ -106,6 +106,16 @@ impl std::fmt::Display for CrawlSummary {
             write!(f, "\ncut off as traps: {}", cut.join(", "))?;
         }
         let counter = |name: &str| self.stats.counters.get(name).copied().unwrap_or(0);
+        if self.stats.counters.contains_key(recrawl::CHANGED)
+            || self.stats.counters.contains_key(recrawl::UNCHANGED)
+        {
+            write!(
+                f,
+                "\nrecrawl: {} changed, {} unchanged since the previous round",
+                counter(recrawl::CHANGED),
+                counter(recrawl::UNCHANGED),
+            )?;
+        }
         if self.stats.counters.keys().any(|k| k.starts_with("sitemap")) {
             write!(
                 f,
@@ -143,10 +153,21 @@ pub async fn crawl(
     policy.extract = args.extract.as_deref().map(read_extract).transpose()?;
     let config = FrontierConfig::default();
     let frontier = frontier(&args, &config).await?;
+    policy.recrawl = args.recrawl;
+    if args.recrawl {
+        known::start_round(frontier.as_ref(), &job)
+            .await
+            .map_err(Error::frontier("start_round"))?;
+    }
     frontier
         .register(&job, &policy)
         .await
         .map_err(Error::frontier("register"))?;
+    if args.recrawl {
+        known::seed_known(frontier.as_ref(), &job)
+            .await
+            .map_err(Error::frontier("seed_known"))?;
+    }
     frontier
         .seed(&job, &seeds)
         .await
@@ -190,6 +211,14 @@ pub async fn crawl(
         .await
         .map_err(Error::frontier("job_stats"))?
         .unwrap_or_default();
+    // A finished round no longer needs the pages it was seeded from; an interrupted one keeps
+    // them, and the next run seeds from them again.
+    if args.recrawl && !shutdown.is_cancelled() && stats.finished() {
+        frontier
+            .drop_known(&job, Known::Previous)
+            .await
+            .map_err(Error::frontier("drop_known"))?;
+    }
     Ok(CrawlSummary {
         job,
         stats,
