@@ -11,7 +11,7 @@ ENV := . $(or $(KUBECRAWL_STATE),.testenv)/env &&
 # The real node's env file (make node-up; KUBECRAWL_NODE_STATE moves it).
 NODE_ENV := $(or $(KUBECRAWL_NODE_STATE),$(or $(KUBECRAWL_STATE),.testenv)/node)/env
 
-.PHONY: help env-up env-down env-status env-clean test unit lint crds bench-frontier bench-crawl bench-scale bench-compression bench-sitemap bench-extract \
+.PHONY: help env-up env-down env-status env-clean test unit lint crds bench-frontier bench-crawl bench-scale bench-compression bench-sitemap bench-extract bench-recrawl \
 	profile-crawl images push push-check prune-target node-up node-down node-images test-node chaos chaos-hot
 
 help: ## list the targets
@@ -86,6 +86,9 @@ bench-compression: env-up ## what each Kafka compression codec costs on real HTM
 
 bench-extract: ## what extract rules (a declarative spider) cost a standalone crawl of 15 KB pages: 3 runs with and without; last line is JSON
 	bash tests/bench/extract.sh
+
+bench-recrawl: env-up ## a recrawl round of an unchanged 20,000-page site (304s) next to the first crawl, standalone on Redis; last line is JSON
+	$(ENV) bash tests/bench/recrawl.sh
 
 profile-crawl: ## where a standalone crawl of 15 KB pages spends its CPU: perf's top entries (WORKER_BIN= to profile another build)
 	bash tests/bench/profile.sh

@@ -1,13 +1,14 @@
 # shellcheck shell=bash
 # The synthetic site for the crawl benchmarks (crawl.sh, profile.sh). Sourced, never run.
 
-# start_site BIN WORK PAGES PADDING LINKS: starts BIN/testsite in the background, waits until it
+# start_site BIN WORK PAGES PADDING LINKS [FLAG...]: starts BIN/testsite (with the extra FLAGs,
+# e.g. --validators) in the background, waits until it
 # serves, and sets SITE_PID, ROOT, REACHABLE (pages reachable from the root), IP, PORT and
 # RESOLVE (the crawler's --resolve arguments for the site's hosts). Its description goes to
 # WORK/site.json, its log to WORK/site.log. Needs the caller's `die`.
 start_site() {
   local bin=$1 work=$2 pages=$3 padding=$4 links=$5 host
-  "$bin/testsite" --pages "$pages" --padding "$padding" --max-links "$links" >"$work/site.json" 2>"$work/site.log" &
+  "$bin/testsite" --pages "$pages" --padding "$padding" --max-links "$links" "${@:6}" >"$work/site.json" 2>"$work/site.log" &
   SITE_PID=$!
   for _ in $(seq 600); do
     [ -s "$work/site.json" ] && break

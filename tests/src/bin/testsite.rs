@@ -41,6 +41,10 @@ struct Args {
     /// robots.txt Crawl-delay for `User-agent: *`, in seconds (none when absent).
     #[arg(long, env = "KUBECRAWL_TESTSITE_CRAWL_DELAY")]
     crawl_delay: Option<f64>,
+    /// Serve main pages with an ETag and a Last-Modified, and answer conditional requests
+    /// for them with 304 Not Modified.
+    #[arg(long, env = "KUBECRAWL_TESTSITE_VALIDATORS")]
+    validators: bool,
 }
 
 #[tokio::main]
@@ -52,7 +56,8 @@ async fn main() -> Result<()> {
         .with_port(args.port)
         .with_traps(args.traps)
         .with_max_links(args.max_links)
-        .with_padding(args.padding);
+        .with_padding(args.padding)
+        .with_validators(args.validators);
     if let Some(secs) = args.crawl_delay {
         let delay = Duration::try_from_secs_f64(secs).context("--crawl-delay")?;
         config = config.with_crawl_delay(delay);
