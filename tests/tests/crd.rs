@@ -19,6 +19,14 @@ fn kubectl_explain_prints_the_field_docs() {
         out.contains("0 (the default) fetches the seeds only"),
         "explain output:\n{out}"
     );
+    let out = kubectl_ok(&["explain", "crawljob.spec.recrawl.afterSeconds"], None)
+        .expect("explain works");
+    assert!(
+        out.contains("Seconds from the end of a round to the start of the next"),
+        "explain output:\n{out}"
+    );
+    let out = kubectl_ok(&["explain", "crawljob.status.recrawl"], None).expect("explain works");
+    assert!(out.contains("nextRoundTime"), "explain output:\n{out}");
 }
 
 #[tokio::test]
