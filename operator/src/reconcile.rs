@@ -201,12 +201,11 @@ async fn apply(job: &CrawlJob, api: &Api<CrawlJob>, ctx: &Context) -> Result<Act
             frontier_op("purge", ctx.frontier.purge(&jobref).await)?;
             tracing::info!(job = %jobref, "expired job purged");
         }
-        if job.spec.recrawl.is_some() {
-            frontier_op(
-                "drop_known",
-                ctx.frontier.drop_known(&jobref, Known::All).await,
-            )?;
-        }
+        // Whether or not the spec recrawls now: an earlier generation may have.
+        frontier_op(
+            "drop_known",
+            ctx.frontier.drop_known(&jobref, Known::All).await,
+        )?;
         None
     } else {
         driven = drive(job, &jobref, &current, ctx).await?;
@@ -322,7 +321,10 @@ fn status_patch(status: &kubecrawl_api::CrawlJobStatus) -> serde_json::Value {
             }
         }
     };
-    clear(&mut patch, &["startTime", "completionTime"]);
+    clear(
+        &mut patch,
+        &["startTime", "completionTime", "recrawl", "sitemaps"],
+    );
     if let Some(recrawl) = patch.get_mut("recrawl") {
         clear(recrawl, &["roundStartTime", "nextRoundTime"]);
     }
@@ -581,12 +583,10 @@ async fn cleanup(job: &CrawlJob, ctx: &Context) -> Result<Action> {
     // A job refused for sharing another job's crawlid never owned that frontier state.
     if validate::conflict(job, &ctx.jobs.state()).is_none() {
         let purged = frontier_op("purge", ctx.frontier.purge(&jobref).await)?;
-        if job.spec.recrawl.is_some() {
-            frontier_op(
-                "drop_known",
-                ctx.frontier.drop_known(&jobref, Known::All).await,
-            )?;
-        }
+        frontier_op(
+            "drop_known",
+            ctx.frontier.drop_known(&jobref, Known::All).await,
+        )?;
         tracing::info!(job = %jobref, purged, "deleted job purged");
     }
     ctx.fleets
@@ -660,9 +660,11 @@ mod tests {
         assert_eq!(patch["recrawl"]["round"], 2);
         assert_eq!(patch["phase"], "Running");
         let plain = status_patch(&kubecrawl_api::CrawlJobStatus::default());
-        assert!(
-            plain.get("recrawl").is_none(),
-            "a job that does not recrawl has none"
+        assert_eq!(
+            plain["recrawl"],
+            serde_json::Value::Null,
+            "a job that stopped recrawling loses its recrawl status"
         );
+        assert!(plain.as_object().is_some_and(|m| m.contains_key("recrawl")));
     }
 }
