@@ -192,7 +192,12 @@ impl Site {
             graph: &graph,
             port,
         };
-        let pages = renderer.main_pages();
+        let mut pages = renderer.main_pages();
+        if config.gzip_pages {
+            for page in &mut pages {
+                *page = traps::gzip(page);
+            }
+        }
         let prepared = renderer.prepared();
         Self {
             recorder: Recorder::new(config.log_capacity),

@@ -199,7 +199,20 @@ fn client(site: &TestSite) -> reqwest::Client {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn warcio_reads_every_page_of_a_crawl_with_its_status_and_digest() {
-    let site = TestSite::start(SiteConfig::default())
+    every_page_of_a_crawl(false).await;
+}
+
+/// The same with the main pages sent gzip-compressed, as most servers send HTML: each record
+/// holds a page as sent, compressed, and its digest is of those bytes.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn warcio_reads_every_compressed_page_as_sent() {
+    every_page_of_a_crawl(true).await;
+}
+
+/// Crawls the site (its main pages gzip-compressed if `gzip`) with WARC output and checks
+/// every page's response record against the ground truth and the body as the site sends it.
+async fn every_page_of_a_crawl(gzip: bool) {
+    let site = TestSite::start(SiteConfig::default().with_gzip_pages(gzip))
         .await
         .expect("site starts");
     let truth = site.reachable(&site.reach()).expect("ground truth");
@@ -277,6 +290,21 @@ async fn warcio_reads_every_page_of_a_crawl_with_its_status_and_digest() {
     let mut bodies = Vec::new();
     for url in &urls {
         bodies.push(fetch(&client, url).await);
+    }
+    let compressed = bodies
+        .iter()
+        .filter(|b| b.starts_with(&[0x1f, 0x8b]))
+        .count();
+    if gzip {
+        assert!(
+            compressed > truth.len() / 2,
+            "{compressed} of {} pages came compressed",
+            truth.len()
+        );
+        // The spider's view is decoded.
+        assert!(records.iter().all(|r| !r.body.starts_with('\u{1f}')));
+    } else {
+        assert_eq!(compressed, 0);
     }
     let digests = python_digests(&work, &bodies);
     let by_uri: BTreeMap<&str, &str> = responses

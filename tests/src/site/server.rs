@@ -229,7 +229,13 @@ impl Site {
             {
                 return respond(&status_page(503));
             }
-            return html(body.clone());
+            let mut response = html(body.clone());
+            if self.config.gzip_pages {
+                response
+                    .headers_mut()
+                    .insert(CONTENT_ENCODING, HeaderValue::from_static("gzip"));
+            }
+            return response;
         }
         match behaviour(&self.config, node) {
             Behaviour::Ok | Behaviour::Redirect { .. } => self.prepared_or_render(node),
