@@ -5,10 +5,12 @@
 # e.g. --validators) in the background, waits until it
 # serves, and sets SITE_PID, ROOT, REACHABLE (pages reachable from the root), IP, PORT and
 # RESOLVE (the crawler's --resolve arguments for the site's hosts). Its description goes to
-# WORK/site.json, its log to WORK/site.log. Needs the caller's `die`.
+# WORK/site.json, its log to WORK/site.log. Needs the caller's `die`. With BENCH_GZIP=1 the
+# site sends its main pages gzip-compressed, as most real servers send HTML.
 start_site() {
-  local bin=$1 work=$2 pages=$3 padding=$4 links=$5 host
-  "$bin/testsite" --pages "$pages" --padding "$padding" --max-links "$links" "${@:6}" >"$work/site.json" 2>"$work/site.log" &
+  local bin=$1 work=$2 pages=$3 padding=$4 links=$5 host gzip=()
+  [ "${BENCH_GZIP:-0}" = 1 ] && gzip=(--gzip)
+  "$bin/testsite" --pages "$pages" --padding "$padding" --max-links "$links" "${gzip[@]}" "${@:6}" >"$work/site.json" 2>"$work/site.log" &
   SITE_PID=$!
   for _ in $(seq 600); do
     [ -s "$work/site.json" ] && break

@@ -193,7 +193,12 @@ impl Site {
             graph: &graph,
             port,
         };
-        let pages = renderer.main_pages();
+        let mut pages = renderer.main_pages();
+        if config.gzip_pages {
+            for page in &mut pages {
+                *page = traps::gzip(page);
+            }
+        }
         let prepared = renderer.prepared();
         Self {
             recorder: Recorder::new(config.log_capacity),
@@ -424,6 +429,11 @@ impl TestSite {
     /// `304 Not Modified` answers sent so far.
     pub fn not_modified(&self) -> u64 {
         self.site.edits.not_modified()
+    }
+
+    /// [`TestSite::overload_refusals`] per second of the overload, from its first request.
+    pub fn overload_refusals_by_second(&self) -> Vec<u64> {
+        self.site.overload.refusals_by_second()
     }
 
     /// Forgets all counts and the log (the flaky traps fail again afterwards).

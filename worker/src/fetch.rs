@@ -3,13 +3,21 @@
 //! Redirects are followed by hand, so that every hop is checked against the job's link policy
 //! and the network guard before it is requested, and the whole chain is recorded. A redirect
 //! to a URL the job does not allow ends the fetch with the 3xx response itself as the page.
-//! Bodies are decompressed (gzip, deflate, brotli, zstd) as they stream and cut at the body
-//! cap, counted after decompression, so a compression bomb costs no more than the cap.
+//!
+//! Bodies are decoded here, not by the HTTP client: a `Content-Encoding` of gzip, deflate, br
+//! or zstd is undone as the body streams ([`coding`] has the rules), and the decoded body is
+//! cut at the body cap, counted after decompression, so a compression bomb costs no more than
+//! the cap; reading stops there. The bytes as sent are kept beside the decoded body
+//! ([`Fetched::encoded`]) for the WARC records, also at most the cap: a fetch holds at most
+//! twice the cap.
+
+mod body;
+mod coding;
 
 use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
-use bytes::{Bytes, BytesMut};
+use bytes::Bytes;
 use kubecrawl_api::page::Headers;
 use reqwest::header::{self, HeaderMap, HeaderValue};
 use url::Url;
@@ -95,6 +103,18 @@ pub enum FetchError {
         /// The limit.
         max: usize,
     },
+    /// The body does not decode from its `Content-Encoding` (corrupt data, a wrong checksum).
+    /// Not transient: the server sends the same bytes again.
+    #[error("decoding the {coding} body of {url} failed")]
+    Undecodable {
+        /// The URL of the response.
+        url: String,
+        /// The codings, as applied: `gzip`, `gzip, br`.
+        coding: String,
+        /// The decoder's error.
+        #[source]
+        source: std::io::Error,
+    },
 }
 
 impl FetchError {
@@ -118,6 +138,7 @@ impl FetchError {
             }
             Self::Transport { .. } => FetchErrorKind::Transport,
             Self::TooManyRedirects { .. } => FetchErrorKind::TooManyRedirects,
+            Self::Undecodable { .. } => FetchErrorKind::Undecodable,
         }
     }
 }
@@ -135,11 +156,13 @@ pub enum FetchErrorKind {
     Transport,
     /// More redirects than allowed.
     TooManyRedirects,
+    /// A body that does not decode from its `Content-Encoding`.
+    Undecodable,
 }
 
 impl FetchErrorKind {
     /// The kind as a label value: `invalid_url`, `private_destination`, `timeout`,
-    /// `transport` or `too_many_redirects`.
+    /// `transport`, `too_many_redirects` or `undecodable`.
     pub fn as_str(self) -> &'static str {
         match self {
             Self::InvalidUrl => "invalid_url",
@@ -147,6 +170,7 @@ impl FetchErrorKind {
             Self::Timeout => "timeout",
             Self::Transport => "transport",
             Self::TooManyRedirects => "too_many_redirects",
+            Self::Undecodable => "undecodable",
         }
     }
 }
@@ -173,20 +197,40 @@ pub struct Fetched {
     pub status: u16,
     /// Its reason phrase.
     pub status_msg: String,
-    /// Final response headers, name → values.
+    /// Final response headers, name → values, describing `body`: without `content-encoding`
+    /// and `content-length` when the body was decoded (they are in [`Self::encoded`]).
     pub headers: Headers,
     /// Headers sent with the request, name → values.
     pub request_headers: Headers,
-    /// The body, at most `max_body` bytes, decompressed.
+    /// The body, de-chunked and decoded, at most `max_body` bytes.
     pub body: Bytes,
-    /// The body was longer than `max_body` and was cut.
+    /// The body was cut: it decoded to more than `max_body` bytes, or its bytes as sent
+    /// were more than that.
     pub truncated: bool,
+    /// The body as the server sent it, when the fetcher decoded its `Content-Encoding`;
+    /// `None` when `body` is as sent (no coding, or one not decoded).
+    pub encoded: Option<EncodedBody>,
     /// From sending the first request to the end of the last body.
     pub elapsed: Duration,
     /// The HTTP version of the final response.
     pub version: reqwest::Version,
     /// The address the final response came from, when the client reports it.
     pub remote_addr: Option<SocketAddr>,
+}
+
+/// A body as the server sent it, before the fetcher decoded its `Content-Encoding`: what a
+/// WARC response record holds.
+#[derive(Debug, Clone)]
+pub struct EncodedBody {
+    /// The response headers that describe these bytes and not the decoded body, as sent:
+    /// `content-encoding` and, when the server sent one, `content-length`. They are left out
+    /// of [`Fetched::headers`].
+    pub headers: Headers,
+    /// The bytes received, de-chunked, at most `max_body`.
+    pub body: Bytes,
+    /// Reading stopped before the end of the body had arrived (the decoded body or these
+    /// bytes reached the cap): these bytes are a prefix of what the server sent.
+    pub truncated: bool,
 }
 
 impl Fetched {
@@ -254,6 +298,12 @@ impl Fetcher {
             .connect_timeout(config.connect_timeout)
             .timeout(config.timeout)
             .redirect(reqwest::redirect::Policy::none())
+            // The fetcher decodes bodies itself, keeping them as sent; another crate of the
+            // build (the tests' client) may turn the client's decoding on.
+            .no_gzip()
+            .no_brotli()
+            .no_deflate()
+            .no_zstd()
             .pool_max_idle_per_host(16)
             .tcp_nodelay(true);
         if !config.allow_private_networks {
@@ -317,11 +367,25 @@ impl Fetcher {
                 current = next;
                 continue;
             }
-            let headers = header_lists(response.headers());
+            let mut headers = header_lists(response.headers());
             let version = response.version();
             let remote_addr = response.remote_addr();
             let max = options.max_body.unwrap_or(self.config.max_body);
-            let (body, truncated) = self.read_body(&current, response, max).await?;
+            let read = body::read(&current, response, max).await?;
+            let (body, truncated) = (read.body, read.truncated);
+            let encoded = read.encoded.map(|(bytes, cut)| {
+                let mut described = Headers::new();
+                for name in [header::CONTENT_ENCODING, header::CONTENT_LENGTH] {
+                    if let Some((name, values)) = headers.remove_entry(name.as_str()) {
+                        described.insert(name, values);
+                    }
+                }
+                EncodedBody {
+                    headers: described,
+                    body: bytes,
+                    truncated: cut,
+                }
+            });
             return Ok(Fetched {
                 final_url: current,
                 redirect_chain: chain,
@@ -331,6 +395,7 @@ impl Fetcher {
                 request_headers: header_lists(&request_headers),
                 body,
                 truncated,
+                encoded,
                 elapsed: started.elapsed(),
                 version,
                 remote_addr,
@@ -405,28 +470,6 @@ impl Fetcher {
             headers.insert(header::IF_MODIFIED_SINCE, v);
         }
         headers
-    }
-
-    async fn read_body(
-        &self,
-        url: &Url,
-        mut response: reqwest::Response,
-        max: usize,
-    ) -> Result<(Bytes, bool), FetchError> {
-        let mut body = BytesMut::with_capacity(
-            response
-                .content_length()
-                .map_or(16 * 1024, |n| (n as usize).min(max)),
-        );
-        while let Some(chunk) = response.chunk().await.map_err(|e| classify(url, e))? {
-            let room = max - body.len();
-            if chunk.len() > room {
-                body.extend_from_slice(&chunk[..room]);
-                return Ok((body.freeze(), true));
-            }
-            body.extend_from_slice(&chunk);
-        }
-        Ok((body.freeze(), false))
     }
 }
 

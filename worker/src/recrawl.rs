@@ -108,6 +108,7 @@ mod tests {
             request_headers: Headers::new(),
             body: Bytes::from_static(body),
             truncated: false,
+            encoded: None,
             elapsed: Duration::ZERO,
             version: reqwest::Version::HTTP_11,
             remote_addr: None,

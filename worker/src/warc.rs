@@ -14,19 +14,19 @@
 //! - `request`: the request line (`GET`, the final URL's path and query, the HTTP version the
 //!   response came with), a `host` header and the headers the worker set (User-Agent, Accept,
 //!   Accept-Encoding, the job's Cookie and the Referer). Its payload is empty.
-//! - `response`: the status line, the response headers, then the body as the fetcher kept it:
-//!   de-chunked, and decoded when it came with a `Content-Encoding` the HTTP client decodes
-//!   (gzip, deflate, br, zstd: the fetcher decodes while it streams, so that the body cap
-//!   counts decoded bytes). The client drops `Content-Encoding` and `Content-Length` from a
-//!   response it decoded before the worker sees it, so such a record holds the decoded body
-//!   and headers that describe it; whether the server compressed the body is not recorded.
-//!   A `content-encoding` still present names an encoding the client did not decode, and the
-//!   body is then as the server sent it. `transfer-encoding` is renamed
+//! - `response`: the status line, the response headers as the server sent them, then the
+//!   entity body as received: de-chunked (the transfer coding undone) but still in its
+//!   content coding. A body sent with `Content-Encoding: gzip` (or deflate, br, zstd) is
+//!   stored compressed, byte for byte as sent, with the server's `content-encoding` and
+//!   `content-length`; the spider and the page record get the decoded body, which the
+//!   fetcher decodes from a copy as the body streams ([`crate::fetch`]). The payload digest
+//!   is over the bytes as sent. `transfer-encoding` is renamed
 //!   `x-crawler-transfer-encoding`; `content-length` is always the length of the body in the
 //!   record, and a server's different value (a cut body) is kept as
-//!   `x-crawler-content-length`. A body cut at the body cap has `WARC-Truncated: length`.
-//!   Header names are lower case and in name order, as the client hands them over; bytes of
-//!   a value that are not UTF-8 are replaced.
+//!   `x-crawler-content-length`. A body the worker stopped reading before its end has
+//!   `WARC-Truncated: length`: its bytes as sent reached the body cap, or their decoded form
+//!   did (a compression bomb is cut after a few KB). Header names are lower case and in name
+//!   order, as the client hands them over; bytes of a value that are not UTF-8 are replaced.
 //! - `metadata` (`application/warc-fields`): `appid`, `crawlid`, `spiderid`, `depth`, `via`
 //!   (the referer), `fetchTimeMs`, one `redirect` per hop followed inline (in order), and
 //!   `outlinks` (the links the spider's record of the page holds).
@@ -202,11 +202,12 @@ pub struct Exchange {
     pub status: u16,
     /// Its reason phrase.
     pub reason: String,
-    /// The response headers (lower-case names).
+    /// The response headers as sent (lower-case names), `content-encoding` included.
     pub response_headers: Headers,
-    /// The body as the fetcher kept it: de-chunked, decompressed, at most the body cap.
+    /// The entity body as received: de-chunked, still in its content coding, at most the
+    /// body cap.
     pub body: Bytes,
-    /// The body was cut at the body cap.
+    /// The body was cut: reading stopped before its end.
     pub truncated: bool,
     /// The fields of the metadata record, in order.
     pub metadata: Vec<(String, String)>,

@@ -503,7 +503,14 @@ async fn a_host_answering_503_under_load_is_slowed_then_recovers() {
         &site,
         "overload",
         &site.root(),
-        &["--maxdepth", "1000", "--allowed-domain", "site.test"],
+        &[
+            "--maxdepth",
+            "1000",
+            "--allowed-domain",
+            "site.test",
+            "--concurrency",
+            "16",
+        ],
     )
     .await;
     let took = started.elapsed();
@@ -518,6 +525,19 @@ async fn a_host_answering_503_under_load_is_slowed_then_recovers() {
         refusals > 0,
         "the host was never overloaded: the test proves nothing"
     );
+    // Slowed at the first 503s, the crawler stays under the host's rate until its delay has
+    // relaxed: each burst of refusals is about the fetches already leased when the first 503
+    // came back (at most 16 in flight here). Measured 2026-12-05 at `--concurrency 16`: with
+    // adaptive politeness 19 – 34 refusals in all (a burst of 15 – 19 in the first second,
+    // often another in the last, once the delay relaxed while the host was still
+    // overloaded), without it 247 – 298 (the retries of refused pages refused again, at 2
+    // and 4 s). At the default concurrency (64) the bursts grow with the machine's speed: a
+    // bound of 150 on the total was met by 72 – 153 refusals and failed under load.
+    let by_second = site.overload_refusals_by_second();
+    assert!(
+        refusals <= 100,
+        "refused {refusals} times ({by_second:?} per second): the host was not slowed enough\n{summary}"
+    );
     let peak = summary
         .slowed_hosts
         .iter()
@@ -525,19 +545,15 @@ async fn a_host_answering_503_under_load_is_slowed_then_recovers() {
         .map(|(_, peak)| *peak)
         .unwrap_or_else(|| panic!("site.test was never slowed down: {summary}"));
     assert!(peak >= kubecrawl_worker::adaptive::FIRST_STEP, "{summary}");
-    // Without adaptive politeness the crawler keeps asking at full speed through the 5 s and
-    // is refused hundreds of times; slowed at the first refusals, it settles under the rate.
-    assert!(
-        refusals <= 150,
-        "refused {refusals} times: the host was not slowed enough\n{summary}"
-    );
     // Recovered: the ~600 pages left after the overload came at full speed again, not one
     // per peak delay.
     assert!(
         took < lasts + Duration::from_secs(15),
         "the crawl took {took:?}: the delay did not relax\n{summary}"
     );
-    println!("overload: {refusals} refusals, peak delay {peak:?}, crawl {took:?}\n{summary}");
+    println!(
+        "overload: {refusals} refusals ({by_second:?} per second), peak delay {peak:?}, crawl {took:?}\n{summary}"
+    );
 }
 
 /// A host answering nothing but errors is cut off for the job after 50 answers: its other

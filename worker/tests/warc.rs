@@ -1,9 +1,11 @@
 //! `kubecrawl-worker crawl --warc-dir` against the synthetic site, checked by an independent
 //! reader: warcio (PyPI), which `make env-up` installs and names in `WARCIO`. `warcio check`
 //! must pass with every digest verified, and `warcio index` must list every page of the
-//! site's ground truth with its status and the SHA-1 of the body this test fetches itself.
+//! site's ground truth with its status and the SHA-1 of the body this test fetches itself,
+//! as the site sends it (a compressed page compressed).
 
 use std::collections::{BTreeMap, BTreeSet};
+use std::io::Read as _;
 use std::path::{Path, PathBuf};
 use std::process::Command as Process;
 use std::time::Duration;
@@ -169,7 +171,8 @@ fn python_digests(work: &Path, bodies: &[Vec<u8>]) -> Vec<String> {
         .collect()
 }
 
-/// The body of `url` as the site serves it (decompressed), fetched by this test.
+/// The body of `url` as the site sends it (a gzip page still compressed), fetched by this
+/// test.
 async fn fetch(client: &reqwest::Client, url: &str) -> Vec<u8> {
     client
         .get(url)
@@ -186,6 +189,7 @@ fn client(site: &TestSite) -> reqwest::Client {
     kubecrawl_e2e::install_tls_provider();
     let mut builder = reqwest::Client::builder()
         .no_proxy()
+        .no_gzip()
         .redirect(reqwest::redirect::Policy::none());
     for (host, addr) in site.hosts() {
         builder = builder.resolve(host, addr);
@@ -195,7 +199,20 @@ fn client(site: &TestSite) -> reqwest::Client {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn warcio_reads_every_page_of_a_crawl_with_its_status_and_digest() {
-    let site = TestSite::start(SiteConfig::default())
+    every_page_of_a_crawl(false).await;
+}
+
+/// The same with the main pages sent gzip-compressed, as most servers send HTML: each record
+/// holds a page as sent, compressed, and its digest is of those bytes.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn warcio_reads_every_compressed_page_as_sent() {
+    every_page_of_a_crawl(true).await;
+}
+
+/// Crawls the site (its main pages gzip-compressed if `gzip`) with WARC output and checks
+/// every page's response record against the ground truth and the body as the site sends it.
+async fn every_page_of_a_crawl(gzip: bool) {
+    let site = TestSite::start(SiteConfig::default().with_gzip_pages(gzip))
         .await
         .expect("site starts");
     let truth = site.reachable(&site.reach()).expect("ground truth");
@@ -274,6 +291,21 @@ async fn warcio_reads_every_page_of_a_crawl_with_its_status_and_digest() {
     for url in &urls {
         bodies.push(fetch(&client, url).await);
     }
+    let compressed = bodies
+        .iter()
+        .filter(|b| b.starts_with(&[0x1f, 0x8b]))
+        .count();
+    if gzip {
+        assert!(
+            compressed > truth.len() / 2,
+            "{compressed} of {} pages came compressed",
+            truth.len()
+        );
+        // The spider's view is decoded.
+        assert!(records.iter().all(|r| !r.body.starts_with('\u{1f}')));
+    } else {
+        assert_eq!(compressed, 0);
+    }
     let digests = python_digests(&work, &bodies);
     let by_uri: BTreeMap<&str, &str> = responses
         .iter()
@@ -293,8 +325,8 @@ async fn warcio_reads_every_page_of_a_crawl_with_its_status_and_digest() {
 }
 
 /// A body cut at the body cap is marked `WARC-Truncated: length` and its digest is of what
-/// was kept; a gzip-encoded page is stored decoded, with headers that describe the decoded
-/// body, and the records still check.
+/// was kept; a gzip-encoded page is stored as the site sent it, compressed, with its
+/// `content-encoding`, and decodes to the page; the records still check.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn cut_and_compressed_bodies_make_consistent_records() {
     const CAP: usize = 65_536;
@@ -343,35 +375,46 @@ async fn cut_and_compressed_bodies_make_consistent_records() {
         assert_eq!(response.truncated, want, "{seed}");
     }
 
-    // The site does send the gzip page compressed...
+    // The site does send the gzip page compressed, and the digest above is of those bytes...
     let gzip = &seeds[2];
-    let raw = reqwest::Client::builder()
-        .no_proxy()
-        .no_gzip()
-        .resolve(MAIN_HOST, site.addr())
-        .build()
-        .expect("a client")
-        .get(gzip)
-        .send()
-        .await
-        .expect("the site answers");
-    assert_eq!(raw.headers()["content-encoding"], "gzip");
-    let raw = raw.bytes().await.expect("a whole body");
-    assert_ne!(raw.as_ref(), bodies[2].as_slice());
-    // ...and its record, read back by warcio, holds the decoded body with headers that
-    // describe it: no Content-Encoding, Content-Length the decoded length.
+    let sent = client.get(gzip).send().await.expect("the site answers");
+    assert_eq!(sent.headers()["content-encoding"], "gzip");
+    let sent = sent.bytes().await.expect("a whole body");
+    assert_eq!(sent.as_ref(), bodies[2].as_slice());
+    let mut page = Vec::new();
+    flate2::read::GzDecoder::new(sent.as_ref())
+        .read_to_end(&mut page)
+        .expect("the site's gzip decodes");
+    assert!(
+        String::from_utf8_lossy(&page).contains(traps::GZIP_CHILD),
+        "the page links to its child"
+    );
+    // ...and its record, read back by warcio, holds them byte for byte with the server's
+    // Content-Encoding and Content-Length, and decodes (warcio's content stream) to the page.
+    let raw_path = work.join("record-raw");
+    let decoded_path = work.join("record-decoded");
     let output = Process::new(warcio().with_file_name("python"))
         .args([
             "-c",
+            // The record is read twice: its raw stream and its content stream share one
+            // reader.
             "import sys\n\
              from warcio.archiveiterator import ArchiveIterator\n\
-             for path in sys.argv[2:]:\n\
-             \x20   for record in ArchiveIterator(open(path, 'rb')):\n\
-             \x20       if record.rec_type == 'response' and record.rec_headers.get_header('WARC-Target-URI') == sys.argv[1]:\n\
-             \x20           h = record.http_headers\n\
-             \x20           print(h.get_header('Content-Encoding'), h.get_header('X-Crawler-Content-Encoding'), h.get_header('Content-Length'), len(record.content_stream().read()))",
+             def records():\n\
+             \x20   for path in sys.argv[4:]:\n\
+             \x20       for record in ArchiveIterator(open(path, 'rb')):\n\
+             \x20           if record.rec_type == 'response' and record.rec_headers.get_header('WARC-Target-URI') == sys.argv[1]:\n\
+             \x20               yield record\n\
+             for record in records():\n\
+             \x20   h = record.http_headers\n\
+             \x20   print(h.get_header('Content-Encoding'), h.get_header('Content-Length'), h.get_header('X-Crawler-Content-Length'))\n\
+             \x20   open(sys.argv[2], 'wb').write(record.raw_stream.read())\n\
+             for record in records():\n\
+             \x20   open(sys.argv[3], 'wb').write(record.content_stream().read())",
         ])
         .arg(gzip)
+        .arg(&raw_path)
+        .arg(&decoded_path)
         .args(&files)
         .output()
         .expect("python runs");
@@ -381,7 +424,23 @@ async fn cut_and_compressed_bodies_make_consistent_records() {
         String::from_utf8_lossy(&output.stderr)
     );
     let seen = String::from_utf8(output.stdout).expect("utf-8");
-    let body = bodies[2].len();
-    assert_eq!(seen.trim(), format!("None None {body} {body}"));
+    assert_eq!(seen.trim(), format!("gzip {} None", sent.len()));
+    let stored = std::fs::read(&raw_path).expect("the record's payload");
+    assert!(
+        stored == sent.as_ref(),
+        "the record holds the bytes as sent"
+    );
+    let decoded = std::fs::read(&decoded_path).expect("the record's decoded payload");
+    assert!(decoded == page, "the record decodes to the page");
+    // The page record (the spider's view) holds the decoded page.
+    let record = records
+        .iter()
+        .find(|r| r.response_url == *gzip)
+        .expect("a page record of the gzip page");
+    assert!(
+        record.body.contains(traps::GZIP_CHILD),
+        "the page record is decoded"
+    );
+    assert!(!record.response_headers.contains_key("content-encoding"));
     std::fs::remove_dir_all(&work).expect("cleaned up");
 }

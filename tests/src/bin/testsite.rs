@@ -38,6 +38,9 @@ struct Args {
     /// Bytes of filler text per main page.
     #[arg(long, env = "KUBECRAWL_TESTSITE_PADDING", default_value_t = 256)]
     padding: usize,
+    /// Serve the main pages gzip-compressed (`Content-Encoding: gzip`).
+    #[arg(long, env = "KUBECRAWL_TESTSITE_GZIP")]
+    gzip: bool,
     /// robots.txt Crawl-delay for `User-agent: *`, in seconds (none when absent).
     #[arg(long, env = "KUBECRAWL_TESTSITE_CRAWL_DELAY")]
     crawl_delay: Option<f64>,
@@ -57,7 +60,8 @@ async fn main() -> Result<()> {
         .with_traps(args.traps)
         .with_max_links(args.max_links)
         .with_padding(args.padding)
-        .with_validators(args.validators);
+        .with_validators(args.validators)
+        .with_gzip_pages(args.gzip);
     if let Some(secs) = args.crawl_delay {
         let delay = Duration::try_from_secs_f64(secs).context("--crawl-delay")?;
         config = config.with_crawl_delay(delay);

@@ -73,6 +73,9 @@ pub struct SiteConfig {
     pub wander_width: u32,
     /// Bytes of filler text on each main page, to make pages heavier or lighter.
     pub padding: usize,
+    /// Serve the main pages gzip-compressed (`Content-Encoding: gzip`, whatever
+    /// `Accept-Encoding` says; compressed once at start), as most real servers send HTML.
+    pub gzip_pages: bool,
     /// `Disallow:` lines of the `User-agent: *` group of `site.test`'s robots.txt.
     pub robots_disallow: Vec<String>,
     /// `Allow:` lines of the `User-agent: *` group of `site.test`'s robots.txt.
@@ -125,6 +128,7 @@ impl Default for SiteConfig {
             wander_steps: 5,
             wander_width: 3,
             padding: 256,
+            gzip_pages: false,
             robots_disallow: vec!["/private/".to_owned()],
             robots_allow: vec!["/private/press/".to_owned()],
             crawl_delay: None,
@@ -198,6 +202,12 @@ impl SiteConfig {
     /// Sets [`SiteConfig::padding`].
     pub fn with_padding(mut self, bytes: usize) -> Self {
         self.padding = bytes;
+        self
+    }
+
+    /// Serves the main pages gzip-compressed.
+    pub fn with_gzip_pages(mut self, on: bool) -> Self {
+        self.gzip_pages = on;
         self
     }
 

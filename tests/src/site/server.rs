@@ -134,6 +134,8 @@ struct OverloadState {
     second: u64,
     in_second: u32,
     refusals: u64,
+    /// Refusals per second of the overload, from its start.
+    by_second: Vec<u64>,
 }
 
 impl Overload {
@@ -156,8 +158,21 @@ impl Overload {
         let refused = state.in_second > per_second;
         if refused {
             state.refusals += 1;
+            let at = usize::try_from(second).unwrap_or(usize::MAX);
+            if state.by_second.len() <= at {
+                state.by_second.resize(at + 1, 0);
+            }
+            state.by_second[at] += 1;
         }
         refused
+    }
+
+    pub(crate) fn refusals_by_second(&self) -> Vec<u64> {
+        self.inner
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .by_second
+            .clone()
     }
 
     pub(crate) fn refusals(&self) -> u64 {
@@ -314,13 +329,25 @@ impl Site {
         }
     }
 
-    /// Main page `i`, as edited so far, with its validators when the site serves them.
+    /// Main page `i`, as edited so far, with its validators when the site serves them. An
+    /// edited page is served uncompressed, even with [`super::SiteConfig::gzip_pages`].
     fn main_page(&self, i: usize, body: &Bytes) -> Response {
         let version = self.edits.version(i);
         let mut response = if version == 0 {
-            html(body.clone())
+            let mut response = html(body.clone());
+            if self.config.gzip_pages {
+                response
+                    .headers_mut()
+                    .insert(CONTENT_ENCODING, HeaderValue::from_static("gzip"));
+            }
+            response
         } else {
-            let text = String::from_utf8_lossy(body);
+            let body = if self.config.gzip_pages {
+                Bytes::from(super::traps::gunzip(body))
+            } else {
+                body.clone()
+            };
+            let text = String::from_utf8_lossy(&body);
             let marker = edit_marker(i, version);
             let edited = match text.rfind("</body>") {
                 Some(at) => format!("{}{marker}{}", &text[..at], &text[at..]),

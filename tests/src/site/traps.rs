@@ -212,6 +212,14 @@ pub(crate) fn gzip(body: &[u8]) -> Bytes {
         .expect("compressing into a Vec cannot fail")
 }
 
+/// `body` gunzipped: the site's own gzip pages, so always whole (what does not decode is
+/// left out).
+pub(crate) fn gunzip(body: &[u8]) -> Vec<u8> {
+    let mut out = Vec::new();
+    let _ = std::io::Read::read_to_end(&mut flate2::read::GzDecoder::new(body), &mut out);
+    out
+}
+
 /// 16 KiB of random bytes (the same on every run), NULs and invalid UTF-8 included.
 pub(crate) fn binary() -> Bytes {
     let mut rng = Prng::new(0xB1A5, 0);

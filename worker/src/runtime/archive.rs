@@ -12,7 +12,8 @@ use crate::warc::Exchange;
 
 impl Worker {
     /// What the page's WARC records need, taken before the spider gets the page (the body is
-    /// shared, not copied). `None` without WARC output.
+    /// shared, not copied): the response as sent, its body still in its content coding.
+    /// `None` without WARC output.
     pub(super) fn capture(&self, lease: &Lease, page: &Fetched) -> Option<Exchange> {
         self.warc.as_ref()?;
         let mut metadata = vec![
@@ -31,6 +32,14 @@ impl Worker {
         for hop in &page.redirect_chain {
             metadata.push(("redirect".to_owned(), hop.clone()));
         }
+        let (response_headers, body, truncated) = match &page.encoded {
+            Some(encoded) => {
+                let mut headers = page.headers.clone();
+                headers.extend(encoded.headers.clone());
+                (headers, encoded.body.clone(), encoded.truncated)
+            }
+            None => (page.headers.clone(), page.body.clone(), page.truncated),
+        };
         Some(Exchange {
             url: page.final_url.clone(),
             fetched_at: SystemTime::now(),
@@ -39,9 +48,9 @@ impl Worker {
             request_headers: page.request_headers.clone(),
             status: page.status,
             reason: page.status_msg.clone(),
-            response_headers: page.headers.clone(),
-            body: page.body.clone(),
-            truncated: page.truncated,
+            response_headers,
+            body,
+            truncated,
             metadata,
         })
     }

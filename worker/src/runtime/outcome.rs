@@ -131,6 +131,10 @@ mod tests {
                 LeaseOutcome::FetchFailed(FetchErrorKind::TooManyRedirects),
                 "too_many_redirects",
             ),
+            (
+                LeaseOutcome::FetchFailed(FetchErrorKind::Undecodable),
+                "undecodable",
+            ),
             (LeaseOutcome::SpiderPanicked, "spider_panicked"),
             (LeaseOutcome::PublishFailed, "publish_failed"),
             (LeaseOutcome::PublishRetry, "publish_retry"),
