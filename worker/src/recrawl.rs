@@ -13,8 +13,11 @@
 //!   followed, counted in `changed`.
 //! - A page not fetched before: handled as in a one-round crawl.
 //!
-//! Whatever the verdict, the page's request goes back to the frontier with what this answer
-//! taught ([`learnt`]): the frontier keeps it for the next round.
+//! The page's request goes back to the frontier with what this answer taught ([`learnt`]):
+//! the frontier keeps it for the next round. Except a page gone for good
+//! ([`gone_for_good`]): a 404 or 410 that answered the same in the previous round is
+//! forgotten, so dead pages are not asked for round after round (it comes back, as a new
+//! page, when a changed page links to it).
 
 use kubecrawl_api::Validators;
 
@@ -51,6 +54,12 @@ pub fn verdict(previous: Option<&Validators>, page: &Fetched) -> Verdict {
     } else {
         Verdict::Changed
     }
+}
+
+/// Whether an unchanged answer says the page is gone (404 Not Found or 410 Gone, the same
+/// as in the previous round): it is not remembered for the next round.
+pub fn gone_for_good(page: &Fetched) -> bool {
+    matches!(page.status, 404 | 410)
 }
 
 /// What the next round should send for this page: the answer's ETag and Last-Modified (a
@@ -183,6 +192,15 @@ mod tests {
         assert_eq!(same.etag.as_deref(), Some("\"v1b\""));
         assert_eq!(same.last_modified, before.last_modified);
         assert_eq!(same.digest, before.digest, "a 304 has no body to digest");
+    }
+
+    #[test]
+    fn only_missing_and_gone_pages_are_gone_for_good() {
+        assert!(gone_for_good(&page(404, &[], b"")));
+        assert!(gone_for_good(&page(410, &[], b"")));
+        for status in [200, 301, 304, 403, 500] {
+            assert!(!gone_for_good(&page(status, &[], b"")), "{status}");
+        }
     }
 
     #[test]

@@ -117,9 +117,11 @@ impl Worker {
             .then(|| recrawl::learnt(previous.as_ref(), &page));
         let verdict = recrawl::verdict(previous.as_ref(), &page);
         if verdict == Verdict::Unchanged {
-            let outcome = Outcome::status(page.status, page.body.len() as u64)
-                .with_counter(recrawl::UNCHANGED, 1)
-                .remembering(lease.request.remembered(learnt.as_ref()));
+            let mut outcome = Outcome::status(page.status, page.body.len() as u64)
+                .with_counter(recrawl::UNCHANGED, 1);
+            if !recrawl::gone_for_good(&page) {
+                outcome = outcome.remembering(lease.request.remembered(learnt.as_ref()));
+            }
             return Ok(self.ack(lease, outcome, LeaseOutcome::Unchanged).await);
         }
         let exchange = self.capture(lease, &page);
