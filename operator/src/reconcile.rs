@@ -208,7 +208,7 @@ async fn apply(job: &CrawlJob, api: &Api<CrawlJob>, ctx: &Context) -> Result<Act
         )?;
         None
     } else {
-        driven = drive(job, &jobref, &current, ctx).await?;
+        driven = drive(job, &jobref, &current, &now, ctx).await?;
         Some(driven.stats.clone())
     };
 
@@ -392,6 +392,7 @@ async fn drive(
     job: &CrawlJob,
     jobref: &JobRef,
     current: &kubecrawl_api::CrawlJobStatus,
+    now: &Time,
     ctx: &Context,
 ) -> Result<Driven> {
     let frontier = &ctx.frontier;
@@ -401,7 +402,7 @@ async fn drive(
     // A round is started only over a finished one: a reconcile that reads a status older
     // than the round it started a moment ago finds that round's work in the frontier.
     let round_started = !new_generation
-        && status::round_due(job, current, &now())
+        && status::round_due(job, current, now)
         && known.as_ref().is_none_or(JobStats::finished)
         && {
             start_round(jobref, ctx).await?;
@@ -470,10 +471,6 @@ async fn start_round(jobref: &JobRef, ctx: &Context) -> Result<()> {
     )?;
     tracing::info!(job = %jobref, rotated, "recrawl round starting");
     Ok(())
-}
-
-fn now() -> Time {
-    Time(k8s_openapi::jiff::Timestamp::now())
 }
 
 /// Offers the job's seeds; returns why every one was refused when none was admitted the
