@@ -17,6 +17,7 @@ use schemars::{JsonSchema, Schema, SchemaGenerator, json_schema};
 use serde::{Deserialize, Serialize};
 
 use crate::extract::Extract;
+use crate::render::Render;
 use crate::request::{CrawlRequest, SitemapRole};
 
 /// The most seeds one CrawlJob may carry. Bounded so that CEL rules on the items stay within
@@ -209,6 +210,12 @@ pub struct CrawlJobSpec {
     /// means one round.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub recrawl: Option<Recrawl>,
+
+    /// Render pages in headless Chromium before parsing them: never (the default), always,
+    /// pages whose URL matches patterns, or `auto` (pages whose HTML shows it needs
+    /// scripts). The record holds the DOM after the scripts ran. Unset means never.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub render: Option<Render>,
 }
 
 /// When and how often a job is crawled again.

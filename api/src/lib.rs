@@ -10,6 +10,7 @@
 //!   API server enforces. The `crdgen` binary prints its CustomResourceDefinition.
 //! - [`extract`]: a CrawlJob's declarative spider: item fields by CSS selector, follow rules,
 //!   pagination.
+//! - [`render`]: a CrawlJob's rendering in headless Chromium: which pages, and the limits.
 //! - [`contract`]: the names processes agree on — the worker's environment variables, Kafka
 //!   topics, the worker Deployment's name, label and annotation keys.
 //! - [`request`]: the request record the frontier queues and hands to workers.
@@ -23,6 +24,7 @@ pub mod contract;
 pub mod crawljob;
 pub mod extract;
 pub mod page;
+pub mod render;
 pub mod request;
 
 pub use crawljob::{
@@ -31,4 +33,5 @@ pub use crawljob::{
 };
 pub use extract::{Extract, ExtractField, FollowRule};
 pub use page::{BodyEncoding, Link, PageRecord};
+pub use render::{Render, RenderMode};
 pub use request::{CrawlRequest, JobRef, RECRAWL_META, SITEMAP_META, SitemapRole, Validators};

@@ -123,6 +123,15 @@ pub struct PageRecord {
     /// record carries no body, no links and no fields (new in kubecrawl).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub error: Option<String>,
+    /// True when `body` is the DOM after a headless browser ran the page's scripts (the job's
+    /// `render`), and `links` were found in it; absent when the page is as fetched (new in
+    /// kubecrawl).
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub rendered: bool,
+    /// A JPEG screenshot of the rendered page, base64, when the job asks for one and it fits
+    /// its bound (new in kubecrawl).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub screenshot: Option<String>,
 }
 
 fn attrs_or_null<S: serde::Serializer>(

@@ -130,6 +130,7 @@ pub fn parse(object: &Map<String, Value>, now_s: i64) -> Result<CrawlRequest, Re
         politeness: None,
         sitemaps: None,
         recrawl: None,
+        render: None,
     };
     Ok(CrawlRequest { url, uuid, spec })
 }

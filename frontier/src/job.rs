@@ -3,7 +3,7 @@
 use std::collections::BTreeMap;
 use std::time::{Duration, SystemTime};
 
-use kubecrawl_api::{CrawlJobSpec, Extract, Politeness};
+use kubecrawl_api::{CrawlJobSpec, Extract, Politeness, Render};
 use serde::{Deserialize, Serialize};
 
 use crate::FrontierConfig;
@@ -61,6 +61,9 @@ pub struct JobPolicy {
     /// remember every page for the next round.
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub recrawl: bool,
+    /// Which pages workers render in headless Chromium (`spec.render`); `None` renders none.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub render: Option<Render>,
 }
 
 impl JobPolicy {
@@ -103,6 +106,7 @@ impl JobPolicy {
                 .map(|t| SystemTime::from(t.0)),
             extract: spec.extract.clone(),
             recrawl: spec.recrawl.is_some(),
+            render: spec.render.clone().filter(Render::is_on),
         }
     }
 

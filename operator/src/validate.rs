@@ -53,6 +53,16 @@ pub fn check(job: &CrawlJob, fleets: &FleetConfig, others: &[Arc<CrawlJob>]) -> 
     if let Some(extract) = &spec.extract {
         check_extract(extract)?;
     }
+    if let Some(render) = &spec.render {
+        for (i, pattern) in render.patterns.iter().enumerate() {
+            if let Err(e) = regex::Regex::new(pattern) {
+                let last_line = e.to_string().lines().last().unwrap_or_default().to_owned();
+                return Err(format!(
+                    "spec.render.patterns[{i}]: {pattern:?} is not a valid regular expression: {last_line}"
+                ));
+            }
+        }
+    }
     match conflict(job, others) {
         Some(message) => Err(message),
         None => Ok(()),
@@ -191,6 +201,26 @@ mod tests {
         let j = job("a", serde_json::json!({"denyRegex": ["ok", "(unclosed"]}));
         let err = check(&j, &FleetConfig::default(), &[]).expect_err("refused");
         assert!(err.starts_with("spec.denyRegex[1]: \"(unclosed\""), "{err}");
+    }
+
+    #[test]
+    fn bad_render_patterns_are_named_with_their_index() {
+        let j = job(
+            "a",
+            serde_json::json!({"render": {"mode": "patterns", "patterns": ["/app/", "[unclosed"]}}),
+        );
+        let err = check(&j, &FleetConfig::default(), &[]).expect_err("refused");
+        assert!(
+            err.starts_with(
+                "spec.render.patterns[1]: \"[unclosed\" is not a valid regular expression: "
+            ),
+            "{err}"
+        );
+        let ok = job(
+            "a",
+            serde_json::json!({"render": {"mode": "patterns", "patterns": ["/app/"]}}),
+        );
+        assert_eq!(check(&ok, &FleetConfig::default(), &[]), Ok(()));
     }
 
     #[test]
