@@ -139,6 +139,7 @@ mod config;
 mod graph;
 mod model;
 mod render;
+pub mod scripts;
 mod server;
 pub mod sitemaps;
 pub mod traps;
@@ -154,6 +155,7 @@ use tokio::sync::oneshot;
 use tokio::task::JoinHandle;
 
 pub use config::{Error, Result, SiteConfig};
+pub use scripts::ScriptTruth;
 pub use server::Hit;
 pub use sitemaps::SitemapTruth;
 pub use traps::{CharsetCase, Declared, TrapInfo};
@@ -381,6 +383,18 @@ impl TestSite {
     /// job's `modifiedSince` (needs [`SiteConfig::sitemaps`]).
     pub fn sitemap_truth(&self, modified_since: Option<std::time::SystemTime>) -> SitemapTruth {
         sitemaps::truth(&self.site.config, self.port(), modified_since)
+    }
+
+    /// What a crawl of the script area (`with_scripts`) finds, as full URLs.
+    pub fn script_truth(&self) -> ScriptTruth {
+        let truth = scripts::truth();
+        let full = |paths: std::collections::BTreeSet<String>| {
+            paths.into_iter().map(|p| self.url(MAIN_HOST, &p)).collect()
+        };
+        ScriptTruth {
+            unrendered: full(truth.unrendered),
+            rendered: full(truth.rendered),
+        }
     }
 
     /// The traps linked from `/traps`, with their expected outcomes.

@@ -23,6 +23,10 @@ pub struct Cli {
 
 /// The worker's commands.
 #[derive(Debug, Subcommand)]
+#[expect(
+    clippy::large_enum_variant,
+    reason = "parsed once per process; boxing would only complicate every caller"
+)]
 pub enum Command {
     /// Crawl from one or more URLs on this machine and write every page as a JSON line.
     /// Needs no cluster: the frontier is in memory unless --redis is given, and the output is
@@ -123,6 +127,36 @@ pub struct WarcArgs {
     pub warc_gzip_level: u32,
 }
 
+/// The browser that renders pages of jobs with `render` (docs/crawljob.md, "Rendering").
+#[derive(Debug, Clone, Args)]
+pub struct BrowserArgs {
+    /// The headless Chromium to run (Debian's `chromium-headless-shell` package).
+    #[arg(long, env = "KUBECRAWL_BROWSER", default_value = crate::render::DEFAULT_BROWSER)]
+    pub browser: PathBuf,
+    /// Pages rendered at once: browser contexts open at once, each about 13 MB besides the
+    /// browser's own ~190 MB (docs/performance.md, "Rendering").
+    #[arg(long, env = "KUBECRAWL_RENDER_CONTEXTS", default_value_t = 4, value_parser = clap::value_parser!(u16).range(1..=64))]
+    pub render_contexts: u16,
+    /// The JavaScript heap of each page's renderer, in MiB: a page past it crashes its
+    /// renderer and is published as fetched.
+    #[arg(long, env = "KUBECRAWL_RENDER_JS_HEAP_MB", default_value_t = 256, value_parser = clap::value_parser!(u32).range(16..=16384))]
+    pub render_js_heap_mb: u32,
+}
+
+impl BrowserArgs {
+    /// The renderer's configuration; the browser starts through this very binary
+    /// ([`crate::render::launcher`]).
+    pub fn config(&self, max_body: usize) -> crate::render::RenderConfig {
+        crate::render::RenderConfig {
+            browser: self.browser.clone(),
+            contexts: usize::from(self.render_contexts),
+            js_heap_mb: self.render_js_heap_mb,
+            max_subresource_bytes: max_body,
+            launcher: crate::render::launcher::launcher(),
+        }
+    }
+}
+
 /// `kubecrawl-worker crawl`.
 #[derive(Debug, Clone, Args)]
 pub struct CrawlArgs {
@@ -214,6 +248,30 @@ pub struct CrawlArgs {
     /// WARC output.
     #[command(flatten)]
     pub warc: WarcArgs,
+    /// Render pages in headless Chromium before parsing them, as a CrawlJob's `render.mode`:
+    /// `never`, `always`, `patterns` (the URLs matching a --render-pattern) or `auto` (pages
+    /// whose HTML shows it needs scripts). The records then hold the DOM the scripts built.
+    #[arg(long, value_name = "MODE", default_value = "never", value_parser = parse_render_mode)]
+    pub render: kubecrawl_api::RenderMode,
+    /// With --render patterns: a regex on the page's URL; repeatable.
+    #[arg(long = "render-pattern", value_name = "REGEX")]
+    pub render_patterns: Vec<String>,
+    /// The most seconds one render may take (`render.timeoutSeconds`).
+    #[arg(long, value_name = "SECONDS", value_parser = clap::value_parser!(u32).range(1..=300))]
+    pub render_timeout: Option<u32>,
+    /// The quiet time after which a rendered page counts as settled (`render.settleMillis`).
+    #[arg(long, value_name = "MILLIS", value_parser = clap::value_parser!(u32).range(0..=30_000))]
+    pub render_settle_ms: Option<u32>,
+    /// The most elements a rendered DOM may hold (`render.maxElements`).
+    #[arg(long, value_name = "N", value_parser = clap::value_parser!(u32).range(100..=10_000_000))]
+    pub render_max_elements: Option<u32>,
+    /// Store a JPEG screenshot of each rendered page in its record when it is at most this
+    /// many bytes (`render.screenshotMaxBytes`).
+    #[arg(long, value_name = "BYTES", value_parser = clap::value_parser!(u32).range(1024..=5_242_880))]
+    pub screenshot_max_bytes: Option<u32>,
+    /// The browser, with --render.
+    #[command(flatten)]
+    pub browser: BrowserArgs,
     /// Never draw a progress bar, even on a terminal.
     #[arg(long)]
     pub no_progress: bool,
@@ -240,6 +298,13 @@ pub struct RunArgs {
     /// WARC output.
     #[command(flatten)]
     pub warc: WarcArgs,
+    /// Start a headless Chromium and render the pages of jobs with `render`; without it
+    /// such pages are published as fetched and counted in `render_unavailable`.
+    #[arg(long, env = "KUBECRAWL_RENDER")]
+    pub render: bool,
+    /// The browser, with --render.
+    #[command(flatten)]
+    pub browser: BrowserArgs,
     /// Where /metrics, /healthz and /readyz are served.
     #[arg(long, env = kubecrawl_api::contract::env::METRICS_ADDR, default_value = "0.0.0.0:9090")]
     pub metrics_addr: SocketAddr,
@@ -271,6 +336,12 @@ fn parse_resolve(s: &str) -> Result<(String, SocketAddr), String> {
         return Err(format!("{s:?} has no host name"));
     }
     Ok((host.to_ascii_lowercase(), SocketAddr::new(ip, 0)))
+}
+
+/// A `render.mode`, as the CrawlJob spells it.
+fn parse_render_mode(text: &str) -> Result<kubecrawl_api::RenderMode, String> {
+    serde_json::from_value(serde_json::Value::String(text.to_owned()))
+        .map_err(|_| format!("{text:?} is not a render mode: never, always, patterns or auto"))
 }
 
 #[cfg(test)]

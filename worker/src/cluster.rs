@@ -16,7 +16,7 @@ use crate::metrics::Metrics;
 use crate::runtime::{Worker, WorkerConfig, default_worker_name};
 use crate::sink::kafka::KafkaSink;
 use crate::spider::Registry;
-use crate::{Error, Result, fetcher, kafka_sink, robots_cache, spider, warc_writer};
+use crate::{Error, Result, fetcher, kafka_sink, renderer, robots_cache, spider, warc_writer};
 
 /// Runs a fleet worker until `shutdown`.
 ///
@@ -91,9 +91,10 @@ pub async fn run(args: RunArgs, registry: &Registry, shutdown: CancellationToken
                 ..WorkerConfig::default()
             },
         )
-        .with_warc(warc),
+        .with_warc(warc)
+        .with_renderer(renderer(args.render, &args.browser, &args.fetch).await?),
     );
-    tracing::info!(spider = %args.spider, worker = %worker_name(&args), "worker started");
+    tracing::info!(spider = %args.spider, worker = %worker_name(&args), render = args.render, "worker started");
     let summary = worker.run(shutdown.clone()).await;
     tracing::info!(
         handled = summary.handled,

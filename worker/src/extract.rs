@@ -12,6 +12,9 @@
 //! next `<a>` or the end of an element it was opened in (as the tree builder closes it), and
 //! `<base>` applies to every link of the page wherever it stands. A test checks that the links
 //! are those a DOM (`scraper`) finds, on the synthetic site and on real pages.
+//!
+//! The same pass notes what `render.mode: auto` decides on ([`Signals`]): scripts, the text
+//! outside scripts and styles, and an empty application root.
 
 use std::cell::RefCell;
 use std::collections::HashSet;
@@ -35,14 +38,47 @@ const MAX_RAW_TEXT: usize = 64 * 1024;
 /// The longest URL followed, in bytes; longer ones are dropped (the repeating-path trap).
 pub const MAX_URL_LEN: usize = 2048;
 
+/// A page with less text than this (outside scripts and styles, whitespace not counted) and
+/// a script is rendered by `render.mode: auto`.
+pub const AUTO_RENDER_TEXT_CHARS: usize = 200;
+/// The ids of the elements single-page applications mount into.
+const APP_ROOT_IDS: [&str; 4] = ["root", "app", "__next", "__nuxt"];
+
+/// What the scan saw that tells whether a page needs its scripts run to show its content.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Signals {
+    /// `<script>` elements.
+    pub scripts: usize,
+    /// Characters of text outside scripts, styles and the head's title, whitespace not
+    /// counted; counting stops at [`AUTO_RENDER_TEXT_CHARS`].
+    pub text_chars: usize,
+    /// An element with an application root's id (`root`, `app`, `__next`, `__nuxt`) holds
+    /// nothing but whitespace.
+    pub empty_app_root: bool,
+}
+
+impl Signals {
+    /// `render.mode: auto`'s rule: a script, and either little text or an empty
+    /// application root.
+    pub fn needs_render(&self) -> bool {
+        self.scripts > 0 && (self.text_chars < AUTO_RENDER_TEXT_CHARS || self.empty_app_root)
+    }
+}
+
 /// Extracts the links of an HTML document served from `page_url`.
 pub fn links(html: &str, page_url: &Url) -> Vec<Link> {
+    scan(html, page_url).0
+}
+
+/// The links of an HTML document served from `page_url`, and its [`Signals`].
+pub fn scan(html: &str, page_url: &Url) -> (Vec<Link>, Signals) {
     let tokenizer = Tokenizer::new(Scan::default(), TokenizerOpts::default());
     let input = BufferQueue::default();
     input.push_back(StrTendril::from_slice(html));
     while let TokenizerResult::Script(()) = tokenizer.feed(&input) {}
     tokenizer.end();
     let found = tokenizer.sink.found.take();
+    let signals = found.signals;
 
     let base = found
         .base
@@ -69,7 +105,7 @@ pub fn links(html: &str, page_url: &Url) -> Vec<Link> {
             break;
         }
     }
-    out
+    (out, signals)
 }
 
 /// A link as written, before resolution.
@@ -88,6 +124,7 @@ struct Found {
     base: Option<String>,
     /// A `<meta name="robots">` says nofollow (or none).
     page_nofollow: bool,
+    signals: Signals,
 }
 
 /// The scan's state between tokens.
@@ -107,6 +144,9 @@ struct ScanState {
     /// How many `svg` and `math` elements are open: inside them, `style`, `title`, … are
     /// markup, not text.
     foreign: usize,
+    /// An application root was opened and nothing but whitespace came since: how many
+    /// elements were open around it.
+    app_root: Option<usize>,
 }
 
 impl TokenSink for Scan {
@@ -117,7 +157,19 @@ impl TokenSink for Scan {
             Token::TagToken(tag) if tag.kind == TagKind::StartTag => return self.start(tag),
             Token::TagToken(tag) => self.end_tag(&tag.name),
             Token::CharacterTokens(text) => {
-                let state = self.state.borrow();
+                let mut state = self.state.borrow_mut();
+                let visible = state
+                    .open
+                    .last()
+                    .is_none_or(|open| raw_kind(open).is_none());
+                if visible && text.chars().any(|c| !c.is_whitespace()) {
+                    state.app_root = None;
+                    let mut found = self.found.borrow_mut();
+                    let counted = &mut found.signals.text_chars;
+                    if *counted < AUTO_RENDER_TEXT_CHARS {
+                        *counted += text.chars().filter(|c| !c.is_whitespace()).count();
+                    }
+                }
                 if let Some((index, _)) = state.anchor {
                     let mut found = self.found.borrow_mut();
                     let gathered = &mut found.links[index].text;
@@ -141,6 +193,16 @@ impl Scan {
     fn start(&self, tag: Tag) -> TokenSinkResult<()> {
         let mut state = self.state.borrow_mut();
         let name = tag.name.clone();
+        // Any element inside an application root means it is not empty.
+        state.app_root = None;
+        if name == local_name!("script") {
+            self.found.borrow_mut().signals.scripts += 1;
+        } else if attr(&tag, &local_name!("id")).is_some_and(|id| APP_ROOT_IDS.contains(&&**id))
+            && !is_void(&name)
+            && !tag.self_closing
+        {
+            state.app_root = Some(state.open.len());
+        }
         if name == local_name!("a") {
             // A new anchor closes the one still open, as the tree builder does.
             state.anchor = None;
@@ -206,6 +268,12 @@ impl Scan {
         let mut state = self.state.borrow_mut();
         if *name == local_name!("a") {
             state.anchor = None;
+        }
+        if let Some(depth) = state.app_root.take()
+            && state.open.len() == depth + 1
+            && state.open.last() == Some(name)
+        {
+            self.found.borrow_mut().signals.empty_app_root = true;
         }
         if let Some(at) = state.open.iter().rposition(|open| open == name) {
             state.close_from(at);
@@ -639,5 +707,42 @@ pre text</pre></a><plaintext><a href="/in-plaintext">"#,
         let long = "a".repeat(MAX_URL_LEN);
         let html = format!("<a href='/{long}'>x</a><a href='/ok'>ok</a>");
         assert_eq!(urls(&html, "http://site.test/"), ["http://site.test/ok"]);
+    }
+
+    fn signals(html: &str) -> Signals {
+        scan(html, &Url::parse("http://site.test/").expect("valid")).1
+    }
+
+    #[test]
+    fn auto_renders_a_scripted_shell_and_not_a_page_with_text() {
+        let prose = "word ".repeat(60);
+        // A single-page application's shell: a script and an empty root.
+        let shell = format!(
+            "<html><head><title>{prose}</title><script src=/app.js></script></head>\
+             <body><div id=root>\n </div><p>{prose}</p></body></html>"
+        );
+        let found = signals(&shell);
+        assert!(found.empty_app_root && found.scripts == 1, "{found:?}");
+        assert!(found.needs_render());
+        // Little text and a script, no root.
+        let thin = "<body><script>document.write('<a href=/x>x</a>')</script><p>Loading</p></body>";
+        assert!(signals(thin).needs_render(), "{:?}", signals(thin));
+        // Text inside scripts, styles and the title does not count.
+        let hidden = format!(
+            "<title>{prose}</title><style>{prose}</style><script>var t = '{prose}';</script>"
+        );
+        assert_eq!(signals(&hidden).text_chars, 0);
+        assert!(signals(&hidden).needs_render());
+        // An ordinary page: a script, plenty of text, a root that holds content.
+        let page = format!(
+            "<body><script src=/analytics.js></script><div id=app><p>{prose}</p></div></body>"
+        );
+        let found = signals(&page);
+        assert!(!found.empty_app_root && found.text_chars >= AUTO_RENDER_TEXT_CHARS);
+        assert!(!found.needs_render(), "{found:?}");
+        // No script: nothing to run, whatever the page holds.
+        assert!(!signals("<div id=root></div>").needs_render());
+        // A root holding an element is not empty, even one with no text.
+        assert!(!signals("<script></script><div id=root><span></span></div>").empty_app_root);
     }
 }

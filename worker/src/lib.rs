@@ -19,7 +19,9 @@
 //!   [`charset`]: decoding bodies; [`extract`]: links from HTML; [`sitemap`]: what a
 //!   sitemap or a robots.txt lists; [`declarative`]: a job's `extract` rules (item fields by
 //!   CSS selector, follow rules), compiled once per job; [`recrawl`]: conditional requests
-//!   and whether a page changed since the previous recrawl round.
+//!   and whether a page changed since the previous recrawl round; [`render`]: pages run
+//!   in headless Chromium for jobs with `render`, every request they make answered by the
+//!   worker.
 //! - [`sink`]: where records go — [`sink::kafka`] or [`sink::jsonl`]; [`warc`]: every page
 //!   also as WARC/1.1 records in rolling files, when enabled.
 //! - [`metrics`]: Prometheus metrics and health endpoints.
@@ -41,6 +43,7 @@ pub mod fetch;
 pub mod guard;
 pub mod metrics;
 pub mod recrawl;
+pub mod render;
 pub mod robots;
 pub mod runtime;
 pub mod sink;
@@ -138,6 +141,26 @@ pub enum Error {
         /// The writer's error.
         #[source]
         source: warc::Error,
+    },
+    /// The browser that renders pages could not be started.
+    #[error(
+        "starting the browser {path:?} failed (install Debian's chromium-headless-shell, or name another with --browser)"
+    )]
+    Browser {
+        /// The browser.
+        path: std::path::PathBuf,
+        /// Why.
+        #[source]
+        source: render::RenderError,
+    },
+    /// A `--render-pattern` is not a regular expression.
+    #[error("--render-pattern {pattern:?} is not a regular expression")]
+    InvalidRenderPattern {
+        /// The pattern.
+        pattern: String,
+        /// What the regex parser said.
+        #[source]
+        source: regex::Error,
     },
     /// The admin server (metrics, health) could not start, or failed.
     #[error("the admin server failed")]
@@ -242,6 +265,24 @@ fn warc_writer(
         .map_err(|source| Error::Warc { source })
 }
 
+/// The worker's browser, started now, when `render` asks for one: a missing browser fails
+/// the worker at startup rather than at its first page.
+async fn renderer(
+    render: bool,
+    args: &args::BrowserArgs,
+    fetch: &args::FetchArgs,
+) -> Result<Option<Arc<render::Renderer>>> {
+    if !render {
+        return Ok(None);
+    }
+    let renderer = render::Renderer::new(args.config(fetch.max_body_bytes), fetcher(fetch)?);
+    renderer.start().await.map_err(|source| Error::Browser {
+        path: args.browser.clone(),
+        source,
+    })?;
+    Ok(Some(Arc::new(renderer)))
+}
+
 /// The robots.txt cache a worker uses: bounded to 10,000 origins.
 fn robots_cache(args: &args::FetchArgs) -> robots::RobotsCache {
     robots::RobotsCache::new(args.robots_agent.clone(), 10_000)
@@ -253,6 +294,8 @@ fn robots_cache(args: &args::FetchArgs) -> robots::RobotsCache {
 /// ([`kubecrawl_process::main`]). A custom worker binary is
 /// `fn main() -> ExitCode { kubecrawl_worker::main(registry) }`.
 pub fn main(registry: spider::Registry) -> ExitCode {
+    // A worker that renders starts itself as the browser's launcher (`render::launcher`).
+    render::launcher::exec_if_launcher();
     let cli = args::Cli::parse();
     kubecrawl_process::main(&cli.log, |shutdown| async move {
         let registry = Arc::new(registry);

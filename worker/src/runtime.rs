@@ -58,6 +58,7 @@ use crate::adaptive::AdaptiveDelays;
 use crate::declarative::Rules;
 use crate::fetch::Fetcher;
 use crate::metrics::Metrics;
+use crate::render::{Plan, Renderer};
 use crate::robots::RobotsCache;
 use crate::sink::Sink;
 use crate::spider::Spider;
@@ -67,6 +68,7 @@ use crate::warc::WarcWriter;
 mod acks;
 mod archive;
 mod outcome;
+mod render;
 mod stages;
 
 pub use outcome::LeaseOutcome;
@@ -168,6 +170,9 @@ struct JobContext {
     filter: Option<LinkFilter>,
     /// The policy's `extract` rules, compiled once per job (and again only when they change).
     rules: Option<Arc<Rules>>,
+    /// The policy's `render`, compiled; `None` when the job renders nothing (or its patterns
+    /// do not compile, which is logged).
+    render: Option<Arc<Plan>>,
     attrs: serde_json::Map<String, serde_json::Value>,
     read_at: Instant,
 }
@@ -197,6 +202,9 @@ pub struct Worker {
     sitemap_slots: Semaphore,
     /// Where every page is also written as WARC records, when enabled ([`crate::warc`]).
     warc: Option<WarcWriter>,
+    /// The browser that renders the pages of jobs with `render` ([`crate::render`]); `None`:
+    /// this worker renders nothing, and such pages are published as fetched.
+    renderer: Option<Arc<Renderer>>,
 }
 
 /// Sitemaps one worker fetches and reads at once: each may hold up to 50 MiB
@@ -243,6 +251,7 @@ impl Worker {
             sink_pause: Mutex::new(None),
             sitemap_slots: Semaphore::new(SITEMAP_READS),
             warc: None,
+            renderer: None,
         }
     }
 
@@ -252,6 +261,13 @@ impl Worker {
     #[must_use]
     pub fn with_warc(mut self, warc: Option<WarcWriter>) -> Self {
         self.warc = warc;
+        self
+    }
+
+    /// Renders the pages of jobs with `render` with `renderer`.
+    #[must_use]
+    pub fn with_renderer(mut self, renderer: Option<Arc<Renderer>>) -> Self {
+        self.renderer = renderer;
         self
     }
 
@@ -329,6 +345,9 @@ impl Worker {
         // Closing counts and logs its own failure; the records stay in the `.open` file.
         if let Some(warc) = &self.warc {
             let _ = warc.close().await;
+        }
+        if let Some(renderer) = &self.renderer {
+            renderer.stop().await;
         }
         heartbeat.abort();
         keeper.abort();
@@ -501,14 +520,22 @@ impl Worker {
             Some(serde_json::Value::Object(map)) => map.clone(),
             _ => serde_json::Map::new(),
         };
-        let rules = match previous.filter(|p| p.policy.extract == policy.extract) {
+        let rules = match previous
+            .as_ref()
+            .filter(|p| p.policy.extract == policy.extract)
+        {
             Some(unchanged) => unchanged.rules.clone(),
             None => self.compile_rules(&policy),
+        };
+        let render = match previous.filter(|p| p.policy.render == policy.render) {
+            Some(unchanged) => unchanged.render.clone(),
+            None => compile_render(&policy),
         };
         let context = Arc::new(JobContext {
             policy,
             filter,
             rules,
+            render,
             attrs,
             read_at: Instant::now(),
         });
@@ -569,5 +596,18 @@ async fn pause(duration: Duration, shutdown: &CancellationToken) {
     tokio::select! {
         () = tokio::time::sleep(duration) => {},
         () = shutdown.cancelled() => {},
+    }
+}
+
+/// A job's `render`, compiled. Patterns that do not compile (the operator refuses them, so
+/// they come from elsewhere) are logged, and the job's pages are not rendered.
+fn compile_render(policy: &JobPolicy) -> Option<Arc<Plan>> {
+    let render = policy.render.as_ref().filter(|r| r.is_on())?;
+    match Plan::compile(render) {
+        Ok(plan) => Some(Arc::new(plan)),
+        Err(e) => {
+            tracing::warn!(error = %e, "the job's render patterns do not compile, rendering nothing");
+            None
+        }
     }
 }

@@ -90,6 +90,11 @@ pub struct Response {
     /// they did not compile). The `link` spider applies them through [`Response::extract`];
     /// another spider may too.
     pub rules: Option<Arc<Rules>>,
+    /// `body` is the DOM after a headless browser ran the page's scripts, and `links` were
+    /// found in it.
+    pub rendered: bool,
+    /// A JPEG screenshot of the rendered page, base64, when the job asked for one.
+    pub screenshot: Option<String>,
 }
 
 impl Response {
@@ -161,6 +166,8 @@ impl Response {
             redirect_chain: self.redirect_chain.clone(),
             fields: serde_json::Map::new(),
             error: None,
+            rendered: self.rendered,
+            screenshot: self.screenshot.clone(),
         }
     }
 }
@@ -280,6 +287,8 @@ pub(crate) mod fixtures {
             fetch_time: Duration::from_millis(5),
             timestamp: SystemTime::UNIX_EPOCH,
             rules: None,
+            rendered: false,
+            screenshot: None,
         }
     }
 }

@@ -9,7 +9,7 @@ use std::io::IsTerminal;
 use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
-use kubecrawl_api::{CrawlRequest, Extract, JobRef, Politeness, Sitemaps};
+use kubecrawl_api::{CrawlRequest, Extract, JobRef, Politeness, Render, RenderMode, Sitemaps};
 use kubecrawl_frontier::{
     Frontier, FrontierConfig, JobPolicy, JobStats, Known, MemoryFrontier, RedisFrontier, known,
 };
@@ -22,7 +22,9 @@ use crate::runtime::{Worker, WorkerConfig};
 use crate::sink::Sink;
 use crate::sink::jsonl::JsonLines;
 use crate::spider::Registry;
-use crate::{Error, Result, fetcher, kafka_sink, recrawl, robots_cache, spider, warc_writer};
+use crate::{
+    Error, Result, fetcher, kafka_sink, recrawl, renderer, robots_cache, spider, warc_writer,
+};
 
 /// What a standalone crawl did.
 #[derive(Debug, Clone)]
@@ -151,6 +153,8 @@ pub async fn crawl(
     };
     let mut policy = policy(&args);
     policy.extract = args.extract.as_deref().map(read_extract).transpose()?;
+    policy.render = render_policy(&args)?;
+    let policy_renders = policy.render.is_some();
     let config = FrontierConfig::default();
     let frontier = frontier(&args, &config).await?;
     policy.recrawl = args.recrawl;
@@ -191,7 +195,8 @@ pub async fn crawl(
             metrics.clone(),
             worker_config,
         )
-        .with_warc(warc),
+        .with_warc(warc)
+        .with_renderer(renderer(policy_renders, &args.browser, &args.fetch).await?),
     );
 
     let started = Instant::now();
@@ -276,6 +281,28 @@ fn policy(args: &CrawlArgs) -> JobPolicy {
         sitemaps_modified_since: args.sitemaps_modified_since,
         ..JobPolicy::default()
     }
+}
+
+/// The job's `render`, from `--render` and its flags; `None` for `never`. Every pattern must
+/// compile.
+fn render_policy(args: &CrawlArgs) -> Result<Option<Render>> {
+    if args.render == RenderMode::Never {
+        return Ok(None);
+    }
+    for pattern in &args.render_patterns {
+        regex::Regex::new(pattern).map_err(|source| Error::InvalidRenderPattern {
+            pattern: pattern.clone(),
+            source,
+        })?;
+    }
+    Ok(Some(Render {
+        mode: args.render,
+        patterns: args.render_patterns.clone(),
+        timeout_seconds: args.render_timeout,
+        settle_millis: args.render_settle_ms,
+        max_elements: args.render_max_elements,
+        screenshot_max_bytes: args.screenshot_max_bytes,
+    }))
 }
 
 /// The `extract` object of a `--extract` file (YAML or JSON), once its selectors and regexes

@@ -110,6 +110,8 @@ pub struct SiteConfig {
     /// Serve the sitemaps (`/sitemap.xml` and `/sitemaps/…`, see [`crate::site::sitemaps`])
     /// and name them in robots.txt. Off by default.
     pub sitemaps: bool,
+    /// Serve the script area under `/js/` ([`super::scripts`]).
+    pub scripts: bool,
     /// Serve main pages with an `ETag` and a `Last-Modified`, and answer a conditional request
     /// for an unchanged one with `304 Not Modified` (see [`crate::site::TestSite::edit_page`]).
     /// Off by default.
@@ -143,6 +145,7 @@ impl Default for SiteConfig {
             port: 0,
             address: Ipv4Addr::LOCALHOST,
             sitemaps: false,
+            scripts: false,
             validators: false,
         }
     }
@@ -164,6 +167,12 @@ impl SiteConfig {
     /// Sets [`SiteConfig::sitemaps`].
     pub fn with_sitemaps(mut self, sitemaps: bool) -> Self {
         self.sitemaps = sitemaps;
+        self
+    }
+
+    /// Sets [`SiteConfig::scripts`].
+    pub fn with_scripts(mut self, scripts: bool) -> Self {
+        self.scripts = scripts;
         self
     }
 

@@ -230,6 +230,12 @@ async fn handle(State(site): State<Arc<Site>>, request: Request) -> Response {
     {
         return respond(&prepared);
     }
+    if host == Host::Site
+        && site.config.scripts
+        && let Some(prepared) = super::scripts::prepare(uri.path())
+    {
+        return respond(&prepared);
+    }
     let node = resolve(&site.config, host, uri.path(), uri.query());
     if let Node::Page(i) = node
         && site.config.validators

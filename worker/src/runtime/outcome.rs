@@ -36,6 +36,9 @@ pub enum LeaseOutcome {
     FetchFailed(FetchErrorKind),
     /// `spider_panicked`: the spider's `parse` panicked; acknowledged with the page's status.
     SpiderPanicked,
+    /// `render_retry`: the browser rendering the page died or stopped answering; a retry was
+    /// scheduled (the next render starts a new browser).
+    RenderRetry,
     /// `publish_failed`: the sink could not publish (Kafka unreachable); the lease was
     /// given back.
     PublishFailed,
@@ -76,6 +79,7 @@ impl LeaseOutcome {
             Self::RobotsDenied => "robots_denied",
             Self::FetchFailed(kind) => kind.as_str(),
             Self::SpiderPanicked => "spider_panicked",
+            Self::RenderRetry => "render_retry",
             Self::PublishFailed => "publish_failed",
             Self::PublishRetry => "publish_retry",
             Self::WarcFailed => "warc_failed",
@@ -136,6 +140,7 @@ mod tests {
                 "undecodable",
             ),
             (LeaseOutcome::SpiderPanicked, "spider_panicked"),
+            (LeaseOutcome::RenderRetry, "render_retry"),
             (LeaseOutcome::PublishFailed, "publish_failed"),
             (LeaseOutcome::PublishRetry, "publish_retry"),
             (LeaseOutcome::WarcFailed, "warc_failed"),

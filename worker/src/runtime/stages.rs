@@ -16,7 +16,7 @@ use url::Url;
 use super::{JobContext, LeaseOutcome, SINK_PAUSE, Worker, format_chain, lock};
 use crate::adaptive::Answer;
 use crate::charset::{self, Decoded};
-use crate::extract;
+use crate::extract::{self, Signals};
 use crate::fetch::{FetchErrorKind, Fetched, RequestOptions};
 use crate::recrawl::{self, Verdict};
 use crate::spider::{Output, Response};
@@ -24,7 +24,7 @@ use crate::{sitemap, traps};
 
 /// What a stage hands on: `Ok`, the next stage's input; `Err`, the lease's outcome, its
 /// handling having ended in this stage.
-type Stage<T> = Result<T, LeaseOutcome>;
+pub(super) type Stage<T> = Result<T, LeaseOutcome>;
 
 /// Bodies up to this size are parsed in the lease's own task: a 128 KiB page takes well under
 /// a millisecond, less than handing it to a blocking thread and back costs in wake-ups on a
@@ -40,6 +40,8 @@ struct Parsed {
     children: Vec<CrawlRequest>,
     /// The furthest `step` an item's attrs name (the wandering spider's hop count).
     step: Option<u32>,
+    /// The job's counters to add (what rendering did).
+    counters: Vec<(&'static str, u64)>,
 }
 
 impl Worker {
@@ -337,8 +339,9 @@ impl Worker {
         self.retry(lease, retry, LeaseOutcome::Retry).await
     }
 
-    /// Runs the spider on the page (decoding and link extraction included): in this task for
-    /// a body up to [`INLINE_PARSE_BYTES`], on a blocking thread for a larger one, so that a
+    /// Runs the spider on the page (decoding and link extraction included), rendered first
+    /// when the job renders it ([`Self::render_page`]). The CPU work runs in this task for a
+    /// body up to [`INLINE_PARSE_BYTES`], on a blocking thread for a larger one, so that a
     /// huge page never stalls the runtime's other tasks. A spider that panics has its lease
     /// acknowledged with the page's status.
     async fn parse_page(
@@ -350,27 +353,36 @@ impl Worker {
         let status = page.status;
         let bytes = page.body.len() as u64;
         let handed_over = redirect_elsewhere(&page, lease);
-        let parsed = if page.body.len() <= INLINE_PARSE_BYTES {
-            std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
-                let response = build_response(lease, page, job);
-                self.spider.parse(&response)
-            }))
-            .map_err(|panic| panic_message(&*panic))
-        } else {
-            let spider = self.spider.clone();
-            let response_job = job.clone();
-            let lease_for_parse = lease.clone();
-            // The request's span follows the work onto the blocking thread, so whatever the
-            // spider logs carries appid, crawlid, spiderid and url.
-            let span = tracing::Span::current();
-            tokio::task::spawn_blocking(move || {
-                let _entered = span.enter();
-                let response = build_response(&lease_for_parse, page, &response_job);
-                spider.parse(&response)
-            })
-            .await
-            .map_err(|e| e.to_string())
+        let big = page.body.len() > INLINE_PARSE_BYTES;
+        let (response_lease, response_job) = (lease.clone(), job.clone());
+        let built = cpu(big, move || {
+            build_response(&response_lease, page, &response_job)
+        })
+        .await;
+        let (response, signals) = match built {
+            Ok(built) => built,
+            Err(e) => {
+                tracing::error!(error = %e, "reading the page panicked");
+                return Err(self
+                    .ack(
+                        lease,
+                        Outcome::status(status, bytes),
+                        LeaseOutcome::SpiderPanicked,
+                    )
+                    .await);
+            }
         };
+        let mut counters = Vec::new();
+        let response = match job.render.as_ref() {
+            Some(plan) => {
+                self.render_page(lease, plan, response, &signals, &mut counters)
+                    .await?
+            }
+            None => response,
+        };
+        let big = big || response.body.len() > INLINE_PARSE_BYTES;
+        let spider = self.spider.clone();
+        let parsed = cpu(big, move || spider.parse(&response)).await;
         let outputs = match parsed {
             Ok(outputs) => outputs,
             Err(e) => {
@@ -403,6 +415,7 @@ impl Worker {
             items,
             children,
             step,
+            counters,
         })
     }
 
@@ -537,6 +550,7 @@ impl Worker {
             items: parsed.items.len() as u64,
             step: parsed.step,
             children: parsed.children,
+            counters: parsed.counters,
             ..Outcome::default()
         })
     }
@@ -622,7 +636,7 @@ impl Worker {
     }
 
     /// Schedules a retry; `scheduled` names the outcome when it was scheduled.
-    async fn retry(
+    pub(super) async fn retry(
         &self,
         lease: &Lease,
         retry: RetryRequest,
@@ -677,18 +691,18 @@ fn panic_message(panic: &(dyn std::any::Any + Send)) -> String {
 /// Turns a fetched page into what the spider sees: decoded text, extracted links, the
 /// job's attrs. CPU work: in the lease's task, or on a blocking thread for a large body
 /// (`Worker::parse_page`).
-fn build_response(lease: &Lease, page: Fetched, job: &JobContext) -> Response {
+fn build_response(lease: &Lease, page: Fetched, job: &JobContext) -> (Response, Signals) {
     let content_type_header = page.header("content-type").map(str::to_owned);
     let content_type = charset::media_type(content_type_header.as_deref());
     let (text, encoding) = match charset::decode(&page.body, content_type_header.as_deref()) {
         Decoded::Text { text, encoding } => (Some(text), Some(encoding)),
         Decoded::Binary => (None, None),
     };
-    let links = match &text {
-        Some(html) if charset::is_html(&content_type) => extract::links(html, &page.final_url),
-        _ => Vec::new(),
+    let (links, signals) = match &text {
+        Some(html) if charset::is_html(&content_type) => extract::scan(html, &page.final_url),
+        _ => (Vec::new(), Signals::default()),
     };
-    Response {
+    let response = Response {
         job: lease.job.clone(),
         request: lease.request.clone(),
         url: page.final_url,
@@ -708,5 +722,29 @@ fn build_response(lease: &Lease, page: Fetched, job: &JobContext) -> Response {
         fetch_time: page.elapsed,
         timestamp: SystemTime::now(),
         rules: job.rules.clone(),
+        rendered: false,
+        screenshot: None,
+    };
+    (response, signals)
+}
+
+/// Runs CPU work: in this task, or on a blocking thread when `big`, with the request's span
+/// (so that whatever the work logs carries appid, crawlid, spiderid and url). `Err`: the work
+/// panicked, with its message.
+async fn cpu<T: Send + 'static>(
+    big: bool,
+    work: impl FnOnce() -> T + Send + 'static,
+) -> Result<T, String> {
+    if big {
+        let span = tracing::Span::current();
+        tokio::task::spawn_blocking(move || {
+            let _entered = span.enter();
+            work()
+        })
+        .await
+        .map_err(|e| e.to_string())
+    } else {
+        std::panic::catch_unwind(std::panic::AssertUnwindSafe(work))
+            .map_err(|panic| panic_message(&*panic))
     }
 }
