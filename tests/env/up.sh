@@ -25,6 +25,8 @@ command -v java >/dev/null || missing+=(default-jre-headless)
 command -v mvn >/dev/null || missing+=(maven)
 command -v curl >/dev/null || missing+=(curl)
 command -v jq >/dev/null || missing+=(jq)
+# The headless browser the render tests drive (Debian's; docs/crawljob.md, "Rendering").
+[ -x /usr/lib/chromium/chromium-headless-shell ] || missing+=(chromium-headless-shell)
 if [ ${#missing[@]} -gt 0 ]; then
   log "installing ${missing[*]} from Debian's packages"
   command -v apt-get >/dev/null || die "missing ${missing[*]} and no apt-get to install them"

@@ -531,3 +531,28 @@ async fn a_page_past_the_js_heap_limit_crashes_its_renderer_not_the_browser() {
     assert_eq!(renderer.starts(), 1);
     renderer.stop().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_screenshot_is_kept_only_within_its_bound() {
+    let renderer = renderer(false, None);
+    let page = "<html><body style='background:#c33'><h1>shot</h1></body></html>";
+    let mut bounded = limits(Duration::from_secs(10));
+    bounded.screenshot_max_bytes = Some(5 * 1024 * 1024);
+    let rendered = renderer
+        .render(&document("http://shot.example/", page), &bounded)
+        .await
+        .expect("renders");
+    let shot = rendered.screenshot.expect("a screenshot");
+    let jpeg =
+        base64::Engine::decode(&base64::engine::general_purpose::STANDARD, &shot).expect("base64");
+    assert_eq!(&jpeg[..3], [0xff, 0xd8, 0xff], "a JPEG");
+    assert!(!rendered.screenshot_too_large);
+    // The same page with a bound below its size: no screenshot, and it says why.
+    bounded.screenshot_max_bytes = Some(jpeg.len() - 1);
+    let rendered = renderer
+        .render(&document("http://shot.example/", page), &bounded)
+        .await
+        .expect("renders");
+    assert!(rendered.screenshot.is_none() && rendered.screenshot_too_large);
+    renderer.stop().await;
+}
