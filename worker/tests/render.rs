@@ -146,6 +146,8 @@ async fn without_rendering_the_script_links_are_not_found_and_with_patterns_only
             "patterns",
             "--render-pattern",
             "/js/(app|timer)$",
+            "--screenshot-max-bytes",
+            "5000000",
         ],
         "patterns",
     )
@@ -161,6 +163,10 @@ async fn without_rendering_the_script_links_are_not_found_and_with_patterns_only
     assert_eq!(urls(&records), expected);
     assert_eq!(counter(&summary, render::counter::RENDERED), 2);
     assert_eq!(counter(&summary, render::counter::AUTO), 0);
+    // Rendered records carry their screenshot; the others none.
+    for r in &records {
+        assert_eq!(r.screenshot.is_some(), r.rendered, "{}", r.url);
+    }
     site.shutdown().await;
 }
 
