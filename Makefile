@@ -11,7 +11,7 @@ ENV := . $(or $(KUBECRAWL_STATE),.testenv)/env &&
 # The real node's env file (make node-up; KUBECRAWL_NODE_STATE moves it).
 NODE_ENV := $(or $(KUBECRAWL_NODE_STATE),$(or $(KUBECRAWL_STATE),.testenv)/node)/env
 
-.PHONY: help env-up env-down env-status env-clean test unit lint crds bench-frontier bench-crawl bench-scale bench-compression bench-sitemap bench-extract bench-recrawl \
+.PHONY: help env-up env-down env-status env-clean test unit lint crds bench-frontier bench-crawl bench-scale bench-compression bench-sitemap bench-extract bench-recrawl bench-render \
 	profile-crawl images push push-check prune-target node-up node-down node-images test-node chaos chaos-hot
 
 help: ## list the targets
@@ -89,6 +89,9 @@ bench-extract: ## what extract rules (a declarative spider) cost a standalone cr
 
 bench-recrawl: env-up ## a recrawl round of an unchanged 20,000-page site (304s) next to the first crawl, standalone on Redis; last line is JSON
 	$(ENV) bash tests/bench/recrawl.sh
+
+bench-render: ## pages/s and memory per browser context rendering with headless Chromium, and auto's overhead on a site that needs no rendering; last line is JSON
+	bash tests/bench/render.sh
 
 profile-crawl: ## where a standalone crawl of 15 KB pages spends its CPU: perf's top entries (WORKER_BIN= to profile another build)
 	bash tests/bench/profile.sh

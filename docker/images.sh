@@ -8,7 +8,7 @@
 #
 #   IMAGE_PREFIX  where the names point (default ghcr.io/kubecrawl, where releases go)
 #   IMAGE_TAG     the tag (default: the workspace version)
-#   IMAGES        which images (default: all four)
+#   IMAGES        which images (default: all five)
 #   IMAGES_DIR    where the OCI archives go (default $KUBECRAWL_CACHE/images)
 set -euo pipefail
 root=$(cd "$(dirname "$0")/.." && pwd)
@@ -20,7 +20,7 @@ tag=${IMAGE_TAG:-$version}
 revision=$(git -C "$root" rev-parse HEAD 2>/dev/null || echo unknown)
 if [ -n "$(git -C "$root" status --porcelain 2>/dev/null)" ]; then revision=$revision-dirty; fi
 out=${IMAGES_DIR:-$cache/images}
-images=${IMAGES:-kubecrawl-operator kubecrawl-worker kubecrawl titles-worker}
+images=${IMAGES:-kubecrawl-operator kubecrawl-worker kubecrawl-render-worker kubecrawl titles-worker}
 
 log() { printf '[images] %s\n' "$*" >&2; }
 die() { printf '[images] error: %s\n' "$*" >&2; exit 1; }
@@ -30,6 +30,7 @@ spec() {
   case $1 in
     kubecrawl-operator) echo "kubecrawl-operator kubecrawl-operator docker/operator.Dockerfile" ;;
     kubecrawl-worker) echo "kubecrawl-worker kubecrawl-worker docker/worker.Dockerfile" ;;
+    kubecrawl-render-worker) echo "kubecrawl-worker kubecrawl-worker docker/render-worker.Dockerfile" ;;
     kubecrawl) echo "kubecrawl-cli kubecrawl docker/cli.Dockerfile" ;;
     titles-worker) echo "kubecrawl-example-spider titles-worker examples/custom-spider/Dockerfile kubecrawl-worker" ;;
     *) die "unknown image $1" ;;
@@ -42,6 +43,13 @@ if ! command -v buildah >/dev/null; then
     || die "could not install buildah"
 fi
 [ -f /etc/ssl/certs/ca-certificates.crt ] || die "install ca-certificates first"
+# The render worker's image carries the browser of this machine's package.
+browser=/usr/lib/chromium/chromium-headless-shell
+if [[ " $images " == *" kubecrawl-render-worker "* ]] && [ ! -x "$browser" ]; then
+  log "installing chromium-headless-shell from Debian's packages"
+  apt-get update -qq >/dev/null && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends chromium-headless-shell >/dev/null \
+    || die "could not install chromium-headless-shell"
+fi
 
 pkgs=()
 for i in $images; do read -r p _ <<<"$(spec "$i")"; pkgs+=(-p "$p"); done
@@ -71,7 +79,9 @@ for i in $images; do
   read -r _ bin dockerfile aliases <<<"$(spec "$i")"
   ref=$prefix/$i:$tag
   # shellcheck disable=SC2086 # aliases is a word list
-  bash "$root/docker/rootfs.sh" "$CARGO_TARGET_DIR/release/$bin" "$work/$i/rootfs" $aliases
+  with_browser=
+  [ "$i" = kubecrawl-render-worker ] && with_browser=$browser
+  ROOTFS_BROWSER=$with_browser bash "$root/docker/rootfs.sh" "$CARGO_TARGET_DIR/release/$bin" "$work/$i/rootfs" $aliases
   buildah --storage-driver vfs bud --quiet --layers=false --build-arg ROOTFS=rootfs-local \
     --build-arg VERSION="$tag" --build-arg REVISION="$revision" \
     -f "$root/$dockerfile" -t "$ref" "$work/$i" >/dev/null || die "buildah could not build $ref"

@@ -12,7 +12,7 @@ root=$(cd "$(dirname "$0")/.." && pwd)
 prefix=${IMAGE_PREFIX:-ghcr.io/kubecrawl}
 version=$(sed -n '/^\[workspace.package\]/,/^\[/s/^version = "\(.*\)"/\1/p' "$root/Cargo.toml")
 tag=${IMAGE_TAG:-$version}
-images=${IMAGES:-kubecrawl-operator kubecrawl-worker kubecrawl titles-worker}
+images=${IMAGES:-kubecrawl-operator kubecrawl-worker kubecrawl-render-worker kubecrawl titles-worker}
 digests=$(mktemp)
 trap 'rm -f "$digests"' EXIT
 for i in $images; do

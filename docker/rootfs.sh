@@ -10,6 +10,11 @@
 #   docker/rootfs.sh BINARY OUT [ALIAS...]
 # An ALIAS is another name for the binary in /usr/local/bin (a custom spider's worker is
 # also `kubecrawl-worker`, the command the operator starts).
+#
+# With ROOTFS_BROWSER=/usr/lib/chromium/chromium-headless-shell (Debian's package, installed
+# on the building machine), the tree also holds that browser: its directory, the libraries
+# `ldd` lists for it and for the libraries beside it, NSS's modules (loaded at run time), and
+# fontconfig with the installed fonts (text in screenshots). That is the render worker's image.
 set -euo pipefail
 
 [ $# -ge 2 ] || { echo "usage: $0 BINARY OUT [ALIAS...]" >&2; exit 2; }
@@ -45,3 +50,27 @@ printf 'root:x:0:0:root:/root:/sbin/nologin\nnonroot:x:65532:65532:nonroot:/none
 printf 'root:x:0:\nnonroot:x:65532:\n' > "$out/etc/group"
 printf 'hosts: files dns\n' > "$out/etc/nsswitch.conf"
 chmod 1777 "$out/tmp"
+
+if [ -n "${ROOTFS_BROWSER:-}" ]; then
+  [ -x "$ROOTFS_BROWSER" ] || { echo "rootfs: browser $ROOTFS_BROWSER is not an executable (install chromium-headless-shell)" >&2; exit 1; }
+  dir=$(dirname "$ROOTFS_BROWSER")
+  mkdir -p "$out$dir"
+  cp -a "$dir/." "$out$dir/"
+  # The libraries of the browser and of those shipped beside it, as regular files.
+  deps=$( { ldd "$ROOTFS_BROWSER"; for so in "$dir"/*.so "$dir"/*.so.*; do [ -f "$so" ] && ldd "$so" 2>/dev/null; done; } \
+    | awk '$2 == "=>" && $3 ~ /^\// { print $3 } $1 ~ /^\// { print $1 }' | sort -u)
+  for lib in $deps; do
+    [ -e "$out$lib" ] && continue
+    mkdir -p "$out$(dirname "$lib")"
+    cp -L "$lib" "$out$lib"
+  done
+  # NSS loads its modules by name at run time, so ldd does not list them.
+  for nss in /usr/lib/*/nss /usr/lib/*/libsoftokn3.so /usr/lib/*/libfreebl3.so /usr/lib/*/libfreeblpriv3.so /usr/lib/*/libnssckbi.so; do
+    [ -e "$nss" ] || continue
+    mkdir -p "$out$(dirname "$nss")"
+    cp -aL "$nss" "$out$nss"
+  done
+  for fonts in /etc/fonts /usr/share/fonts; do
+    [ -d "$fonts" ] && { mkdir -p "$out$(dirname "$fonts")"; cp -aL "$fonts" "$out$fonts"; }
+  done
+fi

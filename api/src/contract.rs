@@ -80,6 +80,17 @@ pub mod env {
     pub const WARC_MAX_AGE: &str = "KUBECRAWL_WARC_MAX_AGE";
     /// The gzip level of WARC records, 0 to 9 (`--warc-gzip-level`).
     pub const WARC_GZIP_LEVEL: &str = "KUBECRAWL_WARC_GZIP_LEVEL";
+    /// The spider that parses a fleet's pages, when not the one named by the spiderid
+    /// (`--parse-with`).
+    pub const PARSE_WITH: &str = "KUBECRAWL_PARSE_WITH";
+    /// Start a headless browser and render the pages of jobs with `render` (`--render`).
+    pub const RENDER: &str = "KUBECRAWL_RENDER";
+    /// The browser executable (`--browser`).
+    pub const BROWSER: &str = "KUBECRAWL_BROWSER";
+    /// Pages rendered at once (`--render-contexts`).
+    pub const RENDER_CONTEXTS: &str = "KUBECRAWL_RENDER_CONTEXTS";
+    /// The JavaScript heap of each page's renderer, MiB (`--render-js-heap-mb`).
+    pub const RENDER_JS_HEAP_MB: &str = "KUBECRAWL_RENDER_JS_HEAP_MB";
 
     /// Every variable above: what a worker's configuration may set from outside the
     /// worker. Each is read by `kubecrawl-worker run` (the worker's tests check it).
@@ -115,6 +126,11 @@ pub mod env {
         WARC_MAX_BYTES,
         WARC_MAX_AGE,
         WARC_GZIP_LEVEL,
+        PARSE_WITH,
+        RENDER,
+        BROWSER,
+        RENDER_CONTEXTS,
+        RENDER_JS_HEAP_MB,
     ];
 }
 

@@ -19,9 +19,10 @@ use k8s_openapi::api::apps::v1::{
     Deployment, DeploymentSpec, DeploymentStrategy, RollingUpdateDeployment,
 };
 use k8s_openapi::api::core::v1::{
-    Capabilities, Container, ContainerPort, EnvVar, EnvVarSource, HTTPGetAction,
-    ObjectFieldSelector, PodSecurityContext, PodSpec, PodTemplateSpec, Probe, ResourceRequirements,
-    SeccompProfile, SecretKeySelector, SecurityContext, Toleration, Volume, VolumeMount,
+    Capabilities, Container, ContainerPort, EmptyDirVolumeSource, EnvVar, EnvVarSource,
+    HTTPGetAction, ObjectFieldSelector, PodSecurityContext, PodSpec, PodTemplateSpec, Probe,
+    ResourceRequirements, SeccompProfile, SecretKeySelector, SecurityContext, Toleration, Volume,
+    VolumeMount,
 };
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::LabelSelector;
 use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
@@ -45,6 +46,8 @@ pub const SPIDER_LABEL: &str = contract::label::SPIDERID;
 pub const MANAGED_BY: (&str, &str) = (contract::label::MANAGED_BY, contract::OPERATOR);
 const NAME_LABEL: (&str, &str) = (contract::label::NAME, contract::WORKER);
 const TEMPLATE_HASH: &str = contract::annotation::TEMPLATE_HASH;
+/// The volume a rendering fleet's pods mount at `/tmp`.
+const RENDER_TMP: &str = "render-tmp";
 /// The port workers serve `/metrics`, `/healthz` and `/readyz` on, unless a fleet names
 /// another.
 pub const METRICS_PORT: u16 = 9090;
@@ -108,6 +111,17 @@ pub struct FleetSettings {
     /// (see [`crate::autoscale`]).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub autoscale: Option<Autoscale>,
+    /// The fleet's workers carry a headless Chromium and render the pages of jobs with
+    /// `render` (`kubecrawl-worker run --render`); its `image` must hold the browser (the
+    /// `kubecrawl-render-worker` image does). Its pods get a writable `/tmp` (the browser's
+    /// profile) and share their process namespace, so that the pod's pause process reaps
+    /// what a crashed browser leaves. Only such fleets take jobs with `render`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub render: Option<bool>,
+    /// The spider of the worker binary that parses the fleet's pages, when its name is not
+    /// the fleet's (a fleet `link-render` of the `link` spider with a browser).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub spider: Option<String>,
 }
 
 impl FleetSettings {
@@ -160,6 +174,8 @@ impl FleetSettings {
             volumes,
             volume_mounts,
             autoscale: over.autoscale.or(self.autoscale),
+            render: over.render.or(self.render),
+            spider: over.spider.clone().or_else(|| self.spider.clone()),
         }
     }
 }
@@ -244,6 +260,21 @@ impl FleetConfig {
             path: path.display().to_string(),
             reason: e.to_string(),
         })
+    }
+
+    /// The fleets whose workers render, comma-separated, for messages.
+    pub fn rendering(&self) -> String {
+        self.fleets
+            .keys()
+            .filter(|s| self.renders(s))
+            .cloned()
+            .collect::<Vec<_>>()
+            .join(", ")
+    }
+
+    /// Whether the workers of `spiderid` render pages (`render: true`).
+    pub fn renders(&self, spiderid: &str) -> bool {
+        self.settings(spiderid).render == Some(true)
     }
 
     /// Whether `spiderid` is a fleet of this operator.
@@ -426,11 +457,41 @@ impl WorkerPod<'_> {
                 tolerations: (!settings.tolerations.is_empty())
                     .then(|| settings.tolerations.clone()),
                 host_network: settings.host_network.filter(|&on| on),
-                volumes: (!settings.volumes.is_empty()).then(|| settings.volumes.clone()),
+                volumes: self.volumes(),
+                share_process_namespace: self.renders().then_some(true),
                 security_context: Some(pod_security_context()),
                 ..PodSpec::default()
             }),
         }
+    }
+
+    fn renders(&self) -> bool {
+        self.settings.render == Some(true)
+    }
+
+    /// The fleet's volumes, and a rendering fleet's `/tmp`.
+    fn volumes(&self) -> Option<Vec<Volume>> {
+        let mut volumes = self.settings.volumes.clone();
+        if self.renders() {
+            volumes.push(Volume {
+                name: RENDER_TMP.to_owned(),
+                empty_dir: Some(EmptyDirVolumeSource::default()),
+                ..Volume::default()
+            });
+        }
+        (!volumes.is_empty()).then_some(volumes)
+    }
+
+    fn volume_mounts(&self) -> Option<Vec<VolumeMount>> {
+        let mut mounts = self.settings.volume_mounts.clone();
+        if self.renders() {
+            mounts.push(VolumeMount {
+                name: RENDER_TMP.to_owned(),
+                mount_path: "/tmp".to_owned(),
+                ..VolumeMount::default()
+            });
+        }
+        (!mounts.is_empty()).then_some(mounts)
     }
 
     fn metrics_port(&self) -> u16 {
@@ -461,8 +522,7 @@ impl WorkerPod<'_> {
             readiness_probe: Some(probe("/readyz", 5)),
             liveness_probe: Some(probe("/healthz", 10)),
             resources: settings.resources.clone(),
-            volume_mounts: (!settings.volume_mounts.is_empty())
-                .then(|| settings.volume_mounts.clone()),
+            volume_mounts: self.volume_mounts(),
             security_context: Some(container_security_context()),
             ..Container::default()
         }
@@ -506,6 +566,12 @@ impl WorkerPod<'_> {
         }
         if let Some(shards) = connections.redis_shards {
             env.push(plain_env(env::REDIS_SHARDS, &shards.to_string()));
+        }
+        if self.renders() {
+            env.push(plain_env(env::RENDER, "true"));
+        }
+        if let Some(spider) = &self.settings.spider {
+            env.push(plain_env(env::PARSE_WITH, spider));
         }
         for extra in &self.settings.env {
             env.retain(|e| e.name != extra.name);
@@ -860,6 +926,64 @@ mod tests {
         assert_eq!(sc.allow_privilege_escalation, Some(false));
         assert_eq!(sc.read_only_root_filesystem, Some(true));
         assert_eq!(pod.automount_service_account_token, Some(false));
+    }
+
+    #[test]
+    fn a_rendering_fleet_starts_its_browser_with_a_writable_tmp_and_a_shared_process_namespace() {
+        let yaml = "namespace: kc\nfleets:\n  link: {}\n  link-render: {render: true, image: r:1, spider: link}\n";
+        let config: FleetConfig = serde_yaml::from_str(yaml).expect("parses");
+        assert!(config.renders("link-render") && !config.renders("link"));
+        assert_eq!(config.rendering(), "link-render");
+        let conns = Connections {
+            redis_url: "redis://r:6379".into(),
+            redis_prefix: "kc".into(),
+            kafka_brokers: "k:9092".into(),
+            topic_prefix: "demo".into(),
+            redis_cluster: false,
+            redis_shards: None,
+        };
+        let pod = |spider: &str| {
+            deployment(&config, &conns, spider, 1)
+                .spec
+                .template
+                .spec
+                .expect("pod")
+        };
+        let render = pod("link-render");
+        assert_eq!(render.share_process_namespace, Some(true));
+        let c = &render.containers[0];
+        assert_eq!(c.image.as_deref(), Some("r:1"));
+        let value = |c: &Container, name: &str| {
+            c.env
+                .iter()
+                .flatten()
+                .find(|e| e.name == name)
+                .and_then(|e| e.value.clone())
+        };
+        assert_eq!(value(c, env::RENDER).as_deref(), Some("true"));
+        assert_eq!(value(c, env::SPIDER).as_deref(), Some("link-render"));
+        assert_eq!(value(c, env::PARSE_WITH).as_deref(), Some("link"));
+        let tmp = c
+            .volume_mounts
+            .iter()
+            .flatten()
+            .find(|m| m.mount_path == "/tmp")
+            .expect("a /tmp mount");
+        let volume = render
+            .volumes
+            .iter()
+            .flatten()
+            .find(|v| v.name == tmp.name)
+            .expect("its volume");
+        assert!(volume.empty_dir.is_some());
+        // The root filesystem stays read-only.
+        let sc = c.security_context.as_ref().expect("security context");
+        assert_eq!(sc.read_only_root_filesystem, Some(true));
+        // A fleet that does not render is as before.
+        let plain = pod("link");
+        assert_eq!(plain.share_process_namespace, None);
+        assert_eq!(plain.volumes, None);
+        assert_eq!(value(&plain.containers[0], env::RENDER), None);
     }
 
     #[test]

@@ -2,8 +2,8 @@
 //!
 //! The API server already refused bad URLs, ranges, lengths and unknown fields. What is left
 //! needs a program: regexes must compile (Rust `regex` syntax), and the CSS selectors of
-//! `extract` too; the spiderid must name a fleet
-//! this operator runs, and no other CrawlJob may already use the same spiderid, appid and
+//! `extract` and `render`'s patterns too; the spiderid must name a fleet this operator runs
+//! (one whose workers render, for a job with `render`), and no other CrawlJob may already use the same spiderid, appid and
 //! crawlid (they would share one frontier job). Each failure is a message a person can act on,
 //! shown in the `Valid=False` condition.
 
@@ -27,6 +27,18 @@ pub fn check(job: &CrawlJob, fleets: &FleetConfig, others: &[Arc<CrawlJob>]) -> 
             "spec.spiderid: {:?} is not a spider fleet this operator runs (known: {}); add it to the operator's fleet configuration",
             spec.spiderid,
             fleets.known()
+        ));
+    }
+    if spec.render.as_ref().is_some_and(|r| r.is_on()) && !fleets.renders(&spec.spiderid) {
+        let rendering = fleets.rendering();
+        return Err(format!(
+            "spec.render: the workers of spider fleet {:?} do not render pages; use a fleet with render: true ({}), or set render in the operator's fleet configuration",
+            spec.spiderid,
+            if rendering.is_empty() {
+                "none is configured"
+            } else {
+                &rendering
+            }
         ));
     }
     let sitemaps = spec.sitemaps.iter().flat_map(|s| s.urls.iter());
@@ -203,13 +215,40 @@ mod tests {
         assert!(err.starts_with("spec.denyRegex[1]: \"(unclosed\""), "{err}");
     }
 
+    /// The default fleets, `link` rendering.
+    fn rendering_fleets() -> FleetConfig {
+        let mut fleets = FleetConfig::default();
+        fleets.fleets.insert(
+            "link".to_owned(),
+            crate::fleet::FleetSettings {
+                render: Some(true),
+                ..Default::default()
+            },
+        );
+        fleets
+    }
+
+    #[test]
+    fn a_job_that_renders_needs_a_fleet_that_renders() {
+        let rendering = job("a", serde_json::json!({"render": {"mode": "auto"}}));
+        let err = check(&rendering, &FleetConfig::default(), &[]).expect_err("refused");
+        assert!(
+            err.starts_with("spec.render: the workers of spider fleet \"link\" do not render pages; use a fleet with render: true (none is configured)"),
+            "{err}"
+        );
+        assert_eq!(check(&rendering, &rendering_fleets(), &[]), Ok(()));
+        // Never renders nothing: any fleet takes it.
+        let never = job("a", serde_json::json!({"render": {"mode": "never"}}));
+        assert_eq!(check(&never, &FleetConfig::default(), &[]), Ok(()));
+    }
+
     #[test]
     fn bad_render_patterns_are_named_with_their_index() {
         let j = job(
             "a",
             serde_json::json!({"render": {"mode": "patterns", "patterns": ["/app/", "[unclosed"]}}),
         );
-        let err = check(&j, &FleetConfig::default(), &[]).expect_err("refused");
+        let err = check(&j, &rendering_fleets(), &[]).expect_err("refused");
         assert!(
             err.starts_with(
                 "spec.render.patterns[1]: \"[unclosed\" is not a valid regular expression: "
@@ -220,7 +259,7 @@ mod tests {
             "a",
             serde_json::json!({"render": {"mode": "patterns", "patterns": ["/app/"]}}),
         );
-        assert_eq!(check(&ok, &FleetConfig::default(), &[]), Ok(()));
+        assert_eq!(check(&ok, &rendering_fleets(), &[]), Ok(()));
     }
 
     #[test]

@@ -131,15 +131,15 @@ pub struct WarcArgs {
 #[derive(Debug, Clone, Args)]
 pub struct BrowserArgs {
     /// The headless Chromium to run (Debian's `chromium-headless-shell` package).
-    #[arg(long, env = "KUBECRAWL_BROWSER", default_value = crate::render::DEFAULT_BROWSER)]
+    #[arg(long, env = kubecrawl_api::contract::env::BROWSER, default_value = crate::render::DEFAULT_BROWSER)]
     pub browser: PathBuf,
     /// Pages rendered at once: browser contexts open at once, each about 13 MB besides the
     /// browser's own ~190 MB (docs/performance.md, "Rendering").
-    #[arg(long, env = "KUBECRAWL_RENDER_CONTEXTS", default_value_t = 4, value_parser = clap::value_parser!(u16).range(1..=64))]
+    #[arg(long, env = kubecrawl_api::contract::env::RENDER_CONTEXTS, default_value_t = 4, value_parser = clap::value_parser!(u16).range(1..=64))]
     pub render_contexts: u16,
     /// The JavaScript heap of each page's renderer, in MiB: a page past it crashes its
     /// renderer and is published as fetched.
-    #[arg(long, env = "KUBECRAWL_RENDER_JS_HEAP_MB", default_value_t = 256, value_parser = clap::value_parser!(u32).range(16..=16384))]
+    #[arg(long, env = kubecrawl_api::contract::env::RENDER_JS_HEAP_MB, default_value_t = 256, value_parser = clap::value_parser!(u32).range(16..=16384))]
     pub render_js_heap_mb: u32,
 }
 
@@ -283,6 +283,10 @@ pub struct RunArgs {
     /// The spider fleet this worker serves.
     #[arg(long, env = kubecrawl_api::contract::env::SPIDER)]
     pub spider: String,
+    /// The spider of this binary that parses the pages, when its name is not the fleet's
+    /// (a fleet `link-render` whose pages the `link` spider parses).
+    #[arg(long, env = kubecrawl_api::contract::env::PARSE_WITH)]
+    pub parse_with: Option<String>,
     /// The Redis frontier.
     #[command(flatten)]
     pub redis: RedisArgs,
@@ -300,7 +304,7 @@ pub struct RunArgs {
     pub warc: WarcArgs,
     /// Start a headless Chromium and render the pages of jobs with `render`; without it
     /// such pages are published as fetched and counted in `render_unavailable`.
-    #[arg(long, env = "KUBECRAWL_RENDER")]
+    #[arg(long, env = kubecrawl_api::contract::env::RENDER)]
     pub render: bool,
     /// The browser, with --render.
     #[command(flatten)]

@@ -24,7 +24,7 @@ use crate::{Error, Result, fetcher, kafka_sink, renderer, robots_cache, spider, 
 /// An unknown spider, Redis unreachable at start-up, an invalid Kafka configuration, or the
 /// metrics address cannot be bound.
 pub async fn run(args: RunArgs, registry: &Registry, shutdown: CancellationToken) -> Result<()> {
-    let spider = spider(registry, &args.spider)?;
+    let spider = spider(registry, args.parse_with.as_deref().unwrap_or(&args.spider))?;
     let config = FrontierConfig::default();
     let client = args
         .redis

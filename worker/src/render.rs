@@ -9,9 +9,9 @@
 //!   `intercept`): the document with the response already fetched; scripts, XHR and fetch
 //!   calls (GET only) with the worker's own fetcher, so the network guard, the job's
 //!   User-Agent and the body cap hold for sub-resources too. Images, media, fonts,
-//!   stylesheets and other kinds a DOM does not need are refused, as are requests past
-//!   [`MAX_SUBRESOURCES`] per page. The browser runs with an unreachable proxy, so what the
-//!   interception cannot see (WebSockets) fails.
+//!   stylesheets, WebSockets and other kinds a DOM does not need are refused, as are requests
+//!   past [`MAX_SUBRESOURCES`] per page. The browser also runs behind an unreachable proxy, a
+//!   backstop for anything the interception would not see.
 //! - **Limits per page.** The page has `timeoutSeconds`: it counts as settled once it has
 //!   loaded and no request has been pending or answered for `settleMillis`, and is read as it is at three quarters of its time
 //!   if it never settles (polling scripts); a page that cannot be read in the rest fails. A

@@ -118,6 +118,19 @@ impl std::fmt::Display for CrawlSummary {
                 counter(recrawl::UNCHANGED),
             )?;
         }
+        if self.stats.counters.keys().any(|k| k.starts_with("render")) {
+            use crate::render::counter;
+            write!(
+                f,
+                "\nrendering: {} rendered ({} chosen by auto), {} read before they settled, {} too large, {} failed, {} without a browser",
+                counter(counter::RENDERED),
+                counter(counter::AUTO),
+                counter(counter::UNSETTLED),
+                counter(counter::TOO_LARGE),
+                counter(counter::FAILED),
+                counter(counter::UNAVAILABLE),
+            )?;
+        }
         if self.stats.counters.keys().any(|k| k.starts_with("sitemap")) {
             write!(
                 f,

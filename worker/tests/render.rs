@@ -562,3 +562,57 @@ async fn a_screenshot_is_kept_only_within_its_bound() {
     assert!(rendered.screenshot.is_none() && rendered.screenshot_too_large);
     renderer.stop().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_page_gets_at_most_its_share_of_requests_no_websocket_and_nothing_of_the_page_before() {
+    let site = script_site().await;
+    let renderer = renderer(true, Some(&site));
+    let page = site.url(MAIN_HOST, "/page");
+    // 250 data requests (200 are answered), a WebSocket, and a cookie and storage left for
+    // the next page.
+    let busy = "<html><body><div id=root></div><script>\
+                document.cookie = 'left=behind'; localStorage.setItem('left', 'behind');\
+                try { new WebSocket('ws://127.0.0.1:PORT/js/socket'); } catch (e) {}\
+                Promise.allSettled([...Array(250).keys()].map(i => fetch('/js/data.json?' + i)))\
+                .then(r => document.getElementById('root').textContent = \
+                  r.filter(x => x.status === 'fulfilled').length + ' answered');\
+                </script></body></html>";
+    let rendered = renderer
+        .render(
+            &document(&page, &busy.replace("PORT", &site.port().to_string())),
+            &limits(Duration::from_secs(20)),
+        )
+        .await
+        .expect("renders");
+    assert!(
+        rendered.html.contains(">200 answered</div>"),
+        "{}",
+        rendered.html
+    );
+    let log = site.request_log();
+    let data = log
+        .iter()
+        .filter(|h| h.target.starts_with("/js/data.json"))
+        .count();
+    assert_eq!(data, render::MAX_SUBRESOURCES);
+    assert!(
+        !log.iter().any(|h| h.target.starts_with("/js/socket")),
+        "the WebSocket reached the site"
+    );
+    // The next page of the same origin, in the same browser, finds nothing of the first.
+    let reader = "<html><body><div id=root></div><script>\
+                  document.getElementById('root').textContent = \
+                  'cookie=' + document.cookie + ';storage=' + localStorage.getItem('left');\
+                  </script></body></html>";
+    let rendered = renderer
+        .render(&document(&page, reader), &limits(Duration::from_secs(10)))
+        .await
+        .expect("renders");
+    assert!(
+        rendered.html.contains(">cookie=;storage=null</div>"),
+        "{}",
+        rendered.html
+    );
+    renderer.stop().await;
+    site.shutdown().await;
+}

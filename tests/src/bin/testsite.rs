@@ -48,6 +48,10 @@ struct Args {
     /// for them with 304 Not Modified.
     #[arg(long, env = "KUBECRAWL_TESTSITE_VALIDATORS")]
     validators: bool,
+    /// Serve the script area (`/js/`, pages that need JavaScript) with this many benchmark
+    /// pages `/js/spa/{k}`, all reached from `/js/spa/0` once rendered.
+    #[arg(long, env = "KUBECRAWL_TESTSITE_SCRIPT_PAGES")]
+    script_pages: Option<usize>,
 }
 
 #[tokio::main]
@@ -62,6 +66,9 @@ async fn main() -> Result<()> {
         .with_padding(args.padding)
         .with_validators(args.validators)
         .with_gzip_pages(args.gzip);
+    if let Some(pages) = args.script_pages {
+        config = config.with_script_pages(pages);
+    }
     if let Some(secs) = args.crawl_delay {
         let delay = Duration::try_from_secs_f64(secs).context("--crawl-delay")?;
         config = config.with_crawl_delay(delay);

@@ -112,6 +112,8 @@ pub struct SiteConfig {
     pub sitemaps: bool,
     /// Serve the script area under `/js/` ([`super::scripts`]).
     pub scripts: bool,
+    /// Benchmark pages of the script area, `/js/spa/{k}` for `k` below this.
+    pub script_pages: usize,
     /// Serve main pages with an `ETag` and a `Last-Modified`, and answer a conditional request
     /// for an unchanged one with `304 Not Modified` (see [`crate::site::TestSite::edit_page`]).
     /// Off by default.
@@ -146,6 +148,7 @@ impl Default for SiteConfig {
             address: Ipv4Addr::LOCALHOST,
             sitemaps: false,
             scripts: false,
+            script_pages: 0,
             validators: false,
         }
     }
@@ -173,6 +176,13 @@ impl SiteConfig {
     /// Sets [`SiteConfig::scripts`].
     pub fn with_scripts(mut self, scripts: bool) -> Self {
         self.scripts = scripts;
+        self
+    }
+
+    /// Serves the script area with `pages` benchmark pages (`/js/spa/{k}`).
+    pub fn with_script_pages(mut self, pages: usize) -> Self {
+        self.scripts = true;
+        self.script_pages = pages;
         self
     }
 

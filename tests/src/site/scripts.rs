@@ -12,6 +12,7 @@
 //! | `/js/huge` | a page that adds [`HUGE_ELEMENTS`] elements and a link to `/js/huge/1` |
 //! | `/js/sub` | a page whose script asks for an image, a stylesheet and `/js/data.json`, and writes what it got into the DOM |
 //! | `/js/app/{k}`, `/js/timer/{k}`, `/js/forever/1`, `/js/huge/1` | plain pages of prose |
+//! | `/js/spa/{k}`, `k < script_pages` | benchmark pages (`SiteConfig::with_script_pages`): application shells whose script adds a heading, some prose and links to `/js/spa/{2k+1}` and `/js/spa/{2k+2}`, so that all are reached from `/js/spa/0` |
 //!
 //! Every script page holds little text, so `auto` renders it. `/js/poll` counts its requests
 //! ([`super::TestSite::requests_to`] sees them like any other).
@@ -74,8 +75,9 @@ fn shell(title: &str, script: &str) -> String {
     )
 }
 
-/// The answer for `path` on `site.test`, when it is in the script area.
-pub(crate) fn prepare(path: &str) -> Option<Prepared> {
+/// The answer for `path` on `site.test`, when it is in the script area; `spa_pages` is
+/// `SiteConfig::script_pages`.
+pub(crate) fn prepare(path: &str, spa_pages: usize) -> Option<Prepared> {
     let html = |body: String| Some(Prepared::ok("text/html; charset=utf-8", body));
     let js = |body: &str| Some(Prepared::ok("text/javascript", body.to_owned()));
     match path {
@@ -152,10 +154,30 @@ pub(crate) fn prepare(path: &str) -> Option<Prepared> {
              img.src = '/static/logo.png'; \
              fetch('/js/data.json').then(r => r.json()).then(d => root.insertAdjacentHTML('beforeend', '<p id=data>' + d.answer + '</p>'));",
         )),
+        "/js/spa.js" => js(
+            "const root = document.getElementById('root'); \
+             const k = Number(location.pathname.split('/').pop()); const n = Number(root.dataset.n); \
+             let html = '<h1>page ' + k + '</h1><p>' + 'rendered words '.repeat(40) + '</p>'; \
+             for (const c of [2 * k + 1, 2 * k + 2]) if (c < n) html += '<a href=\"/js/spa/' + c + '\">' + c + '</a> '; \
+             root.innerHTML = html;",
+        ),
         "/js/data.json" => Some(Prepared::ok(
             "application/json",
             "{\"answer\":\"forty-two\"}".to_owned(),
         )),
+        _ if path.starts_with("/js/spa/") => {
+            let k: usize = path.strip_prefix("/js/spa/")?.parse().ok()?;
+            (k < spa_pages).then(|| {
+                Prepared::ok(
+                    "text/html; charset=utf-8",
+                    format!(
+                        "<!doctype html><html><head><title>spa {k}</title>\
+                         <script src=\"/js/spa.js\" defer></script></head>\
+                         <body><div id=\"root\" data-n=\"{spa_pages}\"></div></body></html>\n"
+                    ),
+                )
+            })
+        }
         _ => {
             let page = path.strip_prefix("/js/")?;
             let known = page.strip_prefix("app/").is_some_and(|k| in_range(k, APP_LINKS))

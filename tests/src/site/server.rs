@@ -232,7 +232,7 @@ async fn handle(State(site): State<Arc<Site>>, request: Request) -> Response {
     }
     if host == Host::Site
         && site.config.scripts
-        && let Some(prepared) = super::scripts::prepare(uri.path())
+        && let Some(prepared) = super::scripts::prepare(uri.path(), site.config.script_pages)
     {
         return respond(&prepared);
     }

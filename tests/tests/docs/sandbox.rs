@@ -236,7 +236,8 @@ impl Sandbox {
         ensure_crd().expect("the CRD applies");
         let env = TestEnv::get();
         let ns = TestNamespace::create(&format!("docs-{name}")).expect("a namespace");
-        let mut site_config = SiteConfig::default();
+        // The script area (pages that need JavaScript) for the rendering examples.
+        let mut site_config = SiteConfig::default().with_scripts(true);
         if needs.real_node {
             send_pods_to_the_node(&ns.name);
             site_config.address = node_var("KUBECRAWL_NODE_GATEWAY")
