@@ -243,6 +243,22 @@ mod tests {
     }
 
     #[test]
+    fn the_render_example_is_valid_on_the_chart_s_fleets() {
+        let example: CrawlJob =
+            serde_yaml::from_str(include_str!("../../examples/render.yaml")).expect("parses");
+        let mut fleets = FleetConfig::default();
+        fleets.fleets.insert(
+            "link-render".to_owned(),
+            crate::fleet::FleetSettings {
+                render: Some(true),
+                spider: Some("link".to_owned()),
+                ..Default::default()
+            },
+        );
+        assert_eq!(check(&example, &fleets, &[]), Ok(()));
+    }
+
+    #[test]
     fn bad_render_patterns_are_named_with_their_index() {
         let j = job(
             "a",

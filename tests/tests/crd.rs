@@ -39,6 +39,7 @@ async fn examples_are_accepted_defaulted_and_listed_with_printer_columns() {
         "examples/sitemaps.yaml",
         "examples/extract.yaml",
         "examples/recrawl.yaml",
+        "examples/render.yaml",
     ] {
         let path = repo_path(example);
         kubectl_ok(
@@ -75,6 +76,15 @@ async fn examples_are_accepted_defaulted_and_listed_with_printer_columns() {
         (recrawl.after_seconds, recrawl.max_rounds),
         (21600, Some(28))
     );
+    let render = jobs
+        .get("shop-app")
+        .await
+        .expect("render example exists")
+        .spec
+        .render
+        .expect("render kept");
+    assert_eq!(render.mode, kubecrawl_api::RenderMode::Auto);
+    assert_eq!(render.screenshot_max_bytes, Some(262_144));
     assert_eq!(
         job.spec.priority, 1,
         "the server applied the schema default"
@@ -300,6 +310,21 @@ fn invalid_cases() -> Vec<Invalid> {
             what: "a follow rule with an empty selector",
             spec: "extract: {follow: [{selector: \"\"}]}",
             names: "spec.extract.follow[0].selector",
+        },
+        Invalid {
+            what: "render patterns without a pattern",
+            spec: "render: {mode: patterns}",
+            names: "render.mode patterns needs at least one pattern",
+        },
+        Invalid {
+            what: "an unknown render mode",
+            spec: "render: {mode: sometimes}",
+            names: "spec.render.mode: Unsupported value",
+        },
+        Invalid {
+            what: "a render timeout of zero",
+            spec: "render: {mode: always, timeoutSeconds: 0}",
+            names: "spec.render.timeoutSeconds",
         },
         Invalid {
             what: "an empty extract",
