@@ -145,7 +145,10 @@ async fn the_chart_runs_on_a_real_node_and_a_deleted_worker_drains_losing_nothin
     let pods: Api<Pod> = Api::namespaced(client.clone(), &ns.name);
     let (log, watch) = watch_pods(pods.clone());
 
-    let site = TestSite::start(SiteConfig::default()).await.expect("site");
+    // The script area too, for the render fleet's job.
+    let site = TestSite::start(SiteConfig::default().with_scripts(true))
+        .await
+        .expect("site");
     let truth = site.truth();
 
     // The operator reaches the API server the way a Pod does, through its ServiceAccount
@@ -181,10 +184,11 @@ async fn the_chart_runs_on_a_real_node_and_a_deleted_worker_drains_losing_nothin
          operator.logFormat=plain,operator.hostNetwork=true,metrics.port={},\
          operator.image.pullPolicy=Never,workers.image.pullPolicy=Never,\
          workers.hostNetwork=true,workers.metricsPort={},workers.allowPrivateNetworks=true,\
-         workers.terminationGracePeriodSeconds=30",
+         workers.terminationGracePeriodSeconds=30,fleets.link-render.metricsPort={}",
         env.redis_url,
         env.kafka_brokers,
         ns.name,
+        free_port(),
         free_port(),
         free_port(),
     );
@@ -370,6 +374,72 @@ async fn the_chart_runs_on_a_real_node_and_a_deleted_worker_drains_losing_nothin
             r.url
         );
     }
+
+    // A job that renders, on the chart's link-render fleet: the render worker's image runs
+    // headless Chromium under the restricted security context and finds what exists only
+    // once the pages' scripts ran.
+    let render_job = format!(
+        "apiVersion: kubecrawl.io/v1alpha1\nkind: CrawlJob\nmetadata: {{name: node-render, namespace: {}}}\n\
+         spec: {{spiderid: link-render, appid: testapp, crawlid: node2, seeds: ['{}'], maxdepth: 3, \
+         allowedDomains: [site.test], render: {{mode: auto, timeoutSeconds: 4, maxElements: 100000}}}}\n",
+        ns.name,
+        site.url(
+            kubecrawl_e2e::site::MAIN_HOST,
+            kubecrawl_e2e::site::scripts::INDEX
+        )
+    );
+    kubectl_ok(&["apply", "-f", "-"], Some(&render_job)).expect("kubectl apply");
+    let rendered_done = wait_job(
+        &jobs,
+        "node-render",
+        Duration::from_secs(240),
+        |j| phase(j) == Phase::Succeeded,
+        || {
+            format!(
+                "{:#?}",
+                pods_named(&log, "kubecrawl-worker-link-render")
+                    .iter()
+                    .map(|p| &p.status)
+                    .collect::<Vec<_>>()
+            )
+        },
+    )
+    .await
+    .expect("the render job succeeds");
+    let script_truth = site.script_truth();
+    let status = rendered_done.status.expect("status");
+    assert_eq!(status.pages, script_truth.rendered.len() as u64);
+    let rendered: Vec<PageRecord> = topic_records(
+        env.kafka_config(),
+        &format!("{prefix}.crawled_firehose"),
+        Duration::from_secs(120),
+    )
+    .await
+    .expect("the firehose reads back")
+    .into_iter()
+    .filter(|r: &PageRecord| r.crawlid == "node2")
+    .collect();
+    let got: BTreeSet<String> = rendered.iter().map(|r| r.url.clone()).collect();
+    assert_eq!(
+        got, script_truth.rendered,
+        "the pages the render fleet found"
+    );
+    let app = rendered
+        .iter()
+        .find(|r| r.url.ends_with("/js/app"))
+        .expect("the app page's record");
+    assert!(
+        app.rendered && app.body.contains("Rendered app"),
+        "{}",
+        app.body
+    );
+    println!(
+        "the render fleet found {} pages, {} rendered, from {:?} to {:?}",
+        got.len(),
+        rendered.iter().filter(|r| r.rendered).count(),
+        status.start_time,
+        status.completion_time
+    );
 
     // Uninstall: the kubelet stops the operator with SIGTERM, and it exits 0.
     let op_name = op.metadata.name.clone().expect("name");

@@ -7,11 +7,13 @@
 #    contexts (`--render-contexts`). Per run: pages/s over the crawler's wall time (browser
 #    start included), and the peak memory (PSS, shared pages split between the processes that
 #    share them) of the crawler and its browser processes together, sampled every 100 ms.
-#    The memory of one more context is the rise from 1 to 4 contexts over 3.
+#    The memory of one more context is the rise from 1 to 4 contexts over 3. BENCH_CONTEXTS
+#    (default "1 2 4") picks the numbers of contexts; empty skips these runs.
 # 2. `auto` on a site that needs no rendering: the main pages (BENCH_PAGES, default 20000, no
-#    scripts) crawled with `--render never` and with `--render auto` (a browser is started and
-#    stays idle), BENCH_RUNS times each (default 3), alternating. Per run: pages/s and CPU
-#    seconds (user + system, the crawler's; the idle browser's too) per 1000 pages.
+#    scripts) crawled with `--render never` and with `--render auto` (the browser would start
+#    at the first page to render; none is), BENCH_RUNS times each (default 3), alternating.
+#    Per run: pages/s and CPU seconds (user + system, the crawler's and any browser's) per
+#    1000 pages.
 #
 # Every render run must render every page and find the whole tree; the auto runs must render
 # nothing. Prints one line per run, then, as its last line, one JSON object with the figures
@@ -24,6 +26,8 @@ cd "$(dirname "$0")/../.."
 RENDER_PAGES=${BENCH_RENDER_PAGES:-400}
 PAGES=${BENCH_PAGES:-20000}
 RUNS=${BENCH_RUNS:-3}
+# The numbers of contexts the render runs use; empty: only the auto runs.
+CONTEXTS=${BENCH_CONTEXTS-1 2 4}
 BROWSER=${KUBECRAWL_BROWSER:-/usr/lib/chromium/chromium-headless-shell}
 
 say() { printf '[bench-render] %s\n' "$*" >&2; }
@@ -97,7 +101,7 @@ SPA_ROOT="${ROOT}js/spa/0"
 say "site $ROOT: $REACHABLE reachable main pages, $RENDER_PAGES application shells from $SPA_ROOT"
 
 : >"$WORK/render.jsonl"
-for contexts in 1 2 4; do
+for contexts in $CONTEXTS; do
   /usr/bin/time -f '%e %U %S' -o "$WORK/time" "$BIN/kubecrawl-worker" crawl "$SPA_ROOT" \
     --maxdepth 1000 "${RESOLVE[@]}" --allow-private-networks --delay 0s --no-progress --log warn \
     --render always --render-contexts "$contexts" --browser "$BROWSER" \
@@ -142,7 +146,7 @@ jq -s -c --slurpfile auto "$WORK/auto.jsonl" '
   (map(select(.contexts == 1))[0].peak_pss_mb) as $one
   | (map(select(.contexts == 4))[0].peak_pss_mb) as $four
   | {render: map({(.contexts | tostring): {pages_per_s, peak_pss_mb}}) | add,
-     mb_per_extra_context: ((($four - $one) / 3) * 10 | round / 10),
+     mb_per_extra_context: (if $one and $four then ((($four - $one) / 3) * 10 | round / 10) else null end),
      never: ($auto | map(select(.mode == "never")) | {pages_per_s: range(.pages_per_s), cpu_s_per_1000_pages: range(.cpu_s_per_1000_pages)}),
      auto: ($auto | map(select(.mode == "auto")) | {pages_per_s: range(.pages_per_s), cpu_s_per_1000_pages: range(.cpu_s_per_1000_pages)}),
      auto_cpu_overhead_percent: ((($auto | map(select(.mode == "auto")) | map(.cpu_s_per_1000_pages) | add)

@@ -23,10 +23,6 @@ pub struct Cli {
 
 /// The worker's commands.
 #[derive(Debug, Subcommand)]
-#[expect(
-    clippy::large_enum_variant,
-    reason = "parsed once per process; boxing would only complicate every caller"
-)]
 pub enum Command {
     /// Crawl from one or more URLs on this machine and write every page as a JSON line.
     /// Needs no cluster: the frontier is in memory unless --redis is given, and the output is

@@ -265,8 +265,9 @@ fn warc_writer(
         .map_err(|source| Error::Warc { source })
 }
 
-/// The worker's browser, started now, when `render` asks for one: a missing browser fails
-/// the worker at startup rather than at its first page.
+/// The worker's renderer, when `render` asks for one. The browser starts at the first page
+/// to render (a job that renders nothing costs nothing), but a browser that is not there fails
+/// the worker now rather than at that page.
 async fn renderer(
     render: bool,
     args: &args::BrowserArgs,
@@ -275,11 +276,11 @@ async fn renderer(
     if !render {
         return Ok(None);
     }
-    let renderer = render::Renderer::new(args.config(fetch.max_body_bytes), fetcher(fetch)?);
-    renderer.start().await.map_err(|source| Error::Browser {
+    render::check_browser(&args.browser).map_err(|source| Error::Browser {
         path: args.browser.clone(),
         source,
     })?;
+    let renderer = render::Renderer::new(args.config(fetch.max_body_bytes), fetcher(fetch)?);
     Ok(Some(Arc::new(renderer)))
 }
 

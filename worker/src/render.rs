@@ -245,6 +245,23 @@ fn browser_error(e: impl std::fmt::Display) -> RenderError {
     RenderError::Browser(e.to_string())
 }
 
+/// Whether `browser` is an executable file, as a start-up check.
+///
+/// # Errors
+/// [`RenderError::Browser`] naming what is wrong.
+pub fn check_browser(browser: &std::path::Path) -> Result<(), RenderError> {
+    use std::os::unix::fs::PermissionsExt;
+    let meta = std::fs::metadata(browser)
+        .map_err(|e| RenderError::Browser(format!("{}: {e}", browser.display())))?;
+    if !meta.is_file() || meta.permissions().mode() & 0o111 == 0 {
+        return Err(RenderError::Browser(format!(
+            "{} is not an executable file",
+            browser.display()
+        )));
+    }
+    Ok(())
+}
+
 /// A running browser.
 struct Live {
     browser: Browser,
@@ -631,5 +648,35 @@ impl TempDir {
 impl Drop for TempDir {
     fn drop(&mut self) {
         let _ = std::fs::remove_dir_all(&self.0);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_browser_that_is_not_an_executable_file_is_named() {
+        let missing =
+            check_browser(std::path::Path::new("/nonexistent/chromium")).expect_err("refused");
+        assert!(
+            missing.to_string().contains("/nonexistent/chromium"),
+            "{missing}"
+        );
+        let file =
+            std::env::temp_dir().join(format!("kubecrawl-not-a-browser-{}", std::process::id()));
+        std::fs::write(&file, "text").expect("a file");
+        let plain = check_browser(&file).expect_err("refused");
+        let _ = std::fs::remove_file(&file);
+        assert!(
+            plain.to_string().contains("is not an executable file"),
+            "{plain}"
+        );
+        let dir = check_browser(std::path::Path::new("/usr/bin")).expect_err("refused");
+        assert!(
+            dir.to_string().contains("is not an executable file"),
+            "{dir}"
+        );
+        assert!(check_browser(std::path::Path::new("/bin/sh")).is_ok());
     }
 }
