@@ -8,7 +8,8 @@
 //! - **Every request of the page is answered by the worker** (`Fetch` domain interception,
 //!   `intercept`): the document with the response already fetched; scripts, XHR and fetch
 //!   calls (GET only) with the worker's own fetcher, so the network guard, the job's
-//!   User-Agent and the body cap hold for sub-resources too. Images, media, fonts,
+//!   User-Agent, robots.txt (unless the job ignores it) and the body cap hold for
+//!   sub-resources too. Images, media, fonts,
 //!   stylesheets, WebSockets and other kinds a DOM does not need are refused, as are requests
 //!   past [`MAX_SUBRESOURCES`] per page. The browser also runs behind an unreachable proxy, a
 //!   backstop for anything the interception would not see.
@@ -186,6 +187,9 @@ pub struct Document {
     pub body: bytes::Bytes,
     /// The User-Agent sub-resources are fetched with (the job's, or the worker's default).
     pub user_agent: Option<String>,
+    /// The robots.txt rules the page's own requests must pass (the worker's cache, which
+    /// fetches an origin's robots.txt the first time); `None` when the job ignores robots.txt.
+    pub robots: Option<Arc<crate::robots::RobotsCache>>,
 }
 
 /// A rendered page.

@@ -181,7 +181,8 @@ struct JobContext {
 pub struct Worker {
     frontier: Arc<dyn Frontier>,
     fetcher: Fetcher,
-    robots: RobotsCache,
+    /// Shared with the renderer, which checks the requests of rendered pages against it.
+    robots: Arc<RobotsCache>,
     spider: Arc<dyn Spider>,
     sink: Arc<dyn Sink>,
     metrics: Metrics,
@@ -240,7 +241,7 @@ impl Worker {
             traps: TrapDetector::new(),
             frontier,
             fetcher,
-            robots,
+            robots: Arc::new(robots),
             spider,
             sink,
             metrics,

@@ -210,6 +210,7 @@ fn document(url: &str, html: &str) -> Document {
         headers: vec![("content-type".to_owned(), "text/html".to_owned())],
         body: bytes::Bytes::from(html.to_owned()),
         user_agent: None,
+        robots: None,
     }
 }
 
@@ -613,6 +614,53 @@ async fn a_page_gets_at_most_its_share_of_requests_no_websocket_and_nothing_of_t
         "{}",
         rendered.html
     );
+    renderer.stop().await;
+    site.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_page_s_requests_obey_robots_txt_unless_the_job_ignores_it() {
+    let site = script_site().await;
+    let renderer = renderer(true, Some(&site));
+    let page = site.url(MAIN_HOST, "/page");
+    // robots.txt disallows /private/ (but /private/press/) for every agent.
+    let html = "<html><body><div id=a></div><div id=b></div><script>\
+                const show = (id, path) => fetch(path).then(r => r.text()).then(\
+                  () => document.getElementById(id).textContent = 'got ' + path, \
+                  () => document.getElementById(id).textContent = 'refused ' + path);\
+                show('a', '/private/0'); show('b', '/js/data.json');\
+                </script></body></html>";
+    let mut obeying = document(&page, html);
+    obeying.robots = Some(std::sync::Arc::new(
+        kubecrawl_worker::robots::RobotsCache::new("kubecrawl", 100),
+    ));
+    let rendered = renderer
+        .render(&obeying, &limits(Duration::from_secs(10)))
+        .await
+        .expect("renders");
+    assert!(
+        rendered.html.contains(">refused /private/0</div>")
+            && rendered.html.contains(">got /js/data.json</div>"),
+        "{}",
+        rendered.html
+    );
+    assert_eq!(
+        site.hits("/private/0"),
+        0,
+        "a disallowed request reached the site"
+    );
+    assert_eq!(site.hits("/robots.txt"), 1);
+    // A job that ignores robots.txt: its pages' requests do not ask it.
+    let rendered = renderer
+        .render(&document(&page, html), &limits(Duration::from_secs(10)))
+        .await
+        .expect("renders");
+    assert!(
+        rendered.html.contains(">got /private/0</div>"),
+        "{}",
+        rendered.html
+    );
+    assert_eq!(site.hits("/private/0"), 1);
     renderer.stop().await;
     site.shutdown().await;
 }

@@ -223,7 +223,18 @@ async fn answer(
         max_body: Some(max_bytes),
         ..RequestOptions::default()
     };
-    let fetched = fetcher.fetch(&url, &options, |_| true).await;
+    let fetched = match &document.robots {
+        Some(robots) if !robots.check(fetcher, &url, &options).await.allowed => {
+            tracing::debug!(%url, "a page's request refused by robots.txt");
+            Err(None)
+        }
+        // Redirects too must be allowed by their origin's robots.txt, when it is known.
+        Some(robots) => {
+            let allowed = |next: &Url| robots.cached_allows(next) == Some(true);
+            fetcher.fetch(&url, &options, allowed).await.map_err(Some)
+        }
+        None => fetcher.fetch(&url, &options, |_| true).await.map_err(Some),
+    };
     let answer = match fetched {
         Ok(fetched) => {
             let headers: Vec<(&str, &str)> = fetched
@@ -233,12 +244,13 @@ async fn answer(
                 .collect();
             Answer::Fulfil(fulfil(event, fetched.status, headers, &fetched.body))
         }
-        Err(FetchError::PrivateDestination { .. }) => {
+        Err(None) => Answer::Fail(ErrorReason::BlockedByClient),
+        Err(Some(FetchError::PrivateDestination { .. })) => {
             tracing::debug!(%url, "a page's request to a private address refused");
             Answer::Fail(ErrorReason::AccessDenied)
         }
-        Err(FetchError::Timeout { .. }) => Answer::Fail(ErrorReason::TimedOut),
-        Err(_) => Answer::Fail(ErrorReason::Failed),
+        Err(Some(FetchError::Timeout { .. })) => Answer::Fail(ErrorReason::TimedOut),
+        Err(Some(_)) => Answer::Fail(ErrorReason::Failed),
     };
     if let Ok(mut last) = counts.last.lock() {
         *last = Instant::now();

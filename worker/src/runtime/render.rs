@@ -30,6 +30,7 @@ impl Worker {
         plan: &Plan,
         response: Response,
         signals: &Signals,
+        obey_robots: bool,
         counters: &mut Vec<(&'static str, u64)>,
     ) -> Stage<Response> {
         let renderable = (200..300).contains(&response.status)
@@ -63,6 +64,7 @@ impl Worker {
                 .get("user-agent")
                 .and_then(|v| v.first())
                 .cloned(),
+            robots: obey_robots.then(|| self.robots.clone()),
         };
         let rendered = match renderer.render(&document, &plan.limits).await {
             Ok(rendered) => rendered,

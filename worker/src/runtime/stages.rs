@@ -375,7 +375,8 @@ impl Worker {
         let mut counters = Vec::new();
         let response = match job.render.as_ref() {
             Some(plan) => {
-                self.render_page(lease, plan, response, &signals, &mut counters)
+                let obey_robots = job.policy.politeness.as_ref().is_none_or(|p| p.obey_robots);
+                self.render_page(lease, plan, response, &signals, obey_robots, &mut counters)
                     .await?
             }
             None => response,
