@@ -57,20 +57,32 @@ if [ -n "${ROOTFS_BROWSER:-}" ]; then
   mkdir -p "$out$dir"
   cp -a "$dir/." "$out$dir/"
   # The libraries of the browser and of those shipped beside it, as regular files.
-  deps=$( { ldd "$ROOTFS_BROWSER"; for so in "$dir"/*.so "$dir"/*.so.*; do [ -f "$so" ] && ldd "$so" 2>/dev/null; done; } \
-    | awk '$2 == "=>" && $3 ~ /^\// { print $3 } $1 ~ /^\// { print $1 }' | sort -u)
+  # (Under pipefail, a loop whose last test is false would fail the whole pipeline: every
+  # step here says what it does when there is nothing to do.)
+  deps=$( {
+      ldd "$ROOTFS_BROWSER"
+      for so in "$dir"/*.so "$dir"/*.so.*; do
+        if [ -f "$so" ]; then ldd "$so" 2>/dev/null || true; fi
+      done
+    } | awk '$2 == "=>" && $3 ~ /^\// { print $3 } $1 ~ /^\// { print $1 }' | sort -u)
   for lib in $deps; do
-    [ -e "$out$lib" ] && continue
-    mkdir -p "$out$(dirname "$lib")"
-    cp -L "$lib" "$out$lib"
+    if [ ! -e "$out$lib" ]; then
+      mkdir -p "$out$(dirname "$lib")"
+      cp -L "$lib" "$out$lib"
+    fi
   done
   # NSS loads its modules by name at run time, so ldd does not list them.
   for nss in /usr/lib/*/nss /usr/lib/*/libsoftokn3.so /usr/lib/*/libfreebl3.so /usr/lib/*/libfreeblpriv3.so /usr/lib/*/libnssckbi.so; do
-    [ -e "$nss" ] || continue
-    mkdir -p "$out$(dirname "$nss")"
-    cp -aL "$nss" "$out$nss"
+    if [ -e "$nss" ]; then
+      mkdir -p "$out$(dirname "$nss")"
+      cp -aL "$nss" "$out$nss"
+    fi
   done
   for fonts in /etc/fonts /usr/share/fonts; do
-    [ -d "$fonts" ] && { mkdir -p "$out$(dirname "$fonts")"; cp -aL "$fonts" "$out$fonts"; }
+    if [ -d "$fonts" ]; then
+      mkdir -p "$out$(dirname "$fonts")"
+      cp -aL "$fonts" "$out$fonts"
+    fi
   done
+  [ -x "$out$ROOTFS_BROWSER" ] || { echo "rootfs: the browser did not land in $out" >&2; exit 1; }
 fi
