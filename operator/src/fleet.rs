@@ -843,6 +843,18 @@ mod tests {
     use super::*;
     use kubecrawl_api::{CrawlJobSpec, CrawlJobStatus};
 
+    /// What workers of the tests' fleets connect to: one Redis, one Kafka.
+    fn connections() -> Connections {
+        Connections {
+            redis_url: "redis://r:6379".into(),
+            redis_prefix: "kc".into(),
+            kafka_brokers: "k:9092".into(),
+            topic_prefix: "demo".into(),
+            redis_cluster: false,
+            redis_shards: None,
+        }
+    }
+
     fn job(name: &str, spider: &str, workers: u32, phase: Phase) -> Arc<CrawlJob> {
         let spec: CrawlJobSpec = serde_json::from_value(serde_json::json!({
             "spiderid": spider, "appid": "a", "seeds": ["http://site.test/"], "workers": workers
@@ -900,14 +912,7 @@ mod tests {
     #[test]
     fn the_deployment_is_restricted_and_configured() {
         let config = FleetConfig::default();
-        let conns = Connections {
-            redis_url: "redis://r:6379".into(),
-            redis_prefix: "kc".into(),
-            kafka_brokers: "k:9092".into(),
-            topic_prefix: "demo".into(),
-            redis_cluster: false,
-            redis_shards: None,
-        };
+        let conns = connections();
         let d = deployment(&config, &conns, "link", 3);
         let spec = d.spec;
         assert_eq!(spec.replicas, Some(3));
@@ -934,14 +939,7 @@ mod tests {
         let config: FleetConfig = serde_yaml::from_str(yaml).expect("parses");
         assert!(config.renders("link-render") && !config.renders("link"));
         assert_eq!(config.rendering(), "link-render");
-        let conns = Connections {
-            redis_url: "redis://r:6379".into(),
-            redis_prefix: "kc".into(),
-            kafka_brokers: "k:9092".into(),
-            topic_prefix: "demo".into(),
-            redis_cluster: false,
-            redis_shards: None,
-        };
+        let conns = connections();
         let pod = |spider: &str| {
             deployment(&config, &conns, spider, 1)
                 .spec
@@ -990,14 +988,7 @@ mod tests {
     fn host_network_fleets_bind_their_metrics_port_and_tolerate_the_node() {
         let yaml = "namespace: kc\ndefaults: {hostNetwork: true, metricsPort: 19090, tolerations: [{key: a, operator: Exists}]}\nfleets:\n  link: {tolerations: [{key: b, operator: Exists}]}\n  wandering: {hostNetwork: false, metricsPort: 9091}\n";
         let config: FleetConfig = serde_yaml::from_str(yaml).expect("parses");
-        let conns = Connections {
-            redis_url: "redis://r:6379".into(),
-            redis_prefix: "kc".into(),
-            kafka_brokers: "k:9092".into(),
-            topic_prefix: "demo".into(),
-            redis_cluster: false,
-            redis_shards: None,
-        };
+        let conns = connections();
         let pod = |spider: &str| {
             deployment(&config, &conns, spider, 1)
                 .spec
@@ -1121,14 +1112,7 @@ mod tests {
     fn the_built_template_is_pinned() {
         let yaml = "namespace: kc\ndefaults: {image: 'kubecrawl/worker:1', env: [{name: KUBECRAWL_CONCURRENCY, value: '8'}], args: ['--lease-batch', '4'], metricsPort: 9191, tolerations: [{key: a, operator: Exists}], nodeSelector: {disk: ssd}, volumes: [{name: redis-ca, secret: {secretName: my-ca}}], volumeMounts: [{name: redis-ca, mountPath: /ca, readOnly: true}]}\nredisUrlSecret: {name: redis, key: url}\n";
         let config: FleetConfig = serde_yaml::from_str(yaml).expect("parses");
-        let conns = Connections {
-            redis_url: "redis://r:6379".into(),
-            redis_prefix: "kc".into(),
-            kafka_brokers: "k:9092".into(),
-            topic_prefix: "demo".into(),
-            redis_cluster: false,
-            redis_shards: None,
-        };
+        let conns = connections();
         let d = deployment(&config, &conns, "link", 2);
         assert_eq!(
             d.annotations().get(TEMPLATE_HASH).map(String::as_str),

@@ -323,7 +323,7 @@ impl Renderer {
     /// The browser's process id, while it runs.
     pub async fn browser_pid(&self) -> Option<u32> {
         let live = self.live.lock().await.clone()?;
-        live.browser_pid()
+        live.pid
     }
 
     /// Renders `document` within `limits`.
@@ -436,7 +436,7 @@ impl Renderer {
             pid,
             _profile: profile,
         };
-        tracing::info!(generation, pid = ?live.browser_pid(), "browser started");
+        tracing::info!(generation, pid = ?live.pid, "browser started");
         Ok(live)
     }
 
@@ -570,12 +570,6 @@ impl Renderer {
             screenshot_too_large,
             elapsed: started.elapsed(),
         })
-    }
-}
-
-impl Live {
-    fn browser_pid(&self) -> Option<u32> {
-        self.pid
     }
 }
 

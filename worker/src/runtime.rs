@@ -177,6 +177,16 @@ struct JobContext {
     read_at: Instant,
 }
 
+impl JobContext {
+    /// The job obeys robots.txt (the default), for its pages and for their own requests.
+    fn obeys_robots(&self) -> bool {
+        self.policy
+            .politeness
+            .as_ref()
+            .is_none_or(|p| p.obey_robots)
+    }
+}
+
 /// One worker: a spider, a fetcher, a sink and the frontier they share.
 pub struct Worker {
     frontier: Arc<dyn Frontier>,

@@ -90,7 +90,7 @@ impl Worker {
             if_none_match: previous.as_ref().and_then(|v| v.etag.as_deref()),
             if_modified_since: previous.as_ref().and_then(|v| v.last_modified.as_deref()),
         };
-        let obey_robots = job.policy.politeness.as_ref().is_none_or(|p| p.obey_robots);
+        let obey_robots = job.obeys_robots();
         let sitemap = lease.request.sitemap_role();
         // robots.txt itself is always fetched (RFC 9309).
         if obey_robots && sitemap != Some(SitemapRole::Robots) {
@@ -362,22 +362,23 @@ impl Worker {
         let (response, signals) = match built {
             Ok(built) => built,
             Err(e) => {
-                tracing::error!(error = %e, "reading the page panicked");
                 return Err(self
-                    .ack(
-                        lease,
-                        Outcome::status(status, bytes),
-                        LeaseOutcome::SpiderPanicked,
-                    )
+                    .panicked(lease, status, bytes, "reading the page", &e)
                     .await);
             }
         };
         let mut counters = Vec::new();
         let response = match job.render.as_ref() {
             Some(plan) => {
-                let obey_robots = job.policy.politeness.as_ref().is_none_or(|p| p.obey_robots);
-                self.render_page(lease, plan, response, &signals, obey_robots, &mut counters)
-                    .await?
+                self.render_page(
+                    lease,
+                    plan,
+                    response,
+                    &signals,
+                    job.obeys_robots(),
+                    &mut counters,
+                )
+                .await?
             }
             None => response,
         };
@@ -386,16 +387,7 @@ impl Worker {
         let parsed = cpu(big, move || spider.parse(&response)).await;
         let outputs = match parsed {
             Ok(outputs) => outputs,
-            Err(e) => {
-                tracing::error!(error = %e, "spider panicked");
-                return Err(self
-                    .ack(
-                        lease,
-                        Outcome::status(status, bytes),
-                        LeaseOutcome::SpiderPanicked,
-                    )
-                    .await);
-            }
+            Err(e) => return Err(self.panicked(lease, status, bytes, "spider", &e).await),
         };
         let mut children: Vec<CrawlRequest> = handed_over.into_iter().collect();
         let mut items: Vec<PageRecord> = Vec::new();
@@ -418,6 +410,24 @@ impl Worker {
             step,
             counters,
         })
+    }
+
+    /// `what` panicked on the page: logged, and the lease acknowledged with the page's status.
+    async fn panicked(
+        &self,
+        lease: &Lease,
+        status: u16,
+        bytes: u64,
+        what: &str,
+        message: &str,
+    ) -> LeaseOutcome {
+        tracing::error!(error = %message, "{what} panicked");
+        self.ack(
+            lease,
+            Outcome::status(status, bytes),
+            LeaseOutcome::SpiderPanicked,
+        )
+        .await
     }
 
     /// A sitemap request's answer, read instead of parsed ([`crate::sitemap`]): the sitemaps
